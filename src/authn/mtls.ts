@@ -1,0 +1,90 @@
+// mTLS peer authentication, once per connection: the chain the peer presented is verified as an
+// X509-SVID against the bundle of the peer's own trust domain (OpenSSL's check against the union of all
+// bundles, done in the handshake, cannot tell trust domains apart). Results are cached per chain, so a
+// peer that reconnects costs one hash and one map lookup.
+import { createHash, type X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { isSidecarError } from '../errors.js';
+import type { X509BundleSet } from '../spiffe/bundle.js';
+import type { SpiffeId } from '../spiffe/id.js';
+import { verifyX509SvidDer } from '../spiffe/x509svid.js';
+import type { PeerIdentity, Rejection } from './identity.js';
+
+/** A peer sends leaf + intermediates; more than this is not a SPIFFE deployment, it is an attack. */
+const MAX_PEER_CHAIN = 8;
+const CACHE_SIZE = 1024;
+
+interface CachedVerification {
+  id: SpiffeId;
+  notBefore: number;
+  notAfter: number;
+}
+
+/** One cache per bundle set: a rotated bundle set is a new object, so old results can never leak across. */
+const caches = new WeakMap<X509BundleSet, Map<string, CachedVerification>>();
+
+function cacheFor(bundles: X509BundleSet): Map<string, CachedVerification> {
+  let cache = caches.get(bundles);
+  if (!cache) {
+    cache = new Map();
+    caches.set(bundles, cache);
+  }
+  return cache;
+}
+
+/** The certificates the peer sent: leaf first. */
+function peerChain(socket: TLSSocket): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  let cert: X509Certificate | undefined = socket.getPeerX509Certificate();
+  while (cert && chain.length < MAX_PEER_CHAIN + 1) {
+    chain.push(cert);
+    const next: X509Certificate | undefined = cert.issuerCertificate;
+    if (!next || next === cert || next.raw.equals(cert.raw)) break;
+    cert = next;
+  }
+  return chain;
+}
+
+export type AuthnResult = { ok: true; identity: PeerIdentity } | { ok: false; rejection: Rejection };
+
+function reject(reason: string, message: string): AuthnResult {
+  return { ok: false, rejection: { reason, message } };
+}
+
+/** Authenticates the peer of a completed TLS handshake. Never throws. */
+export function authenticateTlsPeer(socket: TLSSocket, bundles: X509BundleSet, now = Date.now()): AuthnResult {
+  const chain = peerChain(socket);
+  if (chain.length === 0) return reject('ERR_NO_CLIENT_CERT', 'the peer presented no certificate');
+  if (chain.length > MAX_PEER_CHAIN)
+    return reject('ERR_CHAIN_TOO_LONG', `the peer chain is longer than ${MAX_PEER_CHAIN}`);
+  const leafSha256 = createHash('sha256').update(chain[0].raw).digest('hex');
+  const key =
+    chain.length === 1
+      ? leafSha256
+      : `${leafSha256}:${chain
+          .slice(1)
+          .reduce((h, c) => h.update(c.raw), createHash('sha256'))
+          .digest('hex')}`;
+  const cache = cacheFor(bundles);
+  const hit = cache.get(key);
+  if (hit && now >= hit.notBefore && now <= hit.notAfter) {
+    return { ok: true, identity: { id: hit.id, method: 'mtls', leafSha256 } };
+  }
+  try {
+    const { id, path } = verifyX509SvidDer(
+      chain.map((c) => c.raw),
+      bundles,
+      { now: new Date(now) },
+    );
+    if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+    cache.set(key, {
+      id,
+      notBefore: Math.max(...path.map((c) => c.notBefore.getTime())),
+      notAfter: Math.min(...path.map((c) => c.notAfter.getTime())),
+    });
+    return { ok: true, identity: { id, method: 'mtls', leafSha256 } };
+  } catch (err) {
+    if (isSidecarError(err)) return reject(err.code, err.message);
+    return reject('ERR_INTERNAL', `peer verification failed unexpectedly: ${(err as Error).message}`);
+  }
+}

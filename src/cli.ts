@@ -1,0 +1,156 @@
+// Command line and environment → raw options. The only reader of process.env: every `run` flag can also
+// be set as SPIFFE_SIDECAR_<FLAG> (upper case, dashes as underscores; lists comma-separated), and a
+// flag on the command line wins over the environment.
+import { parseArgs } from 'node:util';
+import type { RawOptions } from './config.js';
+import { SidecarError } from './errors.js';
+
+type OptionSpec = { type: 'string' | 'boolean'; multiple?: boolean; help: string; value?: string };
+
+export const RUN_OPTIONS: Record<keyof RawOptions, OptionSpec> = {
+  listen: { type: 'string', value: 'HOST:PORT', help: 'where to accept mTLS connections (default 0.0.0.0:8443)' },
+  upstream: {
+    type: 'string',
+    value: 'URL',
+    help: 'the app, e.g. http://127.0.0.1:8080 (loopback unless --unsafe-upstream)',
+  },
+  'unsafe-upstream': { type: 'boolean', help: 'allow an upstream that is not on loopback' },
+  'mtls-cert-file': {
+    type: 'string',
+    value: 'FILE',
+    help: 'our X509-SVID, leaf first then intermediates (PEM; tls.crt)',
+  },
+  'mtls-key-file': { type: 'string', value: 'FILE', help: 'its private key (PEM; tls.key)' },
+  'mtls-ca-file': { type: 'string', value: 'FILE', help: 'the trust bundle of our own trust domain (PEM; ca.crt)' },
+  'federated-bundle': {
+    type: 'string',
+    multiple: true,
+    value: 'TD=FILE',
+    help: 'trust bundle of another trust domain (repeatable)',
+  },
+  allow: { type: 'string', multiple: true, value: 'RULE', help: 'SPIFFE ID rule of callers to admit (repeatable)' },
+  'allow-any': { type: 'boolean', help: 'admit every authenticated peer (explicit opt-in)' },
+  'identity-header': {
+    type: 'string',
+    multiple: true,
+    value: 'NAME',
+    help: 'header carrying the verified ID (default x-spiffe-id; repeatable)',
+  },
+  xfcc: { type: 'boolean', help: 'set x-forwarded-client-cert (default on; --no-xfcc to turn off)' },
+  'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info (default), warn, error, fatal or silent' },
+};
+
+export const CERTS_INIT_OPTIONS: Record<string, OptionSpec> = {
+  'trust-domain': { type: 'string', value: 'TD', help: 'trust domain name, e.g. example.org' },
+  out: { type: 'string', value: 'DIR', help: 'directory for ca.crt and ca.key' },
+  lifetime: { type: 'string', value: 'DURATION', help: 'CA lifetime (default 365d)' },
+};
+
+export const CERTS_ISSUE_OPTIONS: Record<string, OptionSpec> = {
+  id: { type: 'string', value: 'SPIFFE_ID', help: "the SVID's SPIFFE ID, e.g. spiffe://example.org/web" },
+  ca: { type: 'string', value: 'DIR', help: 'directory made by certs init' },
+  out: { type: 'string', value: 'DIR', help: 'directory for tls.crt, tls.key and ca.crt' },
+  lifetime: { type: 'string', value: 'DURATION', help: 'SVID lifetime (default 1h)' },
+};
+
+export type Command =
+  | { command: 'run'; options: RawOptions }
+  | { command: 'certs-init'; options: Record<string, string | undefined> }
+  | { command: 'certs-issue'; options: Record<string, string | undefined> }
+  | { command: 'help' }
+  | { command: 'version' };
+
+export function envName(flag: string): string {
+  return `SPIFFE_SIDECAR_${flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+function parseFlags(args: string[], specs: Record<string, OptionSpec>, usage: string) {
+  try {
+    return parseArgs({
+      args,
+      options: Object.fromEntries(
+        Object.entries(specs).map(([name, s]) => [name, { type: s.type, multiple: s.multiple ?? false }]),
+      ),
+      allowPositionals: false,
+      allowNegative: true,
+      strict: true,
+    }).values as Record<string, string | boolean | string[] | undefined>;
+  } catch (err) {
+    throw new SidecarError('ERR_CONFIG_INVALID', `${(err as Error).message}; see '${usage} --help'`, { cause: err });
+  }
+}
+
+function envBoolean(name: string, value: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new SidecarError('ERR_CONFIG_INVALID', `${name}=${JSON.stringify(value)}: expected true or false`);
+}
+
+/** Fills options the command line left unset from SPIFFE_SIDECAR_* variables. */
+function withEnv(values: Record<string, unknown>, env: NodeJS.ProcessEnv): RawOptions {
+  const out: Record<string, unknown> = { ...values };
+  for (const [flag, spec] of Object.entries(RUN_OPTIONS)) {
+    const name = envName(flag);
+    const value = env[name];
+    if (out[flag] !== undefined || value === undefined || value === '') continue;
+    if (spec.type === 'boolean') out[flag] = envBoolean(name, value);
+    else if (spec.multiple)
+      out[flag] = value
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
+    else out[flag] = value;
+  }
+  return out as RawOptions;
+}
+
+/** Parses argv (without `node` and the script) into a command. */
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): Command {
+  const [first, second] = argv;
+  if (first === '--help' || first === '-h' || first === 'help') return { command: 'help' };
+  if (first === '--version' || first === 'version') return { command: 'version' };
+  if (first === 'certs') {
+    if (second === 'init' || second === 'issue') {
+      const rest = argv.slice(2);
+      if (rest.includes('--help')) return { command: 'help' };
+      const specs = second === 'init' ? CERTS_INIT_OPTIONS : CERTS_ISSUE_OPTIONS;
+      const values = parseFlags(rest, specs, `spiffe-sidecar certs ${second}`);
+      return { command: second === 'init' ? 'certs-init' : 'certs-issue', options: values as Record<string, string> };
+    }
+    throw new SidecarError(
+      'ERR_CONFIG_INVALID',
+      `unknown command 'certs ${second ?? ''}'; use 'certs init' or 'certs issue'`,
+    );
+  }
+  const args = first === 'run' ? argv.slice(1) : argv;
+  if (args.includes('--help') || args.includes('-h')) return { command: 'help' };
+  if (args[0] !== undefined && !args[0].startsWith('-')) {
+    throw new SidecarError('ERR_CONFIG_INVALID', `unknown command '${args[0]}'; see 'spiffe-sidecar --help'`);
+  }
+  return { command: 'run', options: withEnv(parseFlags(args, RUN_OPTIONS, 'spiffe-sidecar run'), env) };
+}
+
+function describe(specs: Record<string, OptionSpec>): string {
+  return Object.entries(specs)
+    .map(([name, s]) => `  --${`${name}${s.value ? ` ${s.value}` : ''}`.padEnd(30)} ${s.help}`)
+    .join('\n');
+}
+
+export function helpText(): string {
+  return `spiffe-sidecar: a SPIFFE mTLS sidecar proxy
+
+Usage:
+  spiffe-sidecar [run] [flags]       terminate mTLS, verify and authorize peers, forward to the app
+  spiffe-sidecar certs init [flags]  create a development CA for a trust domain
+  spiffe-sidecar certs issue [flags] issue an X509-SVID from a development CA
+
+run flags (each also as ${envName('<flag>')}, e.g. ${envName('allow')}):
+${describe(RUN_OPTIONS)}
+
+certs init flags:
+${describe(CERTS_INIT_OPTIONS)}
+
+certs issue flags:
+${describe(CERTS_ISSUE_OPTIONS)}
+`;
+}

@@ -1,0 +1,188 @@
+// The sidecar's configuration: one frozen Config, all defaults in one object, and validation that fails
+// closed before any socket opens. Every error names the flag and says how to fix it.
+import { isIP } from 'node:net';
+import { SidecarError } from './errors.js';
+import type { FileIdentityOptions } from './identity/file-source.js';
+import { LOG_LEVELS, type LogLevel } from './log.js';
+import { parseTrustDomain } from './spiffe/id.js';
+import { compileAllowRules } from './spiffe/match.js';
+
+export const DEFAULTS = Object.freeze({
+  listen: '0.0.0.0:8443',
+  identityHeaders: Object.freeze(['x-spiffe-id']),
+  xfcc: true,
+  logLevel: 'info' as LogLevel,
+});
+
+/** Options as the CLI hands them over: strings and booleans, keyed by flag name. */
+export interface RawOptions {
+  listen?: string;
+  upstream?: string;
+  'unsafe-upstream'?: boolean;
+  'mtls-cert-file'?: string;
+  'mtls-key-file'?: string;
+  'mtls-ca-file'?: string;
+  'federated-bundle'?: string[];
+  allow?: string[];
+  'allow-any'?: boolean;
+  'identity-header'?: string[];
+  xfcc?: boolean;
+  'log-level'?: string;
+}
+
+export interface Config {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly upstream: URL;
+  readonly files: FileIdentityOptions;
+  readonly allow: readonly string[];
+  readonly allowAny: boolean;
+  readonly identityHeaders: readonly string[];
+  readonly xfcc: boolean;
+  readonly logLevel: LogLevel;
+}
+
+function invalid(message: string): never {
+  throw new SidecarError('ERR_CONFIG_INVALID', message);
+}
+
+export function parseHostPort(text: string, flag: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535)
+    invalid(`${flag} ${JSON.stringify(text)}: expected HOST:PORT, e.g. 0.0.0.0:8443 or [::]:8443`);
+  const host = m[1] ?? m[2];
+  if (m[1] !== undefined && isIP(host) !== 6)
+    invalid(`${flag} ${JSON.stringify(text)}: "${host}" is not an IPv6 address`);
+  return { host, port };
+}
+
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
+}
+
+function parseUpstream(text: string | undefined, unsafe: boolean): URL {
+  if (!text) {
+    throw new SidecarError(
+      'ERR_CONFIG_MISSING',
+      '--upstream is required: the app behind the sidecar, e.g. --upstream http://127.0.0.1:8080',
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return invalid(`--upstream ${JSON.stringify(text)}: not a URL; write e.g. http://127.0.0.1:8080`);
+  }
+  if (url.protocol !== 'http:')
+    invalid(
+      `--upstream ${text}: only http:// upstreams are supported (the app listens on plain HTTP next to the sidecar)`,
+    );
+  if (url.username || url.password || url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) {
+    invalid(
+      `--upstream ${text}: give only the origin (scheme, host, port), e.g. http://127.0.0.1:8080; request paths are forwarded as they come`,
+    );
+  }
+  if (!isLoopback(url.hostname) && !unsafe) {
+    throw new SidecarError(
+      'ERR_UNSAFE_UPSTREAM',
+      `--upstream ${text}: the host is not a loopback address, so identity headers would cross the network in plain text; use 127.0.0.1 (the app in the same pod), or add --unsafe-upstream if you really mean it`,
+    );
+  }
+  return url;
+}
+
+/** RFC 9110 token characters. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'authorization',
+  'cookie',
+]);
+
+function parseIdentityHeaders(names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const raw of names) {
+    const name = raw.toLowerCase();
+    if (!HEADER_NAME.test(name)) invalid(`--identity-header ${JSON.stringify(raw)}: not a valid HTTP header name`);
+    if (RESERVED_HEADERS.has(name) || name === 'x-forwarded-client-cert') {
+      invalid(`--identity-header ${raw}: "${name}" is reserved; pick a name such as x-spiffe-id`);
+    }
+    if (!out.includes(name)) out.push(name);
+  }
+  return out;
+}
+
+function parseFederatedBundles(values: readonly string[]): { trustDomain: string; file: string }[] {
+  const seen = new Set<string>();
+  return values.map((value) => {
+    const eq = value.indexOf('=');
+    if (eq <= 0 || eq === value.length - 1) {
+      invalid(
+        `--federated-bundle ${JSON.stringify(value)}: expected TRUST_DOMAIN=FILE, e.g. --federated-bundle partner.org=/etc/spiffe/partner.org.pem`,
+      );
+    }
+    let trustDomain: string;
+    try {
+      trustDomain = parseTrustDomain(value.slice(0, eq));
+    } catch (err) {
+      return invalid(`--federated-bundle ${value}: ${(err as Error).message}`);
+    }
+    if (seen.has(trustDomain))
+      invalid(`--federated-bundle: trust domain "${trustDomain}" is given twice; one file per trust domain`);
+    seen.add(trustDomain);
+    return { trustDomain, file: value.slice(eq + 1) };
+  });
+}
+
+/** Validates raw options into the one Config. Throws SidecarError on the first problem. */
+export function buildConfig(raw: RawOptions): Config {
+  const missing = (['mtls-cert-file', 'mtls-key-file', 'mtls-ca-file'] as const).filter((f) => !raw[f]);
+  if (missing.length > 0) {
+    throw new SidecarError(
+      'ERR_CONFIG_MISSING',
+      `${missing.map((f) => `--${f}`).join(', ')} ${missing.length === 1 ? 'is' : 'are'} required: the sidecar's SVID (tls.crt), its key (tls.key) and the trust bundle of its trust domain (ca.crt)`,
+    );
+  }
+  const allow = raw.allow ?? [];
+  const allowAny = raw['allow-any'] ?? false;
+  if (allow.length === 0 && !allowAny) {
+    throw new SidecarError(
+      'ERR_NO_ALLOW_RULE',
+      'no --allow rule: the sidecar denies everyone by default; add --allow spiffe://example.org/ns/prod/sa/client (repeatable), or --allow-any to admit every authenticated peer',
+    );
+  }
+  if (allow.length > 0 && allowAny)
+    invalid('--allow and --allow-any exclude each other: --allow-any admits every authenticated peer');
+  for (const rule of allow) {
+    try {
+      compileAllowRules([rule]);
+    } catch (err) {
+      throw new SidecarError((err as SidecarError).code, `--allow: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const logLevel = (raw['log-level'] ?? DEFAULTS.logLevel) as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel))
+    invalid(`--log-level ${JSON.stringify(logLevel)}: use one of ${LOG_LEVELS.join(', ')}`);
+
+  return Object.freeze({
+    listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
+    upstream: parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false),
+    files: Object.freeze({
+      certFile: raw['mtls-cert-file'] as string,
+      keyFile: raw['mtls-key-file'] as string,
+      caFile: raw['mtls-ca-file'] as string,
+      federatedBundles: Object.freeze(parseFederatedBundles(raw['federated-bundle'] ?? [])),
+    }),
+    allow: Object.freeze([...allow]),
+    allowAny,
+    identityHeaders: Object.freeze(parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS.identityHeaders)),
+    xfcc: raw.xfcc ?? DEFAULTS.xfcc,
+    logLevel,
+  });
+}

@@ -1,0 +1,50 @@
+// The one error type of the sidecar: every failure carries a stable `code` from the union below,
+// so callers can `switch (err.code)` and operators can look the code up in the README table.
+
+export type SidecarErrorCode =
+  // SPIFFE IDs and allow rules
+  | 'ERR_INVALID_SPIFFE_ID'
+  | 'ERR_INVALID_TRUST_DOMAIN'
+  | 'ERR_INVALID_ALLOW_RULE'
+  // certificates and X509-SVID verification
+  | 'ERR_CERT_PARSE'
+  | 'ERR_SVID_NO_URI_SAN'
+  | 'ERR_SVID_MULTIPLE_URI_SANS'
+  | 'ERR_SVID_INVALID_ID'
+  | 'ERR_SVID_LEAF_IS_CA'
+  | 'ERR_SVID_KEY_USAGE'
+  | 'ERR_SVID_EXT_KEY_USAGE'
+  | 'ERR_CERT_EXPIRED'
+  | 'ERR_CERT_NOT_YET_VALID'
+  | 'ERR_CERT_UNKNOWN_CRITICAL_EXTENSION'
+  | 'ERR_NO_BUNDLE'
+  | 'ERR_CHAIN_UNTRUSTED'
+  | 'ERR_CHAIN_SIGNING_CERT'
+  | 'ERR_CHAIN_PATH_LEN'
+  | 'ERR_CHAIN_NAME_CONSTRAINTS'
+  // our own identity (file mode)
+  | 'ERR_FILE_READ'
+  | 'ERR_KEY_PARSE'
+  | 'ERR_KEY_MISMATCH'
+  | 'ERR_BUNDLE_INVALID'
+  | 'ERR_OWN_SVID_INVALID'
+  // configuration and startup
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_CONFIG_MISSING'
+  | 'ERR_NO_ALLOW_RULE'
+  | 'ERR_UNSAFE_UPSTREAM'
+  | 'ERR_LISTEN';
+
+export class SidecarError extends Error {
+  readonly code: SidecarErrorCode;
+
+  constructor(code: SidecarErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SidecarError';
+    this.code = code;
+  }
+}
+
+export function isSidecarError(err: unknown): err is SidecarError {
+  return err instanceof SidecarError;
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// Process entry: argv → command → run it. Startup problems print one clear line to stderr and exit 1;
+// SIGTERM/SIGINT close the listener and exit 0.
+import { readFileSync } from 'node:fs';
+import { startSidecar } from './app.js';
+import { certsInit, certsIssue } from './certs/commands.js';
+import { helpText, parseCommandLine } from './cli.js';
+import { buildConfig } from './config.js';
+import { isSidecarError } from './errors.js';
+import { createLogger } from './log.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const command = parseCommandLine(argv);
+  switch (command.command) {
+    case 'help':
+      process.stdout.write(helpText());
+      return;
+    case 'version':
+      process.stdout.write(`${version()}\n`);
+      return;
+    case 'certs-init':
+      process.stdout.write(`${await certsInit(command.options)}\n`);
+      return;
+    case 'certs-issue':
+      process.stdout.write(`${await certsIssue(command.options)}\n`);
+      return;
+    case 'run': {
+      const config = buildConfig(command.options);
+      const log = createLogger(config.logLevel);
+      const sidecar = await startSidecar(config, log);
+      const stop = (signal: string) => {
+        log.info({ event: 'stopping', signal }, 'stopping');
+        sidecar.close().then(
+          () => log.flush(() => process.exit(0)),
+          (err) => {
+            log.error({ err }, 'close failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      return;
+    }
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (isSidecarError(err)) {
+    process.stderr.write(`spiffe-sidecar: ${err.code}: ${err.message}\n`);
+  } else {
+    process.stderr.write(
+      `spiffe-sidecar: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+  }
+  process.exit(1);
+});

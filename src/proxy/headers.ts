@@ -1,0 +1,86 @@
+// Request headers on their way to the app: hop-by-hop headers go, every header the client sent under a
+// name we own (identity headers, XFCC) goes, and only then are the verified identity headers set.
+// Names are compared after folding case and `_` to `-`, because some app frameworks (CGI/WSGI, nginx
+// with underscores_in_headers) read `x_spiffe_id` as `x-spiffe-id`.
+import type { PeerIdentity } from '../authn/identity.js';
+import type { SpiffeId } from '../spiffe/id.js';
+
+export const XFCC_HEADER = 'x-forwarded-client-cert';
+
+/** RFC 9110 §7.6.1 connection-specific headers, never forwarded. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+export interface HeaderPolicy {
+  /** Header names (lowercase) that carry the verified SPIFFE ID. */
+  identityHeaders: readonly string[];
+  /** Set an Envoy-style x-forwarded-client-cert header. */
+  xfcc: boolean;
+  /** Our own SPIFFE ID, for XFCC `By=`. */
+  self: () => SpiffeId;
+}
+
+function fold(name: string): string {
+  return name.toLowerCase().replaceAll('_', '-');
+}
+
+/** Names we own, folded: anything the client sends under them is dropped. */
+export function protectedNames(policy: Pick<HeaderPolicy, 'identityHeaders'>): Set<string> {
+  return new Set([XFCC_HEADER, ...policy.identityHeaders.map(fold)]);
+}
+
+/** Envoy's XFCC element. SPIFFE IDs cannot contain `,;="`, so no value needs quoting. */
+export function formatXfcc(self: SpiffeId, peer: PeerIdentity): string {
+  return `By=${self};Hash=${peer.leafSha256};URI=${peer.id}`;
+}
+
+/**
+ * Builds the header list for the upstream request from the client's raw headers (a flat
+ * [name, value, ...] array, as Node gives it), keeping repeated headers and their order.
+ */
+export function upstreamRequestHeaders(
+  rawHeaders: readonly string[],
+  peer: PeerIdentity,
+  policy: HeaderPolicy,
+  owned: ReadonlySet<string>,
+  keepUpgrade = false,
+): string[] {
+  const connectionListed = new Set<string>();
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i].toLowerCase() === 'connection') {
+      for (const token of rawHeaders[i + 1].split(',')) connectionListed.add(token.trim().toLowerCase());
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    const lower = name.toLowerCase();
+    if (owned.has(fold(name))) continue;
+    const keptUpgrade = keepUpgrade && lower === 'upgrade';
+    if (!keptUpgrade && (HOP_BY_HOP.has(lower) || connectionListed.has(lower))) continue;
+    out.push(name, rawHeaders[i + 1]);
+  }
+  if (keepUpgrade) out.push('connection', 'upgrade');
+  const id = peer.id.toString();
+  for (const name of policy.identityHeaders) out.push(name, id);
+  if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));
+  return out;
+}
+
+/** Response headers from the app, minus hop-by-hop ones. */
+export function downstreamResponseHeaders(rawHeaders: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (!HOP_BY_HOP.has(rawHeaders[i].toLowerCase())) out.push(rawHeaders[i], rawHeaders[i + 1]);
+  }
+  return out;
+}

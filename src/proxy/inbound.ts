@@ -1,0 +1,248 @@
+// The inbound listener: terminates mTLS with our SVID, authenticates the peer once per connection
+// (a peer that fails is disconnected before a byte reaches the app), applies the policy to each request,
+// and forwards allowed requests (and WebSocket upgrades) to the app with verified identity headers.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { pipeline } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { PeerIdentity } from '../authn/identity.js';
+import { authenticateTlsPeer } from '../authn/mtls.js';
+import type { Decision, Policy } from '../authz/policy.js';
+import { SidecarError } from '../errors.js';
+import { allAuthoritiesPem, type IdentitySource, type X509Identity } from '../identity/source.js';
+import type { Logger } from '../log.js';
+import { downstreamResponseHeaders, type HeaderPolicy, protectedNames, upstreamRequestHeaders } from './headers.js';
+
+export interface InboundOptions {
+  host: string;
+  port: number;
+  /** The app: an http: origin. */
+  upstream: URL;
+  identity: IdentitySource;
+  policy: Policy;
+  headers: Omit<HeaderPolicy, 'self'>;
+  log: Logger;
+  /** How long a TLS handshake may take before the connection is dropped. */
+  handshakeTimeoutMs?: number;
+}
+
+interface PeerState {
+  identity: PeerIdentity;
+  /** The policy depends only on the identity today, so it is decided once per connection. */
+  decision: Decision;
+}
+
+const MAX_LOGGED_PATH = 256;
+
+function tlsOptions(identity: X509Identity) {
+  return {
+    cert: identity.svid.chainPem,
+    key: identity.svid.keyPem,
+    // OpenSSL pre-checks peer chains against every trusted authority (expiry, signatures, constraints,
+    // purpose) and rejects in the handshake; authenticateTlsPeer then re-verifies against the bundle
+    // of the peer's own trust domain, which OpenSSL cannot do.
+    ca: allAuthoritiesPem(identity.bundles),
+  };
+}
+
+function jsonBody(error: string, reason: string): string {
+  return JSON.stringify({ error, reason });
+}
+
+/** Path for the audit log: no query string (it may carry secrets), bounded length. */
+function auditPath(url: string | undefined): string {
+  const path = (url ?? '').split('?', 1)[0];
+  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}...` : path;
+}
+
+export class InboundProxy {
+  private readonly server: https.Server;
+  private readonly agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
+  private readonly peers = new WeakMap<Socket, PeerState>();
+  private readonly owned: ReadonlySet<string>;
+  private readonly headerPolicy: HeaderPolicy;
+  private readonly unsubscribe: () => void;
+
+  private constructor(private readonly options: InboundOptions) {
+    const { identity, log } = options;
+    this.headerPolicy = { ...options.headers, self: () => identity.current().svid.id };
+    this.owned = protectedNames(options.headers);
+    this.server = https.createServer({
+      ...tlsOptions(identity.current()),
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      ALPNProtocols: ['http/1.1'],
+      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+    });
+    this.server.on('secureConnection', (socket) => this.authenticate(socket));
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      log.info({ event: 'tls_rejected', reason: err.code ?? 'ERR_TLS', remote: socket.remoteAddress }, err.message);
+    });
+    this.server.on('request', (req, res) => this.handle(req, res));
+    this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head));
+    // New identity material applies to new connections only; open ones finish on the old.
+    this.unsubscribe = identity.onUpdate((next) => this.server.setSecureContext(tlsOptions(next)));
+  }
+
+  static async start(options: InboundOptions): Promise<InboundProxy> {
+    const proxy = new InboundProxy(options);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) =>
+        reject(
+          new SidecarError(
+            'ERR_LISTEN',
+            `--listen ${options.host}:${options.port}: cannot listen (${err.code ?? err.message}); pick a free port or stop the process that holds it`,
+            { cause: err },
+          ),
+        );
+      proxy.server.once('error', onError);
+      proxy.server.listen(options.port, options.host, () => {
+        proxy.server.off('error', onError);
+        resolve();
+      });
+    });
+    return proxy;
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+      this.server.closeAllConnections();
+    });
+    this.agent.destroy();
+  }
+
+  private authenticate(socket: TLSSocket): void {
+    const { identity, policy, log } = this.options;
+    const result = authenticateTlsPeer(socket, identity.current().bundles);
+    if (!result.ok) {
+      log.warn(
+        { event: 'peer_rejected', reason: result.rejection.reason, remote: socket.remoteAddress },
+        result.rejection.message,
+      );
+      socket.destroy();
+      return;
+    }
+    this.peers.set(socket, { identity: result.identity, decision: policy(result.identity) });
+  }
+
+  /** The connection's verified state, logging the decision; undefined means the socket was closed. */
+  private authorize(req: IncomingMessage): PeerState | undefined {
+    const state = this.peers.get(req.socket);
+    if (!state) {
+      // Unreachable unless a request raced authentication: fail closed.
+      req.socket.destroy();
+      return undefined;
+    }
+    const { decision, identity } = state;
+    this.options.log.info(
+      {
+        event: 'authz',
+        peer: identity.id.toString(),
+        method: req.method,
+        path: auditPath(req.url),
+        decision: decision.allow ? 'allow' : 'deny',
+        ...(decision.allow ? { rule: decision.rule } : { reason: decision.reason }),
+      },
+      'authorization decision',
+    );
+    return state;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const state = this.authorize(req);
+    if (!state) return;
+    if (!state.decision.allow) {
+      res.writeHead(403, { 'content-type': 'application/json' }).end(jsonBody('forbidden', state.decision.reason));
+      req.resume();
+      return;
+    }
+    const { upstream, log } = this.options;
+    const upstreamReq = http.request({
+      host: upstream.hostname,
+      port: upstream.port,
+      method: req.method,
+      path: req.url,
+      headers: upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.owned),
+      setHost: false,
+      agent: this.agent,
+    });
+    upstreamReq.on('response', (upstreamRes) => {
+      res.writeHead(
+        upstreamRes.statusCode ?? 502,
+        upstreamRes.statusMessage,
+        downstreamResponseHeaders(upstreamRes.rawHeaders),
+      );
+      pipeline(upstreamRes, res, () => {});
+    });
+    pipeline(req, upstreamReq, (err) => {
+      if (!err) return;
+      if (!res.headersSent) {
+        log.warn({ event: 'upstream_error', reason: (err as NodeJS.ErrnoException).code }, err.message);
+        res.writeHead(502, { 'content-type': 'application/json' }).end(jsonBody('bad_gateway', 'upstream_unreachable'));
+      } else {
+        res.destroy(err);
+      }
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) upstreamReq.destroy();
+    });
+  }
+
+  private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const state = this.authorize(req);
+    if (!state) return;
+    const refuse = (status: string, body: string) =>
+      socket.end(
+        `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    if (!state.decision.allow) {
+      refuse('403 Forbidden', jsonBody('forbidden', state.decision.reason));
+      return;
+    }
+    const { upstream } = this.options;
+    const upstreamReq = http.request({
+      host: upstream.hostname,
+      port: upstream.port,
+      method: req.method,
+      path: req.url,
+      headers: upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.owned, true),
+      setHost: false,
+      agent: false,
+    });
+    const writeHead = (res: IncomingMessage) => {
+      const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`];
+      for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    };
+    upstreamReq.on('upgrade', (res, upstreamSocket, upstreamHead) => {
+      writeHead(res);
+      if (upstreamHead.length > 0) socket.write(upstreamHead);
+      if (head.length > 0) upstreamSocket.write(head);
+      pipeline(upstreamSocket, socket, upstreamSocket, () => {
+        upstreamSocket.destroy();
+        socket.destroy();
+      });
+    });
+    upstreamReq.on('response', (res) => {
+      // The app declined the upgrade: relay its answer and close.
+      writeHead(res);
+      pipeline(res, socket, () => socket.destroy());
+    });
+    upstreamReq.on('error', () => {
+      if (!socket.destroyed) refuse('502 Bad Gateway', jsonBody('bad_gateway', 'upstream_unreachable'));
+    });
+    socket.on('error', () => upstreamReq.destroy());
+    upstreamReq.end();
+  }
+}
