@@ -51,10 +51,19 @@ function reject(reason: string, message: string): AuthnResult {
   return { ok: false, rejection: { reason, message } };
 }
 
-/** Authenticates the peer of a completed TLS handshake. Never throws. */
+/**
+ * Authenticates the peer of a completed TLS handshake (the server runs with rejectUnauthorized: false
+ * so that every rejection passes through here and is logged with its reason). Never throws.
+ */
 export function authenticateTlsPeer(socket: TLSSocket, bundles: X509BundleSet, now = Date.now()): AuthnResult {
   const chain = peerChain(socket);
   if (chain.length === 0) return reject('ERR_NO_CLIENT_CERT', 'the peer presented no certificate');
+  if (!socket.authorized) {
+    // OpenSSL's verdict against the union of all bundles: an OpenSSL verify code such as
+    // CERT_HAS_EXPIRED or UNABLE_TO_GET_ISSUER_CERT_LOCALLY (a bounded set).
+    const code = String(socket.authorizationError ?? 'UNAUTHORIZED');
+    return reject(code, `the peer certificate failed TLS verification: ${code}`);
+  }
   if (chain.length > MAX_PEER_CHAIN)
     return reject('ERR_CHAIN_TOO_LONG', `the peer chain is longer than ${MAX_PEER_CHAIN}`);
   const leafSha256 = createHash('sha256').update(chain[0].raw).digest('hex');

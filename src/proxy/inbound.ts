@@ -42,8 +42,8 @@ function tlsOptions(identity: X509Identity) {
     cert: identity.svid.chainPem,
     key: identity.svid.keyPem,
     // OpenSSL pre-checks peer chains against every trusted authority (expiry, signatures, constraints,
-    // purpose) and rejects in the handshake; authenticateTlsPeer then re-verifies against the bundle
-    // of the peer's own trust domain, which OpenSSL cannot do.
+    // purpose); authenticateTlsPeer requires that verdict and then re-verifies against the bundle of
+    // the peer's own trust domain, which OpenSSL cannot do.
     ca: allAuthoritiesPem(identity.bundles),
   };
 }
@@ -73,7 +73,9 @@ export class InboundProxy {
     this.server = https.createServer({
       ...tlsOptions(identity.current()),
       requestCert: true,
-      rejectUnauthorized: true,
+      // Node checks the chain only after the handshake either way; we make the call ourselves in
+      // authenticate() so that every rejected peer is logged with its reason.
+      rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
       ALPNProtocols: ['http/1.1'],
       handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,

@@ -1,0 +1,64 @@
+// A real TLS client for the tests: node:https with a client certificate. The server's certificate is
+// not what these tests are about, so the client does not verify it.
+import { request as httpsRequest } from 'node:https';
+
+export interface ClientCert {
+  chainPem: string;
+  keyPem: string;
+}
+
+export interface Response {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export interface RequestOptions {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string> | string[];
+  body?: string | Buffer;
+}
+
+export function requestVia(
+  port: number,
+  cert: ClientCert | undefined,
+  options: RequestOptions = {},
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method: options.method ?? 'GET',
+        path: options.path ?? '/',
+        headers: options.headers,
+        cert: cert?.chainPem,
+        key: cert?.keyPem,
+        rejectUnauthorized: false,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Resolves with the error a rejected client sees; fails the test if the request got an answer. */
+export async function expectRejected(port: number, cert: ClientCert | undefined, options: RequestOptions = {}) {
+  try {
+    const res = await requestVia(port, cert, options);
+    throw new Error(`expected the connection to be rejected, got HTTP ${res.status}: ${res.body}`);
+  } catch (err) {
+    if ((err as Error).message.startsWith('expected the connection')) throw err;
+    return err as NodeJS.ErrnoException;
+  }
+}
