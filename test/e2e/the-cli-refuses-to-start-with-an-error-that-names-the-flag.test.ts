@@ -1,0 +1,141 @@
+// Startup fails closed, before any socket opens, with one line that names the code, the flag and the fix.
+import { writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
+import { runCli } from '../helpers/process.js';
+import { createDevCa, HOUR, issueSvid, type ServingFiles, svidWith, tempDir, writeServingFiles } from '../helpers/pki.js';
+
+let dir: { path: string; remove: () => Promise<void> };
+let ca: CertificateAuthority;
+let good: ServingFiles;
+let other: IssuedCertificate;
+
+beforeAll(async () => {
+  dir = await tempDir();
+  ca = await createDevCa({ trustDomain: 'example.org' });
+  good = await writeServingFiles(dir.path, await issueSvid(ca, { id: 'spiffe://example.org/server' }), ca.certPem);
+  other = await issueSvid(ca, { id: 'spiffe://example.org/other' });
+});
+afterAll(() => dir.remove());
+
+function args(overrides: Record<string, string | undefined> = {}, extra: string[] = []): string[] {
+  const flags: Record<string, string | undefined> = {
+    listen: '127.0.0.1:0',
+    upstream: 'http://127.0.0.1:8080',
+    'mtls-cert-file': good.certFile,
+    'mtls-key-file': good.keyFile,
+    'mtls-ca-file': good.caFile,
+    allow: 'spiffe://example.org/client',
+    ...overrides,
+  };
+  return [
+    'run',
+    ...Object.entries(flags).flatMap(([k, v]) => (v === undefined ? [] : [`--${k}`, v])),
+    ...extra,
+  ];
+}
+
+async function file(name: string, content: string): Promise<string> {
+  const path = join(dir.path, name);
+  await writeFile(path, content);
+  return path;
+}
+
+async function expectStartupError(argv: string[], code: string, ...fragments: string[]) {
+  const result = await runCli(argv);
+  expect(result.code).toBe(1);
+  expect(result.stdout).not.toContain('sidecar started');
+  const line = result.stderr.trim();
+  expect(line.split('\n')).toHaveLength(1);
+  expect(line).toContain(`spiffe-sidecar: ${code}: `);
+  for (const fragment of fragments) expect(line).toContain(fragment);
+}
+
+describe('the CLI refuses to start with an error that names the flag', () => {
+  it('a missing certificate file', async () => {
+    await expectStartupError(args({ 'mtls-cert-file': '/nonexistent/tls.crt' }), 'ERR_FILE_READ', '--mtls-cert-file /nonexistent/tls.crt', 'no such file');
+  });
+
+  it('an unreadable key file (a directory)', async () => {
+    await expectStartupError(args({ 'mtls-key-file': dir.path }), 'ERR_FILE_READ', `--mtls-key-file ${dir.path}`);
+  });
+
+  it('a key that does not match the certificate', async () => {
+    const key = await file('other.key', other.keyPem);
+    await expectStartupError(args({ 'mtls-key-file': key }), 'ERR_KEY_MISMATCH', `--mtls-key-file ${key}`, 'does not match');
+  });
+
+  it('a key file that holds no key', async () => {
+    const key = await file('garbage.key', 'not a key');
+    await expectStartupError(args({ 'mtls-key-file': key }), 'ERR_KEY_PARSE', `--mtls-key-file ${key}`);
+  });
+
+  it('a certificate that is not a valid SVID (a CA certificate with its key)', async () => {
+    const caDir = join(dir.path, 'ca');
+    const { saveDevCa } = await import('../../src/certs/dev-ca.js');
+    await saveDevCa(ca, caDir);
+    await expectStartupError(
+      args({ 'mtls-cert-file': join(caDir, 'ca.crt'), 'mtls-key-file': join(caDir, 'ca.key') }),
+      'ERR_OWN_SVID_INVALID',
+      '--mtls-cert-file',
+    );
+  });
+
+  it('an expired certificate', async () => {
+    const expired = await svidWith(ca, 'spiffe://example.org/server', {
+      notBefore: new Date(Date.now() - 2 * HOUR),
+      notAfter: new Date(Date.now() - HOUR),
+    });
+    const cert = await file('expired.crt', expired.chainPem);
+    const key = await file('expired.key', expired.keyPem);
+    await expectStartupError(args({ 'mtls-cert-file': cert, 'mtls-key-file': key }), 'ERR_OWN_SVID_INVALID', 'expired');
+  });
+
+  it('a CA file of another trust domain', async () => {
+    const foreign = await createDevCa({ trustDomain: 'partner.org' });
+    const caFile = await file('foreign-ca.crt', foreign.certPem);
+    await expectStartupError(args({ 'mtls-ca-file': caFile }), 'ERR_BUNDLE_INVALID', `--mtls-ca-file ${caFile}`, 'partner.org');
+  });
+
+  it('a certificate file that holds no certificate', async () => {
+    const cert = await file('garbage.crt', 'hello');
+    await expectStartupError(args({ 'mtls-cert-file': cert }), 'ERR_CERT_PARSE', `--mtls-cert-file ${cert}`);
+  });
+
+  it('no allow rule', async () => {
+    await expectStartupError(args({ allow: undefined }), 'ERR_NO_ALLOW_RULE', '--allow', '--allow-any');
+  });
+
+  it('an invalid allow rule', async () => {
+    await expectStartupError(args({ allow: 'spiffe://example.org/app-*' }), 'ERR_INVALID_ALLOW_RULE', '--allow', 'partial wildcards');
+  });
+
+  it('an upstream off loopback without --unsafe-upstream', async () => {
+    await expectStartupError(args({ upstream: 'http://10.1.2.3:8080' }), 'ERR_UNSAFE_UPSTREAM', '--upstream', '--unsafe-upstream');
+  });
+
+  it('no upstream, no files, an unknown flag, a bad listen address', async () => {
+    await expectStartupError(args({ upstream: undefined }), 'ERR_CONFIG_MISSING', '--upstream');
+    await expectStartupError(args({ 'mtls-ca-file': undefined }), 'ERR_CONFIG_MISSING', '--mtls-ca-file');
+    await expectStartupError(args({}, ['--allow-everyone']), 'ERR_CONFIG_INVALID', '--allow-everyone');
+    await expectStartupError(args({ listen: '8443' }), 'ERR_CONFIG_INVALID', '--listen');
+  });
+
+  it('a federated bundle for our own trust domain, or given twice', async () => {
+    await expectStartupError(args({}, ['--federated-bundle', `example.org=${good.caFile}`]), 'ERR_CONFIG_INVALID', '--federated-bundle');
+    await expectStartupError(args({}, ['--federated-bundle', 'nothing']), 'ERR_CONFIG_INVALID', 'TRUST_DOMAIN=FILE');
+  });
+
+  it('a listen port that is taken', async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as { port: number };
+    try {
+      await expectStartupError(args({ listen: `127.0.0.1:${port}` }), 'ERR_LISTEN', `--listen 127.0.0.1:${port}`, 'EADDRINUSE');
+    } finally {
+      blocker.close();
+    }
+  });
+});

@@ -1,0 +1,60 @@
+// Runs the built CLI as a real process, the way an operator does.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Running {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<Finished>;
+}
+
+export function startCli(args: string[], env: Record<string, string> = {}): Running {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<Finished>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Runs the CLI to completion (with a time limit, so a process that hangs fails the test). */
+export async function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 15_000): Promise<Finished> {
+  const running = startCli(args, env);
+  const timer = setTimeout(() => running.child.kill('SIGKILL'), timeoutMs);
+  const finished = await running.exited;
+  clearTimeout(timer);
+  return finished;
+}
+
+/** Resolves once the process logged a JSON line with this event; rejects if it exits first. */
+export async function waitForEvent(running: Running, event: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const line of running.stdout().split('\n')) {
+      if (line.includes(`"event":"${event}"`)) return JSON.parse(line);
+    }
+    if (running.child.exitCode !== null) throw new Error(`process exited before "${event}": ${running.stderr()}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`no "${event}" within ${timeoutMs} ms; stdout: ${running.stdout()} stderr: ${running.stderr()}`);
+}
