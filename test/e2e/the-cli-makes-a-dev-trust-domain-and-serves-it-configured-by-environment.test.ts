@@ -28,10 +28,30 @@ describe('the CLI makes a dev trust domain and serves it, configured by environm
     expect(init.code, init.stderr).toBe(0);
     expect(init.stdout).toContain('example.org');
     for (const name of ['server', 'client', 'stranger']) {
-      const issued = await runCli(['certs', 'issue', '--id', `spiffe://example.org/${name}`, '--ca', ca, '--out', join(dir.path, name), '--lifetime', '15m']);
+      const issued = await runCli([
+        'certs',
+        'issue',
+        '--id',
+        `spiffe://example.org/${name}`,
+        '--ca',
+        ca,
+        '--out',
+        join(dir.path, name),
+        '--lifetime',
+        '15m',
+      ]);
       expect(issued.code, issued.stderr).toBe(0);
     }
-    const wrongDomain = await runCli(['certs', 'issue', '--id', 'spiffe://other.org/x', '--ca', ca, '--out', join(dir.path, 'x')]);
+    const wrongDomain = await runCli([
+      'certs',
+      'issue',
+      '--id',
+      'spiffe://other.org/x',
+      '--ca',
+      ca,
+      '--out',
+      join(dir.path, 'x'),
+    ]);
     expect(wrongDomain.code).toBe(1);
     expect(wrongDomain.stderr).toContain('trust domain "example.org"');
 
@@ -51,8 +71,16 @@ describe('the CLI makes a dev trust domain and serves it, configured by environm
       const port = (started.listen as { port: number }).port;
       const call = async (who: string) => {
         const { stdout } = await run('curl', [
-          '-sS', '--insecure', '--max-time', '10', '-w', '\n%{http_code}',
-          '--cert', join(dir.path, who, 'tls.crt'), '--key', join(dir.path, who, 'tls.key'),
+          '-sS',
+          '--insecure',
+          '--max-time',
+          '10',
+          '-w',
+          '\n%{http_code}',
+          '--cert',
+          join(dir.path, who, 'tls.crt'),
+          '--key',
+          join(dir.path, who, 'tls.key'),
           `https://127.0.0.1:${port}/hello`,
         ]);
         const lines = stdout.trim().split('\n');

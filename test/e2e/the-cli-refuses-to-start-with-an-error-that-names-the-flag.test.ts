@@ -5,7 +5,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { runCli } from '../helpers/process.js';
-import { createDevCa, HOUR, issueSvid, type ServingFiles, svidWith, tempDir, writeServingFiles } from '../helpers/pki.js';
+import {
+  createDevCa,
+  HOUR,
+  issueSvid,
+  type ServingFiles,
+  svidWith,
+  tempDir,
+  writeServingFiles,
+} from '../helpers/pki.js';
 
 let dir: { path: string; remove: () => Promise<void> };
 let ca: CertificateAuthority;
@@ -30,11 +38,7 @@ function args(overrides: Record<string, string | undefined> = {}, extra: string[
     allow: 'spiffe://example.org/client',
     ...overrides,
   };
-  return [
-    'run',
-    ...Object.entries(flags).flatMap(([k, v]) => (v === undefined ? [] : [`--${k}`, v])),
-    ...extra,
-  ];
+  return ['run', ...Object.entries(flags).flatMap(([k, v]) => (v === undefined ? [] : [`--${k}`, v])), ...extra];
 }
 
 async function file(name: string, content: string): Promise<string> {
@@ -55,7 +59,12 @@ async function expectStartupError(argv: string[], code: string, ...fragments: st
 
 describe('the CLI refuses to start with an error that names the flag', () => {
   it('a missing certificate file', async () => {
-    await expectStartupError(args({ 'mtls-cert-file': '/nonexistent/tls.crt' }), 'ERR_FILE_READ', '--mtls-cert-file /nonexistent/tls.crt', 'no such file');
+    await expectStartupError(
+      args({ 'mtls-cert-file': '/nonexistent/tls.crt' }),
+      'ERR_FILE_READ',
+      '--mtls-cert-file /nonexistent/tls.crt',
+      'no such file',
+    );
   });
 
   it('an unreadable key file (a directory)', async () => {
@@ -64,7 +73,12 @@ describe('the CLI refuses to start with an error that names the flag', () => {
 
   it('a key that does not match the certificate', async () => {
     const key = await file('other.key', other.keyPem);
-    await expectStartupError(args({ 'mtls-key-file': key }), 'ERR_KEY_MISMATCH', `--mtls-key-file ${key}`, 'does not match');
+    await expectStartupError(
+      args({ 'mtls-key-file': key }),
+      'ERR_KEY_MISMATCH',
+      `--mtls-key-file ${key}`,
+      'does not match',
+    );
   });
 
   it('a key file that holds no key', async () => {
@@ -96,7 +110,12 @@ describe('the CLI refuses to start with an error that names the flag', () => {
   it('a CA file of another trust domain', async () => {
     const foreign = await createDevCa({ trustDomain: 'partner.org' });
     const caFile = await file('foreign-ca.crt', foreign.certPem);
-    await expectStartupError(args({ 'mtls-ca-file': caFile }), 'ERR_BUNDLE_INVALID', `--mtls-ca-file ${caFile}`, 'partner.org');
+    await expectStartupError(
+      args({ 'mtls-ca-file': caFile }),
+      'ERR_BUNDLE_INVALID',
+      `--mtls-ca-file ${caFile}`,
+      'partner.org',
+    );
   });
 
   it('a certificate file that holds no certificate', async () => {
@@ -109,11 +128,21 @@ describe('the CLI refuses to start with an error that names the flag', () => {
   });
 
   it('an invalid allow rule', async () => {
-    await expectStartupError(args({ allow: 'spiffe://example.org/app-*' }), 'ERR_INVALID_ALLOW_RULE', '--allow', 'partial wildcards');
+    await expectStartupError(
+      args({ allow: 'spiffe://example.org/app-*' }),
+      'ERR_INVALID_ALLOW_RULE',
+      '--allow',
+      'partial wildcards',
+    );
   });
 
   it('an upstream off loopback without --unsafe-upstream', async () => {
-    await expectStartupError(args({ upstream: 'http://10.1.2.3:8080' }), 'ERR_UNSAFE_UPSTREAM', '--upstream', '--unsafe-upstream');
+    await expectStartupError(
+      args({ upstream: 'http://10.1.2.3:8080' }),
+      'ERR_UNSAFE_UPSTREAM',
+      '--upstream',
+      '--unsafe-upstream',
+    );
   });
 
   it('no upstream, no files, an unknown flag, a bad listen address', async () => {
@@ -124,7 +153,11 @@ describe('the CLI refuses to start with an error that names the flag', () => {
   });
 
   it('a federated bundle for our own trust domain, or given twice', async () => {
-    await expectStartupError(args({}, ['--federated-bundle', `example.org=${good.caFile}`]), 'ERR_CONFIG_INVALID', '--federated-bundle');
+    await expectStartupError(
+      args({}, ['--federated-bundle', `example.org=${good.caFile}`]),
+      'ERR_CONFIG_INVALID',
+      '--federated-bundle',
+    );
     await expectStartupError(args({}, ['--federated-bundle', 'nothing']), 'ERR_CONFIG_INVALID', 'TRUST_DOMAIN=FILE');
   });
 
@@ -133,7 +166,12 @@ describe('the CLI refuses to start with an error that names the flag', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const { port } = blocker.address() as { port: number };
     try {
-      await expectStartupError(args({ listen: `127.0.0.1:${port}` }), 'ERR_LISTEN', `--listen 127.0.0.1:${port}`, 'EADDRINUSE');
+      await expectStartupError(
+        args({ listen: `127.0.0.1:${port}` }),
+        'ERR_LISTEN',
+        `--listen 127.0.0.1:${port}`,
+        'EADDRINUSE',
+      );
     } finally {
       blocker.close();
     }

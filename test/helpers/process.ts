@@ -47,7 +47,11 @@ export async function runCli(args: string[], env: Record<string, string> = {}, t
 }
 
 /** Resolves once the process logged a JSON line with this event; rejects if it exits first. */
-export async function waitForEvent(running: Running, event: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+export async function waitForEvent(
+  running: Running,
+  event: string,
+  timeoutMs = 10_000,
+): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     for (const line of running.stdout().split('\n')) {
