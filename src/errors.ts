@@ -22,6 +22,9 @@ export type SidecarErrorCode =
   | 'ERR_CHAIN_SIGNING_CERT'
   | 'ERR_CHAIN_PATH_LEN'
   | 'ERR_CHAIN_NAME_CONSTRAINTS'
+  // peer rejections that are not certificate rules
+  | 'ERR_NO_CLIENT_CERT'
+  | 'ERR_PEER_CHAIN_TOO_LARGE'
   // our own identity (file mode)
   | 'ERR_FILE_READ'
   | 'ERR_KEY_PARSE'

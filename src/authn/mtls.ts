@@ -7,11 +7,12 @@ import type { TLSSocket } from 'node:tls';
 import { isSidecarError } from '../errors.js';
 import type { X509BundleSet } from '../spiffe/bundle.js';
 import type { SpiffeId } from '../spiffe/id.js';
-import { verifyX509SvidDer } from '../spiffe/x509svid.js';
+import { verifyX509SvidPeer } from '../spiffe/x509svid.js';
 import type { PeerIdentity, Rejection } from './identity.js';
 
-/** A peer sends leaf + intermediates; more than this is not a SPIFFE deployment, it is an attack. */
+/** A peer sends leaf + intermediates; more, or larger, is not a SPIFFE deployment but a CPU attack. */
 const MAX_PEER_CHAIN = 8;
+const MAX_PEER_CERT_BYTES = 16 * 1024;
 const CACHE_SIZE = 1024;
 
 interface CachedVerification {
@@ -64,8 +65,12 @@ export function authenticateTlsPeer(socket: TLSSocket, bundles: X509BundleSet, n
     const code = String(socket.authorizationError ?? 'UNAUTHORIZED');
     return reject(code, `the peer certificate failed TLS verification: ${code}`);
   }
-  if (chain.length > MAX_PEER_CHAIN)
-    return reject('ERR_CHAIN_TOO_LONG', `the peer chain is longer than ${MAX_PEER_CHAIN}`);
+  if (chain.length > MAX_PEER_CHAIN || chain.some((c) => c.raw.length > MAX_PEER_CERT_BYTES)) {
+    return reject(
+      'ERR_PEER_CHAIN_TOO_LARGE',
+      `the peer sent more than ${MAX_PEER_CHAIN} certificates, or one larger than ${MAX_PEER_CERT_BYTES} bytes`,
+    );
+  }
   const leafSha256 = createHash('sha256').update(chain[0].raw).digest('hex');
   const key =
     chain.length === 1
@@ -80,11 +85,7 @@ export function authenticateTlsPeer(socket: TLSSocket, bundles: X509BundleSet, n
     return { ok: true, identity: { id: hit.id, method: 'mtls', leafSha256 } };
   }
   try {
-    const { id, path } = verifyX509SvidDer(
-      chain.map((c) => c.raw),
-      bundles,
-      { now: new Date(now) },
-    );
+    const { id, path } = verifyX509SvidPeer(chain, bundles, { now: new Date(now) });
     if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
     cache.set(key, {
       id,

@@ -43,33 +43,47 @@ export function formatXfcc(self: SpiffeId, peer: PeerIdentity): string {
   return `By=${self};Hash=${peer.leafSha256};URI=${peer.id}`;
 }
 
+/** Headers that frame the message: a client listing them in `Connection` must not make them vanish. */
+const NEVER_CONNECTION_LISTED = new Set(['content-length', 'transfer-encoding', 'host']);
+
 /**
  * Builds the header list for the upstream request from the client's raw headers (a flat
  * [name, value, ...] array, as Node gives it), keeping repeated headers and their order.
+ *
+ * Message framing is restated, never dropped: Node has already de-chunked a `transfer-encoding` body,
+ * so the upstream request says `transfer-encoding: chunked` again. Without it Node would write a GET
+ * body unframed and the app would read it as a second, unchecked request (request smuggling).
+ * `websocket` requests an upgrade to exactly that protocol; every other upgrade token is dropped.
  */
 export function upstreamRequestHeaders(
   rawHeaders: readonly string[],
   peer: PeerIdentity,
   policy: HeaderPolicy,
   owned: ReadonlySet<string>,
-  keepUpgrade = false,
+  upgrade?: 'websocket',
 ): string[] {
   const connectionListed = new Set<string>();
+  let chunked = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i].toLowerCase() === 'connection') {
-      for (const token of rawHeaders[i + 1].split(',')) connectionListed.add(token.trim().toLowerCase());
+    const lower = rawHeaders[i].toLowerCase();
+    if (lower === 'connection') {
+      for (const token of rawHeaders[i + 1].split(',')) {
+        const name = token.trim().toLowerCase();
+        if (!NEVER_CONNECTION_LISTED.has(name)) connectionListed.add(name);
+      }
+    } else if (lower === 'transfer-encoding') {
+      chunked = true;
     }
   }
   const out: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     const lower = name.toLowerCase();
-    if (owned.has(fold(name))) continue;
-    const keptUpgrade = keepUpgrade && lower === 'upgrade';
-    if (!keptUpgrade && (HOP_BY_HOP.has(lower) || connectionListed.has(lower))) continue;
+    if (owned.has(fold(name)) || HOP_BY_HOP.has(lower) || connectionListed.has(lower)) continue;
     out.push(name, rawHeaders[i + 1]);
   }
-  if (keepUpgrade) out.push('connection', 'upgrade');
+  if (chunked) out.push('transfer-encoding', 'chunked');
+  if (upgrade) out.push('connection', 'upgrade', 'upgrade', upgrade);
   const id = peer.id.toString();
   for (const name of policy.identityHeaders) out.push(name, id);
   if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));

@@ -3,6 +3,7 @@
 // and forwards allowed requests (and WebSocket upgrades) to the app with verified identity headers.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -37,8 +38,13 @@ interface PeerState {
 
 const MAX_LOGGED_PATH = 256;
 
+/** Everything of the TLS context; setSecureContext() rebuilds it from these options alone. */
 function tlsOptions(identity: X509Identity) {
   return {
+    minVersion: 'TLSv1.2' as const,
+    // No session resumption: a resumed session carries only the peer's leaf, not the intermediates it
+    // sent, so its chain could not be verified again. Every connection is a full, verified handshake.
+    secureOptions: constants.SSL_OP_NO_TICKET,
     cert: identity.svid.chainPem,
     key: identity.svid.keyPem,
     // OpenSSL pre-checks peer chains against every trusted authority (expiry, signatures, constraints,
@@ -76,7 +82,6 @@ export class InboundProxy {
       // Node checks the chain only after the handshake either way; we make the call ourselves in
       // authenticate() so that every rejected peer is logged with its reason.
       rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
       ALPNProtocols: ['http/1.1'],
       handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
     });
@@ -212,13 +217,18 @@ export class InboundProxy {
       refuse('403 Forbidden', jsonBody('forbidden', state.decision.reason));
       return;
     }
+    // Only WebSocket: any other protocol (h2c, custom) would tunnel requests past header stripping.
+    if (req.method !== 'GET' || req.headers.upgrade?.trim().toLowerCase() !== 'websocket') {
+      refuse('400 Bad Request', jsonBody('bad_request', 'unsupported_upgrade'));
+      return;
+    }
     const { upstream } = this.options;
     const upstreamReq = http.request({
       host: upstream.hostname,
       port: upstream.port,
       method: req.method,
       path: req.url,
-      headers: upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.owned, true),
+      headers: upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.owned, 'websocket'),
       setHost: false,
       agent: false,
     });

@@ -85,12 +85,14 @@ function hex(bytes: ArrayBuffer): string {
   return Buffer.from(bytes).toString('hex');
 }
 
-/** Parses one DER certificate. `source` names where it came from, for the error message. */
-export function parseCertificate(der: Buffer, source: string): Certificate {
-  let node: NodeX509Certificate;
+/**
+ * Parses one DER certificate. `source` names where it came from, for the error message. `node` is the
+ * same certificate already parsed by OpenSSL (a TLS socket hands one over), to skip parsing it twice.
+ */
+export function parseCertificate(der: Buffer, source: string, node?: NodeX509Certificate): Certificate {
   let asn: AsnCertificate;
   try {
-    node = new NodeX509Certificate(der);
+    node ??= new NodeX509Certificate(der);
     asn = AsnConvert.parse(der, AsnCertificate);
   } catch (err) {
     throw new SidecarError('ERR_CERT_PARSE', `${source}: not a valid X.509 certificate (${(err as Error).message})`, {

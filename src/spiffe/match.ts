@@ -2,13 +2,15 @@
 // `*` for exactly one path segment and a trailing `**` for one or more segments. Matching is by exact
 // bytes on segment boundaries: never a prefix or suffix of a name. Bad rules throw ERR_INVALID_ALLOW_RULE.
 import { SidecarError } from '../errors.js';
-import { parseSpiffeId, quoteInput, type SpiffeId } from './id.js';
+import { MAX_SPIFFE_ID_LENGTH, parseSpiffeId, quoteInput, type SpiffeId } from './id.js';
 
 /** A compiled rule set: returns the text of the first matching rule, or undefined (default deny). */
 export type IdMatcher = (id: SpiffeId) => string | undefined;
 
 interface PatternRule {
   text: string;
+  /** Position in the rule list: the first matching rule is the one reported. */
+  index: number;
   trustDomain: string;
   /** Path segments; `*` matches one segment; a final `**` matches one or more. */
   segments: string[];
@@ -29,8 +31,9 @@ type ParsedRule =
   | { kind: 'trust-domain'; trustDomain: string }
   | { kind: 'pattern'; rule: PatternRule };
 
-function parseRule(rule: string): ParsedRule {
+function parseRule(rule: string, index: number): ParsedRule {
   if (typeof rule !== 'string' || rule.length === 0) throw ruleError(String(rule), 'cannot be empty');
+  if (rule.length > MAX_SPIFFE_ID_LENGTH) throw ruleError(rule, `longer than ${MAX_SPIFFE_ID_LENGTH} bytes`);
   if (!rule.includes('*')) {
     let id: SpiffeId;
     try {
@@ -62,7 +65,7 @@ function parseRule(rule: string): ParsedRule {
     throw ruleError(rule, (err as Error).message.replace(quoteInput(probe), quoteInput(rule)), err);
   }
   if (path.length === 1 && path[0] === '**') return { kind: 'trust-domain', trustDomain: probeId.trustDomain };
-  return { kind: 'pattern', rule: { text: rule, trustDomain: probeId.trustDomain, segments: path } };
+  return { kind: 'pattern', rule: { text: rule, index, trustDomain: probeId.trustDomain, segments: path } };
 }
 
 function matchesPattern(rule: PatternRule, id: SpiffeId): boolean {
@@ -79,22 +82,35 @@ function matchesPattern(rule: PatternRule, id: SpiffeId): boolean {
   return true;
 }
 
-/** Validates and compiles allow rules once; matching is then a few map lookups. */
+/** Validates and compiles allow rules once; matching is then two map lookups and the wildcard rules. */
 export function compileAllowRules(rules: readonly string[]): IdMatcher {
-  const exact = new Map<string, string>();
-  const trustDomains = new Map<string, string>();
+  type Hit = { text: string; index: number };
+  const exact = new Map<string, Hit>();
+  const trustDomains = new Map<string, Hit>();
   const patterns: PatternRule[] = [];
-  for (const text of rules) {
-    const parsed = parseRule(text);
-    if (parsed.kind === 'exact') exact.set(parsed.id, text);
-    else if (parsed.kind === 'trust-domain') trustDomains.set(parsed.trustDomain, text);
-    else patterns.push(parsed.rule);
-  }
+  rules.forEach((text, index) => {
+    const parsed = parseRule(text, index);
+    // The first rule of a kind wins, so the reported rule is the first matching one in list order.
+    if (parsed.kind === 'exact') {
+      if (!exact.has(parsed.id)) exact.set(parsed.id, { text, index });
+    } else if (parsed.kind === 'trust-domain') {
+      if (!trustDomains.has(parsed.trustDomain)) trustDomains.set(parsed.trustDomain, { text, index });
+    } else {
+      patterns.push(parsed.rule);
+    }
+  });
   return (id) => {
-    const hit = exact.get(id.toString()) ?? trustDomains.get(id.trustDomain);
-    if (hit !== undefined) return hit;
-    for (const rule of patterns) if (matchesPattern(rule, id)) return rule.text;
-    return undefined;
+    const a = exact.get(id.toString());
+    const b = trustDomains.get(id.trustDomain);
+    let best = a && b ? (a.index < b.index ? a : b) : (a ?? b);
+    for (const rule of patterns) {
+      if (best && rule.index > best.index) break;
+      if (matchesPattern(rule, id)) {
+        best = rule;
+        break;
+      }
+    }
+    return best?.text;
   };
 }
 

@@ -1,6 +1,7 @@
 // X509-SVID verification (X509-SVID.md §4-5, RFC 5280 §6): the leaf rules, then a certification path from
 // the leaf to an authority of the bundle of the leaf's OWN trust domain. Certificates the peer sends are
 // only ever untrusted intermediates. Every failure throws a SidecarError whose code names the rule.
+import type { X509Certificate as NodeX509Certificate } from 'node:crypto';
 import { SidecarError } from '../errors.js';
 import { type X509BundleSet, x509BundleSetFromPem } from './bundle.js';
 import {
@@ -89,37 +90,35 @@ export function checkLeafSvid(leaf: Certificate, options: LeafOptions = {}): Spi
   return id;
 }
 
-/** Did `parent` issue `child`? Names and key identifiers (OpenSSL X509_check_issued), then the signature. */
-function issuedBy(child: Certificate, parent: Certificate): boolean {
-  return child.node.checkIssued(parent.node) && child.node.verify(parent.node.publicKey);
-}
-
-/** Finds a path [leaf, ...intermediates, authority] by depth-first search; undefined when there is none. */
+/**
+ * Finds a path [leaf, ...intermediates, authority] by depth-first search over OpenSSL's view of the
+ * certificates: names and key identifiers first (X509_check_issued, cheap), then the signature. Only
+ * signature checks count against the budget. Undefined when there is no path.
+ */
 function buildPath(
-  leaf: Certificate,
-  intermediates: readonly Certificate[],
+  leaf: NodeX509Certificate,
+  intermediates: readonly NodeX509Certificate[],
   authorities: readonly Certificate[],
-): Certificate[] | undefined {
+): { nodes: NodeX509Certificate[]; authority: Certificate } | undefined {
   let budget = MAX_SIGNATURE_CHECKS;
-  const path = [leaf];
-  const issued = (child: Certificate, parent: Certificate) => budget-- > 0 && issuedBy(child, parent);
-  const extend = (current: Certificate): boolean => {
-    for (const authority of authorities) {
-      if (issued(current, authority)) {
-        path.push(authority);
-        return true;
-      }
-    }
-    if (path.length + 1 >= MAX_PATH_LENGTH) return false;
+  const nodes = [leaf];
+  const issued = (child: NodeX509Certificate, parent: NodeX509Certificate) =>
+    child.checkIssued(parent) && budget-- > 0 && child.verify(parent.publicKey);
+  const extend = (current: NodeX509Certificate): Certificate | undefined => {
+    const authority = authorities.find((a) => issued(current, a.node));
+    if (authority) return authority;
+    if (nodes.length + 1 >= MAX_PATH_LENGTH) return undefined;
     for (const candidate of intermediates) {
-      if (path.includes(candidate) || !issued(current, candidate)) continue;
-      path.push(candidate);
-      if (extend(candidate)) return true;
-      path.pop();
+      if (nodes.includes(candidate) || !issued(current, candidate)) continue;
+      nodes.push(candidate);
+      const found = extend(candidate);
+      if (found) return found;
+      nodes.pop();
     }
-    return false;
+    return undefined;
   };
-  return extend(leaf) ? path : undefined;
+  const authority = extend(leaf);
+  return authority && { nodes, authority };
 }
 
 function uriHost(uri: string): string | undefined {
@@ -214,9 +213,35 @@ export interface VerifiedX509Svid {
   path: readonly Certificate[];
 }
 
+function verifyPath(
+  leaf: Certificate,
+  intermediates: readonly NodeX509Certificate[],
+  parse: (node: NodeX509Certificate, index: number) => Certificate,
+  bundles: X509BundleSet,
+  options: VerifyX509Options,
+): VerifiedX509Svid {
+  const id = checkLeafSvid(leaf);
+  const bundle = bundles.get(id.trustDomain);
+  if (!bundle) fail('ERR_NO_BUNDLE', `no X.509 bundle found for trust domain: "${id.trustDomain}"`);
+  if (bundle.authorities.length === 0) {
+    fail('ERR_NO_BUNDLE', `the X.509 bundle of trust domain "${id.trustDomain}" has no authorities`);
+  }
+  const found = buildPath(leaf.node, intermediates, bundle.authorities);
+  if (!found) {
+    fail(
+      'ERR_CHAIN_UNTRUSTED',
+      `certificate of "${id}" does not chain to an authority of its trust domain "${id.trustDomain}"`,
+    );
+  }
+  // Only certificates on the path are decoded: extra certificates a peer sends cost no parsing.
+  const path = [leaf, ...found.nodes.slice(1).map((node, i) => parse(node, i + 1)), found.authority];
+  checkPath(path, options.now ?? new Date());
+  return { id, path };
+}
+
 /**
- * Verifies a peer chain (leaf first, then the intermediates the peer sent) against the bundle of the
- * leaf's trust domain only.
+ * Verifies a parsed chain (leaf first, then intermediates) against the bundle of the leaf's trust
+ * domain only.
  */
 export function verifyX509SvidChain(
   chain: readonly Certificate[],
@@ -224,22 +249,32 @@ export function verifyX509SvidChain(
   options: VerifyX509Options = {},
 ): VerifiedX509Svid {
   if (chain.length === 0) fail('ERR_SVID_NO_URI_SAN', 'no certificate was presented');
-  const [leaf, ...intermediates] = chain;
-  const id = checkLeafSvid(leaf);
-  const bundle = bundles.get(id.trustDomain);
-  if (!bundle) fail('ERR_NO_BUNDLE', `no X.509 bundle found for trust domain: "${id.trustDomain}"`);
-  if (bundle.authorities.length === 0) {
-    fail('ERR_NO_BUNDLE', `the X.509 bundle of trust domain "${id.trustDomain}" has no authorities`);
-  }
-  const path = buildPath(leaf, intermediates, bundle.authorities);
-  if (!path) {
-    fail(
-      'ERR_CHAIN_UNTRUSTED',
-      `certificate of "${id}" does not chain to an authority of its trust domain "${id.trustDomain}"`,
-    );
-  }
-  checkPath(path, options.now ?? new Date());
-  return { id, path };
+  const [leaf, ...rest] = chain;
+  const byNode = new Map(rest.map((c) => [c.node, c]));
+  return verifyPath(
+    leaf,
+    rest.map((c) => c.node),
+    (node) => byNode.get(node)!,
+    bundles,
+    options,
+  );
+}
+
+/** Verifies the certificates a TLS peer presented (leaf first), as OpenSSL parsed them. */
+export function verifyX509SvidPeer(
+  certs: readonly NodeX509Certificate[],
+  bundles: X509BundleSet,
+  options: VerifyX509Options = {},
+): VerifiedX509Svid {
+  if (certs.length === 0) fail('ERR_SVID_NO_URI_SAN', 'no certificate was presented');
+  const [leaf, ...intermediates] = certs;
+  return verifyPath(
+    parseCertificate(leaf.raw, 'peer leaf certificate', leaf),
+    intermediates,
+    (node, i) => parseCertificate(node.raw, `peer certificate ${i + 1}`, node),
+    bundles,
+    options,
+  );
 }
 
 /**
@@ -253,13 +288,4 @@ export function verifyX509Svid(
 ): SpiffeId {
   const chain = parsePemCertificates(chainPem, 'certificate chain');
   return verifyX509SvidChain(chain, x509BundleSetFromPem(bundles), options).id;
-}
-
-/** Verifies certificates in DER form, as a TLS socket hands them over. */
-export function verifyX509SvidDer(ders: readonly Buffer[], bundles: X509BundleSet, options: VerifyX509Options = {}) {
-  return verifyX509SvidChain(
-    ders.map((der, i) => parseCertificate(der, i === 0 ? 'peer leaf certificate' : `peer certificate ${i + 1}`)),
-    bundles,
-    options,
-  );
 }

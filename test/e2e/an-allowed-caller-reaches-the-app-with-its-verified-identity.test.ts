@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import { Agent, request } from 'node:https';
 import { connect } from 'node:tls';
+import { issueIntermediateCa } from '../../src/certs/dev-ca.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestVia } from '../helpers/client.js';
 import { issueSvid } from '../helpers/pki.js';
@@ -90,6 +92,35 @@ describe('an allowed caller reaches the app with its verified identity', () => {
     const res = await requestVia(s.sidecar.port, billing);
     expect(res.status).toBe(200);
     expect(s.app.seen.at(-1)!.headers['x-spiffe-id']).toBe('spiffe://partner.org/billing/invoices');
+  });
+
+  it('admits a caller whose SVID comes from an intermediate, on every new connection of a resuming client', async () => {
+    const intermediate = await issueIntermediateCa(s.caA);
+    const svid = await issueSvid(intermediate, { id: ALLOWED_ID });
+    // Node's https.Agent caches TLS sessions and tries to resume them; a resumed session carries only
+    // the peer's leaf, not the intermediates it sent in the full handshake.
+    const agent = new Agent({ keepAlive: false, maxCachedSessions: 10 });
+    const get = () =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port: s.sidecar.port,
+            cert: svid.chainPem,
+            key: svid.keyPem,
+            rejectUnauthorized: false,
+            agent,
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    for (let i = 0; i < 4; i++) expect(await get()).toBe(200);
+    agent.destroy();
   });
 
   it('serves many requests on one keep-alive connection with one authentication', async () => {

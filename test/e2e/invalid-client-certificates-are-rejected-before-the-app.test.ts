@@ -1,7 +1,7 @@
 // Every rejection path of peer authentication, over real TLS: the connection fails, the log names the
 // reason, and the app sees nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
+import { type IssuedCertificate, type Issuer, issueIntermediateCa } from '../../src/certs/dev-ca.js';
 import { x509 } from '../../src/spiffe/x509-library.js';
 import { expectRejected, requestVia } from '../helpers/client.js';
 import { createDevCa, HOUR, issueSvid, KU, svidWith } from '../helpers/pki.js';
@@ -81,6 +81,13 @@ describe('invalid client certificates are rejected before the app', () => {
   it('a leaf with keyCertSign', async () => {
     const ku = await svidWith(s.caA, ALLOWED_ID, { keyUsage: KU.digitalSignature | KU.keyCertSign });
     await expectRefused(ku, 'peer_rejected', 'ERR_SVID_KEY_USAGE');
+  });
+
+  it('a chain of more certificates than any SPIFFE deployment sends', async () => {
+    // Node hands over only certificates linked by issuer, so the chain must really be that deep.
+    let issuer: Issuer = s.caA;
+    for (let i = 0; i < 9; i++) issuer = await issueIntermediateCa(issuer);
+    await expectRefused(await issueSvid(issuer, { id: ALLOWED_ID }), 'peer_rejected', 'ERR_PEER_CHAIN_TOO_LARGE');
   });
 
   it('a leaf valid for server authentication only', async () => {

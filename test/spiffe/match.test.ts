@@ -388,3 +388,24 @@ describe('compileAllowRules returns the matching rule text', () => {
     expect(matcher(parseSpiffeId(id))).toBe(expected);
   });
 });
+
+describe('the reported rule is the first matching one in list order', () => {
+  it.each([
+    [['spiffe://td/**', 'spiffe://td/a'], 'spiffe://td/a', 'spiffe://td/**'],
+    [['spiffe://td/a', 'spiffe://td/**'], 'spiffe://td/a', 'spiffe://td/a'],
+    [['spiffe://td/*', 'spiffe://td'], 'spiffe://td/a', 'spiffe://td/*'],
+    [['spiffe://td', 'spiffe://td/**'], 'spiffe://td/a', 'spiffe://td'],
+    [['spiffe://td/x/**', 'spiffe://td/*/y', 'spiffe://td/x/y'], 'spiffe://td/x/y', 'spiffe://td/x/**'],
+    [['spiffe://other', 'spiffe://td/*/y', 'spiffe://td/x/**'], 'spiffe://td/x/y', 'spiffe://td/*/y'],
+  ])('%j on %s reports %s', (rules, id, expected) => {
+    expect(compileAllowRules(rules)(parseSpiffeId(id))).toBe(expected);
+  });
+});
+
+describe('rule length', () => {
+  it('refuses a rule longer than a SPIFFE ID may be, wildcards included', () => {
+    const long = `spiffe://td/${'a'.repeat(2040)}/**`;
+    expect(long.length).toBeGreaterThan(2048);
+    expect(() => compileAllowRules([long])).toThrow(SidecarError);
+  });
+});
