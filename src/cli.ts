@@ -38,6 +38,12 @@ export const RUN_OPTIONS: Record<keyof RawOptions, OptionSpec> = {
   },
   xfcc: { type: 'boolean', help: 'set x-forwarded-client-cert (default on; --no-xfcc to turn off)' },
   'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info (default), warn, error, fatal or silent' },
+  watch: { type: 'boolean', help: 'reload the SVID and bundles when their files change (default on; --no-watch)' },
+  'reload-interval': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'also re-read them this often, e.g. 5m (default never)',
+  },
 };
 
 export const CERTS_INIT_OPTIONS: Record<string, OptionSpec> = {

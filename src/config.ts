@@ -1,6 +1,7 @@
 // The sidecar's configuration: one frozen Config, all defaults in one object, and validation that fails
 // closed before any socket opens. Every error names the flag and says how to fix it.
 import { isIP } from 'node:net';
+import { parseDuration } from './duration.js';
 import { SidecarError } from './errors.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
@@ -12,6 +13,7 @@ export const DEFAULTS = Object.freeze({
   identityHeaders: Object.freeze(['x-spiffe-id']),
   xfcc: true,
   logLevel: 'info' as LogLevel,
+  watch: true,
 });
 
 /** Options as the CLI hands them over: strings and booleans, keyed by flag name. */
@@ -28,6 +30,8 @@ export interface RawOptions {
   'identity-header'?: string[];
   xfcc?: boolean;
   'log-level'?: string;
+  watch?: boolean;
+  'reload-interval'?: string;
 }
 
 export interface Config {
@@ -39,6 +43,10 @@ export interface Config {
   readonly identityHeaders: readonly string[];
   readonly xfcc: boolean;
   readonly logLevel: LogLevel;
+  /** Reload the identity files when their directories change. */
+  readonly watch: boolean;
+  /** Also re-read them on this period (for file systems without change events); undefined = never. */
+  readonly reloadIntervalMs: number | undefined;
 }
 
 function invalid(message: string): never {
@@ -184,5 +192,7 @@ export function buildConfig(raw: RawOptions): Config {
     identityHeaders: Object.freeze(parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS.identityHeaders)),
     xfcc: raw.xfcc ?? DEFAULTS.xfcc,
     logLevel,
+    watch: raw.watch ?? DEFAULTS.watch,
+    reloadIntervalMs: raw['reload-interval'] ? parseDuration(raw['reload-interval'], '--reload-interval') : undefined,
   });
 }

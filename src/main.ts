@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Process entry: argv → command → run it. Startup problems print one clear line to stderr and exit 1;
-// SIGTERM/SIGINT close the listener and exit 0.
+// SIGHUP reloads the identity files; SIGTERM/SIGINT close the listener and exit 0.
 import { readFileSync } from 'node:fs';
 import { startSidecar } from './app.js';
 import { certsInit, certsIssue } from './certs/commands.js';
@@ -43,6 +43,7 @@ async function main(argv: string[]): Promise<void> {
           },
         );
       };
+      process.on('SIGHUP', () => void sidecar.reload('SIGHUP'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
       return;

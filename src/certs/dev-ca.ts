@@ -51,10 +51,13 @@ export interface CertificateTemplate {
   extensions?: x509.Extension[];
 }
 
-function randomSerial(): string {
-  const bytes = randomBytes(16);
-  bytes[0] &= 0x7f; // positive INTEGER
-  return bytes.toString('hex');
+/** A certificate serial from 16 random bytes, as hex; exported for its test. */
+export function serialNumberFrom(bytes: Buffer): string {
+  const serial = Buffer.from(bytes);
+  // First byte 0x01-0x7f: a positive INTEGER whose DER encoding keeps all 16 bytes, so the serial we
+  // report is the serial the certificate carries (a leading 0x00 would be stripped by DER).
+  serial[0] = (serial[0] % 0x7f) + 1;
+  return serial.toString('hex');
 }
 
 async function privateKeyPem(keys: CryptoKeyPair): Promise<string> {
@@ -88,7 +91,7 @@ export async function issueCertificate(
 ): Promise<IssuedCertificate> {
   const keys = await generateKeys();
   const now = Date.now();
-  const serialNumber = randomSerial();
+  const serialNumber = serialNumberFrom(randomBytes(16));
   const notBefore = template.notBefore ?? new Date(now - BACKDATE_MS);
   const notAfter = template.notAfter ?? new Date(now + HOUR);
   const extensions = [...extensionsOf(template), await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)];

@@ -1,9 +1,10 @@
 // File mode: our X509-SVID, its key and the trust bundles come from PEM files (a Kubernetes Secret
-// mount: tls.crt, tls.key, ca.crt). Everything is read and validated as one unit before it is used;
-// a problem throws a SidecarError that names the flag and the file.
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+// mount: tls.crt, tls.key, ca.crt). Everything is read and validated as one unit before it is used: at
+// startup a problem throws a SidecarError naming the flag and the file; on reload it keeps the last good.
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { SidecarError } from '../errors.js';
+import { isSidecarError, SidecarError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/bundle.js';
 import { parsePemCertificates } from '../spiffe/certificate.js';
 import { checkLeafSvid, verifyX509SvidChain } from '../spiffe/x509svid.js';
@@ -34,15 +35,44 @@ function publicKeyDer(key: KeyObject): Buffer {
   return key.export({ type: 'spki', format: 'der' });
 }
 
-/** Reads and validates the files; resolves to an identity only if every part is good. */
-export async function loadFileIdentity(options: FileIdentityOptions, now = new Date()): Promise<X509Identity> {
+/** The raw text of every file, read in one go so that cert and key are taken as a pair. */
+export interface FileIdentityTexts {
+  certPem: string;
+  keyPem: string;
+  caPem: string;
+  federatedPems: string[];
+}
+
+export async function readFileIdentity(options: FileIdentityOptions): Promise<FileIdentityTexts> {
   const [certPem, keyPem, caPem, ...federatedPems] = await Promise.all([
     readFlagFile('--mtls-cert-file', options.certFile),
     readFlagFile('--mtls-key-file', options.keyFile),
     readFlagFile('--mtls-ca-file', options.caFile),
     ...options.federatedBundles.map((b) => readFlagFile(`--federated-bundle ${b.trustDomain}=`, b.file)),
   ]);
+  return { certPem, keyPem, caPem, federatedPems };
+}
 
+/** A digest of the texts: a reload that reads the same bytes changes nothing. */
+export function fingerprintOf(texts: FileIdentityTexts): string {
+  const hash = createHash('sha256');
+  for (const text of [texts.certPem, texts.keyPem, texts.caPem, ...texts.federatedPems]) {
+    hash.update(String(text.length)).update(':').update(text);
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * Validates the texts as one identity: the key matches the leaf, the leaf is an X509-SVID (of
+ * `expectedTrustDomain` when given: a reload may not move us to another trust domain), every bundle
+ * parses, and our chain verifies against our own bundle at `now`.
+ */
+export function parseFileIdentity(
+  options: FileIdentityOptions,
+  texts: FileIdentityTexts,
+  { now = new Date(), expectedTrustDomain }: { now?: Date; expectedTrustDomain?: string } = {},
+): X509Identity {
+  const { certPem, keyPem, caPem, federatedPems } = texts;
   const chain = parsePemCertificates(certPem, `--mtls-cert-file ${options.certFile}`);
   let key: KeyObject;
   try {
@@ -65,6 +95,15 @@ export async function loadFileIdentity(options: FileIdentityOptions, now = new D
     id = checkLeafSvid(chain[0], { requireKeyUsage: true });
   } catch (err) {
     throw ownSvidError('--mtls-cert-file', options.certFile, err);
+  }
+  if (expectedTrustDomain !== undefined && id.trustDomain !== expectedTrustDomain) {
+    throw ownSvidError(
+      '--mtls-cert-file',
+      options.certFile,
+      new Error(
+        `its trust domain "${id.trustDomain}" is not ours ("${expectedTrustDomain}"); restart the sidecar to change trust domains`,
+      ),
+    );
   }
 
   const bundles = new Map<string, X509Bundle>();
@@ -101,24 +140,63 @@ export async function loadFileIdentity(options: FileIdentityOptions, now = new D
   });
 }
 
-/** A file identity source loaded once at startup. */
+/** Reads and validates the files; resolves to an identity only if every part is good. */
+export async function loadFileIdentity(options: FileIdentityOptions, now = new Date()): Promise<X509Identity> {
+  return parseFileIdentity(options, await readFileIdentity(options), { now });
+}
+
+export type ReloadOutcome = 'updated' | 'unchanged' | 'failed';
+
+export interface ReloadResult {
+  outcome: ReloadOutcome;
+  /** What asked for the reload: `watch`, `SIGHUP`, `interval`, ... */
+  trigger: string;
+  error?: SidecarError;
+}
+
+/** The longest delay setTimeout accepts; an expiry further away is re-armed when it comes closer. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * File identity source with validate-then-swap reloads: a reload reads every file, validates them as one
+ * identity and swaps only if all is good and something changed. A failed reload keeps the last good
+ * identity, logs why and is counted; it never throws and never exits.
+ */
 export class FileIdentitySource implements IdentitySource {
+  readonly reloads: Record<ReloadOutcome, number> = { updated: 0, unchanged: 0, failed: 0 };
   private identity: X509Identity;
+  private fingerprint: string;
+  private queue: Promise<unknown> = Promise.resolve();
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private expired = false;
   private readonly listeners = new Set<(identity: X509Identity) => void>();
 
   private constructor(
     readonly options: FileIdentityOptions,
+    private readonly log: Logger,
+    texts: FileIdentityTexts,
     identity: X509Identity,
   ) {
     this.identity = identity;
+    this.fingerprint = fingerprintOf(texts);
+    this.armExpiry();
   }
 
-  static async open(options: FileIdentityOptions): Promise<FileIdentitySource> {
-    return new FileIdentitySource(options, await loadFileIdentity(options));
+  /** Loads the files once; startup fails (throws) if they are not a valid identity. */
+  static async open(options: FileIdentityOptions, log: Logger): Promise<FileIdentitySource> {
+    const texts = await readFileIdentity(options);
+    return new FileIdentitySource(options, log, texts, parseFileIdentity(options, texts));
   }
 
   current(): X509Identity {
     return this.identity;
+  }
+
+  /** Ready while our SVID is within its validity; a reload with a fresh one makes it ready again. */
+  status(): { ready: boolean; reason?: 'svid_expired' } {
+    return this.expired || Date.now() > this.identity.svid.chain[0].notAfter.getTime()
+      ? { ready: false, reason: 'svid_expired' }
+      : { ready: true };
   }
 
   onUpdate(listener: (identity: X509Identity) => void): () => void {
@@ -126,7 +204,83 @@ export class FileIdentitySource implements IdentitySource {
     return () => this.listeners.delete(listener);
   }
 
+  /** Re-reads the files; reloads run one at a time, in order. */
+  reload(trigger: string): Promise<ReloadResult> {
+    const next = this.queue.then(() => this.reloadNow(trigger));
+    this.queue = next;
+    return next;
+  }
+
   async close(): Promise<void> {
+    clearTimeout(this.expiryTimer);
     this.listeners.clear();
+    await this.queue;
+  }
+
+  private async reloadNow(trigger: string): Promise<ReloadResult> {
+    let texts: FileIdentityTexts;
+    let identity: X509Identity;
+    try {
+      texts = await readFileIdentity(this.options);
+      if (fingerprintOf(texts) === this.fingerprint) {
+        this.reloads.unchanged++;
+        return { outcome: 'unchanged', trigger };
+      }
+      identity = parseFileIdentity(this.options, texts, { expectedTrustDomain: this.identity.svid.id.trustDomain });
+    } catch (err) {
+      const error = isSidecarError(err)
+        ? err
+        : new SidecarError('ERR_FILE_READ', `reload failed: ${(err as Error).message}`, { cause: err });
+      this.reloads.failed++;
+      this.log.warn(
+        { event: 'reload_failed', trigger, reason: error.code, serial: this.identity.svid.chain[0].serialNumber },
+        `identity reload failed, keeping the last good identity: ${error.message}`,
+      );
+      return { outcome: 'failed', trigger, error };
+    }
+    this.identity = identity;
+    this.fingerprint = fingerprintOf(texts);
+    this.reloads.updated++;
+    this.armExpiry();
+    const leaf = identity.svid.chain[0];
+    this.log.info(
+      {
+        event: 'identity_updated',
+        trigger,
+        spiffe_id: identity.svid.id.toString(),
+        serial: leaf.serialNumber,
+        not_after: leaf.notAfter.toISOString(),
+        trust_domains: [...identity.bundles.keys()],
+      },
+      'identity updated',
+    );
+    for (const listener of this.listeners) listener(identity);
+    return { outcome: 'updated', trigger };
+  }
+
+  /** Logs once when our SVID expires without a replacement; from then on status() is not ready. */
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    this.expired = false;
+    const leaf = this.identity.svid.chain[0];
+    const delay = leaf.notAfter.getTime() - Date.now() + 1;
+    if (delay <= 0) {
+      this.markExpired();
+      return;
+    }
+    this.expiryTimer = setTimeout(
+      () => (delay > MAX_TIMER_MS ? this.armExpiry() : this.markExpired()),
+      Math.min(delay, MAX_TIMER_MS),
+    );
+    this.expiryTimer.unref();
+  }
+
+  private markExpired(): void {
+    this.expired = true;
+    const leaf = this.identity.svid.chain[0];
+    this.log.warn(
+      { event: 'svid_expired', serial: leaf.serialNumber, not_after: leaf.notAfter.toISOString() },
+      'our SVID has expired and no valid replacement was found: peers will refuse new connections; the sidecar is not ready',
+    );
   }
 }
