@@ -1,14 +1,15 @@
 // File mode: our X509-SVID, its key and the trust bundles come from PEM files (a Kubernetes Secret
 // mount: tls.crt, tls.key, ca.crt). Everything is read and validated as one unit before it is used: at
 // startup a problem throws a SidecarError naming the flag and the file; on reload it keeps the last good.
-import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isSidecarError, SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/bundle.js';
 import { parsePemCertificates } from '../spiffe/certificate.js';
-import { checkLeafSvid, verifyX509SvidChain } from '../spiffe/x509svid.js';
+import { ExpiryWatch } from './expiry.js';
 import type { IdentitySource, X509Identity } from './source.js';
+import { assembleX509Identity } from './x509-identity.js';
 
 export interface FileIdentityOptions {
   certFile: string;
@@ -24,15 +25,6 @@ async function readFlagFile(flag: string, file: string): Promise<string> {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
     throw new SidecarError('ERR_FILE_READ', `${flag} ${file}: cannot read the file (${why})`, { cause: err });
   }
-}
-
-function ownSvidError(flag: string, file: string, err: unknown): SidecarError {
-  const detail = err instanceof Error ? err.message : String(err);
-  return new SidecarError('ERR_OWN_SVID_INVALID', `${flag} ${file}: not a usable X509-SVID: ${detail}`, { cause: err });
-}
-
-function publicKeyDer(key: KeyObject): Buffer {
-  return key.export({ type: 'spki', format: 'der' });
 }
 
 /** The raw text of every file, read in one go so that cert and key are taken as a pair. */
@@ -70,13 +62,12 @@ export function fingerprintOf(texts: FileIdentityTexts): string {
 export function parseFileIdentity(
   options: FileIdentityOptions,
   texts: FileIdentityTexts,
-  { now = new Date(), expectedTrustDomain }: { now?: Date; expectedTrustDomain?: string } = {},
+  { now, expectedTrustDomain }: { now?: Date; expectedTrustDomain?: string } = {},
 ): X509Identity {
-  const { certPem, keyPem, caPem, federatedPems } = texts;
-  const chain = parsePemCertificates(certPem, `--mtls-cert-file ${options.certFile}`);
+  const chain = parsePemCertificates(texts.certPem, `--mtls-cert-file ${options.certFile}`);
   let key: KeyObject;
   try {
-    key = createPrivateKey(keyPem);
+    key = createPrivateKey(texts.keyPem);
   } catch (err) {
     throw new SidecarError(
       'ERR_KEY_PARSE',
@@ -84,60 +75,30 @@ export function parseFileIdentity(
       { cause: err },
     );
   }
-  if (!publicKeyDer(createPublicKey(key)).equals(publicKeyDer(chain[0].node.publicKey))) {
-    throw new SidecarError(
-      'ERR_KEY_MISMATCH',
-      `--mtls-key-file ${options.keyFile}: leaf certificate does not match private key (--mtls-cert-file ${options.certFile}); the two files must be one pair`,
-    );
-  }
-  let id: ReturnType<typeof checkLeafSvid>;
-  try {
-    id = checkLeafSvid(chain[0], { requireKeyUsage: true });
-  } catch (err) {
-    throw ownSvidError('--mtls-cert-file', options.certFile, err);
-  }
-  if (expectedTrustDomain !== undefined && id.trustDomain !== expectedTrustDomain) {
-    throw ownSvidError(
-      '--mtls-cert-file',
-      options.certFile,
-      new Error(
-        `its trust domain "${id.trustDomain}" is not ours ("${expectedTrustDomain}"); restart the sidecar to change trust domains`,
-      ),
-    );
-  }
-
-  const bundles = new Map<string, X509Bundle>();
-  bundles.set(id.trustDomain, parseX509BundlePem(id.trustDomain, caPem, `--mtls-ca-file ${options.caFile}`));
-  options.federatedBundles.forEach(({ trustDomain, file }, i) => {
-    if (bundles.has(trustDomain)) {
-      throw new SidecarError(
-        'ERR_CONFIG_INVALID',
-        `--federated-bundle ${trustDomain}=${file}: trust domain "${trustDomain}" already has a bundle (our own trust domain comes from --mtls-ca-file)`,
-      );
-    }
-    bundles.set(
-      trustDomain,
-      parseX509BundlePem(trustDomain, federatedPems[i], `--federated-bundle ${trustDomain}=${file}`),
-    );
-  });
-
-  // Our own chain must verify against our own bundle: catches a CA file of the wrong trust domain
-  // before a peer does, and an expired certificate before a handshake fails on it.
-  try {
-    verifyX509SvidChain(chain, bundles, { now });
-  } catch (err) {
-    throw ownSvidError('--mtls-cert-file', options.certFile, err);
-  }
-
-  return Object.freeze({
-    svid: Object.freeze({
-      id,
-      chain,
-      chainPem: chain.map((c) => c.node.toString()).join(''),
-      keyPem: key.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    }),
-    bundles,
-  });
+  const bundles = (ownTrustDomain: string) => {
+    const set = new Map<string, X509Bundle>();
+    set.set(ownTrustDomain, parseX509BundlePem(ownTrustDomain, texts.caPem, `--mtls-ca-file ${options.caFile}`));
+    options.federatedBundles.forEach(({ trustDomain, file }, i) => {
+      if (set.has(trustDomain)) {
+        throw new SidecarError(
+          'ERR_CONFIG_INVALID',
+          `--federated-bundle ${trustDomain}=${file}: trust domain "${trustDomain}" already has a bundle (our own trust domain comes from --mtls-ca-file)`,
+        );
+      }
+      const source = `--federated-bundle ${trustDomain}=${file}`;
+      set.set(trustDomain, parseX509BundlePem(trustDomain, texts.federatedPems[i], source));
+    });
+    return set;
+  };
+  return assembleX509Identity(
+    { chain, key, bundles },
+    {
+      certLabel: `--mtls-cert-file ${options.certFile}`,
+      keyLabel: `--mtls-key-file ${options.keyFile}`,
+      expectedTrustDomain,
+      now,
+    },
+  );
 }
 
 /** Reads and validates the files; resolves to an identity only if every part is good. */
@@ -154,9 +115,6 @@ export interface ReloadResult {
   error?: SidecarError;
 }
 
-/** The longest delay setTimeout accepts; an expiry further away is re-armed when it comes closer. */
-const MAX_TIMER_MS = 2_147_483_647;
-
 /**
  * File identity source with validate-then-swap reloads: a reload reads every file, validates them as one
  * identity and swaps only if all is good and something changed. A failed reload keeps the last good
@@ -167,8 +125,7 @@ export class FileIdentitySource implements IdentitySource {
   private identity: X509Identity;
   private fingerprint: string;
   private queue: Promise<unknown> = Promise.resolve();
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private expired = false;
+  private readonly expiry: ExpiryWatch;
   private readonly listeners = new Set<(identity: X509Identity) => void>();
 
   private constructor(
@@ -179,7 +136,8 @@ export class FileIdentitySource implements IdentitySource {
   ) {
     this.identity = identity;
     this.fingerprint = fingerprintOf(texts);
-    this.armExpiry();
+    this.expiry = new ExpiryWatch(log);
+    this.expiry.track(identity);
   }
 
   /** Loads the files once; startup fails (throws) if they are not a valid identity. */
@@ -194,7 +152,7 @@ export class FileIdentitySource implements IdentitySource {
 
   /** Ready while our SVID is within its validity; a reload with a fresh one makes it ready again. */
   status(): { ready: boolean; reason?: 'svid_expired' } {
-    return this.expired || Date.now() > this.identity.svid.chain[0].notAfter.getTime()
+    return this.expiry.expired || Date.now() > this.identity.svid.chain[0].notAfter.getTime()
       ? { ready: false, reason: 'svid_expired' }
       : { ready: true };
   }
@@ -212,7 +170,7 @@ export class FileIdentitySource implements IdentitySource {
   }
 
   async close(): Promise<void> {
-    clearTimeout(this.expiryTimer);
+    this.expiry.close();
     this.listeners.clear();
     await this.queue;
   }
@@ -241,7 +199,7 @@ export class FileIdentitySource implements IdentitySource {
     this.identity = identity;
     this.fingerprint = fingerprintOf(texts);
     this.reloads.updated++;
-    this.armExpiry();
+    this.expiry.track(identity);
     const leaf = identity.svid.chain[0];
     this.log.info(
       {
@@ -256,31 +214,5 @@ export class FileIdentitySource implements IdentitySource {
     );
     for (const listener of this.listeners) listener(identity);
     return { outcome: 'updated', trigger };
-  }
-
-  /** Logs once when our SVID expires without a replacement; from then on status() is not ready. */
-  private armExpiry(): void {
-    clearTimeout(this.expiryTimer);
-    this.expired = false;
-    const leaf = this.identity.svid.chain[0];
-    const delay = leaf.notAfter.getTime() - Date.now() + 1;
-    if (delay <= 0) {
-      this.markExpired();
-      return;
-    }
-    this.expiryTimer = setTimeout(
-      () => (delay > MAX_TIMER_MS ? this.armExpiry() : this.markExpired()),
-      Math.min(delay, MAX_TIMER_MS),
-    );
-    this.expiryTimer.unref();
-  }
-
-  private markExpired(): void {
-    this.expired = true;
-    const leaf = this.identity.svid.chain[0];
-    this.log.warn(
-      { event: 'svid_expired', serial: leaf.serialNumber, not_after: leaf.notAfter.toISOString() },
-      'our SVID has expired and no valid replacement was found: peers will refuse new connections; the sidecar is not ready',
-    );
   }
 }

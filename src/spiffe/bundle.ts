@@ -14,13 +14,16 @@ export interface X509Bundle {
 export type X509BundleSet = ReadonlyMap<string, X509Bundle>;
 
 /**
- * Parses a PEM bundle for one trust domain. Every certificate must be a CA. A certificate that names a
- * SPIFFE ID of another trust domain means the file merges several trust domains (spiffe-helper's
- * `include_federated_domains` output, for one): that is refused, since a merged store lets a CA of one
- * trust domain vouch for IDs of another.
+ * Makes the bundle of one trust domain from its authorities. Every certificate must be a CA. A
+ * certificate that names a SPIFFE ID of another trust domain means the source merges several trust
+ * domains (spiffe-helper's `include_federated_domains` output, for one): that is refused, since a merged
+ * store lets a CA of one trust domain vouch for IDs of another.
  */
-export function parseX509BundlePem(trustDomain: string, pem: string, source: string): X509Bundle {
-  const authorities = parsePemCertificates(pem, source);
+export function x509BundleFromCertificates(
+  trustDomain: string,
+  authorities: Certificate[],
+  source: string,
+): X509Bundle {
   authorities.forEach((cert, i) => {
     const where = `${source} (certificate ${i + 1})`;
     if (!cert.isCA) {
@@ -39,12 +42,17 @@ export function parseX509BundlePem(trustDomain: string, pem: string, source: str
       if (td !== trustDomain) {
         throw new SidecarError(
           'ERR_BUNDLE_INVALID',
-          `${where} is a CA of trust domain "${td}", but the file is the bundle of "${trustDomain}": give each trust domain its own bundle file (--federated-bundle ${td}=FILE)`,
+          `${where} is a CA of trust domain "${td}", but it was given as the bundle of "${trustDomain}": give each trust domain its own bundle (--federated-bundle ${td}=FILE)`,
         );
       }
     }
   });
   return Object.freeze({ trustDomain, authorities: Object.freeze(authorities) });
+}
+
+/** Parses a PEM bundle for one trust domain (see x509BundleFromCertificates). */
+export function parseX509BundlePem(trustDomain: string, pem: string, source: string): X509Bundle {
+  return x509BundleFromCertificates(trustDomain, parsePemCertificates(pem, source), source);
 }
 
 /** Builds a bundle set from a map of trust domain (name or `spiffe://` ID) to PEM roots. */

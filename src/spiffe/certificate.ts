@@ -167,6 +167,45 @@ export function parseCertificate(der: Buffer, source: string, node?: NodeX509Cer
   };
 }
 
+/**
+ * Splits concatenated DER certificates (how the Workload API sends chains and bundles) by reading each
+ * outer SEQUENCE header. Throws ERR_CERT_PARSE on anything that is not a sequence of whole SEQUENCEs.
+ */
+export function splitDerCertificates(der: Uint8Array, source: string): Buffer[] {
+  const bytes = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
+  const out: Buffer[] = [];
+  let offset = 0;
+  const bad = (why: string): never => {
+    throw new SidecarError('ERR_CERT_PARSE', `${source}: not concatenated DER certificates (${why} at byte ${offset})`);
+  };
+  while (offset < bytes.length) {
+    if (bytes[offset] !== 0x30) bad('expected a SEQUENCE');
+    const first = bytes[offset + 1];
+    if (first === undefined) bad('truncated header');
+    let length = first;
+    let header = 2;
+    if (first & 0x80) {
+      const count = first & 0x7f;
+      if (count === 0 || count > 4) bad('unsupported length encoding');
+      if (offset + 2 + count > bytes.length) bad('truncated header');
+      length = 0;
+      for (let i = 0; i < count; i++) length = length * 256 + bytes[offset + 2 + i];
+      header = 2 + count;
+    }
+    const end = offset + header + length;
+    if (end > bytes.length) bad('truncated certificate');
+    out.push(bytes.subarray(offset, end));
+    offset = end;
+  }
+  if (out.length === 0) bad('no certificate');
+  return out;
+}
+
+/** Parses concatenated DER certificates, in order. */
+export function parseDerCertificates(der: Uint8Array, source: string): Certificate[] {
+  return splitDerCertificates(der, source).map((d, i) => parseCertificate(d, `${source} (certificate ${i + 1})`));
+}
+
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]*?)-----END \1-----/g;
 
 /** Splits PEM text into the DER bodies of its CERTIFICATE blocks; other block types are ignored. */
