@@ -1,24 +1,78 @@
-// The composition root: builds the identity source, the policy and the inbound listener from a Config,
-// and closes them in reverse order.
+// The composition root: builds the identity source (files or the Workload API), the policy and the
+// inbound listener from a Config, and closes them in reverse order.
 import type { AddressInfo } from 'node:net';
 import { createPolicy } from './authz/policy.js';
-import type { Config } from './config.js';
-import { FileIdentitySource, type ReloadResult } from './identity/file-source.js';
+import type { Config, IdentitySourceConfig } from './config.js';
+import { FileIdentitySource } from './identity/file-source.js';
 import { type FileWatcher, watchIdentityFiles } from './identity/file-watcher.js';
+import { WorkloadApiIdentitySource } from './identity/workload-api-source.js';
 import type { Logger } from './log.js';
 import { InboundProxy } from './proxy/inbound.js';
 
 export interface Sidecar {
-  readonly identity: FileIdentitySource;
+  readonly identity: FileIdentitySource | WorkloadApiIdentitySource;
   address(): AddressInfo;
-  /** Re-reads the identity files now (what SIGHUP does); keeps the last good identity on failure. */
-  reload(trigger: string): Promise<ReloadResult>;
+  /** SIGHUP: re-reads the identity files (file mode); the Workload API pushes its own updates. */
+  reload(trigger: string): Promise<void>;
   close(): Promise<void>;
+}
+
+interface OpenedSource {
+  identity: FileIdentitySource | WorkloadApiIdentitySource;
+  stopTriggers: () => Promise<void>;
+}
+
+/** File mode: the files and what makes them reload (watch, interval). */
+async function openFileSource(
+  source: IdentitySourceConfig & { kind: 'files' },
+  config: Config,
+  log: Logger,
+): Promise<OpenedSource> {
+  const { files } = source;
+  const identity = await FileIdentitySource.open(files, log);
+  const watcher: FileWatcher | undefined = config.watch
+    ? await watchIdentityFiles(
+        [files.certFile, files.keyFile, files.caFile, ...files.federatedBundles.map((b) => b.file)],
+        () => void identity.reload('watch'),
+        log,
+      )
+    : undefined;
+  const interval = config.reloadIntervalMs
+    ? setInterval(() => void identity.reload('interval'), config.reloadIntervalMs).unref()
+    : undefined;
+  return {
+    identity,
+    stopTriggers: async () => {
+      clearInterval(interval);
+      await watcher?.close();
+    },
+  };
+}
+
+/** SPIRE mode: the stream opens at once; serving waits for the first valid SVID (pod startup ordering). */
+async function openWorkloadApiSource(
+  source: IdentitySourceConfig & { kind: 'workload-api' },
+  log: Logger,
+): Promise<OpenedSource> {
+  const identity = WorkloadApiIdentitySource.start({ endpoint: source.endpoint, hint: source.hint, log });
+  log.info(
+    { event: 'waiting_for_identity', endpoint: source.endpoint.address },
+    'waiting for an SVID from the Workload API',
+  );
+  try {
+    await identity.firstIdentity();
+  } catch (err) {
+    await identity.close();
+    throw err;
+  }
+  return { identity, stopTriggers: async () => {} };
 }
 
 export async function startSidecar(config: Config, log: Logger): Promise<Sidecar> {
   const policy = createPolicy({ allow: config.allow, allowAny: config.allowAny });
-  const identity = await FileIdentitySource.open(config.files, log);
+  const { source } = config;
+  const { identity, stopTriggers } =
+    source.kind === 'files' ? await openFileSource(source, config, log) : await openWorkloadApiSource(source, log);
   let inbound: InboundProxy;
   try {
     inbound = await InboundProxy.start({
@@ -31,26 +85,17 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       log,
     });
   } catch (err) {
+    await stopTriggers();
     await identity.close();
     throw err;
   }
-  const { files } = config;
-  const watcher: FileWatcher | undefined = config.watch
-    ? await watchIdentityFiles(
-        [files.certFile, files.keyFile, files.caFile, ...files.federatedBundles.map((b) => b.file)],
-        () => void identity.reload('watch'),
-        log,
-      )
-    : undefined;
-  const interval = config.reloadIntervalMs
-    ? setInterval(() => void identity.reload('interval'), config.reloadIntervalMs).unref()
-    : undefined;
   const svid = identity.current().svid;
   log.info(
     {
       event: 'started',
       listen: inbound.address(),
       upstream: config.upstream.origin,
+      source: source.kind,
       spiffe_id: svid.id.toString(),
       not_after: svid.chain[0].notAfter.toISOString(),
       trust_domains: [...identity.current().bundles.keys()],
@@ -60,10 +105,12 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   return {
     identity,
     address: () => inbound.address(),
-    reload: (trigger) => identity.reload(trigger),
+    async reload(trigger) {
+      if (identity instanceof FileIdentitySource) await identity.reload(trigger);
+      else log.info({ event: 'reload_ignored', trigger }, 'SPIRE mode: the Workload API pushes updates');
+    },
     async close() {
-      clearInterval(interval);
-      await watcher?.close();
+      await stopTriggers();
       await inbound.close();
       await identity.close();
     },

@@ -7,7 +7,7 @@ import { SidecarError } from './errors.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; multiple?: boolean; help: string; value?: string };
 
-export const RUN_OPTIONS: Record<keyof RawOptions, OptionSpec> = {
+export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket'>, OptionSpec> = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'where to accept mTLS connections (default 0.0.0.0:8443)' },
   upstream: {
     type: 'string',
@@ -15,6 +15,12 @@ export const RUN_OPTIONS: Record<keyof RawOptions, OptionSpec> = {
     help: 'the app, e.g. http://127.0.0.1:8080 (loopback unless --unsafe-upstream)',
   },
   'unsafe-upstream': { type: 'boolean', help: 'allow an upstream that is not on loopback' },
+  'workload-api-socket': {
+    type: 'string',
+    value: 'ADDR',
+    help: 'SPIRE mode: the Workload API, unix:///path or tcp://IP:PORT (default $SPIFFE_ENDPOINT_SOCKET)',
+  },
+  'svid-hint': { type: 'string', value: 'HINT', help: 'SPIRE mode: use the SVID with this hint (default: the first)' },
   'mtls-cert-file': {
     type: 'string',
     value: 'FILE',
@@ -107,6 +113,8 @@ function withEnv(values: Record<string, unknown>, env: NodeJS.ProcessEnv): RawOp
         .filter(Boolean);
     else out[flag] = value;
   }
+  // The Workload Endpoint spec's variable, read as-is: the default socket for SPIRE mode.
+  if (env.SPIFFE_ENDPOINT_SOCKET) out.spiffeEndpointSocket = env.SPIFFE_ENDPOINT_SOCKET;
   return out as RawOptions;
 }
 

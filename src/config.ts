@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { parseDuration } from './duration.js';
 import { SidecarError } from './errors.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
+import { parseWorkloadEndpoint, type WorkloadEndpoint } from './identity/workload-endpoint.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import { parseTrustDomain } from './spiffe/id.js';
 import { compileAllowRules } from './spiffe/match.js';
@@ -32,18 +33,27 @@ export interface RawOptions {
   'log-level'?: string;
   watch?: boolean;
   'reload-interval'?: string;
+  'workload-api-socket'?: string;
+  'svid-hint'?: string;
+  /** SPIFFE_ENDPOINT_SOCKET from the environment (Workload Endpoint §4): the default socket. */
+  spiffeEndpointSocket?: string;
 }
+
+/** Where our identity comes from. */
+export type IdentitySourceConfig =
+  | { readonly kind: 'files'; readonly files: FileIdentityOptions }
+  | { readonly kind: 'workload-api'; readonly endpoint: WorkloadEndpoint; readonly hint: string | undefined };
 
 export interface Config {
   readonly listen: { readonly host: string; readonly port: number };
   readonly upstream: URL;
-  readonly files: FileIdentityOptions;
+  readonly source: IdentitySourceConfig;
   readonly allow: readonly string[];
   readonly allowAny: boolean;
   readonly identityHeaders: readonly string[];
   readonly xfcc: boolean;
   readonly logLevel: LogLevel;
-  /** Reload the identity files when their directories change. */
+  /** File mode: reload the identity files when their directories change. */
   readonly watch: boolean;
   /** Also re-read them on this period (for file systems without change events); undefined = never. */
   readonly reloadIntervalMs: number | undefined;
@@ -148,15 +158,58 @@ function parseFederatedBundles(values: readonly string[]): { trustDomain: string
   });
 }
 
-/** Validates raw options into the one Config. Throws SidecarError on the first problem. */
-export function buildConfig(raw: RawOptions): Config {
-  const missing = (['mtls-cert-file', 'mtls-key-file', 'mtls-ca-file'] as const).filter((f) => !raw[f]);
+const FILE_FLAGS = ['mtls-cert-file', 'mtls-key-file', 'mtls-ca-file'] as const;
+
+/**
+ * File mode when any --mtls-* file is given; SPIRE mode with --workload-api-socket, or else when
+ * SPIFFE_ENDPOINT_SOCKET is set. The two exclude each other.
+ */
+function parseSource(raw: RawOptions): IdentitySourceConfig {
+  const given = FILE_FLAGS.filter((f) => raw[f]);
+  const socketFlag = raw['workload-api-socket'];
+  if (socketFlag && given.length > 0) {
+    invalid(
+      `--workload-api-socket and ${given.map((f) => `--${f}`).join(', ')} exclude each other: the identity comes either from the SPIRE agent or from files`,
+    );
+  }
+  if (socketFlag || (given.length === 0 && raw.spiffeEndpointSocket)) {
+    const from = socketFlag ? '--workload-api-socket' : 'SPIFFE_ENDPOINT_SOCKET';
+    for (const flag of ['federated-bundle', 'reload-interval'] as const) {
+      if (raw[flag] !== undefined && raw[flag]?.length !== 0) {
+        invalid(`--${flag} is for file mode; in SPIRE mode the Workload API delivers bundles and rotations`);
+      }
+    }
+    return Object.freeze({
+      kind: 'workload-api',
+      endpoint: parseWorkloadEndpoint((socketFlag ?? raw.spiffeEndpointSocket) as string, from),
+      hint: raw['svid-hint'] || undefined,
+    });
+  }
+  if (raw['svid-hint'])
+    invalid('--svid-hint selects among the SVIDs of the Workload API; it needs SPIRE mode (--workload-api-socket)');
+  const missing = FILE_FLAGS.filter((f) => !raw[f]);
   if (missing.length > 0) {
     throw new SidecarError(
       'ERR_CONFIG_MISSING',
-      `${missing.map((f) => `--${f}`).join(', ')} ${missing.length === 1 ? 'is' : 'are'} required: the sidecar's SVID (tls.crt), its key (tls.key) and the trust bundle of its trust domain (ca.crt)`,
+      given.length === 0
+        ? 'no identity source: give --workload-api-socket unix:///path/to/agent.sock (or set SPIFFE_ENDPOINT_SOCKET) for SPIRE mode, or --mtls-cert-file, --mtls-key-file and --mtls-ca-file for file mode'
+        : `${missing.map((f) => `--${f}`).join(', ')} ${missing.length === 1 ? 'is' : 'are'} required: the sidecar's SVID (tls.crt), its key (tls.key) and the trust bundle of its trust domain (ca.crt)`,
     );
   }
+  return Object.freeze({
+    kind: 'files',
+    files: Object.freeze({
+      certFile: raw['mtls-cert-file'] as string,
+      keyFile: raw['mtls-key-file'] as string,
+      caFile: raw['mtls-ca-file'] as string,
+      federatedBundles: Object.freeze(parseFederatedBundles(raw['federated-bundle'] ?? [])),
+    }),
+  });
+}
+
+/** Validates raw options into the one Config. Throws SidecarError on the first problem. */
+export function buildConfig(raw: RawOptions): Config {
+  const source = parseSource(raw);
   const allow = raw.allow ?? [];
   const allowAny = raw['allow-any'] ?? false;
   if (allow.length === 0 && !allowAny) {
@@ -181,12 +234,7 @@ export function buildConfig(raw: RawOptions): Config {
   return Object.freeze({
     listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
     upstream: parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false),
-    files: Object.freeze({
-      certFile: raw['mtls-cert-file'] as string,
-      keyFile: raw['mtls-key-file'] as string,
-      caFile: raw['mtls-ca-file'] as string,
-      federatedBundles: Object.freeze(parseFederatedBundles(raw['federated-bundle'] ?? [])),
-    }),
+    source,
     allow: Object.freeze([...allow]),
     allowAny,
     identityHeaders: Object.freeze(parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS.identityHeaders)),

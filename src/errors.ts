@@ -31,6 +31,10 @@ export type SidecarErrorCode =
   | 'ERR_KEY_MISMATCH'
   | 'ERR_BUNDLE_INVALID'
   | 'ERR_OWN_SVID_INVALID'
+  // SPIRE mode
+  | 'ERR_WORKLOAD_API'
+  | 'ERR_WORKLOAD_API_MESSAGE'
+  | 'ERR_NO_IDENTITY'
   // configuration and startup
   | 'ERR_CONFIG_INVALID'
   | 'ERR_CONFIG_MISSING'

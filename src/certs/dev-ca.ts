@@ -49,6 +49,8 @@ export interface CertificateTemplate {
   notBefore?: Date;
   notAfter?: Date;
   extensions?: x509.Extension[];
+  /** The subject's key pair; a fresh ECDSA P-256 pair by default. */
+  keys?: CryptoKeyPair;
 }
 
 /** A certificate serial from 16 random bytes, as hex; exported for its test. */
@@ -89,7 +91,7 @@ export async function issueCertificate(
   issuer: Issuer | undefined,
   template: CertificateTemplate,
 ): Promise<IssuedCertificate> {
-  const keys = await generateKeys();
+  const keys = template.keys ?? (await generateKeys());
   const now = Date.now();
   const serialNumber = serialNumberFrom(randomBytes(16));
   const notBefore = template.notBefore ?? new Date(now - BACKDATE_MS);

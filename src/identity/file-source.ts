@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/bundle.js';
 import { parsePemCertificates } from '../spiffe/certificate.js';
 import { ExpiryWatch } from './expiry.js';
-import type { IdentitySource, X509Identity } from './source.js';
+import { type IdentitySource, type IdentityStatus, notifyAll, type X509Identity } from './source.js';
 import { assembleX509Identity } from './x509-identity.js';
 
 export interface FileIdentityOptions {
@@ -125,6 +125,7 @@ export class FileIdentitySource implements IdentitySource {
   private identity: X509Identity;
   private fingerprint: string;
   private queue: Promise<unknown> = Promise.resolve();
+  private pending: Promise<ReloadResult> | undefined;
   private readonly expiry: ExpiryWatch;
   private readonly listeners = new Set<(identity: X509Identity) => void>();
 
@@ -151,7 +152,7 @@ export class FileIdentitySource implements IdentitySource {
   }
 
   /** Ready while our SVID is within its validity; a reload with a fresh one makes it ready again. */
-  status(): { ready: boolean; reason?: 'svid_expired' } {
+  status(): IdentityStatus {
     return this.expiry.expired || Date.now() > this.identity.svid.chain[0].notAfter.getTime()
       ? { ready: false, reason: 'svid_expired' }
       : { ready: true };
@@ -162,10 +163,18 @@ export class FileIdentitySource implements IdentitySource {
     return () => this.listeners.delete(listener);
   }
 
-  /** Re-reads the files; reloads run one at a time, in order. */
+  /**
+   * Re-reads the files. Reloads run one at a time; while one runs, further requests merge into one
+   * queued reload (a SIGHUP flood or a tight interval cannot pile up). Never rejects.
+   */
   reload(trigger: string): Promise<ReloadResult> {
-    const next = this.queue.then(() => this.reloadNow(trigger));
-    this.queue = next;
+    if (this.pending) return this.pending;
+    const next = this.queue.then(() => {
+      this.pending = undefined;
+      return this.reloadNow(trigger);
+    });
+    this.pending = next;
+    this.queue = next.catch(() => undefined);
     return next;
   }
 
@@ -212,7 +221,7 @@ export class FileIdentitySource implements IdentitySource {
       },
       'identity updated',
     );
-    for (const listener of this.listeners) listener(identity);
+    notifyAll(this.listeners, identity, this.log);
     return { outcome: 'updated', trigger };
   }
 }

@@ -3,6 +3,7 @@
 // pass literals, not mocks.
 import type { X509BundleSet } from '../spiffe/bundle.js';
 import type { Certificate } from '../spiffe/certificate.js';
+import type { Logger } from '../log.js';
 import type { SpiffeId } from '../spiffe/id.js';
 
 export interface X509Svid {
@@ -20,11 +21,34 @@ export interface X509Identity {
   readonly bundles: X509BundleSet;
 }
 
+export interface IdentityStatus {
+  ready: boolean;
+  reason?: 'waiting_for_svid' | 'svid_expired' | 'identity_revoked' | 'workload_api_failed';
+}
+
 export interface IdentitySource {
+  /** The current identity (throws ERR_NO_IDENTITY before the first one in SPIRE mode). */
   current(): X509Identity;
+  /** Ready to serve: an identity is loaded, unexpired and not revoked. */
+  status(): IdentityStatus;
   /** Called with each new identity after it passed validation; returns an unsubscribe function. */
   onUpdate(listener: (identity: X509Identity) => void): () => void;
   close(): Promise<void>;
+}
+
+/** Tells every listener of a new identity; one that throws is logged and does not stop the others. */
+export function notifyAll(
+  listeners: Iterable<(identity: X509Identity) => void>,
+  identity: X509Identity,
+  log: Logger,
+): void {
+  for (const listener of listeners) {
+    try {
+      listener(identity);
+    } catch (err) {
+      log.error({ event: 'identity_listener_failed', err }, 'applying the new identity failed');
+    }
+  }
 }
 
 /** Every authority of every bundle, as PEM: what OpenSSL may use to pre-check peer chains. */

@@ -2,12 +2,13 @@
 // X509Identity: the key matches the leaf, the leaf is an X509-SVID (of the expected trust domain, on a
 // reload), and our own chain verifies against our own bundle. Throws a SidecarError saying what is wrong.
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { SidecarError } from '../errors.js';
 import type { X509Bundle } from '../spiffe/bundle.js';
 import type { Certificate } from '../spiffe/certificate.js';
 import type { SpiffeId } from '../spiffe/id.js';
 import { checkLeafSvid, verifyX509SvidChain } from '../spiffe/x509svid.js';
-import type { X509Identity } from './source.js';
+import { allAuthoritiesPem, type X509Identity } from './source.js';
 
 export interface IdentityParts {
   chain: Certificate[];
@@ -64,7 +65,7 @@ export function assembleX509Identity(parts: IdentityParts, options: AssembleOpti
   } catch (err) {
     throw ownSvidError(options.certLabel, err);
   }
-  return Object.freeze({
+  const identity: X509Identity = Object.freeze({
     svid: Object.freeze({
       id,
       chain,
@@ -73,4 +74,15 @@ export function assembleX509Identity(parts: IdentityParts, options: AssembleOpti
     }),
     bundles,
   });
+  // OpenSSL must accept the material too (key size, algorithms) before anyone swaps it in: a context it
+  // refuses later, in setSecureContext, would be a crash instead of a kept identity.
+  try {
+    createSecureContext({ cert: identity.svid.chainPem, key: identity.svid.keyPem, ca: allAuthoritiesPem(bundles) });
+  } catch (err) {
+    throw ownSvidError(
+      options.certLabel,
+      new Error(`OpenSSL refuses it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`),
+    );
+  }
+  return identity;
 }

@@ -131,6 +131,15 @@ export class InboundProxy {
 
   private authenticate(socket: TLSSocket): void {
     const { identity, policy, log } = this.options;
+    if (identity.status().reason === 'identity_revoked') {
+      // Fail closed: the Workload API withdrew our identity, so we accept no one in its name.
+      log.warn(
+        { event: 'connection_refused', reason: 'identity_revoked', remote: socket.remoteAddress },
+        'our identity is revoked',
+      );
+      socket.destroy();
+      return;
+    }
     const result = authenticateTlsPeer(socket, identity.current().bundles);
     if (!result.ok) {
       log.warn(

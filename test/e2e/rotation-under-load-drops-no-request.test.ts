@@ -1,8 +1,6 @@
 // Issue 3 acceptance: rotate the serving SVID, and separately the CA bundle (with an overlap period),
 // every 200 ms for 10 s while 16 keep-alive and 8 new-connection clients keep the sidecar busy.
 // Not a timing test: it counts failed requests (must be 0) and checks what new connections see.
-import { Agent, request } from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -12,8 +10,9 @@ import {
   issueIntermediateCa,
   issueSvid,
 } from '../../src/certs/dev-ca.js';
-import { type ClientCert, expectRejected, requestVia } from '../helpers/client.js';
+import { expectRejected, requestVia } from '../helpers/client.js';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
+import { startLoad } from '../helpers/load.js';
 import { tempDir } from '../helpers/pki.js';
 import { writeSecretVolume } from '../helpers/secret-volume.js';
 import { normalizeSerial } from '../helpers/server-serial.js';
@@ -24,8 +23,6 @@ const CLIENT_ID = 'spiffe://example.org/client';
 const ROTATE_EVERY_MS = 200;
 const RUN_MS = 10_000;
 const STEPS = Math.ceil(RUN_MS / ROTATE_EVERY_MS);
-const KEEP_ALIVE_WORKERS = 16;
-const NEW_CONNECTION_WORKERS = 8;
 
 let dir: { path: string; remove: () => Promise<void> };
 let app: EchoApp;
@@ -37,60 +34,6 @@ afterAll(async () => {
   await app.close();
   await dir.remove();
 });
-
-interface Load {
-  ok: number;
-  failures: string[];
-  /** Serials of the server certificate seen by new connections, in order. */
-  serials: string[];
-  stop(): Promise<void>;
-}
-
-/** Starts the clients. `cert()` is read for every request, so a test can move clients to a new CA. */
-function startLoad(port: number, cert: () => ClientCert, resumingCert: () => ClientCert): Load {
-  const load: Load = { ok: 0, failures: [], serials: [], stop: async () => {} };
-  let stopped = false;
-  const keepAlive = new Agent({ keepAlive: true, maxSockets: KEEP_ALIVE_WORKERS });
-  // A client that caches TLS sessions, with an SVID issued by an intermediate: resumption must not
-  // turn into rejections while contexts rotate.
-  const resuming = new Agent({ keepAlive: false, maxCachedSessions: 10 });
-  const once = (agent: Agent | false, c: ClientCert) =>
-    new Promise<void>((resolve) => {
-      const req = request(
-        { host: '127.0.0.1', port, path: '/load', cert: c.chainPem, key: c.keyPem, rejectUnauthorized: false, agent },
-        (res) => {
-          if (agent === false)
-            load.serials.push(normalizeSerial((res.socket as TLSSocket).getPeerCertificate().serialNumber));
-          res.resume();
-          res.on('end', () => {
-            if (res.statusCode === 200) load.ok++;
-            else load.failures.push(`HTTP ${res.statusCode}`);
-            resolve();
-          });
-        },
-      );
-      req.on('error', (err) => {
-        load.failures.push(err.message);
-        resolve();
-      });
-      req.end();
-    });
-  const worker = async (agent: () => Agent | false, c: () => ClientCert) => {
-    while (!stopped) await once(agent(), c());
-  };
-  const workers = [
-    ...Array.from({ length: KEEP_ALIVE_WORKERS }, () => worker(() => keepAlive, cert)),
-    ...Array.from({ length: NEW_CONNECTION_WORKERS }, () => worker(() => false, cert)),
-    worker(() => resuming, resumingCert),
-  ];
-  load.stop = async () => {
-    stopped = true;
-    await Promise.all(workers);
-    keepAlive.destroy();
-    resuming.destroy();
-  };
-  return load;
-}
 
 function serverFiles(svid: IssuedCertificate, bundlePem: string) {
   return { 'tls.crt': svid.chainPem, 'tls.key': svid.keyPem, 'ca.crt': bundlePem };
