@@ -37,6 +37,8 @@ async function openFileSource(
         log,
       )
     : undefined;
+  // A change between loading and the watcher being ready would otherwise wait for the next event.
+  if (watcher) void identity.reload('watch');
   const interval = config.reloadIntervalMs
     ? setInterval(() => void identity.reload('interval'), config.reloadIntervalMs).unref()
     : undefined;

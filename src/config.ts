@@ -158,6 +158,13 @@ function parseFederatedBundles(values: readonly string[]): { trustDomain: string
   });
 }
 
+/** Between a second (a tighter poll is a busy loop) and a day (beyond, timers overflow to 1 ms). */
+function parseReloadInterval(text: string): number {
+  const ms = parseDuration(text, '--reload-interval');
+  if (ms < 1000 || ms > 86_400_000) invalid(`--reload-interval ${text}: must be between 1s and 24h`);
+  return ms;
+}
+
 const FILE_FLAGS = ['mtls-cert-file', 'mtls-key-file', 'mtls-ca-file'] as const;
 
 /**
@@ -241,6 +248,6 @@ export function buildConfig(raw: RawOptions): Config {
     xfcc: raw.xfcc ?? DEFAULTS.xfcc,
     logLevel,
     watch: raw.watch ?? DEFAULTS.watch,
-    reloadIntervalMs: raw['reload-interval'] ? parseDuration(raw['reload-interval'], '--reload-interval') : undefined,
+    reloadIntervalMs: raw['reload-interval'] ? parseReloadInterval(raw['reload-interval']) : undefined,
   });
 }

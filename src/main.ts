@@ -2,7 +2,7 @@
 // Process entry: argv → command → run it. Startup problems print one clear line to stderr and exit 1;
 // SIGHUP reloads the identity files; SIGTERM/SIGINT close the listener and exit 0.
 import { readFileSync } from 'node:fs';
-import { startSidecar } from './app.js';
+import { type Sidecar, startSidecar } from './app.js';
 import { certsInit, certsIssue } from './certs/commands.js';
 import { helpText, parseCommandLine } from './cli.js';
 import { buildConfig } from './config.js';
@@ -32,20 +32,25 @@ async function main(argv: string[]): Promise<void> {
     case 'run': {
       const config = buildConfig(command.options);
       const log = createLogger(config.logLevel);
-      const sidecar = await startSidecar(config, log);
+      // Signals are handled from the start: SPIRE mode may wait a long time for its first SVID.
+      const running: { sidecar?: Sidecar; stopping?: boolean } = {};
       const stop = (signal: string) => {
+        if (running.stopping) return;
+        running.stopping = true;
         log.info({ event: 'stopping', signal }, 'stopping');
-        sidecar.close().then(
+        (running.sidecar ? running.sidecar.close() : Promise.resolve()).then(
           () => log.flush(() => process.exit(0)),
-          (err) => {
+          (err: unknown) => {
             log.error({ err }, 'close failed');
             process.exit(1);
           },
         );
       };
-      process.on('SIGHUP', () => void sidecar.reload('SIGHUP'));
+      process.on('SIGHUP', () => void running.sidecar?.reload('SIGHUP'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      running.sidecar = await startSidecar(config, log);
+      if (running.stopping) await running.sidecar.close();
       return;
     }
   }

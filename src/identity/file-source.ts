@@ -2,12 +2,13 @@
 // mount: tls.crt, tls.key, ca.crt). Everything is read and validated as one unit before it is used: at
 // startup a problem throws a SidecarError naming the flag and the file; on reload it keeps the last good.
 import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { isSidecarError, SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/bundle.js';
 import { parsePemCertificates } from '../spiffe/certificate.js';
-import { ExpiryWatch } from './expiry.js';
+import { ExpiryWatch, chainNotAfter } from './expiry.js';
 import { type IdentitySource, type IdentityStatus, notifyAll, type X509Identity } from './source.js';
 import { assembleX509Identity } from './x509-identity.js';
 
@@ -18,12 +19,26 @@ export interface FileIdentityOptions {
   federatedBundles: readonly { trustDomain: string; file: string }[];
 }
 
+/** Identity files are small; anything larger is a mistake or an attack on the event loop. */
+export const MAX_IDENTITY_FILE_BYTES = 1024 * 1024;
+
+/**
+ * Reads one identity file: a regular file (a FIFO or device would block the read forever), at most
+ * MAX_IDENTITY_FILE_BYTES. Opened non-blocking so that even opening a FIFO cannot hang.
+ */
 async function readFlagFile(flag: string, file: string): Promise<string> {
+  let handle: FileHandle | undefined;
   try {
-    return await readFile(file, 'utf8');
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw new Error('not a regular file');
+    if (stats.size > MAX_IDENTITY_FILE_BYTES) throw new Error(`larger than ${MAX_IDENTITY_FILE_BYTES} bytes`);
+    return await handle.readFile('utf8');
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
     throw new SidecarError('ERR_FILE_READ', `${flag} ${file}: cannot read the file (${why})`, { cause: err });
+  } finally {
+    await handle?.close();
   }
 }
 
@@ -32,23 +47,30 @@ export interface FileIdentityTexts {
   certPem: string;
   keyPem: string;
   caPem: string;
-  federatedPems: string[];
+  /** Each federated bundle file's text, or the error reading it. */
+  federatedPems: (string | SidecarError)[];
 }
 
 export async function readFileIdentity(options: FileIdentityOptions): Promise<FileIdentityTexts> {
-  const [certPem, keyPem, caPem, ...federatedPems] = await Promise.all([
+  const [certPem, keyPem, caPem] = await Promise.all([
     readFlagFile('--mtls-cert-file', options.certFile),
     readFlagFile('--mtls-key-file', options.keyFile),
     readFlagFile('--mtls-ca-file', options.caFile),
-    ...options.federatedBundles.map((b) => readFlagFile(`--federated-bundle ${b.trustDomain}=`, b.file)),
   ]);
+  // A federated bundle that cannot be read must not stop our own rotation: parseFileIdentity decides.
+  const federatedPems = await Promise.all(
+    options.federatedBundles.map((b) =>
+      readFlagFile(`--federated-bundle ${b.trustDomain}=`, b.file).catch((err: SidecarError) => err),
+    ),
+  );
   return { certPem, keyPem, caPem, federatedPems };
 }
 
 /** A digest of the texts: a reload that reads the same bytes changes nothing. */
 export function fingerprintOf(texts: FileIdentityTexts): string {
   const hash = createHash('sha256');
-  for (const text of [texts.certPem, texts.keyPem, texts.caPem, ...texts.federatedPems]) {
+  for (const item of [texts.certPem, texts.keyPem, texts.caPem, ...texts.federatedPems]) {
+    const text = typeof item === 'string' ? item : `\0error:${item.message}`;
     hash.update(String(text.length)).update(':').update(text);
   }
   return hash.digest('hex');
@@ -62,7 +84,20 @@ export function fingerprintOf(texts: FileIdentityTexts): string {
 export function parseFileIdentity(
   options: FileIdentityOptions,
   texts: FileIdentityTexts,
-  { now, expectedTrustDomain }: { now?: Date; expectedTrustDomain?: string } = {},
+  {
+    now,
+    expectedTrustDomain,
+    onFederatedProblem,
+  }: {
+    now?: Date;
+    expectedTrustDomain?: string;
+    /**
+     * On a reload: a federated bundle that is missing or broken drops that trust domain (its peers are
+     * refused: fail closed) and is reported here, instead of failing the whole reload. At startup
+     * (undefined) it is an error.
+     */
+    onFederatedProblem?: (trustDomain: string, error: SidecarError) => void;
+  } = {},
 ): X509Identity {
   const chain = parsePemCertificates(texts.certPem, `--mtls-cert-file ${options.certFile}`);
   let key: KeyObject;
@@ -86,7 +121,17 @@ export function parseFileIdentity(
         );
       }
       const source = `--federated-bundle ${trustDomain}=${file}`;
-      set.set(trustDomain, parseX509BundlePem(trustDomain, texts.federatedPems[i], source));
+      try {
+        const text = texts.federatedPems[i];
+        if (typeof text !== 'string') throw text;
+        // An empty file is an empty bundle (Bundle §4.1.3): every SVID of that trust domain is refused.
+        const bundle =
+          text.trim() === '' ? { trustDomain, authorities: [] } : parseX509BundlePem(trustDomain, text, source);
+        set.set(trustDomain, bundle);
+      } catch (err) {
+        if (!onFederatedProblem || !isSidecarError(err)) throw err;
+        onFederatedProblem(trustDomain, err);
+      }
     });
     return set;
   };
@@ -153,7 +198,7 @@ export class FileIdentitySource implements IdentitySource {
 
   /** Ready while our SVID is within its validity; a reload with a fresh one makes it ready again. */
   status(): IdentityStatus {
-    return this.expiry.expired || Date.now() > this.identity.svid.chain[0].notAfter.getTime()
+    return this.expiry.expired || Date.now() > chainNotAfter(this.identity)
       ? { ready: false, reason: 'svid_expired' }
       : { ready: true };
   }
@@ -193,7 +238,14 @@ export class FileIdentitySource implements IdentitySource {
         this.reloads.unchanged++;
         return { outcome: 'unchanged', trigger };
       }
-      identity = parseFileIdentity(this.options, texts, { expectedTrustDomain: this.identity.svid.id.trustDomain });
+      identity = parseFileIdentity(this.options, texts, {
+        expectedTrustDomain: this.identity.svid.id.trustDomain,
+        onFederatedProblem: (trustDomain, error) =>
+          this.log.warn(
+            { event: 'federated_bundle_dropped', trigger, trust_domain: trustDomain, reason: error.code },
+            `the bundle of "${trustDomain}" is not usable, so its peers are refused until it is: ${error.message}`,
+          ),
+      });
     } catch (err) {
       const error = isSidecarError(err)
         ? err

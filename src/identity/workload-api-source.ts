@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { type X509Bundle, x509BundleFromCertificates } from '../spiffe/bundle.js';
 import { parseDerCertificates } from '../spiffe/certificate.js';
 import { parseTrustDomain, quoteInput } from '../spiffe/id.js';
-import { ExpiryWatch } from './expiry.js';
+import { ExpiryWatch, chainNotAfter } from './expiry.js';
 import { type IdentitySource, type IdentityStatus, notifyAll, type X509Identity } from './source.js';
 import { WorkloadApiClient, type X509SvidResponseMessage } from './workload-api-client.js';
 import type { WorkloadEndpoint } from './workload-endpoint.js';
@@ -138,7 +138,7 @@ export class WorkloadApiIdentitySource implements IdentitySource {
   status(): IdentityStatus {
     if (!this.identity) return { ready: false, reason: this.fatal ? 'workload_api_failed' : 'waiting_for_svid' };
     if (this.revoked) return { ready: false, reason: 'identity_revoked' };
-    if (this.expiry.expired || Date.now() > this.identity.svid.chain[0].notAfter.getTime()) {
+    if (this.expiry.expired || Date.now() > chainNotAfter(this.identity)) {
       return { ready: false, reason: 'svid_expired' };
     }
     return { ready: true };

@@ -201,7 +201,7 @@ describe('triggers', () => {
     const polled = join(dir.path, 'polled');
     const first = await issueSvid(ca, { id: SERVER_ID });
     await writeSecretVolume(polled, { 'tls.crt': first.chainPem, 'tls.key': first.keyPem, 'ca.crt': ca.certPem });
-    const sidecar = await startTestSidecar(flags(polled, { watch: false, 'reload-interval': '200ms' }));
+    const sidecar = await startTestSidecar(flags(polled, { watch: false, 'reload-interval': '1s' }));
     try {
       const next = await issueSvid(ca, { id: SERVER_ID });
       await writeSecretVolume(polled, { 'tls.crt': next.chainPem, 'tls.key': next.keyPem, 'ca.crt': ca.certPem });

@@ -70,6 +70,20 @@ describe('in SPIRE mode the real process waits for the agent, then serves', () =
     }
   });
 
+  it('SIGHUP while waiting is harmless and SIGTERM while waiting exits 0', async () => {
+    const sidecar = startCli(['--listen', '127.0.0.1:0', '--upstream', app.url, '--allow-any'], {
+      SPIFFE_ENDPOINT_SOCKET: `unix://${join(dir.path, 'never.sock')}`,
+    });
+    await waitForEvent(sidecar, 'waiting_for_identity');
+    sidecar.child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sidecar.child.exitCode).toBeNull();
+    sidecar.child.kill('SIGTERM');
+    const finished = await sidecar.exited;
+    expect(finished.code).toBe(0);
+    expect(finished.stdout).toContain('"event":"stopping"');
+  });
+
   it.each([
     [['--workload-api-socket', 'unix://agent.sock'], {}, '--workload-api-socket'],
     [['--workload-api-socket', 'tcp://localhost:8081'], {}, 'IP:port'],

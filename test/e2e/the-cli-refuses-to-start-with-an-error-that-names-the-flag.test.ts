@@ -161,6 +161,17 @@ describe('the CLI refuses to start with an error that names the flag', () => {
     await expectStartupError(args({}, ['--federated-bundle', 'nothing']), 'ERR_CONFIG_INVALID', 'TRUST_DOMAIN=FILE');
   });
 
+  it('a reload interval outside 1s..24h', async () => {
+    await expectStartupError(
+      args({ 'reload-interval': '10ms' }),
+      'ERR_CONFIG_INVALID',
+      '--reload-interval',
+      'between 1s and 24h',
+    );
+    await expectStartupError(args({ 'reload-interval': '30d' }), 'ERR_CONFIG_INVALID', '--reload-interval');
+    await expectStartupError(args({ 'reload-interval': 'soon' }), 'ERR_CONFIG_INVALID', '--reload-interval');
+  });
+
   it('a listen port that is taken', async () => {
     const blocker: Server = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
