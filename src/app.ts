@@ -1,6 +1,8 @@
 // The composition root: builds the identity source (files or the Workload API), the policy and the
 // inbound listener from a Config, and closes them in reverse order.
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
+import { createMetrics } from './admin/metrics.js';
+import { AdminServer, type Readiness } from './admin/server.js';
 import { createPolicy } from './authz/policy.js';
 import type { Config, IdentitySourceConfig } from './config.js';
 import { FileIdentitySource } from './identity/file-source.js';
@@ -12,8 +14,12 @@ import { InboundProxy } from './proxy/inbound.js';
 export interface Sidecar {
   readonly identity: FileIdentitySource | WorkloadApiIdentitySource;
   address(): AddressInfo;
+  adminAddress(): AddressInfo;
   /** SIGHUP: re-reads the identity files (file mode); the Workload API pushes its own updates. */
   reload(trigger: string): Promise<void>;
+  /** SIGTERM: not ready, stop accepting, let in-flight requests finish (up to --drain-timeout), close. */
+  stop(): Promise<void>;
+  /** Close at once. */
   close(): Promise<void>;
 }
 
@@ -51,32 +57,60 @@ async function openFileSource(
   };
 }
 
-/** SPIRE mode: the stream opens at once; serving waits for the first valid SVID (pod startup ordering). */
-async function openWorkloadApiSource(
-  source: IdentitySourceConfig & { kind: 'workload-api' },
-  log: Logger,
-): Promise<OpenedSource> {
-  const identity = WorkloadApiIdentitySource.start({ endpoint: source.endpoint, hint: source.hint, log });
-  log.info(
-    { event: 'waiting_for_identity', endpoint: source.endpoint.address },
-    'waiting for an SVID from the Workload API',
-  );
-  try {
-    await identity.firstIdentity();
-  } catch (err) {
-    await identity.close();
-    throw err;
-  }
-  return { identity, stopTriggers: async () => {} };
+/** Can the app accept a TCP connection (for --ready-requires-upstream)? */
+function upstreamReachable(upstream: URL, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: Number(upstream.port || 80) });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }
 
 export async function startSidecar(config: Config, log: Logger): Promise<Sidecar> {
   const policy = createPolicy({ allow: config.allow, allowAny: config.allowAny });
   const { source } = config;
+  // File mode fails right here on bad files; SPIRE mode opens its stream and waits below, with the
+  // admin listener already up (alive, not ready) so that a startup probe can tell.
   const { identity, stopTriggers } =
-    source.kind === 'files' ? await openFileSource(source, config, log) : await openWorkloadApiSource(source, log);
+    source.kind === 'files'
+      ? await openFileSource(source, config, log)
+      : {
+          identity: WorkloadApiIdentitySource.start({ endpoint: source.endpoint, hint: source.hint, log }),
+          stopTriggers: async () => {},
+        };
+  const metrics = createMetrics(identity);
+  let draining = false;
+  const readiness = async (): Promise<Readiness> => {
+    const status = identity.status();
+    if (!status.ready) return { ready: false, reason: status.reason };
+    if (draining) return { ready: false, reason: 'draining' };
+    if (config.readyRequiresUpstream && !(await upstreamReachable(config.upstream))) {
+      return { ready: false, reason: 'upstream_unreachable' };
+    }
+    return { ready: true };
+  };
+  let admin: AdminServer | undefined;
   let inbound: InboundProxy;
   try {
+    admin = await AdminServer.start({
+      ...config.admin,
+      registry: metrics.registry,
+      identity,
+      source: source.kind,
+      readiness,
+    });
+    if (identity instanceof WorkloadApiIdentitySource) {
+      log.info(
+        { event: 'waiting_for_identity', endpoint: identity.endpoint.address },
+        'waiting for an SVID from the Workload API',
+      );
+      await identity.firstIdentity();
+    }
     inbound = await InboundProxy.start({
       host: config.listen.host,
       port: config.listen.port,
@@ -85,10 +119,13 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       policy,
       headers: { identityHeaders: config.identityHeaders, xfcc: config.xfcc },
       log,
+      limits: config.limits,
+      metrics: metrics.proxy,
     });
   } catch (err) {
     await stopTriggers();
     await identity.close();
+    await admin?.close();
     throw err;
   }
   const svid = identity.current().svid;
@@ -96,6 +133,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     {
       event: 'started',
       listen: inbound.address(),
+      admin: admin.address(),
       upstream: config.upstream.origin,
       source: source.kind,
       spiffe_id: svid.id.toString(),
@@ -104,17 +142,30 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     },
     'sidecar started',
   );
+  const adminServer = admin;
+  const close = async () => {
+    await stopTriggers();
+    await inbound.close();
+    await identity.close();
+    await adminServer.close();
+  };
   return {
     identity,
     address: () => inbound.address(),
+    adminAddress: () => adminServer.address(),
     async reload(trigger) {
       if (identity instanceof FileIdentitySource) await identity.reload(trigger);
       else log.info({ event: 'reload_ignored', trigger }, 'SPIRE mode: the Workload API pushes updates');
     },
-    async close() {
-      await stopTriggers();
-      await inbound.close();
-      await identity.close();
+    async stop() {
+      draining = true;
+      log.info(
+        { event: 'draining', timeout_ms: config.drainTimeoutMs },
+        'draining: not ready, finishing in-flight requests',
+      );
+      await inbound.drain(config.drainTimeoutMs);
+      await close();
     },
+    close,
   };
 }

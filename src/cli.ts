@@ -3,6 +3,7 @@
 // flag on the command line wins over the environment.
 import { parseArgs } from 'node:util';
 import type { RawOptions } from './config.js';
+import { readConfigFile } from './config-file.js';
 import { SidecarError } from './errors.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; multiple?: boolean; help: string; value?: string };
@@ -44,6 +45,21 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
   },
   xfcc: { type: 'boolean', help: 'set x-forwarded-client-cert (default on; --no-xfcc to turn off)' },
   'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info (default), warn, error, fatal or silent' },
+  'admin-listen': {
+    type: 'string',
+    value: 'HOST:PORT',
+    help: 'health, readiness, metrics, certs (default 127.0.0.1:15000)',
+  },
+  'ready-requires-upstream': { type: 'boolean', help: '/readyz also requires the app to accept connections' },
+  'drain-timeout': { type: 'string', value: 'DURATION', help: 'SIGTERM: time for in-flight requests (default 30s)' },
+  'handshake-timeout': { type: 'string', value: 'DURATION', help: 'TLS handshake limit (default 10s)' },
+  'header-timeout': { type: 'string', value: 'DURATION', help: 'request headers limit (default 10s)' },
+  'idle-timeout': { type: 'string', value: 'DURATION', help: 'idle keep-alive connections close (default 60s)' },
+  'upstream-timeout': { type: 'string', value: 'DURATION', help: 'app response headers limit, else 504 (default 60s)' },
+  'max-header-bytes': { type: 'string', value: 'N', help: 'request line + headers, else 431 (default 16384)' },
+  'max-connections': { type: 'string', value: 'N', help: 'open connections, more are closed (default 10000)' },
+  'log-format': { type: 'string', value: 'FORMAT', help: 'json (default) or pretty' },
+  config: { type: 'string', value: 'FILE', help: 'YAML file with any of these flags; flags and env override it' },
   watch: { type: 'boolean', help: 'reload the SVID and bundles when their files change (default on; --no-watch)' },
   'reload-interval': {
     type: 'string',
@@ -141,7 +157,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   if (args[0] !== undefined && !args[0].startsWith('-')) {
     throw new SidecarError('ERR_CONFIG_INVALID', `unknown command '${args[0]}'; see 'spiffe-sidecar --help'`);
   }
-  return { command: 'run', options: withEnv(parseFlags(args, RUN_OPTIONS, 'spiffe-sidecar run'), env) };
+  const options = withEnv(parseFlags(args, RUN_OPTIONS, 'spiffe-sidecar run'), env);
+  if (!options.config) return { command: 'run', options };
+  // Precedence: flags, then the environment, then the file, then the defaults.
+  const file = readConfigFile(options.config, RUN_OPTIONS);
+  const merged: Record<string, unknown> = { ...file };
+  for (const [key, value] of Object.entries(options)) if (value !== undefined) merged[key] = value;
+  return { command: 'run', options: merged as RawOptions };
 }
 
 function describe(specs: Record<string, OptionSpec>): string {

@@ -5,7 +5,8 @@ import { parseDuration } from './duration.js';
 import { SidecarError } from './errors.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
 import { parseWorkloadEndpoint, type WorkloadEndpoint } from './identity/workload-endpoint.js';
-import { LOG_LEVELS, type LogLevel } from './log.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
+import { DEFAULT_LIMITS, type InboundLimits } from './proxy/inbound.js';
 import { parseTrustDomain } from './spiffe/id.js';
 import { compileAllowRules } from './spiffe/match.js';
 
@@ -15,6 +16,9 @@ export const DEFAULTS = Object.freeze({
   xfcc: true,
   logLevel: 'info' as LogLevel,
   watch: true,
+  adminListen: '127.0.0.1:15000',
+  drainTimeout: '30s',
+  logFormat: 'json' as LogFormat,
 });
 
 /** Options as the CLI hands them over: strings and booleans, keyed by flag name. */
@@ -35,6 +39,17 @@ export interface RawOptions {
   'reload-interval'?: string;
   'workload-api-socket'?: string;
   'svid-hint'?: string;
+  'admin-listen'?: string;
+  'ready-requires-upstream'?: boolean;
+  'drain-timeout'?: string;
+  'handshake-timeout'?: string;
+  'header-timeout'?: string;
+  'idle-timeout'?: string;
+  'upstream-timeout'?: string;
+  'max-header-bytes'?: string;
+  'max-connections'?: string;
+  'log-format'?: string;
+  config?: string;
   /** SPIFFE_ENDPOINT_SOCKET from the environment (Workload Endpoint §4): the default socket. */
   spiffeEndpointSocket?: string;
 }
@@ -57,6 +72,13 @@ export interface Config {
   readonly watch: boolean;
   /** Also re-read them on this period (for file systems without change events); undefined = never. */
   readonly reloadIntervalMs: number | undefined;
+  readonly logFormat: LogFormat;
+  readonly admin: { readonly host: string; readonly port: number };
+  /** /readyz also requires the app to accept a TCP connection. */
+  readonly readyRequiresUpstream: boolean;
+  /** SIGTERM: how long in-flight requests may take to finish. */
+  readonly drainTimeoutMs: number;
+  readonly limits: InboundLimits;
 }
 
 function invalid(message: string): never {
@@ -165,6 +187,40 @@ function parseReloadInterval(text: string): number {
   return ms;
 }
 
+function parseLogFormat(text: string | undefined): LogFormat {
+  const format = (text ?? DEFAULTS.logFormat) as LogFormat;
+  if (!LOG_FORMATS.includes(format)) invalid(`--log-format ${JSON.stringify(text)}: use json or pretty`);
+  return format;
+}
+
+function parseCount(text: string, flag: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+    invalid(`--${flag} ${JSON.stringify(text)}: a whole number from ${min} to ${max}`);
+  }
+  return Number(text);
+}
+
+function parseLimits(raw: RawOptions): InboundLimits {
+  const duration = (
+    flag: 'handshake-timeout' | 'header-timeout' | 'idle-timeout' | 'upstream-timeout',
+    fallback: number,
+  ) => (raw[flag] === undefined ? fallback : parseDuration(raw[flag] as string, `--${flag}`));
+  return {
+    handshakeTimeoutMs: duration('handshake-timeout', DEFAULT_LIMITS.handshakeTimeoutMs),
+    headerTimeoutMs: duration('header-timeout', DEFAULT_LIMITS.headerTimeoutMs),
+    idleTimeoutMs: duration('idle-timeout', DEFAULT_LIMITS.idleTimeoutMs),
+    upstreamTimeoutMs: duration('upstream-timeout', DEFAULT_LIMITS.upstreamTimeoutMs),
+    maxHeaderBytes:
+      raw['max-header-bytes'] === undefined
+        ? DEFAULT_LIMITS.maxHeaderBytes
+        : parseCount(raw['max-header-bytes'], 'max-header-bytes', 1024, 1024 * 1024),
+    maxConnections:
+      raw['max-connections'] === undefined
+        ? DEFAULT_LIMITS.maxConnections
+        : parseCount(raw['max-connections'], 'max-connections', 1, 1_000_000),
+  };
+}
+
 const FILE_FLAGS = ['mtls-cert-file', 'mtls-key-file', 'mtls-ca-file'] as const;
 
 /**
@@ -249,5 +305,10 @@ export function buildConfig(raw: RawOptions): Config {
     logLevel,
     watch: raw.watch ?? DEFAULTS.watch,
     reloadIntervalMs: raw['reload-interval'] ? parseReloadInterval(raw['reload-interval']) : undefined,
+    logFormat: parseLogFormat(raw['log-format']),
+    admin: Object.freeze(parseHostPort(raw['admin-listen'] ?? DEFAULTS.adminListen, '--admin-listen')),
+    readyRequiresUpstream: raw['ready-requires-upstream'] ?? false,
+    drainTimeoutMs: parseDuration(raw['drain-timeout'] ?? DEFAULTS.drainTimeout, '--drain-timeout'),
+    limits: Object.freeze(parseLimits(raw)),
   });
 }

@@ -104,6 +104,8 @@ async function main(): Promise<boolean> {
     const args = [
       '--listen',
       '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
       '--upstream',
       `http://127.0.0.1:${app.port}`,
       '--mtls-cert-file',

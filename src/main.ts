@@ -7,7 +7,7 @@ import { certsInit, certsIssue } from './certs/commands.js';
 import { helpText, parseCommandLine } from './cli.js';
 import { buildConfig } from './config.js';
 import { isSidecarError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger, prettyDestination } from './log.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -31,14 +31,14 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'run': {
       const config = buildConfig(command.options);
-      const log = createLogger(config.logLevel);
+      const log = createLogger(config.logLevel, config.logFormat === 'pretty' ? prettyDestination() : undefined);
       // Signals are handled from the start: SPIRE mode may wait a long time for its first SVID.
       const running: { sidecar?: Sidecar; stopping?: boolean } = {};
       const stop = (signal: string) => {
         if (running.stopping) return;
         running.stopping = true;
         log.info({ event: 'stopping', signal }, 'stopping');
-        (running.sidecar ? running.sidecar.close() : Promise.resolve()).then(
+        (running.sidecar ? running.sidecar.stop() : Promise.resolve()).then(
           () => log.flush(() => process.exit(0)),
           (err: unknown) => {
             log.error({ err }, 'close failed');
@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<void> {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
       running.sidecar = await startSidecar(config, log);
-      if (running.stopping) await running.sidecar.close();
+      if (running.stopping) await running.sidecar.stop();
       return;
     }
   }

@@ -96,6 +96,8 @@ export class WorkloadApiIdentitySource implements IdentitySource {
   private readonly client: WorkloadApiClient;
   private readonly expiry: ExpiryWatch;
   private readonly listeners = new Set<(identity: X509Identity) => void>();
+  /** A stream is open and has delivered a message since it opened. */
+  connected = false;
   private identity: X509Identity | undefined;
   private fingerprint: string | undefined;
   private call: ReturnType<WorkloadApiClient['fetchX509Svid']> | undefined;
@@ -107,6 +109,10 @@ export class WorkloadApiIdentitySource implements IdentitySource {
   private readonly first: Promise<X509Identity>;
   private resolveFirst!: (identity: X509Identity) => void;
   private rejectFirst!: (err: Error) => void;
+
+  get endpoint() {
+    return this.options.endpoint;
+  }
 
   private constructor(private readonly options: WorkloadApiSourceOptions) {
     this.client = new WorkloadApiClient(options.endpoint);
@@ -176,6 +182,7 @@ export class WorkloadApiIdentitySource implements IdentitySource {
 
   private onMessage(message: X509SvidResponseMessage): void {
     const { log, hint } = this.options;
+    this.connected = true;
     let identity: X509Identity;
     let fingerprint: string;
     try {
@@ -222,6 +229,7 @@ export class WorkloadApiIdentitySource implements IdentitySource {
 
   private onStreamEnd(err: Partial<ServiceError> | undefined): void {
     if (this.closed) return;
+    this.connected = false;
     const { log, backoff = { initialMs: 1000, maxMs: 30_000 } } = this.options;
     const code = err?.code ?? GrpcStatus.OK;
     const codeName = GrpcStatus[code] ?? String(code);

@@ -12,6 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import type { PeerIdentity } from '../authn/identity.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { Decision, Policy } from '../authz/policy.js';
+import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
 import { SidecarError } from '../errors.js';
 import { allAuthoritiesPem, type IdentitySource, type X509Identity } from '../identity/source.js';
 import type { Logger } from '../log.js';
@@ -26,9 +27,34 @@ export interface InboundOptions {
   policy: Policy;
   headers: Omit<HeaderPolicy, 'self'>;
   log: Logger;
-  /** How long a TLS handshake may take before the connection is dropped. */
-  handshakeTimeoutMs?: number;
+  limits: InboundLimits;
+  metrics?: ProxyMetrics;
 }
+
+/** Resource limits of the listener (README, "Limits"). */
+export interface InboundLimits {
+  /** A TLS handshake must complete within this. */
+  handshakeTimeoutMs: number;
+  /** The request line and headers must arrive within this (slowloris). */
+  headerTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  idleTimeoutMs: number;
+  /** Request line plus headers, in bytes; more gets 431. */
+  maxHeaderBytes: number;
+  /** Open connections; more are closed at once. */
+  maxConnections: number;
+  /** The app must send its response headers within this, or the caller gets 504. */
+  upstreamTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: InboundLimits = Object.freeze({
+  handshakeTimeoutMs: 10_000,
+  headerTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  maxHeaderBytes: 16 * 1024,
+  maxConnections: 10_000,
+  upstreamTimeoutMs: 60_000,
+});
 
 interface PeerState {
   identity: PeerIdentity;
@@ -71,9 +97,14 @@ export class InboundProxy {
   private readonly owned: ReadonlySet<string>;
   private readonly headerPolicy: HeaderPolicy;
   private readonly unsubscribe: () => void;
+  private readonly metrics: ProxyMetrics;
+  /** Upgraded (WebSocket) sockets: the HTTP server no longer tracks them, a drain must. */
+  private readonly tunnels = new Set<Socket>();
+  private draining = false;
 
   private constructor(private readonly options: InboundOptions) {
-    const { identity, log } = options;
+    const { identity, log, limits } = options;
+    this.metrics = options.metrics ?? noMetrics;
     this.headerPolicy = { ...options.headers, self: () => identity.current().svid.id };
     this.owned = protectedNames(options.headers);
     this.server = https.createServer({
@@ -83,11 +114,27 @@ export class InboundProxy {
       // authenticate() so that every rejected peer is logged with its reason.
       rejectUnauthorized: false,
       ALPNProtocols: ['http/1.1'],
-      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      headersTimeout: limits.headerTimeoutMs,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      maxHeaderSize: limits.maxHeaderBytes,
+      // How often Node checks the header timeout: a tenth of it, so a slowloris is cut close to the limit.
+      connectionsCheckingInterval: Math.max(100, Math.floor(limits.headerTimeoutMs / 10)),
+    });
+    this.server.maxConnections = limits.maxConnections;
+    this.server.on('drop', () => {
+      this.metrics.connectionDropped();
+      log.warn({ event: 'connection_dropped', reason: 'max_connections' }, 'connection limit reached');
+    });
+    this.server.on('connection', (socket: Socket) => {
+      this.metrics.connectionOpened();
+      socket.once('close', () => this.metrics.connectionClosed());
     });
     this.server.on('secureConnection', (socket) => this.authenticate(socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
-      log.info({ event: 'tls_rejected', reason: err.code ?? 'ERR_TLS', remote: socket.remoteAddress }, err.message);
+      const reason = err.code ?? 'ERR_TLS';
+      this.metrics.handshake('failure', reason);
+      log.info({ event: 'tls_rejected', reason, remote: socket.remoteAddress }, err.message);
     });
     this.server.on('request', (req, res) => this.handle(req, res));
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head));
@@ -119,6 +166,23 @@ export class InboundProxy {
     return this.server.address() as AddressInfo;
   }
 
+  /**
+   * Graceful stop: accept nothing new, close idle keep-alive connections, let in-flight requests finish
+   * (their responses say `connection: close`) for up to `timeoutMs`, then close whatever is left.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const timer = setTimeout(() => {
+      this.server.closeAllConnections();
+      for (const tunnel of this.tunnels) tunnel.destroy();
+    }, timeoutMs);
+    await closed;
+    clearTimeout(timer);
+    for (const tunnel of this.tunnels) tunnel.destroy();
+  }
+
   async close(): Promise<void> {
     this.unsubscribe();
     await new Promise<void>((resolve) => {
@@ -137,6 +201,7 @@ export class InboundProxy {
         { event: 'connection_refused', reason: 'identity_revoked', remote: socket.remoteAddress },
         'our identity is revoked',
       );
+      this.metrics.handshake('failure', 'identity_revoked');
       socket.destroy();
       return;
     }
@@ -146,9 +211,11 @@ export class InboundProxy {
         { event: 'peer_rejected', reason: result.rejection.reason, remote: socket.remoteAddress },
         result.rejection.message,
       );
+      this.metrics.handshake('failure', result.rejection.reason);
       socket.destroy();
       return;
     }
+    this.metrics.handshake('success', 'verified');
     this.peers.set(socket, { identity: result.identity, decision: policy(result.identity) });
   }
 
@@ -161,6 +228,7 @@ export class InboundProxy {
       return undefined;
     }
     const { decision, identity } = state;
+    this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason);
     this.options.log.info(
       {
         event: 'authz',
@@ -176,6 +244,12 @@ export class InboundProxy {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    let upstreamSeconds: number | undefined;
+    res.once('finish', () =>
+      this.metrics.request(res.statusCode, (performance.now() - started) / 1000, upstreamSeconds),
+    );
+    if (this.draining) res.setHeader('connection', 'close');
     const state = this.authorize(req);
     if (!state) return;
     if (!state.decision.allow) {
@@ -183,7 +257,7 @@ export class InboundProxy {
       req.resume();
       return;
     }
-    const { upstream, log } = this.options;
+    const { upstream, log, limits } = this.options;
     const upstreamReq = http.request({
       host: upstream.hostname,
       port: upstream.port,
@@ -193,24 +267,37 @@ export class InboundProxy {
       setHost: false,
       agent: this.agent,
     });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      upstreamReq.destroy(new Error(`the app sent no response headers within ${limits.upstreamTimeoutMs} ms`));
+    }, limits.upstreamTimeoutMs);
     upstreamReq.on('response', (upstreamRes) => {
-      res.writeHead(
-        upstreamRes.statusCode ?? 502,
-        upstreamRes.statusMessage,
-        downstreamResponseHeaders(upstreamRes.rawHeaders),
-      );
+      clearTimeout(timer);
+      upstreamSeconds = (performance.now() - started) / 1000;
+      const headers = downstreamResponseHeaders(upstreamRes.rawHeaders);
+      if (this.draining) headers.push('connection', 'close');
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, headers);
       pipeline(upstreamRes, res, () => {});
     });
-    pipeline(req, upstreamReq, (err) => {
-      if (!err) return;
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      const reason = timedOut ? 'upstream_timeout' : 'upstream_unreachable';
+      this.metrics.upstreamError(reason);
       if (!res.headersSent) {
-        log.warn({ event: 'upstream_error', reason: (err as NodeJS.ErrnoException).code }, err.message);
-        res.writeHead(502, { 'content-type': 'application/json' }).end(jsonBody('bad_gateway', 'upstream_unreachable'));
+        log.warn({ event: 'upstream_error', reason: (err as NodeJS.ErrnoException).code ?? reason }, err.message);
+        const [status, error] = timedOut ? [504, 'gateway_timeout'] : [502, 'bad_gateway'];
+        res.writeHead(status, { 'content-type': 'application/json' }).end(jsonBody(error, reason));
       } else {
         res.destroy(err);
       }
+    };
+    upstreamReq.on('error', fail);
+    pipeline(req, upstreamReq, (err) => {
+      if (err && !upstreamReq.destroyed) fail(err);
     });
     res.on('close', () => {
+      clearTimeout(timer);
       if (!res.writableFinished) upstreamReq.destroy();
     });
   }
@@ -250,7 +337,9 @@ export class InboundProxy {
       writeHead(res);
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
+      this.tunnels.add(socket);
       pipeline(upstreamSocket, socket, upstreamSocket, () => {
+        this.tunnels.delete(socket);
         upstreamSocket.destroy();
         socket.destroy();
       });

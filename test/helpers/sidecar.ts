@@ -29,7 +29,12 @@ export type TestSidecar = Started<FileIdentitySource>;
 export type SpireTestSidecar = Started<WorkloadApiIdentitySource>;
 
 async function start(options: RawOptions) {
-  const config = buildConfig({ listen: '127.0.0.1:0', 'log-level': 'debug', ...options });
+  const config = buildConfig({
+    listen: '127.0.0.1:0',
+    'admin-listen': '127.0.0.1:0',
+    'log-level': 'debug',
+    ...options,
+  });
   const { log, logs } = capturingLogger(config.logLevel);
   const sidecar = await startSidecar(config, log);
   return Object.assign(sidecar, { port: sidecar.address().port, logs });

@@ -1,0 +1,176 @@
+// Prometheus metrics, prefix spiffe_sidecar_. The names are a contract (README, "Operations"); labels are
+// bounded: never a SPIFFE ID, a path or a rule text. The data path reports through the small ProxyMetrics
+// interface and never touches prom-client; identity metrics are read from the sources at scrape time.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { chainNotAfter } from '../identity/expiry.js';
+import { FileIdentitySource } from '../identity/file-source.js';
+import type { WorkloadApiIdentitySource } from '../identity/workload-api-source.js';
+
+/** What the proxy reports. */
+export interface ProxyMetrics {
+  handshake(result: 'success' | 'failure', reason: string): void;
+  decision(decision: 'allow' | 'deny', reason: string): void;
+  /** `upstreamSeconds`: time to the app's response headers, when the app was reached. */
+  request(status: number, totalSeconds: number, upstreamSeconds?: number): void;
+  connectionOpened(): void;
+  connectionClosed(): void;
+  connectionDropped(): void;
+  upstreamError(reason: string): void;
+}
+
+export const noMetrics: ProxyMetrics = {
+  handshake() {},
+  decision() {},
+  request() {},
+  connectionOpened() {},
+  connectionClosed() {},
+  connectionDropped() {},
+  upstreamError() {},
+};
+
+const PREFIX = 'spiffe_sidecar_';
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly proxy: ProxyMetrics;
+}
+
+export function createMetrics(identity: FileIdentitySource | WorkloadApiIdentitySource): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const handshakes = new Counter({
+    name: `${PREFIX}tls_handshakes_total`,
+    help: 'Inbound TLS connections by result of peer authentication and bounded reason',
+    labelNames: ['result', 'reason'],
+    registers: [registry],
+  });
+  const decisions = new Counter({
+    name: `${PREFIX}authz_decisions_total`,
+    help: 'Authorization decisions by decision and reason',
+    labelNames: ['decision', 'reason'],
+    registers: [registry],
+  });
+  const requests = new Counter({
+    name: `${PREFIX}requests_total`,
+    help: 'Requests answered, by status class',
+    labelNames: ['status_class'],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: `${PREFIX}request_duration_seconds`,
+    help: 'Request duration: to the app response headers (phase=upstream) and until the response ended (phase=total)',
+    labelNames: ['phase'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const active = new Gauge({
+    name: `${PREFIX}active_connections`,
+    help: 'Open inbound connections',
+    registers: [registry],
+  });
+  const dropped = new Counter({
+    name: `${PREFIX}connections_dropped_total`,
+    help: 'Inbound connections refused because --max-connections was reached',
+    registers: [registry],
+  });
+  const upstreamErrors = new Counter({
+    name: `${PREFIX}upstream_errors_total`,
+    help: 'Requests the app could not answer, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const upstreamPhase = duration.labels('upstream');
+  const totalPhase = duration.labels('total');
+  const classes = ['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => requests.labels(c));
+
+  // Identity metrics: read from the source at scrape time.
+  new Gauge({
+    name: `${PREFIX}svid_expiry_timestamp_seconds`,
+    help: 'When our SVID chain expires (earliest notAfter), Unix seconds',
+    registers: [registry],
+    collect() {
+      if (identity.status().reason === 'waiting_for_svid' || identity.status().reason === 'workload_api_failed') return;
+      this.set(chainNotAfter(identity.current()) / 1000);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}ready`,
+    help: 'Whether our identity is ready to serve (1) or not (0)',
+    registers: [registry],
+    collect() {
+      this.set(identity.status().ready ? 1 : 0);
+    },
+  });
+  let bundleUpdates = 0;
+  let lastBundles: unknown;
+  const countBundles = () => {
+    if (identity.status().reason === 'waiting_for_svid') return;
+    const { bundles } = identity.current();
+    const fingerprint = [...bundles.values()]
+      .map((b) => `${b.trustDomain}:${b.authorities.map((a) => a.serialNumber).join(',')}`)
+      .join(';');
+    if (lastBundles !== undefined && fingerprint !== lastBundles) bundleUpdates++;
+    lastBundles = fingerprint;
+  };
+  countBundles();
+  identity.onUpdate(() => countBundles());
+  new Counter({
+    name: `${PREFIX}bundle_updates_total`,
+    help: 'Times the set of trusted authorities changed',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(bundleUpdates);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}identity_reloads_total`,
+    help: 'Identity updates by source (file, workload_api) and result (updated, unchanged, failed)',
+    labelNames: ['source', 'result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      if (identity instanceof FileIdentitySource) {
+        for (const [result, n] of Object.entries(identity.reloads)) this.inc({ source: 'file', result }, n);
+      } else {
+        const c = identity.counters;
+        this.inc({ source: 'workload_api', result: 'updated' }, c.updated);
+        this.inc({ source: 'workload_api', result: 'unchanged' }, c.unchanged);
+        this.inc({ source: 'workload_api', result: 'failed' }, c.rejected);
+      }
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}workload_api_connected`,
+    help: 'SPIRE mode: 1 while a Workload API stream is open and has delivered',
+    registers: [registry],
+    collect() {
+      this.set(identity instanceof FileIdentitySource ? 0 : identity.connected ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}workload_api_reconnects_total`,
+    help: 'SPIRE mode: Workload API streams re-opened after they ended',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(identity instanceof FileIdentitySource ? 0 : identity.counters.reconnects);
+    },
+  });
+
+  const proxy: ProxyMetrics = {
+    handshake: (result, reason) => handshakes.inc({ result, reason }),
+    decision: (decision, reason) => decisions.inc({ decision, reason }),
+    request(status, totalSeconds, upstreamSeconds) {
+      classes[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))].inc();
+      totalPhase.observe(totalSeconds);
+      if (upstreamSeconds !== undefined) upstreamPhase.observe(upstreamSeconds);
+    },
+    connectionOpened: () => active.inc(),
+    connectionClosed: () => active.dec(),
+    connectionDropped: () => dropped.inc(),
+    upstreamError: (reason) => upstreamErrors.inc({ reason }),
+  };
+  return { registry, proxy };
+}

@@ -1,0 +1,109 @@
+// The admin listener: plain HTTP on its own port, never on the data path. /healthz (the process is
+// alive), /readyz (it can serve: identity ready, not draining, the app reachable if required), /metrics
+// (Prometheus) and /certs (what we serve and trust). GET and HEAD only.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import { SidecarError } from '../errors.js';
+import { chainNotAfter } from '../identity/expiry.js';
+import type { IdentitySource } from '../identity/source.js';
+
+export interface Readiness {
+  ready: boolean;
+  reason?: string;
+}
+
+export interface AdminOptions {
+  host: string;
+  port: number;
+  registry: Registry;
+  identity: IdentitySource;
+  source: 'files' | 'workload-api';
+  readiness: () => Promise<Readiness>;
+}
+
+/** The /certs document: our SVID and, per trust domain, how many authorities we trust. */
+export function certsDocument(identity: IdentitySource, source: string): object {
+  if (identity.status().reason === 'waiting_for_svid' || identity.status().reason === 'workload_api_failed') {
+    return { source, svid: null, bundles: [] };
+  }
+  const { svid, bundles } = identity.current();
+  const leaf = svid.chain[0];
+  return {
+    source,
+    svid: {
+      spiffe_id: svid.id.toString(),
+      serial: leaf.serialNumber,
+      not_before: leaf.notBefore.toISOString(),
+      not_after: leaf.notAfter.toISOString(),
+      chain_not_after: new Date(chainNotAfter(identity.current())).toISOString(),
+      chain_length: svid.chain.length,
+    },
+    bundles: [...bundles.values()].map((b) => ({
+      trust_domain: b.trustDomain,
+      authorities: b.authorities.length,
+      // PEM and Workload API X.509 bundles carry no spiffe_sequence.
+      sequence: null,
+    })),
+  };
+}
+
+export class AdminServer {
+  private constructor(private readonly server: Server) {}
+
+  static async start(options: AdminOptions): Promise<AdminServer> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?', 1)[0];
+      const send = (status: number, type: string, body: string) => {
+        res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      };
+      const json = (status: number, body: object) => send(status, 'application/json', JSON.stringify(body));
+      if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method_not_allowed' });
+      switch (path) {
+        case '/healthz':
+          return json(200, { alive: true });
+        case '/readyz':
+          options.readiness().then(
+            (r) => json(r.ready ? 200 : 503, r),
+            (err: Error) => json(503, { ready: false, reason: err.message }),
+          );
+          return;
+        case '/metrics':
+          options.registry.metrics().then(
+            (text) => send(200, options.registry.contentType, text),
+            (err: Error) => json(500, { error: err.message }),
+          );
+          return;
+        case '/certs':
+          return json(200, certsDocument(options.identity, options.source));
+        default:
+          return json(404, { error: 'not_found', endpoints: ['/healthz', '/readyz', '/metrics', '/certs'] });
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          new SidecarError(
+            'ERR_LISTEN',
+            `--admin-listen ${options.host}:${options.port}: cannot listen (${err.code ?? err.message}); pick a free port`,
+            { cause: err },
+          ),
+        ),
+      );
+      server.listen(options.port, options.host, resolve);
+    });
+    return new AdminServer(server);
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}

@@ -1,0 +1,54 @@
+// `--config FILE`: the same options as the command line, in YAML, keyed by flag name. The schema is the
+// flag table itself (types, repeatable or not), so the file can never drift from the flags. Any problem
+// throws ERR_CONFIG_INVALID naming the file and the key.
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { SidecarError } from './errors.js';
+
+export interface OptionShape {
+  type: 'string' | 'boolean';
+  multiple?: boolean;
+}
+
+export function readConfigFile(path: string, schema: Record<string, OptionShape>): Record<string, unknown> {
+  const bad = (why: string): never => {
+    throw new SidecarError('ERR_CONFIG_INVALID', `--config ${path}: ${why}`);
+  };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    return bad(`cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  let document: unknown;
+  try {
+    document = parse(text, { uniqueKeys: true, maxAliasCount: 0 });
+  } catch (err) {
+    return bad(`not valid YAML (${(err as Error).message.split('\n')[0]})`);
+  }
+  if (document === null || document === undefined) return {};
+  if (typeof document !== 'object' || Array.isArray(document)) bad('expected a mapping of flag names to values');
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(document as Record<string, unknown>)) {
+    const shape = schema[key];
+    if (!shape || key === 'config')
+      bad(`unknown key "${key}"; keys are the flag names without "--", e.g. upstream, allow`);
+    const scalar = (v: unknown): string | boolean => {
+      if (shape.type === 'boolean') {
+        if (typeof v !== 'boolean') bad(`"${key}" must be true or false`);
+        return v as boolean;
+      }
+      if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+      if (typeof v !== 'string') bad(`"${key}" must be a string`);
+      return v as string;
+    };
+    if (shape.multiple) {
+      const list = Array.isArray(value) ? value : [value];
+      out[key] = list.map(scalar);
+    } else {
+      if (Array.isArray(value)) bad(`"${key}" takes one value, not a list`);
+      out[key] = scalar(value);
+    }
+  }
+  return out;
+}
