@@ -41,9 +41,15 @@ export async function startEchoApp(): Promise<EchoApp> {
         bodyLength: length,
       };
       seen.push(record);
-      res.setHeader('content-type', 'application/json');
-      res.setHeader('x-app', 'echo');
-      res.end(JSON.stringify(record));
+      const answer = () => {
+        res.setHeader('content-type', 'application/json');
+        res.setHeader('x-app', 'echo');
+        res.end(JSON.stringify(record));
+      };
+      // /slow?ms=N answers after N milliseconds (drain and timeout tests).
+      const slow = /^\/slow\?ms=(\d+)$/.exec(record.url);
+      if (slow) setTimeout(answer, Number(slow[1]));
+      else answer();
     });
   });
   server.on('upgrade', (req, socket, head) => {

@@ -1,0 +1,23 @@
+// The README is the reference: every flag, every metric the sidecar exports, every error code.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { RUN_OPTIONS } from '../../src/cli.js';
+import { documentedMetrics, readme } from '../helpers/readme.js';
+
+const errorsSource = readFileSync(new URL('../../src/errors.ts', import.meta.url), 'utf8');
+
+describe('the README documents every flag, metric and error code', () => {
+  it.each(Object.keys(RUN_OPTIONS))('flag --%s', (flag) => {
+    expect(readme).toMatch(new RegExp(`\\| \`--${flag}[ \`/]`));
+  });
+
+  it('every error code', () => {
+    const codes = [...errorsSource.matchAll(/\| '(ERR_[A-Z_]+)'/g)].map((m) => m[1]);
+    expect(codes.length).toBeGreaterThan(20);
+    for (const code of codes) expect(readme, code).toMatch(new RegExp(`^\\|[^\\n]*\`${code}\``, 'm'));
+  });
+
+  it('a metrics table', () => {
+    expect(documentedMetrics().length).toBeGreaterThanOrEqual(10);
+  });
+});
