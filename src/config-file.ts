@@ -22,7 +22,8 @@ export function readConfigFile(path: string, schema: Record<string, OptionShape>
   }
   let document: unknown;
   try {
-    document = parse(text, { uniqueKeys: true, maxAliasCount: 0 });
+    // failsafe: every scalar is the string exactly as written (a hint "007" stays "007", not 7).
+    document = parse(text, { uniqueKeys: true, maxAliasCount: 0, schema: 'failsafe' });
   } catch (err) {
     return bad(`not valid YAML (${(err as Error).message.split('\n')[0]})`);
   }
@@ -30,15 +31,16 @@ export function readConfigFile(path: string, schema: Record<string, OptionShape>
   if (typeof document !== 'object' || Array.isArray(document)) bad('expected a mapping of flag names to values');
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(document as Record<string, unknown>)) {
-    const shape = schema[key];
-    if (!shape || key === 'config')
+    // Own keys only: `constructor` or `toString` must not pass as flags.
+    if (!Object.hasOwn(schema, key) || key === 'config') {
       bad(`unknown key "${key}"; keys are the flag names without "--", e.g. upstream, allow`);
+    }
+    const shape = schema[key];
     const scalar = (v: unknown): string | boolean => {
       if (shape.type === 'boolean') {
-        if (typeof v !== 'boolean') bad(`"${key}" must be true or false`);
-        return v as boolean;
+        if (v !== 'true' && v !== 'false') bad(`"${key}" must be true or false`);
+        return v === 'true';
       }
-      if (typeof v === 'number' && Number.isFinite(v)) return String(v);
       if (typeof v !== 'string') bad(`"${key}" must be a string`);
       return v as string;
     };

@@ -50,6 +50,16 @@ export interface RawOptions {
   'max-connections'?: string;
   'log-format'?: string;
   config?: string;
+  'auth-mode'?: string;
+  'jwt-transport'?: string;
+  'jwt-audience'?: string[];
+  'jwt-bundle-file'?: string[];
+  'jwt-issuer'?: string[];
+  'jwt-jwks'?: string[];
+  'jwt-ca-file'?: string;
+  'k8s-trust-domain'?: string;
+  'allow-issuer'?: string[];
+  'jwt-forward-token'?: boolean;
   /** SPIFFE_ENDPOINT_SOCKET from the environment (Workload Endpoint §4): the default socket. */
   spiffeEndpointSocket?: string;
 }
@@ -59,10 +69,35 @@ export type IdentitySourceConfig =
   | { readonly kind: 'files'; readonly files: FileIdentityOptions }
   | { readonly kind: 'workload-api'; readonly endpoint: WorkloadEndpoint; readonly hint: string | undefined };
 
+export interface JwtIssuerConfig {
+  readonly name: string;
+  readonly issuer: string;
+  /** An issuer named `k8s` (or `k8s-…`) is a Kubernetes API server: service accounts map to SPIFFE IDs. */
+  readonly kind: 'oidc' | 'k8s';
+  /** Where its keys are: a JWKS URL or file; undefined = OIDC discovery. */
+  readonly jwks?: { readonly url?: string; readonly file?: string };
+}
+
+export type AuthConfig =
+  | { readonly mode: 'mtls' }
+  | {
+      readonly mode: 'jwt';
+      readonly transport: 'plain' | 'tls';
+      readonly audience: readonly string[];
+      readonly bundleFiles: readonly { trustDomain: string; file: string }[];
+      readonly issuers: readonly JwtIssuerConfig[];
+      readonly k8sTrustDomain: string;
+      readonly caFile: string | undefined;
+      readonly allowIssuers: readonly string[];
+      readonly forwardToken: boolean;
+    };
+
 export interface Config {
+  readonly auth: AuthConfig;
   readonly listen: { readonly host: string; readonly port: number };
   readonly upstream: URL;
-  readonly source: IdentitySourceConfig;
+  /** Where our X.509 identity comes from; JWT mode over plain HTTP may have none. */
+  readonly source: IdentitySourceConfig | undefined;
   readonly allow: readonly string[];
   readonly allowAny: boolean;
   readonly identityHeaders: readonly string[];
@@ -270,9 +305,95 @@ function parseSource(raw: RawOptions): IdentitySourceConfig {
   });
 }
 
+function nameValue(value: string, flag: string, example: string): [string, string] {
+  const eq = value.indexOf('=');
+  if (eq <= 0 || eq === value.length - 1) invalid(`--${flag} ${JSON.stringify(value)}: expected ${example}`);
+  return [value.slice(0, eq), value.slice(eq + 1)];
+}
+
+function parseAuth(raw: RawOptions): AuthConfig {
+  const mode = raw['auth-mode'] ?? 'mtls';
+  if (mode !== 'mtls' && mode !== 'jwt') invalid(`--auth-mode ${JSON.stringify(mode)}: use mtls or jwt`);
+  const jwtFlags = (
+    ['jwt-transport', 'jwt-audience', 'jwt-bundle-file', 'jwt-issuer', 'jwt-jwks', 'allow-issuer'] as const
+  ).filter((f) => raw[f] !== undefined && raw[f]?.length !== 0);
+  if (mode === 'mtls') {
+    if (jwtFlags.length > 0) invalid(`--${jwtFlags[0]} needs --auth-mode jwt`);
+    return { mode };
+  }
+  const transport = raw['jwt-transport'] ?? 'plain';
+  if (transport !== 'plain' && transport !== 'tls')
+    invalid(`--jwt-transport ${JSON.stringify(transport)}: use plain or tls`);
+  const audience = raw['jwt-audience'] ?? [];
+  if (audience.length === 0) {
+    throw new SidecarError(
+      'ERR_CONFIG_MISSING',
+      '--jwt-audience is required in JWT mode: the audience this service accepts tokens for, e.g. --jwt-audience orders (repeatable)',
+    );
+  }
+  const issuers = new Map<
+    string,
+    { name: string; issuer: string; kind: 'oidc' | 'k8s'; jwks?: { url?: string; file?: string } }
+  >();
+  for (const value of raw['jwt-issuer'] ?? []) {
+    const [name, issuer] = nameValue(value, 'jwt-issuer', 'NAME=ISSUER_URL, e.g. k8s=https://kubernetes.default.svc');
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(name))
+      invalid(`--jwt-issuer ${value}: the name must be lowercase letters, digits and -`);
+    if (!issuer.startsWith('https://')) invalid(`--jwt-issuer ${value}: the issuer must be an https:// URL`);
+    if (issuers.has(name)) invalid(`--jwt-issuer: "${name}" is given twice`);
+    issuers.set(name, { name, issuer, kind: name === 'k8s' || name.startsWith('k8s-') ? 'k8s' : 'oidc' });
+  }
+  for (const value of raw['jwt-jwks'] ?? []) {
+    const [name, where] = nameValue(value, 'jwt-jwks', 'NAME=URL or NAME=FILE');
+    const issuer = issuers.get(name);
+    if (!issuer) invalid(`--jwt-jwks ${value}: no --jwt-issuer named "${name}"`);
+    (issuer as { jwks?: object }).jwks = where.startsWith('https://') ? { url: where } : { file: where };
+  }
+  const allowIssuers = raw['allow-issuer'] ?? [];
+  for (const name of allowIssuers)
+    if (!issuers.has(name)) invalid(`--allow-issuer ${name}: no --jwt-issuer named "${name}"`);
+  const bundleFiles = (raw['jwt-bundle-file'] ?? []).map((value) => {
+    const [td, file] = nameValue(value, 'jwt-bundle-file', 'TRUST_DOMAIN=FILE');
+    try {
+      return { trustDomain: parseTrustDomain(td), file };
+    } catch (err) {
+      return invalid(`--jwt-bundle-file ${value}: ${(err as Error).message}`);
+    }
+  });
+  return {
+    mode,
+    transport,
+    audience: Object.freeze([...audience]),
+    bundleFiles: Object.freeze(bundleFiles),
+    issuers: Object.freeze([...issuers.values()].map((i) => Object.freeze(i))),
+    k8sTrustDomain: parseTrustDomain(raw['k8s-trust-domain'] ?? 'cluster.local'),
+    caFile: raw['jwt-ca-file'],
+    allowIssuers: Object.freeze([...allowIssuers]),
+    forwardToken: raw['jwt-forward-token'] ?? false,
+  };
+}
+
 /** Validates raw options into the one Config. Throws SidecarError on the first problem. */
 export function buildConfig(raw: RawOptions): Config {
-  const source = parseSource(raw);
+  const auth = parseAuth(raw);
+  // JWT mode over plain HTTP needs no X.509 identity of its own; every other mode does.
+  const needsSource = auth.mode === 'mtls' || auth.transport === 'tls';
+  const anySource =
+    FILE_FLAGS.some((f) => raw[f]) ||
+    raw['workload-api-socket'] !== undefined ||
+    raw.spiffeEndpointSocket !== undefined;
+  const source = needsSource || anySource ? parseSource(raw) : undefined;
+  if (
+    auth.mode === 'jwt' &&
+    auth.bundleFiles.length === 0 &&
+    auth.issuers.length === 0 &&
+    source?.kind !== 'workload-api'
+  ) {
+    throw new SidecarError(
+      'ERR_CONFIG_MISSING',
+      'JWT mode has no keys to verify tokens with: give --jwt-bundle-file TD=FILE, --jwt-issuer NAME=URL, or SPIRE mode (--workload-api-socket) for JWT-SVID bundles',
+    );
+  }
   const allow = raw.allow ?? [];
   const allowAny = raw['allow-any'] ?? false;
   if (allow.length === 0 && !allowAny) {
@@ -295,6 +416,7 @@ export function buildConfig(raw: RawOptions): Config {
     invalid(`--log-level ${JSON.stringify(logLevel)}: use one of ${LOG_LEVELS.join(', ')}`);
 
   return Object.freeze({
+    auth,
     listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
     upstream: parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false),
     source,

@@ -4,7 +4,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { chainNotAfter } from '../identity/expiry.js';
 import { FileIdentitySource } from '../identity/file-source.js';
-import type { WorkloadApiIdentitySource } from '../identity/workload-api-source.js';
+import { WorkloadApiIdentitySource } from '../identity/workload-api-source.js';
+import type { JwtAuthenticator } from '../authn/jwt.js';
 
 /** What the proxy reports. */
 export interface ProxyMetrics {
@@ -36,7 +37,10 @@ export interface Metrics {
   readonly proxy: ProxyMetrics;
 }
 
-export function createMetrics(identity: FileIdentitySource | WorkloadApiIdentitySource): Metrics {
+export function createMetrics(
+  identity: FileIdentitySource | WorkloadApiIdentitySource | undefined,
+  jwt?: Pick<JwtAuthenticator, 'counters'>,
+): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const handshakes = new Counter({
@@ -90,7 +94,12 @@ export function createMetrics(identity: FileIdentitySource | WorkloadApiIdentity
     help: 'When our SVID chain expires (earliest notAfter), Unix seconds',
     registers: [registry],
     collect() {
-      if (identity.status().reason === 'waiting_for_svid' || identity.status().reason === 'workload_api_failed') return;
+      if (
+        !identity ||
+        identity.status().reason === 'waiting_for_svid' ||
+        identity.status().reason === 'workload_api_failed'
+      )
+        return;
       this.set(chainNotAfter(identity.current()) / 1000);
     },
   });
@@ -99,13 +108,13 @@ export function createMetrics(identity: FileIdentitySource | WorkloadApiIdentity
     help: 'Whether our identity is ready to serve (1) or not (0)',
     registers: [registry],
     collect() {
-      this.set(identity.status().ready ? 1 : 0);
+      this.set(identity?.status().ready ? 1 : 0);
     },
   });
   let bundleUpdates = 0;
   let lastBundles: unknown;
   const countBundles = () => {
-    if (identity.status().reason === 'waiting_for_svid') return;
+    if (!identity || identity.status().reason === 'waiting_for_svid') return;
     const { bundles } = identity.current();
     const fingerprint = [...bundles.values()]
       .map((b) => `${b.trustDomain}:${b.authorities.map((a) => a.serialNumber).join(',')}`)
@@ -114,7 +123,7 @@ export function createMetrics(identity: FileIdentitySource | WorkloadApiIdentity
     lastBundles = fingerprint;
   };
   countBundles();
-  identity.onUpdate(() => countBundles());
+  identity?.onUpdate(() => countBundles());
   new Counter({
     name: `${PREFIX}bundle_updates_total`,
     help: 'Times the set of trusted authorities changed',
@@ -133,7 +142,7 @@ export function createMetrics(identity: FileIdentitySource | WorkloadApiIdentity
       this.reset();
       if (identity instanceof FileIdentitySource) {
         for (const [result, n] of Object.entries(identity.reloads)) this.inc({ source: 'file', result }, n);
-      } else {
+      } else if (identity) {
         const c = identity.counters;
         this.inc({ source: 'workload_api', result: 'updated' }, c.updated);
         this.inc({ source: 'workload_api', result: 'unchanged' }, c.unchanged);
@@ -146,7 +155,7 @@ export function createMetrics(identity: FileIdentitySource | WorkloadApiIdentity
     help: 'SPIRE mode: 1 while a Workload API stream is open and has delivered',
     registers: [registry],
     collect() {
-      this.set(identity instanceof FileIdentitySource ? 0 : identity.connected ? 1 : 0);
+      this.set(identity instanceof WorkloadApiIdentitySource && identity.connected ? 1 : 0);
     },
   });
   new Counter({
@@ -155,7 +164,27 @@ export function createMetrics(identity: FileIdentitySource | WorkloadApiIdentity
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(identity instanceof FileIdentitySource ? 0 : identity.counters.reconnects);
+      this.inc(identity instanceof WorkloadApiIdentitySource ? identity.counters.reconnects : 0);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}jwt_verifications_total`,
+    help: 'JWT mode: bearer tokens by result (verified: a signature checked; rejected)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ result: 'verified' }, jwt?.counters.verified ?? 0);
+      this.inc({ result: 'rejected' }, jwt?.counters.rejected ?? 0);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}jwt_cache_hits_total`,
+    help: 'JWT mode: requests whose token was already verified (no signature check)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(jwt?.counters.cacheHits ?? 0);
     },
   });
 

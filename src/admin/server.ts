@@ -17,14 +17,18 @@ export interface AdminOptions {
   host: string;
   port: number;
   registry: Registry;
-  identity: IdentitySource;
-  source: 'files' | 'workload-api';
+  identity: IdentitySource | undefined;
+  source: 'files' | 'workload-api' | 'none';
   readiness: () => Promise<Readiness>;
 }
 
 /** The /certs document: our SVID and, per trust domain, how many authorities we trust. */
-export function certsDocument(identity: IdentitySource, source: string): object {
-  if (identity.status().reason === 'waiting_for_svid' || identity.status().reason === 'workload_api_failed') {
+export function certsDocument(identity: IdentitySource | undefined, source: string): object {
+  if (
+    !identity ||
+    identity.status().reason === 'waiting_for_svid' ||
+    identity.status().reason === 'workload_api_failed'
+  ) {
     return { source, svid: null, bundles: [] };
   }
   const { svid, bundles } = identity.current();

@@ -1,5 +1,6 @@
-// Who may call: allow rules over the caller's SPIFFE ID, default deny. A denial is a returned decision
-// with a bounded reason (for the audit log and metrics), never a thrown error.
+// Who may call: allow rules over the caller's SPIFFE ID, and --allow-issuer for callers that have only an
+// OIDC identity; default deny. A denial is a returned decision with a bounded reason (for the audit log
+// and metrics), never a thrown error.
 import type { PeerIdentity } from '../authn/identity.js';
 import { compileAllowRules } from '../spiffe/match.js';
 
@@ -9,6 +10,8 @@ export interface PolicyOptions {
   allow: readonly string[];
   /** Explicit opt-in to admit any authenticated peer. */
   allowAny: boolean;
+  /** JWT mode: issuer names whose every valid token is admitted (OIDC identities without a SPIFFE ID). */
+  allowIssuers?: readonly string[];
 }
 
 export type Policy = (identity: PeerIdentity) => Decision;
@@ -17,8 +20,13 @@ export type Policy = (identity: PeerIdentity) => Decision;
 export function createPolicy(options: PolicyOptions): Policy {
   if (options.allowAny) return () => ({ allow: true, rule: '--allow-any' });
   const match = compileAllowRules(options.allow);
+  const issuers = new Set(options.allowIssuers ?? []);
   return (identity) => {
-    const rule = match(identity.id);
-    return rule === undefined ? { allow: false, reason: 'no_matching_rule' } : { allow: true, rule };
+    const rule = identity.id ? match(identity.id) : undefined;
+    if (rule !== undefined) return { allow: true, rule };
+    if (identity.method !== 'mtls' && identity.issuer !== undefined && issuers.has(identity.issuer)) {
+      return { allow: true, rule: `--allow-issuer ${identity.issuer}` };
+    }
+    return { allow: false, reason: 'no_matching_rule' };
   };
 }

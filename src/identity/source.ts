@@ -33,6 +33,8 @@ export interface IdentitySource {
   status(): IdentityStatus;
   /** Called with each new identity after it passed validation; returns an unsubscribe function. */
   onUpdate(listener: (identity: X509Identity) => void): () => void;
+  /** SPIRE mode: called when the Workload API withdraws our identity. */
+  onRevoked?(listener: () => void): () => void;
   close(): Promise<void>;
 }
 

@@ -96,6 +96,7 @@ export class WorkloadApiIdentitySource implements IdentitySource {
   private readonly client: WorkloadApiClient;
   private readonly expiry: ExpiryWatch;
   private readonly listeners = new Set<(identity: X509Identity) => void>();
+  private readonly revokeListeners = new Set<(identity: X509Identity) => void>();
   /** A stream is open and has delivered a message since it opened. */
   connected = false;
   private identity: X509Identity | undefined;
@@ -103,6 +104,9 @@ export class WorkloadApiIdentitySource implements IdentitySource {
   private call: ReturnType<WorkloadApiClient['fetchX509Svid']> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
+  private openedAt = 0;
+  /** The current stream delivered a message we accepted (resets the backoff). */
+  private goodMessage = false;
   private revoked = false;
   private fatal: SidecarError | undefined;
   private closed = false;
@@ -167,6 +171,8 @@ export class WorkloadApiIdentitySource implements IdentitySource {
 
   private connect(): void {
     if (this.closed) return;
+    this.openedAt = Date.now();
+    this.goodMessage = false;
     const call = this.client.fetchX509Svid();
     this.call = call;
     let ended = false;
@@ -186,10 +192,20 @@ export class WorkloadApiIdentitySource implements IdentitySource {
     let identity: X509Identity;
     let fingerprint: string;
     try {
+      if (
+        hint !== undefined &&
+        this.identity &&
+        message.svids.length > 0 &&
+        !message.svids.some((s) => s.hint === hint)
+      ) {
+        // A valid message without our hinted SVID: the agent redacted it (API §5.2.1). Stop using it.
+        this.revoke('the SVID with our hint was removed');
+        return;
+      }
       fingerprint = fingerprintOf(message, hint);
-      this.failures = 0;
       if (fingerprint === this.fingerprint && !this.revoked) {
         this.counters.unchanged++;
+        this.goodMessage = true;
         return;
       }
       identity = parseX509SvidResponse(message, { hint, expectedTrustDomain: this.identity?.svid.id.trustDomain });
@@ -209,6 +225,7 @@ export class WorkloadApiIdentitySource implements IdentitySource {
     this.identity = identity;
     this.fingerprint = fingerprint;
     this.revoked = false;
+    this.goodMessage = true;
     this.counters.updated++;
     this.expiry.track(identity);
     const leaf = identity.svid.chain[0];
@@ -227,6 +244,22 @@ export class WorkloadApiIdentitySource implements IdentitySource {
     notifyAll(this.listeners, identity, log);
   }
 
+  private revoke(why: string): void {
+    if (!this.identity || this.revoked) return;
+    this.revoked = true;
+    this.options.log.error(
+      { event: 'identity_revoked', serial: this.identity.svid.chain[0].serialNumber },
+      `our identity is revoked (${why}): new requests are refused until a new SVID arrives`,
+    );
+    notifyAll(this.revokeListeners, this.identity, this.options.log);
+  }
+
+  /** Called when our identity is revoked, so that open connections are closed too. */
+  onRevoked(listener: () => void): () => void {
+    this.revokeListeners.add(listener);
+    return () => this.revokeListeners.delete(listener);
+  }
+
   private onStreamEnd(err: Partial<ServiceError> | undefined): void {
     if (this.closed) return;
     this.connected = false;
@@ -235,13 +268,9 @@ export class WorkloadApiIdentitySource implements IdentitySource {
     const codeName = GrpcStatus[code] ?? String(code);
     if (code === GrpcStatus.PERMISSION_DENIED && this.identity && !this.revoked) {
       // The agent no longer grants us this identity (API §5.2.1): stop using it, fail closed.
-      this.revoked = true;
-      log.error(
-        { event: 'identity_revoked', serial: this.identity.svid.chain[0].serialNumber },
-        'the Workload API revoked our identity: new connections are refused until a new SVID arrives',
-      );
+      this.revoke('the Workload API answered PermissionDenied');
     }
-    if (FATAL_CODES.has(code)) {
+    if (FATAL_CODES.has(code) && !this.identity) {
       this.fatal = new SidecarError(
         'ERR_WORKLOAD_API',
         `the Workload API answered ${codeName}: ${err?.details ?? ''}; not retrying`,
@@ -250,8 +279,15 @@ export class WorkloadApiIdentitySource implements IdentitySource {
       this.rejectFirst(this.fatal);
       return;
     }
-    // Reconnect at once after a stream that delivered, then back off: initial, doubling, capped.
-    const delay = this.failures === 0 ? 0 : Math.min(backoff.maxMs, backoff.initialMs * 2 ** (this.failures - 1));
+    // Reconnect at once after a stream that lived and delivered an accepted message; otherwise back off
+    // (initial, doubling, capped), so a flapping agent cannot make us spin. After startup even
+    // InvalidArgument/Unimplemented are retried, at the slowest pace: rotation must not stop for good.
+    if (this.goodMessage && Date.now() - this.openedAt >= 1000) this.failures = 0;
+    const delay = FATAL_CODES.has(code)
+      ? backoff.maxMs
+      : this.failures === 0
+        ? 0
+        : Math.min(backoff.maxMs, backoff.initialMs * 2 ** (this.failures - 1));
     this.failures++;
     this.counters.reconnects++;
     log.warn(

@@ -23,23 +23,35 @@ const HOP_BY_HOP = new Set([
 export interface HeaderPolicy {
   /** Header names (lowercase) that carry the verified SPIFFE ID. */
   identityHeaders: readonly string[];
-  /** Set an Envoy-style x-forwarded-client-cert header. */
+  /** Set an Envoy-style x-forwarded-client-cert header (mTLS callers). */
   xfcc: boolean;
+  /** Headers for token callers: the issuer name and the token subject. */
+  issuerHeader?: string;
+  subjectHeader?: string;
+  /** JWT mode: the bearer token is the caller's credential, not the app's; removed unless forwarded. */
+  stripAuthorization?: boolean;
   /** Our own SPIFFE ID, for XFCC `By=`. */
   self: () => SpiffeId;
 }
+
+export const DEFAULT_ISSUER_HEADER = 'x-jwt-issuer';
+export const DEFAULT_SUBJECT_HEADER = 'x-jwt-subject';
 
 function fold(name: string): string {
   return name.toLowerCase().replaceAll('_', '-');
 }
 
 /** Names we own, folded: anything the client sends under them is dropped. */
-export function protectedNames(policy: Pick<HeaderPolicy, 'identityHeaders'>): Set<string> {
-  return new Set([XFCC_HEADER, ...policy.identityHeaders.map(fold)]);
+export function protectedNames(
+  policy: Pick<HeaderPolicy, 'identityHeaders' | 'issuerHeader' | 'subjectHeader' | 'stripAuthorization'>,
+): Set<string> {
+  const names = [XFCC_HEADER, ...policy.identityHeaders, policy.issuerHeader, policy.subjectHeader];
+  if (policy.stripAuthorization) names.push('authorization');
+  return new Set(names.filter((n): n is string => n !== undefined).map(fold));
 }
 
 /** Envoy's XFCC element. SPIFFE IDs cannot contain `,;="`, so no value needs quoting. */
-export function formatXfcc(self: SpiffeId, peer: PeerIdentity): string {
+export function formatXfcc(self: SpiffeId, peer: PeerIdentity & { method: 'mtls' }): string {
   return `By=${self};Hash=${peer.leafSha256};URI=${peer.id}`;
 }
 
@@ -84,9 +96,16 @@ export function upstreamRequestHeaders(
   }
   if (chunked) out.push('transfer-encoding', 'chunked');
   if (upgrade) out.push('connection', 'upgrade', 'upgrade', upgrade);
-  const id = peer.id.toString();
-  for (const name of policy.identityHeaders) out.push(name, id);
-  if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));
+  if (peer.id) {
+    const id = peer.id.toString();
+    for (const name of policy.identityHeaders) out.push(name, id);
+  }
+  if (peer.method === 'mtls') {
+    if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));
+  } else {
+    if (peer.issuer !== undefined && policy.issuerHeader) out.push(policy.issuerHeader, peer.issuer);
+    if (policy.subjectHeader) out.push(policy.subjectHeader, peer.subject);
+  }
   return out;
 }
 

@@ -9,7 +9,8 @@ import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { PeerIdentity } from '../authn/identity.js';
+import { describePeer, type PeerIdentity } from '../authn/identity.js';
+import type { JwtAuthenticator } from '../authn/jwt.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { Decision, Policy } from '../authz/policy.js';
 import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
@@ -23,7 +24,9 @@ export interface InboundOptions {
   port: number;
   /** The app: an http: origin. */
   upstream: URL;
-  identity: IdentitySource;
+  /** Our X.509 identity: required for mTLS and for JWT over TLS; absent for JWT over plain HTTP. */
+  identity?: IdentitySource;
+  auth: { mode: 'mtls' } | { mode: 'jwt'; authenticator: JwtAuthenticator };
   policy: Policy;
   headers: Omit<HeaderPolicy, 'self'>;
   log: Logger;
@@ -91,7 +94,7 @@ function auditPath(url: string | undefined): string {
 }
 
 export class InboundProxy {
-  private readonly server: https.Server;
+  private readonly server: http.Server;
   private readonly agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
   private readonly peers = new WeakMap<Socket, PeerState>();
   private readonly owned: ReadonlySet<string>;
@@ -103,24 +106,35 @@ export class InboundProxy {
   private draining = false;
 
   private constructor(private readonly options: InboundOptions) {
-    const { identity, log, limits } = options;
+    const { identity, log, limits, auth } = options;
     this.metrics = options.metrics ?? noMetrics;
-    this.headerPolicy = { ...options.headers, self: () => identity.current().svid.id };
+    this.headerPolicy = { ...options.headers, self: () => (identity as IdentitySource).current().svid.id };
     this.owned = protectedNames(options.headers);
-    this.server = https.createServer({
-      ...tlsOptions(identity.current()),
-      requestCert: true,
-      // Node checks the chain only after the handshake either way; we make the call ourselves in
-      // authenticate() so that every rejected peer is logged with its reason.
-      rejectUnauthorized: false,
-      ALPNProtocols: ['http/1.1'],
-      handshakeTimeout: limits.handshakeTimeoutMs,
+    const httpOptions = {
+      // No limit on a whole request (long uploads and streams are legitimate); the header, idle and
+      // upstream timeouts bound the rest. Node requires headersTimeout <= requestTimeout otherwise.
+      requestTimeout: 0,
       headersTimeout: limits.headerTimeoutMs,
       keepAliveTimeout: limits.idleTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
       // How often Node checks the header timeout: a tenth of it, so a slowloris is cut close to the limit.
       connectionsCheckingInterval: Math.max(100, Math.floor(limits.headerTimeoutMs / 10)),
-    });
+    };
+    if (auth.mode === 'mtls' && !identity) throw new Error('mTLS needs an identity source');
+    // JWT mode over plain HTTP has no TLS at all; otherwise we serve our SVID, and ask for the
+    // caller's only in mTLS mode.
+    this.server = identity
+      ? https.createServer({
+          ...tlsOptions(identity.current()),
+          requestCert: auth.mode === 'mtls',
+          // Node checks the chain only after the handshake either way; we make the call ourselves in
+          // authenticate() so that every rejected peer is logged with its reason.
+          rejectUnauthorized: false,
+          ALPNProtocols: ['http/1.1'],
+          handshakeTimeout: limits.handshakeTimeoutMs,
+          ...httpOptions,
+        })
+      : http.createServer(httpOptions);
     this.server.maxConnections = limits.maxConnections;
     this.server.on('drop', () => {
       this.metrics.connectionDropped();
@@ -130,7 +144,7 @@ export class InboundProxy {
       this.metrics.connectionOpened();
       socket.once('close', () => this.metrics.connectionClosed());
     });
-    this.server.on('secureConnection', (socket) => this.authenticate(socket));
+    if (auth.mode === 'mtls') this.server.on('secureConnection', (socket: TLSSocket) => this.authenticate(socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
       const reason = err.code ?? 'ERR_TLS';
       this.metrics.handshake('failure', reason);
@@ -139,7 +153,18 @@ export class InboundProxy {
     this.server.on('request', (req, res) => this.handle(req, res));
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head));
     // New identity material applies to new connections only; open ones finish on the old.
-    this.unsubscribe = identity.onUpdate((next) => this.server.setSecureContext(tlsOptions(next)));
+    const offUpdate =
+      identity?.onUpdate((next) => (this.server as https.Server).setSecureContext(tlsOptions(next))) ?? (() => {});
+    // On revocation, idle keep-alive connections and tunnels go too (requests on busy ones get 503).
+    const offRevoke =
+      identity?.onRevoked?.(() => {
+        this.server.closeIdleConnections();
+        for (const tunnel of this.tunnels) tunnel.destroy();
+      }) ?? (() => {});
+    this.unsubscribe = () => {
+      offUpdate();
+      offRevoke();
+    };
   }
 
   static async start(options: InboundOptions): Promise<InboundProxy> {
@@ -174,11 +199,14 @@ export class InboundProxy {
     this.draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    // A response under way when the drain began leaves a keep-alive connection idle later: keep closing.
+    const sweep = setInterval(() => this.server.closeIdleConnections(), 100);
     const timer = setTimeout(() => {
       this.server.closeAllConnections();
       for (const tunnel of this.tunnels) tunnel.destroy();
     }, timeoutMs);
     await closed;
+    clearInterval(sweep);
     clearTimeout(timer);
     for (const tunnel of this.tunnels) tunnel.destroy();
   }
@@ -194,7 +222,8 @@ export class InboundProxy {
   }
 
   private authenticate(socket: TLSSocket): void {
-    const { identity, policy, log } = this.options;
+    const { policy, log } = this.options;
+    const identity = this.options.identity as IdentitySource;
     if (identity.status().reason === 'identity_revoked') {
       // Fail closed: the Workload API withdrew our identity, so we accept no one in its name.
       log.warn(
@@ -219,20 +248,59 @@ export class InboundProxy {
     this.peers.set(socket, { identity: result.identity, decision: policy(result.identity) });
   }
 
-  /** The connection's verified state, logging the decision; undefined means the socket was closed. */
-  private authorize(req: IncomingMessage): PeerState | undefined {
+  /**
+   * The caller's verified state, with the decision logged. mTLS: decided once per connection. JWT: the
+   * bearer token is checked per request (cached per token); a failure is answered here (401, or 503 while
+   * no keys are loaded) and resolves to undefined, as does a connection that was closed.
+   */
+  private authorize(
+    req: IncomingMessage,
+    reply: (status: number, body: string, headers?: Record<string, string>) => void,
+  ): PeerState | undefined | Promise<PeerState | undefined> {
+    const { auth } = this.options;
+    if (auth.mode === 'jwt') {
+      return auth.authenticator.authenticate(req.headers.authorization).then((result) => {
+        if (!result.ok) {
+          this.options.log.warn(
+            { event: 'peer_rejected', auth: 'jwt', reason: result.rejection.reason, remote: req.socket.remoteAddress },
+            result.rejection.message,
+          );
+          // RFC 6750 §3: no error code when the request carried no token at all.
+          const challenge = result.rejection.reason === 'ERR_JWT_MISSING' ? 'Bearer' : 'Bearer error="invalid_token"';
+          if (result.status === 503) reply(503, jsonBody('unavailable', 'no_keys'));
+          else reply(401, jsonBody('unauthorized', result.rejection.reason), { 'www-authenticate': challenge });
+          return undefined;
+        }
+        return this.decide({ identity: result.identity, decision: this.options.policy(result.identity) }, req);
+      });
+    }
     const state = this.peers.get(req.socket);
     if (!state) {
       // Unreachable unless a request raced authentication: fail closed.
       req.socket.destroy();
       return undefined;
     }
+    if (this.revoked()) {
+      reply(503, jsonBody('unavailable', 'identity_revoked'), { connection: 'close' });
+      return undefined;
+    }
+    return this.decide(state, req);
+  }
+
+  /** mTLS with a revoked identity: nothing may pass in its name, not even on connections opened before. */
+  private revoked(): boolean {
+    return this.options.auth.mode === 'mtls' && this.options.identity?.status().reason === 'identity_revoked';
+  }
+
+  /** Counts and audit-logs a decision. */
+  private decide(state: PeerState, req: IncomingMessage): PeerState {
     const { decision, identity } = state;
     this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason);
     this.options.log.info(
       {
         event: 'authz',
-        peer: identity.id.toString(),
+        peer: describePeer(identity),
+        auth: identity.method,
         method: req.method,
         path: auditPath(req.url),
         decision: decision.allow ? 'allow' : 'deny',
@@ -250,8 +318,25 @@ export class InboundProxy {
       this.metrics.request(res.statusCode, (performance.now() - started) / 1000, upstreamSeconds),
     );
     if (this.draining) res.setHeader('connection', 'close');
-    const state = this.authorize(req);
-    if (!state) return;
+    const reply = (status: number, body: string, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body);
+      req.resume();
+    };
+    const state = this.authorize(req, reply);
+    if (state instanceof Promise) {
+      state.then((s) => s && this.forward(req, res, s, started, (t) => (upstreamSeconds = t)));
+    } else if (state) {
+      this.forward(req, res, state, started, (t) => (upstreamSeconds = t));
+    }
+  }
+
+  private forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    state: PeerState,
+    started: number,
+    reached: (upstreamSeconds: number) => void,
+  ): void {
     if (!state.decision.allow) {
       res.writeHead(403, { 'content-type': 'application/json' }).end(jsonBody('forbidden', state.decision.reason));
       req.resume();
@@ -274,7 +359,7 @@ export class InboundProxy {
     }, limits.upstreamTimeoutMs);
     upstreamReq.on('response', (upstreamRes) => {
       clearTimeout(timer);
-      upstreamSeconds = (performance.now() - started) / 1000;
+      reached((performance.now() - started) / 1000);
       const headers = downstreamResponseHeaders(upstreamRes.rawHeaders);
       if (this.draining) headers.push('connection', 'close');
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, headers);
@@ -303,12 +388,30 @@ export class InboundProxy {
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const state = this.authorize(req);
-    if (!state) return;
-    const refuse = (status: string, body: string) =>
+    const refuse = (status: string, body: string, extra = '') =>
       socket.end(
-        `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`,
       );
+    const reply = (status: number, body: string, headers: Record<string, string> = {}) =>
+      refuse(
+        `${status} ${http.STATUS_CODES[status]}`,
+        body,
+        Object.entries(headers)
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join(''),
+      );
+    const state = this.authorize(req, reply);
+    if (state instanceof Promise) state.then((s) => s && this.tunnel(req, socket, head, s, refuse));
+    else if (state) this.tunnel(req, socket, head, state, refuse);
+  }
+
+  private tunnel(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    state: PeerState,
+    refuse: (status: string, body: string) => void,
+  ): void {
     if (!state.decision.allow) {
       refuse('403 Forbidden', jsonBody('forbidden', state.decision.reason));
       return;
@@ -318,7 +421,10 @@ export class InboundProxy {
       refuse('400 Bad Request', jsonBody('bad_request', 'unsupported_upgrade'));
       return;
     }
-    const { upstream } = this.options;
+    const { upstream, limits } = this.options;
+    // Tracked from now on: the HTTP server no longer sees this socket, and a drain must be able to end it.
+    this.tunnels.add(socket);
+    socket.once('close', () => this.tunnels.delete(socket));
     const upstreamReq = http.request({
       host: upstream.hostname,
       port: upstream.port,
@@ -328,6 +434,13 @@ export class InboundProxy {
       setHost: false,
       agent: false,
     });
+    const timer = setTimeout(() => {
+      upstreamReq.destroy();
+      if (!socket.destroyed) refuse('504 Gateway Timeout', jsonBody('gateway_timeout', 'upstream_timeout'));
+    }, limits.upstreamTimeoutMs);
+    upstreamReq.once('upgrade', () => clearTimeout(timer));
+    upstreamReq.once('response', () => clearTimeout(timer));
+    upstreamReq.once('close', () => clearTimeout(timer));
     const writeHead = (res: IncomingMessage) => {
       const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`];
       for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
@@ -337,9 +450,7 @@ export class InboundProxy {
       writeHead(res);
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
-      this.tunnels.add(socket);
       pipeline(upstreamSocket, socket, upstreamSocket, () => {
-        this.tunnels.delete(socket);
         upstreamSocket.destroy();
         socket.destroy();
       });

@@ -73,3 +73,16 @@ describe('a config file sets any flag, and flags override it', () => {
     expect(result.stderr).toContain('--config /nonexistent/sidecar.yaml: cannot read the file (ENOENT)');
   });
 });
+
+describe('config file edge cases', () => {
+  it.each([
+    ['proto.yaml', 'constructor: x\n', 'unknown key "constructor"'],
+    ['alias.yaml', 'upstream: &u http://127.0.0.1:1\nlisten: *u\n', 'not valid YAML'],
+  ])('%s is refused: %s', async (name, text, fragment) => {
+    const path = join(s.dir, name);
+    await writeFile(path, text);
+    const result = await runCli(['--config', path]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(fragment);
+  });
+});

@@ -1,0 +1,136 @@
+// An issuer's signing keys fetched over HTTPS: from a JWKS URL, or found by OIDC discovery
+// (`<issuer>/.well-known/openid-configuration` → `jwks_uri`). Refreshed in the background; a token naming an
+// unknown key triggers an early refresh at most once per cool-down (no key-miss storms); the last good
+// keys are kept through an outage. Errors are logged, never thrown.
+import { request } from 'node:https';
+import { rootCertificates } from 'node:tls';
+import type { JwksProvider } from '../authn/jwt.js';
+import type { Logger } from '../log.js';
+import type { JWKS } from '../spiffe/jwtsvid.js';
+import { parseJwks } from './jwks.js';
+
+export interface RemoteJwksOptions {
+  name: string;
+  /** The JWKS URL, or undefined to discover it from `issuer`. */
+  jwksUrl?: string;
+  issuer: string;
+  /** Extra CA certificates (PEM) trusted for these fetches, besides the system roots. */
+  extraCaPem?: string;
+  log: Logger;
+  refreshMs?: number;
+  cooldownMs?: number;
+  timeoutMs?: number;
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+function fetchJson(url: string, ca: string[], timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    if (!url.startsWith('https://')) return reject(new Error(`${url}: only https:// is allowed`));
+    const req = request(url, { ca, timeout: timeoutMs, headers: { accept: 'application/json' } }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return reject(new Error(`${url}: HTTP ${res.statusCode}`));
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY_BYTES) req.destroy(new Error(`${url}: larger than ${MAX_BODY_BYTES} bytes`));
+        else chunks.push(c);
+      });
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch {
+          reject(new Error(`${url}: not JSON`));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${url}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export class RemoteJwks implements JwksProvider {
+  version = 0;
+  private jwks: JWKS | undefined;
+  private text: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastFetch = 0;
+  private failures = 0;
+  private fetching: Promise<void> | undefined;
+  private closed = false;
+  private readonly ca: string[];
+
+  private constructor(private readonly options: RemoteJwksOptions) {
+    this.ca = [...rootCertificates, ...(options.extraCaPem ? [options.extraCaPem] : [])];
+  }
+
+  /** Starts fetching; `firstLoad` settles after the first attempt, successful or not. */
+  static start(options: RemoteJwksOptions): { jwks: RemoteJwks; firstLoad: Promise<void> } {
+    const jwks = new RemoteJwks(options);
+    return { jwks, firstLoad: jwks.refresh() };
+  }
+
+  current(): JWKS | undefined {
+    return this.jwks;
+  }
+
+  keyMissed(): void {
+    if (Date.now() - this.lastFetch >= (this.options.cooldownMs ?? 30_000)) void this.refresh();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+  }
+
+  /** One fetch at a time; the next one is scheduled when it ends. */
+  refresh(): Promise<void> {
+    this.fetching ??= this.fetchOnce().finally(() => {
+      this.fetching = undefined;
+    });
+    return this.fetching;
+  }
+
+  private async fetchOnce(): Promise<void> {
+    const { log, name, timeoutMs = 5000, refreshMs = 300_000 } = this.options;
+    this.lastFetch = Date.now();
+    try {
+      let url = this.options.jwksUrl;
+      if (!url) {
+        const discovery = (await fetchJson(
+          `${this.options.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`,
+          this.ca,
+          timeoutMs,
+        )) as { jwks_uri?: unknown; issuer?: unknown };
+        if (discovery.issuer !== this.options.issuer)
+          throw new Error(`discovery names issuer ${JSON.stringify(discovery.issuer)}`);
+        if (typeof discovery.jwks_uri !== 'string') throw new Error('discovery document has no jwks_uri');
+        url = discovery.jwks_uri;
+      }
+      const jwks = parseJwks(await fetchJson(url, this.ca, timeoutMs), url);
+      const text = JSON.stringify(jwks);
+      if (text !== this.text) {
+        this.jwks = jwks;
+        this.text = text;
+        this.version++;
+        log.info({ event: 'jwks_updated', issuer: name, keys: jwks.keys.length }, `keys of issuer "${name}" updated`);
+      }
+      this.failures = 0;
+    } catch (err) {
+      this.failures++;
+      log.warn(
+        { event: 'jwks_fetch_failed', issuer: name, stale: this.jwks !== undefined },
+        `fetching the keys of issuer "${name}" failed (${(err as Error).message})${this.jwks ? '; keeping the last keys' : ''}`,
+      );
+    }
+    if (this.closed) return;
+    const delay = this.failures === 0 ? refreshMs : Math.min(refreshMs, 1000 * 2 ** Math.min(6, this.failures - 1));
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.refresh(), delay);
+    this.timer.unref();
+  }
+}
