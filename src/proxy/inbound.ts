@@ -287,6 +287,12 @@ export class InboundProxy {
     return this.decide(state, req);
   }
 
+  /** An unexpected error while deciding about a request: log it and drop the connection (fail closed). */
+  private failClosed(socket: Socket, err: unknown): void {
+    this.options.log.error({ event: 'internal_error', err }, 'request handling failed; connection closed');
+    socket.destroy();
+  }
+
   /** mTLS with a revoked identity: nothing may pass in its name, not even on connections opened before. */
   private revoked(): boolean {
     return this.options.auth.mode === 'mtls' && this.options.identity?.status().reason === 'identity_revoked';
@@ -324,7 +330,9 @@ export class InboundProxy {
     };
     const state = this.authorize(req, reply);
     if (state instanceof Promise) {
-      state.then((s) => s && this.forward(req, res, s, started, (t) => (upstreamSeconds = t)));
+      state
+        .then((s) => s && this.forward(req, res, s, started, (t) => (upstreamSeconds = t)))
+        .catch((err: unknown) => this.failClosed(req.socket, err));
     } else if (state) {
       this.forward(req, res, state, started, (t) => (upstreamSeconds = t));
     }
@@ -401,8 +409,11 @@ export class InboundProxy {
           .join(''),
       );
     const state = this.authorize(req, reply);
-    if (state instanceof Promise) state.then((s) => s && this.tunnel(req, socket, head, s, refuse));
-    else if (state) this.tunnel(req, socket, head, state, refuse);
+    if (state instanceof Promise) {
+      state
+        .then((s) => s && this.tunnel(req, socket, head, s, refuse))
+        .catch((err: unknown) => this.failClosed(socket, err));
+    } else if (state) this.tunnel(req, socket, head, state, refuse);
   }
 
   private tunnel(
