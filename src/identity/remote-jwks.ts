@@ -58,7 +58,7 @@ export class RemoteJwks implements JwksProvider {
   private jwks: JWKS | undefined;
   private text: string | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private lastFetch = 0;
+  private lastMissRefresh = Number.NEGATIVE_INFINITY;
   private failures = 0;
   private fetching: Promise<void> | undefined;
   private closed = false;
@@ -78,8 +78,15 @@ export class RemoteJwks implements JwksProvider {
     return this.jwks;
   }
 
+  /**
+   * The first unknown kid refreshes at once (a rotation is picked up right away); further misses within
+   * the cool-down do not, so a flood of tokens with made-up kids cannot turn into a flood of fetches.
+   */
   keyMissed(): void {
-    if (Date.now() - this.lastFetch >= (this.options.cooldownMs ?? 30_000)) void this.refresh();
+    const now = Date.now();
+    if (now - this.lastMissRefresh < (this.options.cooldownMs ?? 30_000)) return;
+    this.lastMissRefresh = now;
+    void this.refresh();
   }
 
   close(): void {
@@ -97,7 +104,6 @@ export class RemoteJwks implements JwksProvider {
 
   private async fetchOnce(): Promise<void> {
     const { log, name, timeoutMs = 5000, refreshMs = 300_000 } = this.options;
-    this.lastFetch = Date.now();
     try {
       let url = this.options.jwksUrl;
       if (!url) {

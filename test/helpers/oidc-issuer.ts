@@ -18,7 +18,7 @@ export interface OidcIssuer {
   fetches: number;
   up: boolean;
   rotate(): Promise<void>;
-  sign(claims: JWTPayload, options?: { kid?: string; audience?: string | string[] }): Promise<string>;
+  sign(claims: JWTPayload, options?: { kid?: string; audience?: string | string[]; issuer?: string }): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -69,10 +69,11 @@ export async function startOidcIssuer(): Promise<OidcIssuer> {
       keys = [await newKey()];
     },
     async sign(claims, options = {}) {
-      const key = keys.find((k) => k.kid === (options.kid ?? keys[0].kid)) ?? keys[0];
+      // An unknown kid still signs with the current key: for key-miss tests.
+      const key = keys.find((k) => k.kid === options.kid) ?? keys[0];
       return new SignJWT(claims)
-        .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' })
-        .setIssuer(url)
+        .setProtectedHeader({ alg: 'ES256', kid: options.kid ?? key.kid, typ: 'JWT' })
+        .setIssuer(options.issuer ?? url)
         .setAudience(options.audience ?? 'orders')
         .setIssuedAt()
         .setExpirationTime('10m')
