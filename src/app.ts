@@ -6,6 +6,7 @@ import { AdminServer, type Readiness } from './admin/server.js';
 import { createPolicy } from './authz/policy.js';
 import { readFile } from 'node:fs/promises';
 import { JwtAuthenticator, type JwksProvider, type OidcIssuer } from './authn/jwt.js';
+import { createTokenReviewer } from './authn/token-review.js';
 import type { AuthConfig, Config, IdentitySourceConfig } from './config.js';
 import { SidecarError } from './errors.js';
 import { type JwtBundleSource, JwtBundleFiles, WorkloadApiJwtBundles } from './identity/jwt-bundles.js';
@@ -135,10 +136,15 @@ async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }, log: 
       keys,
     });
   }
+  const review = auth.tokenReview;
   const authenticator = new JwtAuthenticator({
     audience: auth.audience,
     svidBundles: () => svid?.current(),
     issuers,
+    tokenReview: review && {
+      review: createTokenReviewer({ ...review, extraCaPem: caPem, audiences: auth.audience }),
+      intervalMs: review.intervalMs,
+    },
   });
   /** Ready when some key to verify tokens with has been loaded. */
   const hasKeys = () => (svid?.current()?.size ?? 0) > 0 || issuers.some((i) => i.keys.current() !== undefined);
@@ -211,8 +217,8 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       headers: {
         identityHeaders: config.identityHeaders,
         xfcc: config.xfcc,
-        issuerHeader: DEFAULT_ISSUER_HEADER,
-        subjectHeader: DEFAULT_SUBJECT_HEADER,
+        issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
+        subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
         stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
       },
       log,

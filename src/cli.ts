@@ -99,6 +99,32 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
     help: 'admit every valid token of this issuer (repeatable)',
   },
   'jwt-forward-token': { type: 'boolean', help: 'JWT mode: pass the Authorization header on to the app' },
+  'jwt-issuer-header': {
+    type: 'string',
+    value: 'NAME',
+    help: 'header with the token issuer name (default x-jwt-issuer)',
+  },
+  'jwt-subject-header': {
+    type: 'string',
+    value: 'NAME',
+    help: 'header with the token subject (default x-jwt-subject)',
+  },
+  'k8s-token-review': { type: 'boolean', help: 'confirm Kubernetes tokens with the API server (TokenReview)' },
+  'k8s-api-server': {
+    type: 'string',
+    value: 'URL',
+    help: 'the API server for TokenReview (default: the k8s issuer URL)',
+  },
+  'k8s-token-file': {
+    type: 'string',
+    value: 'FILE',
+    help: 'our service-account token for TokenReview (in-cluster default)',
+  },
+  'k8s-token-review-interval': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'review a token again after this (default 1m)',
+  },
   watch: { type: 'boolean', help: 'reload the SVID and bundles when their files change (default on; --no-watch)' },
   'reload-interval': {
     type: 'string',

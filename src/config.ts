@@ -60,6 +60,12 @@ export interface RawOptions {
   'k8s-trust-domain'?: string;
   'allow-issuer'?: string[];
   'jwt-forward-token'?: boolean;
+  'jwt-issuer-header'?: string;
+  'jwt-subject-header'?: string;
+  'k8s-token-review'?: boolean;
+  'k8s-api-server'?: string;
+  'k8s-token-file'?: string;
+  'k8s-token-review-interval'?: string;
   /** SPIFFE_ENDPOINT_SOCKET from the environment (Workload Endpoint §4): the default socket. */
   spiffeEndpointSocket?: string;
 }
@@ -90,6 +96,11 @@ export type AuthConfig =
       readonly caFile: string | undefined;
       readonly allowIssuers: readonly string[];
       readonly forwardToken: boolean;
+      readonly issuerHeader: string;
+      readonly subjectHeader: string;
+      /** Confirm Kubernetes tokens with the API server's TokenReview. */
+      readonly tokenReview:
+        { readonly apiServer: string; readonly tokenFile: string; readonly intervalMs: number } | undefined;
     };
 
 export interface Config {
@@ -305,6 +316,30 @@ function parseSource(raw: RawOptions): IdentitySourceConfig {
   });
 }
 
+function parseHeaderName(raw: string, flag: string): string {
+  const name = raw.toLowerCase();
+  if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name))
+    invalid(`${flag} ${JSON.stringify(raw)}: not a usable header name`);
+  return name;
+}
+
+function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: string; kind: string }[]) {
+  const flags = (['k8s-api-server', 'k8s-token-file', 'k8s-token-review-interval'] as const).filter((f) => raw[f]);
+  if (!raw['k8s-token-review']) {
+    if (flags.length > 0) invalid(`--${flags[0]} needs --k8s-token-review`);
+    return undefined;
+  }
+  const k8s = issuers.find((i) => i.kind === 'k8s');
+  if (!k8s) invalid('--k8s-token-review needs a Kubernetes issuer (--jwt-issuer k8s=https://kubernetes.default.svc)');
+  const apiServer = raw['k8s-api-server'] ?? (k8s as { issuer: string }).issuer;
+  if (!apiServer.startsWith('https://')) invalid(`--k8s-api-server ${apiServer}: must be an https:// URL`);
+  return Object.freeze({
+    apiServer,
+    tokenFile: raw['k8s-token-file'] ?? '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    intervalMs: parseDuration(raw['k8s-token-review-interval'] ?? '1m', '--k8s-token-review-interval'),
+  });
+}
+
 function nameValue(value: string, flag: string, example: string): [string, string] {
   const eq = value.indexOf('=');
   if (eq <= 0 || eq === value.length - 1) invalid(`--${flag} ${JSON.stringify(value)}: expected ${example}`);
@@ -370,6 +405,9 @@ function parseAuth(raw: RawOptions): AuthConfig {
     caFile: raw['jwt-ca-file'],
     allowIssuers: Object.freeze([...allowIssuers]),
     forwardToken: raw['jwt-forward-token'] ?? false,
+    issuerHeader: parseHeaderName(raw['jwt-issuer-header'] ?? 'x-jwt-issuer', '--jwt-issuer-header'),
+    subjectHeader: parseHeaderName(raw['jwt-subject-header'] ?? 'x-jwt-subject', '--jwt-subject-header'),
+    tokenReview: parseTokenReview(raw, [...issuers.values()]),
   };
 }
 

@@ -48,6 +48,7 @@ export type SidecarErrorCode =
   | 'ERR_JWT_ISSUER_UNKNOWN'
   | 'ERR_JWT_NO_KEYS'
   | 'ERR_JWT_INVALID'
+  | 'ERR_JWT_TOKEN_REVIEW'
   // SPIRE mode
   | 'ERR_WORKLOAD_API'
   | 'ERR_WORKLOAD_API_MESSAGE'

@@ -9,6 +9,7 @@ import { isSidecarError } from '../errors.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
 import { ALLOWED_JWT_ALGS, type JWKS, verifyJwtSvid } from '../spiffe/jwtsvid.js';
 import type { PeerIdentity, Rejection } from './identity.js';
+import type { TokenReviewer } from './token-review.js';
 
 export type JwtAuthnResult =
   { ok: true; identity: PeerIdentity } | { ok: false; rejection: Rejection; status: 401 | 503 };
@@ -39,6 +40,8 @@ export interface JwtAuthenticatorOptions {
   issuers: readonly OidcIssuer[];
   cacheSize?: number;
   clockToleranceSeconds?: number;
+  /** Kubernetes issuers: confirm tokens with the API server, again after `intervalMs`. */
+  tokenReview?: { review: TokenReviewer; intervalMs: number };
 }
 
 interface CacheEntry {
@@ -171,7 +174,19 @@ export class JwtAuthenticator {
       } catch {
         return reject('ERR_JWT_SUBJECT', `"${issuer.name}" token subject does not map to a SPIFFE ID`);
       }
-      return { identity: { method: 'jwt', id, issuer: issuer.name, subject }, expiresAt, keys: jwks };
+      const review = this.options.tokenReview;
+      if (review) {
+        const verdict = await review.review(token, subject);
+        if (verdict === 'unavailable') {
+          return reject('ERR_JWT_TOKEN_REVIEW', 'the Kubernetes API server could not review the token', 503);
+        }
+        if (verdict === 'invalid') {
+          return reject('ERR_JWT_TOKEN_REVIEW', 'the Kubernetes API server does not accept this token (deleted?)');
+        }
+      }
+      // A reviewed token is reviewed again after the interval, so that a deleted pod's token stops working.
+      const until = review ? Math.min(expiresAt, now + review.intervalMs) : expiresAt;
+      return { identity: { method: 'jwt', id, issuer: issuer.name, subject }, expiresAt: until, keys: jwks };
     }
     return { identity: { method: 'oidc', issuer: issuer.name, subject }, expiresAt, keys: jwks };
   }
