@@ -180,14 +180,23 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   let admin: AdminServer | undefined;
   let inbound: InboundProxy;
   let draining = false;
+  /** Ready only once the listener is bound, and not while draining. */
+  let serving = false;
   try {
     jwt = auth.mode === 'jwt' ? await openJwt(config, auth, log) : undefined;
-    const metrics = createMetrics(identity, jwt?.authenticator);
-    const readiness = async (): Promise<Readiness> => {
+    /** Everything but the upstream probe: cheap enough for a metrics scrape. */
+    const readyNow = (): Readiness => {
       const status = identity?.status();
       if (status && !status.ready && servesTls) return { ready: false, reason: status.reason };
       if (jwt && !jwt.hasKeys()) return { ready: false, reason: 'waiting_for_jwt_keys' };
       if (draining) return { ready: false, reason: 'draining' };
+      if (!serving) return { ready: false, reason: 'starting' };
+      return { ready: true };
+    };
+    const metrics = createMetrics(identity, jwt?.authenticator, () => readyNow().ready);
+    const readiness = async (): Promise<Readiness> => {
+      const now = readyNow();
+      if (!now.ready) return now;
       if (config.readyRequiresUpstream && !(await upstreamReachable(config.upstream))) {
         return { ready: false, reason: 'upstream_unreachable' };
       }
@@ -232,6 +241,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     await admin?.close();
     throw err;
   }
+  serving = true;
   const svid = identity && identity.status().reason !== 'waiting_for_svid' ? identity.current().svid : undefined;
   log.info(
     {

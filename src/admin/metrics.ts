@@ -40,6 +40,8 @@ export interface Metrics {
 export function createMetrics(
   identity: FileIdentitySource | WorkloadApiIdentitySource | undefined,
   jwt?: Pick<JwtAuthenticator, 'counters'>,
+  /** The readiness /readyz reports (without its upstream probe); defaults to the identity's. */
+  ready?: () => boolean,
 ): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -105,10 +107,10 @@ export function createMetrics(
   });
   new Gauge({
     name: `${PREFIX}ready`,
-    help: 'Whether our identity is ready to serve (1) or not (0)',
+    help: 'Whether the sidecar is ready to serve (1) or not (0), as /readyz says (without its upstream probe)',
     registers: [registry],
     collect() {
-      this.set(identity?.status().ready ? 1 : 0);
+      this.set((ready ? ready() : identity?.status().ready) ? 1 : 0);
     },
   });
   let bundleUpdates = 0;
