@@ -35,6 +35,8 @@ describe('draining lets in-flight requests finish and refuses new ones', () => {
       ready: false,
       reason: 'draining',
     });
+    const scrape = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    expect(scrape).toMatch(/^spiffe_sidecar_ready 0$/m);
     const refused = await expectRejected(sidecar.port, s.allowed);
     expect(refused.code).toBe('ECONNREFUSED');
     const res = await slow;
