@@ -1,6 +1,5 @@
-import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestVia } from '../helpers/client.js';
+import { openRaw, requestVia } from '../helpers/client.js';
 import { issueSvid } from '../helpers/pki.js';
 import { DENIED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
 
@@ -35,20 +34,9 @@ describe('a caller the rules do not allow gets 403 and the app sees nothing', ()
   });
 
   it('refuses a WebSocket upgrade from a denied caller without contacting the app', async () => {
-    const socket = connect({
-      host: '127.0.0.1',
-      port: s.sidecar.port,
-      cert: s.denied.chainPem,
-      key: s.denied.keyPem,
-      rejectUnauthorized: false,
-    });
-    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-    let received = '';
-    socket.on('data', (d: Buffer) => {
-      received += d.toString();
-    });
+    const { socket, received } = await openRaw(s.sidecar.port, s.denied);
     socket.write('GET /ws HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n');
-    await expect.poll(() => received).toContain('403 Forbidden');
+    await expect.poll(received).toContain('403 Forbidden');
     socket.destroy();
     expect(s.app.upgrades).toHaveLength(0);
   });

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Agent, request } from 'node:https';
-import { connect } from 'node:tls';
 import { issueIntermediateCa } from '../../src/certs/dev-ca.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestVia } from '../helpers/client.js';
+import { openRaw, requestVia } from '../helpers/client.js';
 import { issueSvid } from '../helpers/pki.js';
 import { ALLOWED_ID, type Scenario, SERVER_ID, startScenario } from '../helpers/scenario.js';
 
@@ -124,22 +123,11 @@ describe('an allowed caller reaches the app with its verified identity', () => {
   });
 
   it('serves many requests on one keep-alive connection with one authentication', async () => {
-    const socket = connect({
-      host: '127.0.0.1',
-      port: s.sidecar.port,
-      cert: s.allowed.chainPem,
-      key: s.allowed.keyPem,
-      rejectUnauthorized: false,
-    });
-    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    const { socket, received } = await openRaw(s.sidecar.port, s.allowed);
     const authBefore = s.sidecar.logs.filter((l) => l.event === 'peer_rejected').length;
-    let received = '';
-    socket.on('data', (d: Buffer) => {
-      received += d.toString();
-    });
     const requests = 5;
     for (let i = 0; i < requests; i++) socket.write(`GET /k${i} HTTP/1.1\r\nhost: x\r\n\r\n`);
-    await expect.poll(() => received.match(/HTTP\/1\.1 200/g)?.length ?? 0).toBe(requests);
+    await expect.poll(() => received().match(/HTTP\/1\.1 200/g)?.length ?? 0).toBe(requests);
     socket.destroy();
     expect(s.sidecar.logs.filter((l) => l.event === 'peer_rejected').length).toBe(authBefore);
     const urls = s.app.seen.slice(-requests).map((r) => r.url);
@@ -147,24 +135,13 @@ describe('an allowed caller reaches the app with its verified identity', () => {
   });
 
   it('forwards a WebSocket upgrade with identity headers, then relays bytes both ways', async () => {
-    const socket = connect({
-      host: '127.0.0.1',
-      port: s.sidecar.port,
-      cert: s.allowed.chainPem,
-      key: s.allowed.keyPem,
-      rejectUnauthorized: false,
-    });
-    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-    let received = '';
-    socket.on('data', (d: Buffer) => {
-      received += d.toString();
-    });
+    const { socket, received } = await openRaw(s.sidecar.port, s.allowed);
     socket.write(
       'GET /ws HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\nx-spiffe-id: spiffe://example.org/admin\r\n\r\n',
     );
-    await expect.poll(() => received).toContain('101 Switching Protocols');
+    await expect.poll(received).toContain('101 Switching Protocols');
     socket.write('ping-through-tunnel');
-    await expect.poll(() => received).toContain('ping-through-tunnel');
+    await expect.poll(received).toContain('ping-through-tunnel');
     socket.destroy();
     const upgrade = s.app.upgrades.at(-1)!;
     expect(upgrade.url).toBe('/ws');

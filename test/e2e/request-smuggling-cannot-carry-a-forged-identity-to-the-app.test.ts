@@ -1,8 +1,7 @@
 // A request body must never reach the app as a second request: that request would skip header
 // stripping and could carry any x-spiffe-id. Raw bytes over real TLS, as an attacker would send them.
-import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestVia } from '../helpers/client.js';
+import { openRaw, requestVia } from '../helpers/client.js';
 import { ALLOWED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
 
 let s: Scenario;
@@ -15,22 +14,11 @@ const SMUGGLED = 'GET /admin/delete-all HTTP/1.1\r\nHost: x\r\nx-spiffe-id: spif
 
 /** Sends raw bytes on a new mTLS connection as the allowed caller; resolves with what came back. */
 async function sendRaw(bytes: string, waitFor: RegExp): Promise<string> {
-  const socket = connect({
-    host: '127.0.0.1',
-    port: s.sidecar.port,
-    cert: s.allowed.chainPem,
-    key: s.allowed.keyPem,
-    rejectUnauthorized: false,
-  });
-  await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-  let received = '';
-  socket.on('data', (d: Buffer) => {
-    received += d.toString();
-  });
+  const { socket, received } = await openRaw(s.sidecar.port, s.allowed);
   socket.write(bytes);
-  await expect.poll(() => received, { timeout: 5000 }).toMatch(waitFor);
+  await expect.poll(received, { timeout: 5000 }).toMatch(waitFor);
   socket.destroy();
-  return received;
+  return received();
 }
 
 /** More requests through the same upstream pool: a smuggled request queued on it would surface now. */

@@ -1,6 +1,7 @@
 // A real TLS client for the tests: node:https with a client certificate. The server's certificate is
 // not what these tests are about, so the client does not verify it.
 import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 
 export interface ClientCert {
   chainPem: string;
@@ -61,4 +62,21 @@ export async function expectRejected(port: number, cert: ClientCert | undefined,
     if ((err as Error).message.startsWith('expected the connection')) throw err;
     return err as NodeJS.ErrnoException;
   }
+}
+
+/** A raw mTLS connection for tests that speak bytes: what came back so far, and the socket. */
+export async function openRaw(port: number, cert: ClientCert) {
+  const socket = tlsConnect({
+    host: '127.0.0.1',
+    port,
+    cert: cert.chainPem,
+    key: cert.keyPem,
+    rejectUnauthorized: false,
+  });
+  await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  let received = '';
+  socket.on('data', (d: Buffer) => {
+    received += d.toString();
+  });
+  return { socket, received: () => received };
 }
