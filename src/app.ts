@@ -111,10 +111,20 @@ async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }, log: 
     let keys: JwksProvider;
     if (issuer.jwks?.file) {
       const file = await JwtBundleFiles.open([{ trustDomain: issuer.name, file: issuer.jwks.file }], log);
+      if (config.watch) {
+        const watcher = await watchIdentityFiles([issuer.jwks.file], () => void file.reload('watch'), log);
+        closers.push(() => watcher.close());
+      }
+      // A key miss re-reads the file at most every 30 s: made-up kids must not become a read storm.
+      let lastMiss = Number.NEGATIVE_INFINITY;
       keys = {
         current: () => file.current().get(issuer.name),
         version: 0,
-        keyMissed: () => void file.reload('key_miss'),
+        keyMissed: () => {
+          if (Date.now() - lastMiss < 30_000) return;
+          lastMiss = Date.now();
+          void file.reload('key_miss');
+        },
       };
     } else {
       const remote = RemoteJwks.start({

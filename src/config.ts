@@ -331,7 +331,10 @@ function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: stri
   }
   const k8s = issuers.find((i) => i.kind === 'k8s');
   if (!k8s) invalid('--k8s-token-review needs a Kubernetes issuer (--jwt-issuer k8s=https://kubernetes.default.svc)');
-  const apiServer = raw['k8s-api-server'] ?? (k8s as { issuer: string }).issuer;
+  // The in-cluster API server by default: the issuer URL may be a public OIDC host (EKS, GKE, AKS), and
+  // TokenReview sends our own token and the caller's.
+  void k8s;
+  const apiServer = raw['k8s-api-server'] ?? 'https://kubernetes.default.svc';
   if (!apiServer.startsWith('https://')) invalid(`--k8s-api-server ${apiServer}: must be an https:// URL`);
   return Object.freeze({
     apiServer,
@@ -376,7 +379,11 @@ function parseAuth(raw: RawOptions): AuthConfig {
       invalid(`--jwt-issuer ${value}: the name must be lowercase letters, digits and -`);
     if (!issuer.startsWith('https://')) invalid(`--jwt-issuer ${value}: the issuer must be an https:// URL`);
     if (issuers.has(name)) invalid(`--jwt-issuer: "${name}" is given twice`);
-    issuers.set(name, { name, issuer, kind: name === 'k8s' || name.startsWith('k8s-') ? 'k8s' : 'oidc' });
+    // Two names for one issuer would make its tokens ambiguous (and one of them could be `k8s`).
+    if ([...issuers.values()].some((i) => i.issuer === issuer))
+      invalid(`--jwt-issuer ${value}: issuer ${issuer} is given twice`);
+    // Only the issuer named exactly `k8s` maps subjects to SPIFFE IDs: one cluster, one trust domain.
+    issuers.set(name, { name, issuer, kind: name === 'k8s' ? 'k8s' : 'oidc' });
   }
   for (const value of raw['jwt-jwks'] ?? []) {
     const [name, where] = nameValue(value, 'jwt-jwks', 'NAME=URL or NAME=FILE');
@@ -387,6 +394,7 @@ function parseAuth(raw: RawOptions): AuthConfig {
   const allowIssuers = raw['allow-issuer'] ?? [];
   for (const name of allowIssuers)
     if (!issuers.has(name)) invalid(`--allow-issuer ${name}: no --jwt-issuer named "${name}"`);
+  const k8sTrustDomain = parseTrustDomain(raw['k8s-trust-domain'] ?? 'cluster.local');
   const bundleFiles = (raw['jwt-bundle-file'] ?? []).map((value) => {
     const [td, file] = nameValue(value, 'jwt-bundle-file', 'TRUST_DOMAIN=FILE');
     try {
@@ -395,18 +403,33 @@ function parseAuth(raw: RawOptions): AuthConfig {
       return invalid(`--jwt-bundle-file ${value}: ${(err as Error).message}`);
     }
   });
+  if (issuers.has('k8s') && bundleFiles.some((b) => b.trustDomain === k8sTrustDomain)) {
+    invalid(
+      `--k8s-trust-domain ${k8sTrustDomain}: a JWT-SVID trust domain too; Kubernetes service accounts need a trust domain of their own`,
+    );
+  }
+  const issuerHeader = parseHeaderName(raw['jwt-issuer-header'] ?? 'x-jwt-issuer', '--jwt-issuer-header');
+  const subjectHeader = parseHeaderName(raw['jwt-subject-header'] ?? 'x-jwt-subject', '--jwt-subject-header');
+  // An issuer or subject written under an identity header name would be a spoofed identity.
+  const identityNames = new Set([
+    ...(raw['identity-header'] ?? DEFAULTS.identityHeaders).map((h) => h.toLowerCase()),
+    'x-forwarded-client-cert',
+  ]);
+  if (issuerHeader === subjectHeader || identityNames.has(issuerHeader) || identityNames.has(subjectHeader)) {
+    invalid('--jwt-issuer-header and --jwt-subject-header must differ from each other and from the identity headers');
+  }
   return {
     mode,
     transport,
     audience: Object.freeze([...audience]),
     bundleFiles: Object.freeze(bundleFiles),
     issuers: Object.freeze([...issuers.values()].map((i) => Object.freeze(i))),
-    k8sTrustDomain: parseTrustDomain(raw['k8s-trust-domain'] ?? 'cluster.local'),
+    k8sTrustDomain,
     caFile: raw['jwt-ca-file'],
     allowIssuers: Object.freeze([...allowIssuers]),
     forwardToken: raw['jwt-forward-token'] ?? false,
-    issuerHeader: parseHeaderName(raw['jwt-issuer-header'] ?? 'x-jwt-issuer', '--jwt-issuer-header'),
-    subjectHeader: parseHeaderName(raw['jwt-subject-header'] ?? 'x-jwt-subject', '--jwt-subject-header'),
+    issuerHeader,
+    subjectHeader,
     tokenReview: parseTokenReview(raw, [...issuers.values()]),
   };
 }

@@ -4,7 +4,7 @@
 // by their hash until they expire or the keys change, so a keep-alive caller pays one signature check per
 // token, not per request. Never throws: failures are rejections with a bounded reason.
 import { createHash } from 'node:crypto';
-import { createLocalJWKSet, decodeJwt, errors as joseErrors, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import { isSidecarError } from '../errors.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
 import { ALLOWED_JWT_ALGS, type JWKS, verifyJwtSvid } from '../spiffe/jwtsvid.js';
@@ -130,6 +130,13 @@ export class JwtAuthenticator {
       now: new Date(now),
       clockToleranceSeconds: this.options.clockToleranceSeconds,
     });
+    // Kubernetes service accounts own their trust domain: no JWT-SVID may speak in its name.
+    if (this.options.issuers.some((i) => i.kind === 'k8s' && i.k8sTrustDomain === verified.spiffeId.trustDomain)) {
+      return reject(
+        'ERR_JWT_SUBJECT',
+        `trust domain "${verified.spiffeId.trustDomain}" is reserved for Kubernetes service accounts`,
+      );
+    }
     return {
       identity: { method: 'jwt', id: verified.spiffeId, subject: verified.spiffeId.toString() },
       expiresAt: verified.expiresAt.getTime(),
@@ -144,6 +151,9 @@ export class JwtAuthenticator {
   ): Promise<CacheEntry | JwtAuthnResult> {
     const jwks = issuer.keys.current();
     if (!jwks) return reject('ERR_JWT_NO_KEYS', `no keys of issuer "${issuer.name}" have been loaded yet`, 503);
+    // As for JWT-SVIDs: a key is named, never guessed among several.
+    if (typeof decodeProtectedHeader(token).kid !== 'string')
+      return reject('ERR_JWT_HEADER', 'token header missing key id');
     let local = this.localSets.get(jwks);
     if (!local) {
       local = createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
@@ -163,7 +173,12 @@ export class JwtAuthenticator {
       if (err instanceof joseErrors.JWKSNoMatchingKey) issuer.keys.keyMissed();
       throw err;
     }
-    const subject = payload.sub as string;
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0)
+      return reject('ERR_JWT_SUBJECT', 'the token subject is not a string');
+    if (typeof payload.iat === 'number' && payload.iat > now / 1000 + (this.options.clockToleranceSeconds ?? 60)) {
+      return reject('ERR_JWT_NOT_YET_VALID', 'the token was issued in the future (iat)');
+    }
+    const subject = payload.sub;
     const expiresAt = (payload.exp as number) * 1000;
     if (issuer.kind === 'k8s') {
       const m = K8S_SUBJECT.exec(subject);

@@ -35,12 +35,21 @@ export function createTokenReviewer(options: TokenReviewOptions): TokenReviewer 
       spec: { token, audiences: [...options.audiences] },
     });
     return new Promise<ReviewVerdict>((resolve) => {
+      let settled = false;
+      const done = (verdict: ReviewVerdict) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        req.destroy();
+        resolve(verdict);
+      };
+      // One deadline for the whole exchange: a server that sends headers and then stalls cannot hang us.
+      const deadline = setTimeout(() => done('unavailable'), options.timeoutMs ?? 5000);
       const req = request(
         url,
         {
           method: 'POST',
           ca,
-          timeout: options.timeoutMs ?? 5000,
           headers: {
             authorization: `Bearer ${ownToken}`,
             'content-type': 'application/json',
@@ -49,20 +58,26 @@ export function createTokenReviewer(options: TokenReviewOptions): TokenReviewer 
         },
         (res) => {
           const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > 64 * 1024) done('unavailable');
+            else chunks.push(c);
+          });
+          res.on('error', () => done('unavailable'));
+          res.on('aborted', () => done('unavailable'));
           res.on('end', () => {
-            if (res.statusCode !== 200 && res.statusCode !== 201) return resolve('unavailable');
+            if (res.statusCode !== 200 && res.statusCode !== 201) return done('unavailable');
             try {
               const status = JSON.parse(Buffer.concat(chunks).toString('utf8'))?.status;
-              resolve(status?.authenticated === true && status?.user?.username === subject ? 'valid' : 'invalid');
+              done(status?.authenticated === true && status?.user?.username === subject ? 'valid' : 'invalid');
             } catch {
-              resolve('unavailable');
+              done('unavailable');
             }
           });
         },
       );
-      req.on('timeout', () => req.destroy());
-      req.on('error', () => resolve('unavailable'));
+      req.on('error', () => done('unavailable'));
       req.end(body);
     });
   };

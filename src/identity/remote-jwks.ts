@@ -27,7 +27,14 @@ const MAX_BODY_BYTES = 1024 * 1024;
 function fetchJson(url: string, ca: string[], timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     if (!url.startsWith('https://')) return reject(new Error(`${url}: only https:// is allowed`));
-    const req = request(url, { ca, timeout: timeoutMs, headers: { accept: 'application/json' } }, (res) => {
+    // One deadline for the whole fetch: an issuer that dribbles bytes cannot stall refreshes forever.
+    const deadline = setTimeout(
+      () => req.destroy(new Error(`${url}: no complete answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const req = request(url, { ca, headers: { accept: 'application/json' } }, (res) => {
+      res.on('error', reject);
+      res.on('aborted', () => reject(new Error(`${url}: answer aborted`)));
       if (res.statusCode !== 200) {
         res.resume();
         return reject(new Error(`${url}: HTTP ${res.statusCode}`));
@@ -47,8 +54,8 @@ function fetchJson(url: string, ca: string[], timeoutMs: number): Promise<unknow
         }
       });
     });
-    req.on('timeout', () => req.destroy(new Error(`${url}: no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
+    req.on('close', () => clearTimeout(deadline));
     req.end();
   });
 }

@@ -93,6 +93,12 @@ describe('JWT mode trusts OIDC issuers, Kubernetes service accounts and bundle f
     expect(JSON.parse((await call(await k8s.sign({ sub: 'alice' }))).body).reason).toBe('ERR_JWT_SUBJECT');
   });
 
+  it('a subject that is not a string is refused, never coerced into a SPIFFE ID', async () => {
+    const res = await call(await k8s.sign({ sub: ['system:serviceaccount:agents:a'] } as never));
+    expect(res.status).toBe(401);
+    expect(JSON.parse(res.body).reason).toMatch(/ERR_JWT_(SUBJECT|CLAIM|INVALID)/);
+  });
+
   it('issuer and audience are always checked', async () => {
     const wrongAud = await call(await k8s.sign(serviceAccount('agents', 'a'), { audience: 'payments' }));
     expect(JSON.parse(wrongAud.body).reason).toBe('ERR_JWT_AUDIENCE');

@@ -118,8 +118,10 @@ describe('switching a configuration from mTLS to JWT keeps the rules and headers
     expect(app.seen.length).toBe(seen);
   });
 
+  let cachedToken = '';
   it('a token is verified once, then served from the cache', async () => {
     const token = await jwtSvid(CALLER_ID);
+    cachedToken = token;
     for (let i = 0; i < 5; i++) expect((await get(jwt.port, token)).status).toBe(200);
     const scrape = await (await fetch(`http://127.0.0.1:${jwt.adminAddress().port}/metrics`)).text();
     expect(Number(/^spiffe_sidecar_jwt_cache_hits_total (\d+)$/m.exec(scrape)?.[1])).toBeGreaterThanOrEqual(4);
@@ -137,6 +139,9 @@ describe('switching a configuration from mTLS to JWT keeps the rules and headers
       .setExpirationTime('5m')
       .sign(privateKey);
     await expect.poll(async () => (await get(jwt.port, fresh)).status).toBe(200);
+    // The token verified (and cached) with the old key: the cache must not outlive the key set.
+    expect(cachedToken).not.toBe('');
+    expect((await get(jwt.port, cachedToken)).status).toBe(401);
     expect((await get(jwt.port, await jwtSvid(CALLER_ID))).status).toBe(401);
   });
 });

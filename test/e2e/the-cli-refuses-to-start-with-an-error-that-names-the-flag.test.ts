@@ -172,6 +172,48 @@ describe('the CLI refuses to start with an error that names the flag', () => {
     await expectStartupError(args({ 'reload-interval': 'soon' }), 'ERR_CONFIG_INVALID', '--reload-interval');
   });
 
+  it.each([
+    [['--jwt-issuer', 'a=https://idp.test', '--jwt-issuer', 'b=https://idp.test'], 'given twice'],
+    [['--jwt-issuer', 'k8s=https://k8s.test', '--jwt-subject-header', 'x-spiffe-id'], 'must differ'],
+    [['--jwt-issuer', 'k8s=https://k8s.test', '--jwt-issuer-header', 'x-jwt-subject'], 'must differ'],
+    [
+      ['--jwt-issuer', 'k8s=https://k8s.test', '--jwt-bundle-file', 'cluster.local=/x.json'],
+      'trust domain of their own',
+    ],
+    [['--jwt-issuer', 'idp=http://idp.test'], 'https://'],
+    [
+      [
+        '--jwt-issuer',
+        'k8s=https://k8s.test',
+        '--k8s-token-review',
+        '--jwt-issuer',
+        'x=https://x.test',
+        '--k8s-api-server',
+        'http://a',
+      ],
+      'https://',
+    ],
+    [['--jwt-issuer', 'k8s-dev=https://k8s.test', '--k8s-token-review'], 'needs a Kubernetes issuer'],
+  ])('JWT mode refuses %j', async (extra, fragment) => {
+    await expectStartupError(
+      [
+        'run',
+        '--listen',
+        '127.0.0.1:0',
+        '--upstream',
+        'http://127.0.0.1:8080',
+        '--allow-any',
+        '--auth-mode',
+        'jwt',
+        '--jwt-audience',
+        'orders',
+        ...extra,
+      ],
+      'ERR_CONFIG_INVALID',
+      fragment,
+    );
+  });
+
   it('a listen port that is taken', async () => {
     const blocker: Server = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
