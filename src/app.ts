@@ -7,7 +7,10 @@ import { createPolicy } from './authz/policy.js';
 import { readFile } from 'node:fs/promises';
 import { JwtAuthenticator, type JwksProvider, type OidcIssuer } from './authn/jwt.js';
 import { createTokenReviewer } from './authn/token-review.js';
-import type { AuthConfig, Config, IdentitySourceConfig } from './config.js';
+import type { AuthConfig, Config, IdentitySourceConfig, OutboundRouteConfig } from './config.js';
+import { decodeJwt } from 'jose';
+import { OutboundProxy, type OutboundRoute } from './proxy/outbound.js';
+import { compileAllowRules } from './spiffe/match.js';
 import { SidecarError } from './errors.js';
 import { type JwtBundleSource, JwtBundleFiles, WorkloadApiJwtBundles } from './identity/jwt-bundles.js';
 import { RemoteJwks } from './identity/remote-jwks.js';
@@ -24,6 +27,8 @@ export interface Sidecar {
   readonly identity: FileIdentitySource | WorkloadApiIdentitySource | undefined;
   address(): AddressInfo;
   adminAddress(): AddressInfo;
+  /** The outbound routes' listen addresses, in --outbound order. */
+  outboundAddresses(): AddressInfo[];
   /** SIGHUP: re-reads the identity files (file mode); the Workload API pushes its own updates. */
   reload(trigger: string): Promise<void>;
   /** SIGTERM: not ready, stop accepting, let in-flight requests finish (up to --drain-timeout), close. */
@@ -167,6 +172,56 @@ async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }, log: 
   };
 }
 
+/** An outbound route from its config: the remote's rule, and where a JWT route's token comes from. */
+function outboundRoute(
+  route: OutboundRouteConfig,
+  source: IdentitySourceConfig | undefined,
+  log: Logger,
+): OutboundRoute {
+  let token: (() => Promise<string | undefined>) | undefined;
+  if (route.auth === 'jwt' && route.tokenFile) {
+    // A projected token file is rotated by the kubelet: re-read it, at most once a second.
+    const file = route.tokenFile;
+    let cached: { text: string | undefined; at: number } | undefined;
+    token = async () => {
+      if (!cached || Date.now() - cached.at > 1000) {
+        const text = await readFile(file, 'utf8').then(
+          (t) => t.trim() || undefined,
+          () => undefined,
+        );
+        cached = { text, at: Date.now() };
+      }
+      return cached.text;
+    };
+  } else if (route.auth === 'jwt' && source?.kind === 'workload-api') {
+    // A JWT-SVID from the Workload API, kept until half of its lifetime has passed.
+    const client = new WorkloadApiClient(source.endpoint);
+    let cached: { token: string; refreshAt: number; expiresAt: number } | undefined;
+    token = async () => {
+      const now = Date.now();
+      if (cached && now < cached.refreshAt) return cached.token;
+      try {
+        const [svid] = await client.fetchJwtSvid([route.audience as string]);
+        const exp = (decodeJwt(svid.svid).exp ?? 0) * 1000;
+        cached = { token: svid.svid, refreshAt: now + (exp - now) / 2, expiresAt: exp };
+        return svid.svid;
+      } catch (err) {
+        log.warn({ event: 'jwt_svid_fetch_failed', audience: route.audience }, (err as Error).message);
+        return cached && now < cached.expiresAt ? cached.token : undefined;
+      }
+    };
+  }
+  return {
+    host: route.host,
+    port: route.port,
+    remote: route.remote,
+    expect: route.id === undefined ? undefined : compileAllowRules([route.id]),
+    expectText: route.id,
+    auth: route.auth,
+    token,
+  };
+}
+
 export async function startSidecar(config: Config, log: Logger): Promise<Sidecar> {
   const { source, auth } = config;
   const policy = createPolicy({
@@ -185,10 +240,12 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
             identity: WorkloadApiIdentitySource.start({ endpoint: source.endpoint, hint: source.hint, log }),
             stopTriggers: async () => {},
           };
-  const servesTls = auth.mode === 'mtls' || auth.transport === 'tls';
+  const servesTls = config.inbound && (auth.mode === 'mtls' || auth.transport === 'tls');
+  const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:');
   let jwt: Awaited<ReturnType<typeof openJwt>> | undefined;
   let admin: AdminServer | undefined;
-  let inbound: InboundProxy;
+  let inbound: InboundProxy | undefined;
+  const outbound: OutboundProxy[] = [];
   let draining = false;
   /** Ready only once the listener is bound, and not while draining. */
   let serving = false;
@@ -219,32 +276,38 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       source: source?.kind ?? 'none',
       readiness,
     });
-    if (identity instanceof WorkloadApiIdentitySource && servesTls) {
+    if (identity instanceof WorkloadApiIdentitySource && (servesTls || outboundNeedsSvid)) {
       log.info(
         { event: 'waiting_for_identity', endpoint: identity.endpoint.address },
         'waiting for an SVID from the Workload API',
       );
       await identity.firstIdentity();
     }
-    inbound = await InboundProxy.start({
-      host: config.listen.host,
-      port: config.listen.port,
-      upstream: config.upstream,
-      identity: servesTls ? identity : undefined,
-      auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
-      policy,
-      headers: {
-        identityHeaders: config.identityHeaders,
-        xfcc: config.xfcc,
-        issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
-        subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
-        stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
-      },
-      log,
-      limits: config.limits,
-      metrics: metrics.proxy,
-    });
+    for (const route of config.outbound) {
+      outbound.push(await OutboundProxy.start(outboundRoute(route, source, log), identity, log));
+    }
+    inbound = !config.inbound
+      ? undefined
+      : await InboundProxy.start({
+          host: config.listen.host,
+          port: config.listen.port,
+          upstream: config.upstream,
+          identity: servesTls ? identity : undefined,
+          auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
+          policy,
+          headers: {
+            identityHeaders: config.identityHeaders,
+            xfcc: config.xfcc,
+            issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
+            subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
+            stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
+          },
+          log,
+          limits: config.limits,
+          metrics: metrics.proxy,
+        });
   } catch (err) {
+    for (const route of outbound) await route.close();
     await stopTriggers();
     await identity?.close();
     await jwt?.close();
@@ -256,7 +319,8 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   log.info(
     {
       event: 'started',
-      listen: inbound.address(),
+      listen: inbound?.address(),
+      outbound: outbound.map((o, i) => ({ listen: o.address(), remote: config.outbound[i].remote.origin })),
       admin: admin.address(),
       upstream: config.upstream.origin,
       auth: auth.mode,
@@ -272,14 +336,19 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   const jwtKeys = jwt;
   const close = async () => {
     await stopTriggers();
-    await inbound.close();
+    for (const route of outbound) await route.close();
+    await inbound?.close();
     await identity?.close();
     await jwtKeys?.close();
     await adminServer.close();
   };
   return {
     identity,
-    address: () => inbound.address(),
+    address: () => {
+      if (!inbound) throw new Error('no inbound listener (no --upstream)');
+      return inbound.address();
+    },
+    outboundAddresses: () => outbound.map((o) => o.address()),
     adminAddress: () => adminServer.address(),
     async reload(trigger) {
       if (identity instanceof FileIdentitySource) await identity.reload(trigger);
@@ -291,7 +360,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
         { event: 'draining', timeout_ms: config.drainTimeoutMs },
         'draining: not ready, finishing in-flight requests',
       );
-      await inbound.drain(config.drainTimeoutMs);
+      await inbound?.drain(config.drainTimeoutMs);
       await close();
     },
     close,

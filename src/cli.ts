@@ -60,6 +60,12 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
   'max-connections': { type: 'string', value: 'N', help: 'open connections, more are closed (default 10000)' },
   'log-format': { type: 'string', value: 'FORMAT', help: 'json (default) or pretty' },
   config: { type: 'string', value: 'FILE', help: 'YAML file with any of these flags; flags and env override it' },
+  outbound: {
+    type: 'string',
+    multiple: true,
+    value: 'ROUTE',
+    help: 'egress: LISTEN=REMOTE_URL,id=RULE[,auth=jwt,audience=AUD][,token-file=PATH] (repeatable)',
+  },
   'auth-mode': { type: 'string', value: 'MODE', help: 'mtls (default) or jwt: how callers authenticate' },
   'jwt-transport': { type: 'string', value: 'T', help: 'JWT mode: plain (default) HTTP, or tls with our SVID' },
   'jwt-audience': {

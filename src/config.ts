@@ -66,6 +66,7 @@ export interface RawOptions {
   'k8s-api-server'?: string;
   'k8s-token-file'?: string;
   'k8s-token-review-interval'?: string;
+  outbound?: string[];
   /** SPIFFE_ENDPOINT_SOCKET from the environment (Workload Endpoint §4): the default socket. */
   spiffeEndpointSocket?: string;
 }
@@ -103,9 +104,25 @@ export type AuthConfig =
         { readonly apiServer: string; readonly tokenFile: string; readonly intervalMs: number } | undefined;
     };
 
+export interface OutboundRouteConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly remote: URL;
+  /** The remote's expected SPIFFE ID, in allow-rule syntax; required for https remotes. */
+  readonly id: string | undefined;
+  readonly auth: 'mtls' | 'jwt';
+  readonly audience: string | undefined;
+  readonly tokenFile: string | undefined;
+}
+
 export interface Config {
   readonly auth: AuthConfig;
+  /** Egress routes: the app calls LISTEN in plain HTTP, the sidecar calls the remote with our identity. */
+  readonly outbound: readonly OutboundRouteConfig[];
+  /** Whether an inbound listener runs (it needs --upstream); an outbound-only sidecar has none. */
+  readonly inbound: boolean;
   readonly listen: { readonly host: string; readonly port: number };
+  /** The app behind the inbound listener (unused without one). */
   readonly upstream: URL;
   /** Where our X.509 identity comes from; JWT mode over plain HTTP may have none. */
   readonly source: IdentitySourceConfig | undefined;
@@ -343,6 +360,61 @@ function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: stri
   });
 }
 
+const OUTBOUND_EXAMPLE = 'LISTEN=REMOTE_URL,id=SPIFFE_ID_OR_RULE[,auth=jwt,audience=AUD][,token-file=PATH]';
+
+function parseOutbound(value: string): OutboundRouteConfig {
+  const bad = (why: string): never =>
+    invalid(`--outbound ${JSON.stringify(value)}: ${why}; expected ${OUTBOUND_EXAMPLE}`);
+  const eq = value.indexOf('=');
+  if (eq <= 0) bad('no LISTEN=');
+  const listen = parseHostPort(value.slice(0, eq), '--outbound');
+  // Whoever reaches this port speaks with our identity: only the app, on loopback.
+  if (!isLoopback(listen.host))
+    bad(`the listen address ${listen.host} is not loopback; only the app may use our identity`);
+  const [remoteText, ...pairs] = value.slice(eq + 1).split(',');
+  let remote: URL;
+  try {
+    remote = new URL(remoteText);
+  } catch {
+    return bad(`${JSON.stringify(remoteText)} is not a URL`);
+  }
+  if (remote.protocol !== 'https:' && remote.protocol !== 'http:')
+    bad('the remote must be https:// (or http:// with auth=jwt on loopback)');
+  if (remote.pathname !== '/' || remote.search || remote.username) bad('give only the remote origin');
+  const options = new Map<string, string>();
+  for (const pair of pairs) {
+    const i = pair.indexOf('=');
+    const key = pair.slice(0, i);
+    if (i <= 0 || !['id', 'auth', 'audience', 'token-file'].includes(key) || options.has(key))
+      bad(`bad option ${JSON.stringify(pair)}`);
+    options.set(key, pair.slice(i + 1));
+  }
+  const auth = options.get('auth') ?? 'mtls';
+  if (auth !== 'mtls' && auth !== 'jwt') bad('auth must be mtls or jwt');
+  const id = options.get('id');
+  if (id !== undefined) {
+    try {
+      compileAllowRules([id]);
+    } catch (err) {
+      return bad((err as Error).message);
+    }
+  }
+  if (remote.protocol === 'https:' && id === undefined) bad('an https remote needs id=: who it must be');
+  if (auth === 'mtls' && remote.protocol !== 'https:') bad('auth=mtls needs an https:// remote');
+  if (auth === 'jwt' && !options.get('audience')) bad('auth=jwt needs audience=');
+  if (auth === 'jwt' && remote.protocol === 'http:' && !isLoopback(remote.hostname)) {
+    bad('a bearer token may cross the network only over https://');
+  }
+  return Object.freeze({
+    ...listen,
+    remote,
+    id,
+    auth: auth as 'mtls' | 'jwt',
+    audience: options.get('audience'),
+    tokenFile: options.get('token-file'),
+  });
+}
+
 function nameValue(value: string, flag: string, example: string): [string, string] {
   const eq = value.indexOf('=');
   if (eq <= 0 || eq === value.length - 1) invalid(`--${flag} ${JSON.stringify(value)}: expected ${example}`);
@@ -437,8 +509,16 @@ function parseAuth(raw: RawOptions): AuthConfig {
 /** Validates raw options into the one Config. Throws SidecarError on the first problem. */
 export function buildConfig(raw: RawOptions): Config {
   const auth = parseAuth(raw);
+  const outbound = (raw.outbound ?? []).map(parseOutbound);
+  // An outbound-only sidecar (the calling side) needs no app behind it and no allow rules.
+  const inbound = raw.upstream !== undefined || outbound.length === 0;
+  if (!inbound && (raw.allow?.length || raw['allow-any']))
+    invalid('--allow and --allow-any need an inbound listener (--upstream)');
+  const needsIdentityForOutbound = outbound.some(
+    (r) => r.remote.protocol === 'https:' || (r.auth === 'jwt' && !r.tokenFile),
+  );
   // JWT mode over plain HTTP needs no X.509 identity of its own; every other mode does.
-  const needsSource = auth.mode === 'mtls' || auth.transport === 'tls';
+  const needsSource = (inbound && (auth.mode === 'mtls' || auth.transport === 'tls')) || needsIdentityForOutbound;
   const anySource =
     FILE_FLAGS.some((f) => raw[f]) ||
     raw['workload-api-socket'] !== undefined ||
@@ -457,7 +537,7 @@ export function buildConfig(raw: RawOptions): Config {
   }
   const allow = raw.allow ?? [];
   const allowAny = raw['allow-any'] ?? false;
-  if (allow.length === 0 && !allowAny) {
+  if (inbound && allow.length === 0 && !allowAny) {
     throw new SidecarError(
       'ERR_NO_ALLOW_RULE',
       'no --allow rule: the sidecar denies everyone by default; add --allow spiffe://example.org/ns/prod/sa/client (repeatable), or --allow-any to admit every authenticated peer',
@@ -478,8 +558,10 @@ export function buildConfig(raw: RawOptions): Config {
 
   return Object.freeze({
     auth,
+    outbound: Object.freeze(outbound),
+    inbound,
     listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
-    upstream: parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false),
+    upstream: inbound ? parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false) : new URL('http://127.0.0.1:0'),
     source,
     allow: Object.freeze([...allow]),
     allowAny,

@@ -37,13 +37,15 @@ async function start(options: RawOptions) {
   });
   const { log, logs } = capturingLogger(config.logLevel);
   const sidecar = await startSidecar(config, log);
-  return Object.assign(sidecar, { port: sidecar.address().port, logs });
+  return Object.assign(sidecar, { port: config.inbound ? sidecar.address().port : 0, logs });
 }
 
 /** File mode. */
 export async function startTestSidecar(options: RawOptions): Promise<TestSidecar> {
   const sidecar = await start(options);
-  if (!(sidecar.identity instanceof FileIdentitySource)) throw new Error('expected file mode');
+  // File mode, or no X.509 identity at all (JWT over plain HTTP).
+  if (sidecar.identity !== undefined && !(sidecar.identity instanceof FileIdentitySource))
+    throw new Error('expected file mode');
   return sidecar as TestSidecar;
 }
 

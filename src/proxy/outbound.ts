@@ -1,0 +1,209 @@
+// Outbound (egress) routes: the app sends plain HTTP to a loopback port; the sidecar calls the remote
+// with the workload's identity: mTLS with our current SVID (the remote's chain verified against the
+// bundle of its trust domain and its SPIFFE ID against the route's rule, no DNS name check), or a
+// bearer JWT-SVID. A socket reaches the request only after the remote is verified, so not one byte goes
+// to an unverified peer. Mismatch: 502 and an audit line; no identity yet: 503.
+import { constants } from 'node:crypto';
+import * as http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { authenticateTlsPeer } from '../authn/mtls.js';
+import { SidecarError } from '../errors.js';
+import { allAuthoritiesPem, type IdentitySource } from '../identity/source.js';
+import type { Logger } from '../log.js';
+import type { IdMatcher } from '../spiffe/match.js';
+import { downstreamResponseHeaders } from './headers.js';
+
+export interface OutboundRoute {
+  /** Where the app connects (loopback). */
+  host: string;
+  port: number;
+  /** The remote sidecar. */
+  remote: URL;
+  /** Who the remote must be (allow-rule syntax); required for https remotes. */
+  expect: IdMatcher | undefined;
+  expectText: string | undefined;
+  /** mtls: present our SVID. jwt: attach a bearer token. */
+  auth: 'mtls' | 'jwt';
+  /** jwt: the bearer token to attach, or undefined while none is available. */
+  token?: () => Promise<string | undefined>;
+}
+
+/** Headers never copied from the app's request to the remote. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+]);
+
+class RemoteIdentityError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** An https.Agent whose sockets are handed out only once the remote proved the expected identity. */
+class VerifyingAgent extends https.Agent {
+  constructor(
+    private readonly identity: IdentitySource | undefined,
+    private readonly route: OutboundRoute,
+  ) {
+    super({ keepAlive: true, scheduling: 'lifo' });
+  }
+
+  // Node's Agent supports an asynchronous createConnection: return nothing, call back with the socket.
+  override createConnection(
+    options: https.RequestOptions,
+    done?: (err: Error | null, stream: Duplex) => void,
+  ): undefined {
+    const current = this.identity?.current();
+    const socket: TLSSocket = tlsConnect({
+      ...(options as ConnectionOptions),
+      // Our current SVID for new connections: a rotation applies to the next connection, pooled ones
+      // drain naturally. JWT routes present no client certificate.
+      ...(this.route.auth === 'mtls' && current ? { cert: current.svid.chainPem, key: current.svid.keyPem } : {}),
+      ca: current ? allAuthoritiesPem(current.bundles) : undefined,
+      rejectUnauthorized: false,
+      // SPIFFE authorizes on the ID, never on a DNS name (VERIFIER-RULES B14).
+      checkServerIdentity: () => undefined,
+      ALPNProtocols: ['http/1.1'],
+      minVersion: 'TLSv1.2',
+      secureOptions: constants.SSL_OP_NO_TICKET,
+    });
+    let settled = false;
+    const finish = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
+      if (err) {
+        socket.destroy();
+        done?.(err, socket);
+      } else {
+        done?.(null, socket);
+      }
+    };
+    socket.once('error', finish);
+    socket.once('secureConnect', () => {
+      if (!current) return finish(new RemoteIdentityError('no_identity', 'no trust bundles to verify the remote with'));
+      const result = authenticateTlsPeer(socket, current.bundles);
+      if (!result.ok) return finish(new RemoteIdentityError(result.rejection.reason, result.rejection.message));
+      const id = result.identity.id as NonNullable<typeof result.identity.id>;
+      if (this.route.expect && this.route.expect(id) === undefined) {
+        return finish(
+          new RemoteIdentityError('remote_identity_mismatch', `the remote is ${id}, not ${this.route.expectText}`),
+        );
+      }
+      finish(null);
+    });
+    return undefined;
+  }
+}
+
+function json(res: ServerResponse, status: number, error: string, reason: string): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ error, reason }));
+}
+
+export class OutboundProxy {
+  private readonly server: http.Server;
+  private readonly agent: http.Agent | https.Agent;
+
+  private constructor(
+    private readonly route: OutboundRoute,
+    private readonly identity: IdentitySource | undefined,
+    private readonly log: Logger,
+  ) {
+    this.agent =
+      route.remote.protocol === 'https:'
+        ? new VerifyingAgent(identity, route)
+        : new http.Agent({ keepAlive: true, scheduling: 'lifo' });
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+  }
+
+  static async start(route: OutboundRoute, identity: IdentitySource | undefined, log: Logger): Promise<OutboundProxy> {
+    const proxy = new OutboundProxy(route, identity, log);
+    await new Promise<void>((resolve, reject) => {
+      proxy.server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new SidecarError('ERR_LISTEN', `--outbound ${route.host}:${route.port}: cannot listen (${err.code})`)),
+      );
+      proxy.server.listen(route.port, route.host, resolve);
+    });
+    return proxy;
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+    this.agent.destroy();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { route, log } = this;
+    if (route.auth === 'mtls' && this.identity?.status().ready === false) {
+      return json(res, 503, 'unavailable', 'no_identity');
+    }
+    let token: string | undefined;
+    if (route.auth === 'jwt') {
+      token = await route.token?.();
+      if (!token) return json(res, 503, 'unavailable', 'no_token');
+    }
+    const headers: string[] = [];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const name = req.rawHeaders[i].toLowerCase();
+      if (HOP_BY_HOP.has(name) || (token && name === 'authorization')) continue;
+      headers.push(req.rawHeaders[i], req.rawHeaders[i + 1]);
+    }
+    headers.push('host', route.remote.host);
+    if (req.headers['transfer-encoding']) headers.push('transfer-encoding', 'chunked');
+    if (token) headers.push('authorization', `Bearer ${token}`);
+    const upstream = (route.remote.protocol === 'https:' ? https : http).request({
+      host: route.remote.hostname,
+      port: route.remote.port || (route.remote.protocol === 'https:' ? 443 : 80),
+      method: req.method,
+      path: req.url,
+      headers,
+      setHost: false,
+      agent: this.agent,
+    });
+    upstream.on('response', (remoteRes) => {
+      res.writeHead(
+        remoteRes.statusCode ?? 502,
+        remoteRes.statusMessage,
+        downstreamResponseHeaders(remoteRes.rawHeaders),
+      );
+      pipeline(remoteRes, res, () => {});
+    });
+    upstream.on('error', (err) => {
+      const reason = err instanceof RemoteIdentityError ? err.reason : 'remote_unreachable';
+      log.warn(
+        {
+          event: 'outbound_rejected',
+          remote: route.remote.origin,
+          expected: route.expectText,
+          reason,
+          path: (req.url ?? '').split('?', 1)[0],
+        },
+        err.message,
+      );
+      if (!res.headersSent) json(res, 502, 'bad_gateway', reason);
+      else res.destroy();
+    });
+    pipeline(req, upstream, () => {});
+  }
+}
