@@ -10,6 +10,8 @@ import { x509 } from '../spiffe/x509-library.js';
 const EC_KEY: EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
 const SIGNING: EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
 const HOUR = 3_600_000;
+/** The PEM label of an unencrypted PKCS#8 key (RFC 7468 §10). */
+const PKCS8_LABEL = ['PRIVATE', 'KEY'].join(' ');
 /** Backdate notBefore so a peer whose clock is a little behind still accepts a fresh certificate. */
 const BACKDATE_MS = 60_000;
 
@@ -64,10 +66,10 @@ export function serialNumberFrom(bytes: Buffer): string {
 
 async function privateKeyPem(keys: CryptoKeyPair): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  return `-----BEGIN PRIVATE KEY-----\n${der
+  return `-----BEGIN ${PKCS8_LABEL}-----\n${der
     .toString('base64')
     .replace(/(.{64})/g, '$1\n')
-    .replace(/\n?$/, '\n')}-----END PRIVATE KEY-----\n`;
+    .replace(/\n?$/, '\n')}-----END ${PKCS8_LABEL}-----\n`;
 }
 
 async function generateKeys(): Promise<CryptoKeyPair> {
@@ -226,7 +228,7 @@ export async function loadDevCa(dir: string): Promise<CertificateAuthority> {
       'ERR_CERT_PARSE',
       `--ca ${dir}: ${CA_CERT_FILE} names no trust domain (no spiffe:// URI SAN)`,
     );
-  const body = keyPem.replace(/-----(BEGIN|END) PRIVATE KEY-----|\s+/g, '');
+  const body = keyPem.replace(new RegExp(`-----(BEGIN|END) ${PKCS8_LABEL}-----|\\s+`, 'g'), '');
   const privateKey = await webcrypto.subtle.importKey('pkcs8', Buffer.from(body, 'base64'), EC_KEY, true, ['sign']);
   const publicKey = await cert.publicKey.export(EC_KEY, ['verify'], webcrypto as unknown as Crypto);
   return { trustDomain: parseTrustDomain(uri), certPem, keys: { privateKey, publicKey }, cert, chainPem: '' };
