@@ -18,6 +18,7 @@ import { WorkloadApiClient } from './identity/workload-api-client.js';
 import { DEFAULT_ISSUER_HEADER, DEFAULT_SUBJECT_HEADER } from './proxy/headers.js';
 import { FileIdentitySource } from './identity/file-source.js';
 import { type FileWatcher, watchIdentityFiles } from './identity/file-watcher.js';
+import type { IdentitySource } from './identity/source.js';
 import { WorkloadApiIdentitySource } from './identity/workload-api-source.js';
 import type { Logger } from './log.js';
 import { InboundProxy } from './proxy/inbound.js';
@@ -175,10 +176,13 @@ async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }, log: 
 /** An outbound route from its config: the remote's rule, and where a JWT route's token comes from. */
 function outboundRoute(
   route: OutboundRouteConfig,
-  source: IdentitySourceConfig | undefined,
+  config: Config,
+  identity: IdentitySource | undefined,
   log: Logger,
+  closers: (() => void)[],
 ): OutboundRoute {
   let token: (() => Promise<string | undefined>) | undefined;
+  const source = config.source;
   if (route.auth === 'jwt' && route.tokenFile) {
     // A projected token file is rotated by the kubelet: re-read it, at most once a second.
     const file = route.tokenFile;
@@ -194,21 +198,38 @@ function outboundRoute(
       return cached.text;
     };
   } else if (route.auth === 'jwt' && source?.kind === 'workload-api') {
-    // A JWT-SVID from the Workload API, kept until half of its lifetime has passed.
+    // A JWT-SVID for our own SPIFFE ID and this audience, kept until half of its lifetime has passed.
     const client = new WorkloadApiClient(source.endpoint);
+    closers.push(() => client.close());
+    const audience = route.audience as string;
     let cached: { token: string; refreshAt: number; expiresAt: number } | undefined;
-    token = async () => {
+    let inFlight: Promise<string | undefined> | undefined;
+    const fetchToken = async (): Promise<string | undefined> => {
       const now = Date.now();
-      if (cached && now < cached.refreshAt) return cached.token;
+      const self = identity?.status().ready ? identity.current().svid.id.toString() : undefined;
       try {
-        const [svid] = await client.fetchJwtSvid([route.audience as string]);
-        const exp = (decodeJwt(svid.svid).exp ?? 0) * 1000;
+        const svid = (await client.fetchJwtSvid([audience], self)).find((s) => !self || s.spiffe_id === self);
+        if (!svid) throw new Error(`the Workload API returned no JWT-SVID${self ? ` for ${self}` : ''}`);
+        const claims = decodeJwt(svid.svid);
+        const aud = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
+        if (claims.sub !== svid.spiffe_id || !aud.includes(audience))
+          throw new Error('the JWT-SVID names another subject or audience');
+        const exp = (claims.exp ?? 0) * 1000;
+        if (exp <= now) throw new Error('the JWT-SVID has already expired');
         cached = { token: svid.svid, refreshAt: now + (exp - now) / 2, expiresAt: exp };
         return svid.svid;
       } catch (err) {
-        log.warn({ event: 'jwt_svid_fetch_failed', audience: route.audience }, (err as Error).message);
+        log.warn({ event: 'jwt_svid_fetch_failed', audience }, (err as Error).message);
         return cached && now < cached.expiresAt ? cached.token : undefined;
       }
+    };
+    token = () => {
+      if (cached && Date.now() < cached.refreshAt) return Promise.resolve(cached.token);
+      // One fetch at a time: concurrent requests at refresh time share it.
+      inFlight ??= fetchToken().finally(() => {
+        inFlight = undefined;
+      });
+      return inFlight;
     };
   }
   return {
@@ -219,6 +240,7 @@ function outboundRoute(
     expectText: route.id,
     auth: route.auth,
     token,
+    limits: config.limits,
   };
 }
 
@@ -246,6 +268,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   let admin: AdminServer | undefined;
   let inbound: InboundProxy | undefined;
   const outbound: OutboundProxy[] = [];
+  const outboundClosers: (() => void)[] = [];
   let draining = false;
   /** Ready only once the listener is bound, and not while draining. */
   let serving = false;
@@ -284,7 +307,9 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       await identity.firstIdentity();
     }
     for (const route of config.outbound) {
-      outbound.push(await OutboundProxy.start(outboundRoute(route, source, log), identity, log));
+      outbound.push(
+        await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
+      );
     }
     inbound = !config.inbound
       ? undefined
@@ -337,6 +362,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   const close = async () => {
     await stopTriggers();
     for (const route of outbound) await route.close();
+    for (const closeClient of outboundClosers) closeClient();
     await inbound?.close();
     await identity?.close();
     await jwtKeys?.close();

@@ -159,6 +159,10 @@ export function parseHostPort(text: string, flag: string): { host: string; port:
   return { host, port };
 }
 
+function isLoopbackIp(hostname: string): boolean {
+  return hostname !== 'localhost' && isLoopback(hostname);
+}
+
 function isLoopback(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '');
   if (host === 'localhost' || host === '::1') return true;
@@ -368,8 +372,9 @@ function parseOutbound(value: string): OutboundRouteConfig {
   const eq = value.indexOf('=');
   if (eq <= 0) bad('no LISTEN=');
   const listen = parseHostPort(value.slice(0, eq), '--outbound');
-  // Whoever reaches this port speaks with our identity: only the app, on loopback.
-  if (!isLoopback(listen.host))
+  // Whoever reaches this port speaks with our identity: only the app, on loopback (a literal address:
+  // `localhost` is resolved at run time).
+  if (!isLoopbackIp(listen.host))
     bad(`the listen address ${listen.host} is not loopback; only the app may use our identity`);
   const [remoteText, ...pairs] = value.slice(eq + 1).split(',');
   let remote: URL;
@@ -380,7 +385,9 @@ function parseOutbound(value: string): OutboundRouteConfig {
   }
   if (remote.protocol !== 'https:' && remote.protocol !== 'http:')
     bad('the remote must be https:// (or http:// with auth=jwt on loopback)');
-  if (remote.pathname !== '/' || remote.search || remote.username) bad('give only the remote origin');
+  if (remote.pathname !== '/' || remote.search || remote.hash || remote.username || remote.password) {
+    bad('give only the remote origin');
+  }
   const options = new Map<string, string>();
   for (const pair of pairs) {
     const i = pair.indexOf('=');
@@ -400,9 +407,11 @@ function parseOutbound(value: string): OutboundRouteConfig {
     }
   }
   if (remote.protocol === 'https:' && id === undefined) bad('an https remote needs id=: who it must be');
+  if (remote.protocol === 'http:' && id !== undefined)
+    bad('id= needs an https:// remote: plain HTTP proves no identity');
   if (auth === 'mtls' && remote.protocol !== 'https:') bad('auth=mtls needs an https:// remote');
   if (auth === 'jwt' && !options.get('audience')) bad('auth=jwt needs audience=');
-  if (auth === 'jwt' && remote.protocol === 'http:' && !isLoopback(remote.hostname)) {
+  if (auth === 'jwt' && remote.protocol === 'http:' && !isLoopbackIp(remote.hostname)) {
     bad('a bearer token may cross the network only over https://');
   }
   return Object.freeze({

@@ -74,6 +74,27 @@ export function upstreamRequestHeaders(
   owned: ReadonlySet<string>,
   upgrade?: 'websocket',
 ): string[] {
+  const out = forwardableHeaders(rawHeaders, owned);
+  if (upgrade) out.push('connection', 'upgrade', 'upgrade', upgrade);
+  if (peer.id) {
+    const id = peer.id.toString();
+    for (const name of policy.identityHeaders) out.push(name, id);
+  }
+  if (peer.method === 'mtls') {
+    if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));
+  } else {
+    if (peer.issuer !== undefined && policy.issuerHeader) out.push(policy.issuerHeader, peer.issuer);
+    if (policy.subjectHeader) out.push(policy.subjectHeader, peer.subject);
+  }
+  return out;
+}
+
+/**
+ * The request headers that may travel on (both directions of proxying): no hop-by-hop header, nothing the
+ * client lists in `Connection` (framing excepted), nothing under a name in `owned` (compared folded), and
+ * a de-chunked body re-announced as chunked.
+ */
+export function forwardableHeaders(rawHeaders: readonly string[], owned: ReadonlySet<string>): string[] {
   const connectionListed = new Set<string>();
   let chunked = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -95,17 +116,6 @@ export function upstreamRequestHeaders(
     out.push(name, rawHeaders[i + 1]);
   }
   if (chunked) out.push('transfer-encoding', 'chunked');
-  if (upgrade) out.push('connection', 'upgrade', 'upgrade', upgrade);
-  if (peer.id) {
-    const id = peer.id.toString();
-    for (const name of policy.identityHeaders) out.push(name, id);
-  }
-  if (peer.method === 'mtls') {
-    if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));
-  } else {
-    if (peer.issuer !== undefined && policy.issuerHeader) out.push(policy.issuerHeader, peer.issuer);
-    if (policy.subjectHeader) out.push(policy.subjectHeader, peer.subject);
-  }
   return out;
 }
 

@@ -370,7 +370,14 @@ export class InboundProxy {
       reached((performance.now() - started) / 1000);
       const headers = downstreamResponseHeaders(upstreamRes.rawHeaders);
       if (this.draining) headers.push('connection', 'close');
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, headers);
+      try {
+        // Never the app's reason phrase: Node's parser accepts bytes that writeHead refuses (a crash).
+        res.writeHead(upstreamRes.statusCode ?? 502, headers);
+      } catch (err) {
+        upstreamReq.destroy();
+        fail(err as Error);
+        return;
+      }
       pipeline(upstreamRes, res, () => {});
     });
     const fail = (err: Error) => {

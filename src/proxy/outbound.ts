@@ -16,7 +16,7 @@ import { SidecarError } from '../errors.js';
 import { allAuthoritiesPem, type IdentitySource } from '../identity/source.js';
 import type { Logger } from '../log.js';
 import type { IdMatcher } from '../spiffe/match.js';
-import { downstreamResponseHeaders } from './headers.js';
+import { downstreamResponseHeaders, forwardableHeaders } from './headers.js';
 
 export interface OutboundRoute {
   /** Where the app connects (loopback). */
@@ -31,19 +31,14 @@ export interface OutboundRoute {
   auth: 'mtls' | 'jwt';
   /** jwt: the bearer token to attach, or undefined while none is available. */
   token?: () => Promise<string | undefined>;
+  limits: { handshakeTimeoutMs: number; upstreamTimeoutMs: number; maxConnections: number };
 }
 
-/** Headers never copied from the app's request to the remote. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-]);
+/** Names the sidecar sets itself on the way out (compared folded, like inbound). */
+const OWNED_OUTBOUND = new Set(['host']);
+const OWNED_OUTBOUND_JWT = new Set(['host', 'authorization']);
+/** A compact JWS: what a bearer token must look like before it goes into a header. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 class RemoteIdentityError extends Error {
   constructor(
@@ -56,11 +51,25 @@ class RemoteIdentityError extends Error {
 
 /** An https.Agent whose sockets are handed out only once the remote proved the expected identity. */
 class VerifyingAgent extends https.Agent {
+  /** Bumped when our SVID or the bundles change: older connections are retired as they go free. */
+  private generation = 0;
+  private readonly born = new WeakMap<Duplex, number>();
+
   constructor(
     private readonly identity: IdentitySource | undefined,
     private readonly route: OutboundRoute,
   ) {
     super({ keepAlive: true, scheduling: 'lifo' });
+    // A pooled connection was verified (and presented our SVID) under the old identity and bundles.
+    this.on('free', (socket: Duplex) => {
+      if (this.born.get(socket) !== this.generation) socket.destroy();
+    });
+  }
+
+  /** New identity material: idle connections go now, busy ones when their request ends. */
+  retire(): void {
+    this.generation++;
+    for (const sockets of Object.values(this.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
   }
 
   // Node's Agent supports an asynchronous createConnection: return nothing, call back with the socket.
@@ -82,10 +91,16 @@ class VerifyingAgent extends https.Agent {
       minVersion: 'TLSv1.2',
       secureOptions: constants.SSL_OP_NO_TICKET,
     });
+    this.born.set(socket, this.generation);
     let settled = false;
+    const handshake = setTimeout(
+      () => finish(new RemoteIdentityError('remote_unreachable', 'the TLS handshake with the remote timed out')),
+      this.route.limits.handshakeTimeoutMs,
+    );
     const finish = (err: Error | null) => {
       if (settled) return;
       settled = true;
+      clearTimeout(handshake);
       if (err) {
         socket.destroy();
         done?.(err, socket);
@@ -127,8 +142,26 @@ export class OutboundProxy {
       route.remote.protocol === 'https:'
         ? new VerifyingAgent(identity, route)
         : new http.Agent({ keepAlive: true, scheduling: 'lifo' });
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        log.error({ event: 'internal_error', err }, 'outbound request failed');
+        if (!res.headersSent) json(res, 500, 'internal_error', 'internal_error');
+        else res.destroy();
+      });
+    });
+    this.server.maxConnections = route.limits.maxConnections;
+    const agent = this.agent;
+    if (agent instanceof VerifyingAgent) {
+      const offUpdate = identity?.onUpdate(() => agent.retire());
+      const offRevoke = identity?.onRevoked?.(() => agent.retire());
+      this.unsubscribe = () => {
+        offUpdate?.();
+        offRevoke?.();
+      };
+    }
   }
+
+  private unsubscribe: () => void = () => {};
 
   static async start(route: OutboundRoute, identity: IdentitySource | undefined, log: Logger): Promise<OutboundProxy> {
     const proxy = new OutboundProxy(route, identity, log);
@@ -146,6 +179,7 @@ export class OutboundProxy {
   }
 
   async close(): Promise<void> {
+    this.unsubscribe();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -161,36 +195,62 @@ export class OutboundProxy {
     let token: string | undefined;
     if (route.auth === 'jwt') {
       token = await route.token?.();
-      if (!token) return json(res, 503, 'unavailable', 'no_token');
+      // Only a compact JWS goes into a header: a file with a line break must not inject headers.
+      if (!token || !COMPACT_JWS.test(token)) return json(res, 503, 'unavailable', 'no_token');
     }
-    const headers: string[] = [];
-    for (let i = 0; i < req.rawHeaders.length; i += 2) {
-      const name = req.rawHeaders[i].toLowerCase();
-      if (HOP_BY_HOP.has(name) || (token && name === 'authorization')) continue;
-      headers.push(req.rawHeaders[i], req.rawHeaders[i + 1]);
+    // An absolute-form target (GET http://elsewhere/x) is reduced to its path: the remote is fixed.
+    let path = req.url ?? '/';
+    if (!path.startsWith('/')) {
+      try {
+        const target = new URL(path);
+        path = `${target.pathname}${target.search}`;
+      } catch {
+        return json(res, 400, 'bad_request', 'bad_target');
+      }
     }
+    const headers = forwardableHeaders(req.rawHeaders, token ? OWNED_OUTBOUND_JWT : OWNED_OUTBOUND);
     headers.push('host', route.remote.host);
-    if (req.headers['transfer-encoding']) headers.push('transfer-encoding', 'chunked');
     if (token) headers.push('authorization', `Bearer ${token}`);
     const upstream = (route.remote.protocol === 'https:' ? https : http).request({
       host: route.remote.hostname,
       port: route.remote.port || (route.remote.protocol === 'https:' ? 443 : 80),
       method: req.method,
-      path: req.url,
+      path,
       headers,
       setHost: false,
       agent: this.agent,
     });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      upstream.destroy(new Error(`the remote sent no response headers within ${route.limits.upstreamTimeoutMs} ms`));
+    }, route.limits.upstreamTimeoutMs);
     upstream.on('response', (remoteRes) => {
-      res.writeHead(
-        remoteRes.statusCode ?? 502,
-        remoteRes.statusMessage,
-        downstreamResponseHeaders(remoteRes.rawHeaders),
-      );
+      clearTimeout(timer);
+      try {
+        // Never the remote's reason phrase: Node's parser accepts bytes that writeHead refuses (a crash).
+        res.writeHead(remoteRes.statusCode ?? 502, downstreamResponseHeaders(remoteRes.rawHeaders));
+      } catch {
+        upstream.destroy(new RemoteIdentityError('bad_response', 'the remote sent a response that cannot be relayed'));
+        return;
+      }
       pipeline(remoteRes, res, () => {});
     });
+    upstream.on('upgrade', (_res, socket) => {
+      socket.destroy();
+      upstream.destroy(new RemoteIdentityError('bad_response', 'the remote switched protocols unasked'));
+    });
+    res.on('close', () => {
+      clearTimeout(timer);
+      if (!res.writableFinished) upstream.destroy();
+    });
     upstream.on('error', (err) => {
-      const reason = err instanceof RemoteIdentityError ? err.reason : 'remote_unreachable';
+      clearTimeout(timer);
+      const reason = timedOut
+        ? 'remote_timeout'
+        : err instanceof RemoteIdentityError
+          ? err.reason
+          : 'remote_unreachable';
       log.warn(
         {
           event: 'outbound_rejected',
@@ -201,7 +261,7 @@ export class OutboundProxy {
         },
         err.message,
       );
-      if (!res.headersSent) json(res, 502, 'bad_gateway', reason);
+      if (!res.headersSent) json(res, timedOut ? 504 : 502, timedOut ? 'gateway_timeout' : 'bad_gateway', reason);
       else res.destroy();
     });
     pipeline(req, upstream, () => {});
