@@ -1,5 +1,5 @@
 // The README is the reference: every flag, every metric the sidecar exports, every error code.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { RUN_OPTIONS } from '../../src/cli.js';
 import { documentedMetrics, readme } from '../helpers/readme.js';
@@ -15,6 +15,16 @@ describe('the README documents every flag, metric and error code', () => {
     const codes = [...errorsSource.matchAll(/\| '(ERR_[A-Z_]+)'/g)].map((m) => m[1]);
     expect(codes.length).toBeGreaterThan(20);
     for (const code of codes) expect(readme, code).toMatch(new RegExp(`^\\|[^\\n]*\`${code}\``, 'm'));
+  });
+
+  it('every log event the code emits', () => {
+    const sources = readdirSync(new URL('../../src', import.meta.url), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => readFileSync(new URL(`../../src/${f}`, import.meta.url), 'utf8'))
+      .join('\n');
+    const events = new Set([...sources.matchAll(/event: '([a-z_]+)'/g)].map((m) => m[1]));
+    expect(events.size).toBeGreaterThan(30);
+    for (const event of events) expect(readme, event).toMatch(new RegExp(`^\\| \`${event}\` `, 'm'));
   });
 
   it('a metrics table', () => {
