@@ -146,11 +146,6 @@ export function parseFileIdentity(
   );
 }
 
-/** Reads and validates the files; resolves to an identity only if every part is good. */
-export async function loadFileIdentity(options: FileIdentityOptions, now = new Date()): Promise<X509Identity> {
-  return parseFileIdentity(options, await readFileIdentity(options), { now });
-}
-
 export type ReloadOutcome = 'updated' | 'unchanged' | 'failed';
 
 export interface ReloadResult {
