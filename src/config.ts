@@ -350,11 +350,11 @@ function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: stri
     if (flags.length > 0) invalid(`--${flags[0]} needs --k8s-token-review`);
     return undefined;
   }
-  const k8s = issuers.find((i) => i.kind === 'k8s');
-  if (!k8s) invalid('--k8s-token-review needs a Kubernetes issuer (--jwt-issuer k8s=https://kubernetes.default.svc)');
+  if (!issuers.some((i) => i.kind === 'k8s')) {
+    invalid('--k8s-token-review needs a Kubernetes issuer (--jwt-issuer k8s=https://kubernetes.default.svc)');
+  }
   // The in-cluster API server by default: the issuer URL may be a public OIDC host (EKS, GKE, AKS), and
   // TokenReview sends our own token and the caller's.
-  void k8s;
   const apiServer = raw['k8s-api-server'] ?? 'https://kubernetes.default.svc';
   if (!apiServer.startsWith('https://')) invalid(`--k8s-api-server ${apiServer}: must be an https:// URL`);
   return Object.freeze({

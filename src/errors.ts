@@ -24,6 +24,7 @@ export type SidecarErrorCode =
   | 'ERR_CHAIN_NAME_CONSTRAINTS'
   // peer rejections that are not certificate rules
   | 'ERR_NO_CLIENT_CERT'
+  | 'ERR_INTERNAL'
   | 'ERR_PEER_CHAIN_TOO_LARGE'
   // our own identity (file mode)
   | 'ERR_FILE_READ'

@@ -62,7 +62,7 @@ export function authenticateTlsPeer(socket: TLSSocket, bundles: X509BundleSet, n
   if (!socket.authorized) {
     // OpenSSL's verdict against the union of all bundles: an OpenSSL verify code such as
     // CERT_HAS_EXPIRED or UNABLE_TO_GET_ISSUER_CERT_LOCALLY (a bounded set).
-    const code = String(socket.authorizationError ?? 'UNAUTHORIZED');
+    const code = String(socket.authorizationError ?? 'ERR_CHAIN_UNTRUSTED');
     return reject(code, `the peer certificate failed TLS verification: ${code}`);
   }
   if (chain.length > MAX_PEER_CHAIN || chain.some((c) => c.raw.length > MAX_PEER_CERT_BYTES)) {
