@@ -5,32 +5,23 @@ import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
-import { createDevCa, issueSvid, tempDir } from '../helpers/pki.js';
+import { describe, expect, it } from 'vitest';
+import { createDevCa, issueSvid } from '../helpers/pki.js';
 import { runCli, startCli, waitForEvent } from '../helpers/process.js';
+import { useWorkspace } from '../helpers/workspace.js';
 import { TestWorkloadApi } from '../helpers/workload-api-server.js';
 
 const run = promisify(execFile);
-let dir: { path: string; remove: () => Promise<void> };
-let app: EchoApp;
-beforeAll(async () => {
-  dir = await tempDir();
-  app = await startEchoApp();
-});
-afterAll(async () => {
-  await app.close();
-  await dir.remove();
-});
+const ws = useWorkspace();
 
 describe('in SPIRE mode the real process waits for the agent, then serves', () => {
   it('starts without an agent, reports waiting, and serves once the agent delivers', async () => {
     const ca = await createDevCa({ trustDomain: 'example.org' });
     const server = await issueSvid(ca, { id: 'spiffe://example.org/server' });
     const caller = await issueSvid(ca, { id: 'spiffe://example.org/client' });
-    const socketPath = join(dir.path, 'agent.sock');
+    const socketPath = join(ws.path, 'agent.sock');
     const sidecar = startCli(
-      ['--listen', '127.0.0.1:0', '--upstream', app.url, '--allow', 'spiffe://example.org/client'],
+      ['--listen', '127.0.0.1:0', '--upstream', ws.app.url, '--allow', 'spiffe://example.org/client'],
       {
         SPIFFE_ENDPOINT_SOCKET: `unix://${socketPath}`,
       },
@@ -48,17 +39,17 @@ describe('in SPIRE mode the real process waits for the agent, then serves', () =
       const started = await waitForEvent(sidecar, 'started', 15_000);
       expect(started).toMatchObject({ source: 'workload-api', spiffe_id: 'spiffe://example.org/server' });
       const port = (started.listen as { port: number }).port;
-      await writeFile(join(dir.path, 'caller.crt'), caller.chainPem);
-      await writeFile(join(dir.path, 'caller.key'), caller.keyPem);
+      await writeFile(join(ws.path, 'caller.crt'), caller.chainPem);
+      await writeFile(join(ws.path, 'caller.key'), caller.keyPem);
       const { stdout } = await run('curl', [
         '-sS',
         '--insecure',
         '--max-time',
         '10',
         '--cert',
-        join(dir.path, 'caller.crt'),
+        join(ws.path, 'caller.crt'),
         '--key',
-        join(dir.path, 'caller.key'),
+        join(ws.path, 'caller.key'),
         `https://127.0.0.1:${port}/`,
       ]);
       expect(JSON.parse(stdout).headers['x-spiffe-id']).toBe('spiffe://example.org/client');
@@ -71,8 +62,8 @@ describe('in SPIRE mode the real process waits for the agent, then serves', () =
   });
 
   it('SIGHUP while waiting is harmless and SIGTERM while waiting exits 0', async () => {
-    const sidecar = startCli(['--listen', '127.0.0.1:0', '--upstream', app.url, '--allow-any'], {
-      SPIFFE_ENDPOINT_SOCKET: `unix://${join(dir.path, 'never.sock')}`,
+    const sidecar = startCli(['--listen', '127.0.0.1:0', '--upstream', ws.app.url, '--allow-any'], {
+      SPIFFE_ENDPOINT_SOCKET: `unix://${join(ws.path, 'never.sock')}`,
     });
     await waitForEvent(sidecar, 'waiting_for_identity');
     sidecar.child.kill('SIGHUP');

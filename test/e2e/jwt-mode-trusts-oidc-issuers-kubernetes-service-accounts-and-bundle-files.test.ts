@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { type OidcIssuer, startOidcIssuer } from '../helpers/oidc-issuer.js';
 import { tempDir } from '../helpers/pki.js';
-import { startCli, waitForEvent } from '../helpers/process.js';
+import { jwtSidecarArgs, startCli, waitForEvent } from '../helpers/process.js';
 
 let dir: { path: string; remove: () => Promise<void> };
 let app: EchoApp;
@@ -35,30 +35,25 @@ beforeAll(async () => {
   await writeFile(caFile, k8s.caPem + keycloak.caPem);
   bundleFile = join(dir.path, 'example.org.jwks.json');
   svidKey = await bundleWithNewKey('file-1');
-  cli = startCli([
-    '--listen',
-    '127.0.0.1:0',
-    '--upstream',
-    app.url,
-    '--auth-mode',
-    'jwt',
-    '--jwt-audience',
-    'orders',
-    '--jwt-issuer',
-    `k8s=${k8s.url}`,
-    '--jwt-issuer',
-    `keycloak=${keycloak.url}`,
-    '--jwt-ca-file',
-    caFile,
-    '--jwt-bundle-file',
-    `example.org=${bundleFile}`,
-    '--allow',
-    'spiffe://cluster.local/ns/agents/sa/*',
-    '--allow',
-    'spiffe://example.org/frontend',
-    '--allow-issuer',
-    'keycloak',
-  ]);
+  cli = startCli(
+    jwtSidecarArgs(
+      app.url,
+      '--jwt-issuer',
+      `k8s=${k8s.url}`,
+      '--jwt-issuer',
+      `keycloak=${keycloak.url}`,
+      '--jwt-ca-file',
+      caFile,
+      '--jwt-bundle-file',
+      `example.org=${bundleFile}`,
+      '--allow',
+      'spiffe://cluster.local/ns/agents/sa/*',
+      '--allow',
+      'spiffe://example.org/frontend',
+      '--allow-issuer',
+      'keycloak',
+    ),
+  );
   const started = await waitForEvent(cli, 'started', 15_000);
   port = (started.listen as { port: number }).port;
   adminPort = (started.admin as { port: number }).port;
@@ -176,21 +171,9 @@ describe('an issuer that was never reachable', () => {
     down.up = false;
     const ca = join(dir.path, 'down-ca.pem');
     await writeFile(ca, down.caPem);
-    const sidecar = startCli([
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      app.url,
-      '--auth-mode',
-      'jwt',
-      '--jwt-audience',
-      'orders',
-      '--jwt-issuer',
-      `k8s=${down.url}`,
-      '--jwt-ca-file',
-      ca,
-      '--allow-any',
-    ]);
+    const sidecar = startCli(
+      jwtSidecarArgs(app.url, '--jwt-issuer', `k8s=${down.url}`, '--jwt-ca-file', ca, '--allow-any'),
+    );
     try {
       const started = await waitForEvent(sidecar, 'started', 15_000);
       const res = await fetch(`http://127.0.0.1:${(started.listen as { port: number }).port}/`, {

@@ -8,7 +8,7 @@ import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { type KubeApi, startKubeApi } from '../helpers/kube-api.js';
 import { type OidcIssuer, startOidcIssuer } from '../helpers/oidc-issuer.js';
 import { tempDir } from '../helpers/pki.js';
-import { startCli, waitForEvent } from '../helpers/process.js';
+import { jwtSidecarArgs, startCli, waitForEvent } from '../helpers/process.js';
 
 let dir: { path: string; remove: () => Promise<void> };
 let app: EchoApp;
@@ -26,29 +26,24 @@ beforeAll(async () => {
   await writeFile(ca, issuer.caPem + kube.caPem);
   const tokenFile = join(dir.path, 'token');
   await writeFile(tokenFile, `${kube.callerToken}\n`);
-  cli = startCli([
-    '--listen',
-    '127.0.0.1:0',
-    '--upstream',
-    app.url,
-    '--auth-mode',
-    'jwt',
-    '--jwt-audience',
-    'orders',
-    '--jwt-issuer',
-    `k8s=${issuer.url}`,
-    '--jwt-ca-file',
-    ca,
-    '--allow',
-    'spiffe://cluster.local/ns/agents/sa/*',
-    '--k8s-token-review',
-    '--k8s-api-server',
-    kube.url,
-    '--k8s-token-file',
-    tokenFile,
-    '--k8s-token-review-interval',
-    '1s',
-  ]);
+  cli = startCli(
+    jwtSidecarArgs(
+      app.url,
+      '--jwt-issuer',
+      `k8s=${issuer.url}`,
+      '--jwt-ca-file',
+      ca,
+      '--allow',
+      'spiffe://cluster.local/ns/agents/sa/*',
+      '--k8s-token-review',
+      '--k8s-api-server',
+      kube.url,
+      '--k8s-token-file',
+      tokenFile,
+      '--k8s-token-review-interval',
+      '1s',
+    ),
+  );
   port = ((await waitForEvent(cli, 'started', 15_000)).listen as { port: number }).port;
 });
 afterAll(async () => {

@@ -2,7 +2,8 @@
 // every 200 ms for 10 s while 16 keep-alive and 8 new-connection clients keep the sidecar busy.
 // Not a timing test: it counts failed requests (must be 0) and checks what new connections see.
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useWorkspace } from '../helpers/workspace.js';
+import { describe, expect, it } from 'vitest';
 import {
   type CertificateAuthority,
   createDevCa,
@@ -11,9 +12,8 @@ import {
   issueSvid,
 } from '../../src/certs/dev-ca.js';
 import { expectRejected, requestVia } from '../helpers/client.js';
-import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { startLoad } from '../helpers/load.js';
-import { tempDir } from '../helpers/pki.js';
+
 import { writeSecretVolume } from '../helpers/secret-volume.js';
 import { normalizeSerial } from '../helpers/server-serial.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
@@ -24,16 +24,7 @@ const ROTATE_EVERY_MS = 200;
 const RUN_MS = 10_000;
 const STEPS = Math.ceil(RUN_MS / ROTATE_EVERY_MS);
 
-let dir: { path: string; remove: () => Promise<void> };
-let app: EchoApp;
-beforeAll(async () => {
-  dir = await tempDir();
-  app = await startEchoApp();
-});
-afterAll(async () => {
-  await app.close();
-  await dir.remove();
-});
+const ws = useWorkspace();
 
 function serverFiles(svid: IssuedCertificate, bundlePem: string) {
   return { 'tls.crt': svid.chainPem, 'tls.key': svid.keyPem, 'ca.crt': bundlePem };
@@ -41,7 +32,7 @@ function serverFiles(svid: IssuedCertificate, bundlePem: string) {
 
 async function startSidecar(volume: string): Promise<TestSidecar> {
   return startTestSidecar({
-    upstream: app.url,
+    upstream: ws.app.url,
     'mtls-cert-file': join(volume, 'tls.crt'),
     'mtls-key-file': join(volume, 'tls.key'),
     'mtls-ca-file': join(volume, 'ca.crt'),
@@ -91,7 +82,7 @@ describe('rotation under load drops no request', () => {
     const client = await issueSvid(ca, { id: CLIENT_ID });
     const resumingClient = await issueSvid(intermediate, { id: CLIENT_ID });
     const svids = await Promise.all(Array.from({ length: STEPS + 1 }, () => issueSvid(ca, { id: SERVER_ID })));
-    const volume = join(dir.path, 'svid-rotation');
+    const volume = join(ws.path, 'svid-rotation');
     await writeSecretVolume(volume, serverFiles(svids[0], ca.certPem));
     const sidecar = await startSidecar(volume);
     try {
@@ -138,7 +129,7 @@ describe('rotation under load drops no request', () => {
       cas.map(async (ca) => issueSvid(await issueIntermediateCa(ca), { id: CLIENT_ID })),
     );
     const bundle = (k: number) => cas[k].certPem + cas[k + 1].certPem;
-    const volume = join(dir.path, 'ca-rotation');
+    const volume = join(ws.path, 'ca-rotation');
     await writeSecretVolume(volume, serverFiles(servers[0], bundle(0)));
     const sidecar = await startSidecar(volume);
     try {

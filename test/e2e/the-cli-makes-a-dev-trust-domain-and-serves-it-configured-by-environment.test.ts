@@ -3,27 +3,16 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
+import { describe, expect, it } from 'vitest';
 import { runCli, startCli, waitForEvent } from '../helpers/process.js';
-import { tempDir } from '../helpers/pki.js';
+import { useWorkspace } from '../helpers/workspace.js';
 
 const run = promisify(execFile);
-let dir: { path: string; remove: () => Promise<void> };
-let app: EchoApp;
-
-beforeAll(async () => {
-  dir = await tempDir();
-  app = await startEchoApp();
-});
-afterAll(async () => {
-  await app.close();
-  await dir.remove();
-});
+const ws = useWorkspace();
 
 describe('the CLI makes a dev trust domain and serves it, configured by environment', () => {
   it('issues, serves, authorizes, and stops cleanly on SIGTERM', async () => {
-    const ca = join(dir.path, 'ca');
+    const ca = join(ws.path, 'ca');
     const init = await runCli(['certs', 'init', '--trust-domain', 'example.org', '--out', ca]);
     expect(init.code, init.stderr).toBe(0);
     expect(init.stdout).toContain('example.org');
@@ -36,7 +25,7 @@ describe('the CLI makes a dev trust domain and serves it, configured by environm
         '--ca',
         ca,
         '--out',
-        join(dir.path, name),
+        join(ws.path, name),
         '--lifetime',
         '15m',
       ]);
@@ -50,14 +39,14 @@ describe('the CLI makes a dev trust domain and serves it, configured by environm
       '--ca',
       ca,
       '--out',
-      join(dir.path, 'x'),
+      join(ws.path, 'x'),
     ]);
     expect(wrongDomain.code).toBe(1);
     expect(wrongDomain.stderr).toContain('trust domain "example.org"');
 
-    const server = join(dir.path, 'server');
+    const server = join(ws.path, 'server');
     const sidecar = startCli(['--listen', '127.0.0.1:0', '--identity-header', 'x-caller'], {
-      SPIFFE_SIDECAR_UPSTREAM: app.url,
+      SPIFFE_SIDECAR_UPSTREAM: ws.app.url,
       SPIFFE_SIDECAR_MTLS_CERT_FILE: join(server, 'tls.crt'),
       SPIFFE_SIDECAR_MTLS_KEY_FILE: join(server, 'tls.key'),
       SPIFFE_SIDECAR_MTLS_CA_FILE: join(server, 'ca.crt'),
@@ -78,9 +67,9 @@ describe('the CLI makes a dev trust domain and serves it, configured by environm
           '-w',
           '\n%{http_code}',
           '--cert',
-          join(dir.path, who, 'tls.crt'),
+          join(ws.path, who, 'tls.crt'),
           '--key',
-          join(dir.path, who, 'tls.key'),
+          join(ws.path, who, 'tls.key'),
           `https://127.0.0.1:${port}/hello`,
         ]);
         const lines = stdout.trim().split('\n');

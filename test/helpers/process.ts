@@ -63,3 +63,18 @@ export async function waitForEvent(
   }
   throw new Error(`no "${event}" within ${timeoutMs} ms; stdout: ${running.stdout()} stderr: ${running.stderr()}`);
 }
+
+/** The command line of a JWT-mode sidecar on an ephemeral port in front of `upstream`, audience `orders`. */
+export function jwtSidecarArgs(upstream: string, ...extra: string[]): string[] {
+  return [
+    '--listen',
+    '127.0.0.1:0',
+    '--upstream',
+    upstream,
+    '--auth-mode',
+    'jwt',
+    '--jwt-audience',
+    'orders',
+    ...extra,
+  ];
+}
