@@ -4,9 +4,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { SidecarError } from '../errors.js';
 import { chainNotAfter } from '../identity/expiry.js';
 import type { IdentitySource } from '../identity/source.js';
+import { closeNow, listen } from '../listener.js';
 
 export interface Readiness {
   ready: boolean;
@@ -85,18 +85,7 @@ export class AdminServer {
           return json(404, { error: 'not_found', endpoints: ['/healthz', '/readyz', '/metrics', '/certs'] });
       }
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          new SidecarError(
-            'ERR_LISTEN',
-            `--admin-listen ${options.host}:${options.port}: cannot listen (${err.code ?? err.message}); pick a free port`,
-            { cause: err },
-          ),
-        ),
-      );
-      server.listen(options.port, options.host, resolve);
-    });
+    await listen(server, options.host, options.port, '--admin-listen');
     return new AdminServer(server);
   }
 
@@ -105,9 +94,6 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    await closeNow(this.server);
   }
 }

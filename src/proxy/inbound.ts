@@ -14,8 +14,8 @@ import type { JwtAuthenticator } from '../authn/jwt.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { Decision, Policy } from '../authz/policy.js';
 import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
-import { SidecarError } from '../errors.js';
 import { allAuthoritiesPem, type IdentitySource, type X509Identity } from '../identity/source.js';
+import { closeNow, listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import { downstreamResponseHeaders, type HeaderPolicy, protectedNames, upstreamRequestHeaders } from './headers.js';
 
@@ -169,21 +169,7 @@ export class InboundProxy {
 
   static async start(options: InboundOptions): Promise<InboundProxy> {
     const proxy = new InboundProxy(options);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) =>
-        reject(
-          new SidecarError(
-            'ERR_LISTEN',
-            `--listen ${options.host}:${options.port}: cannot listen (${err.code ?? err.message}); pick a free port or stop the process that holds it`,
-            { cause: err },
-          ),
-        );
-      proxy.server.once('error', onError);
-      proxy.server.listen(options.port, options.host, () => {
-        proxy.server.off('error', onError);
-        resolve();
-      });
-    });
+    await listen(proxy.server, options.host, options.port, '--listen');
     return proxy;
   }
 
@@ -213,11 +199,7 @@ export class InboundProxy {
 
   async close(): Promise<void> {
     this.unsubscribe();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeIdleConnections();
-      this.server.closeAllConnections();
-    });
+    await closeNow(this.server);
     this.agent.destroy();
   }
 

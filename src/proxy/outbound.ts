@@ -12,8 +12,8 @@ import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { authenticateTlsPeer } from '../authn/mtls.js';
-import { SidecarError } from '../errors.js';
 import { allAuthoritiesPem, type IdentitySource } from '../identity/source.js';
+import { closeNow, listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { downstreamResponseHeaders, forwardableHeaders } from './headers.js';
@@ -165,12 +165,7 @@ export class OutboundProxy {
 
   static async start(route: OutboundRoute, identity: IdentitySource | undefined, log: Logger): Promise<OutboundProxy> {
     const proxy = new OutboundProxy(route, identity, log);
-    await new Promise<void>((resolve, reject) => {
-      proxy.server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new SidecarError('ERR_LISTEN', `--outbound ${route.host}:${route.port}: cannot listen (${err.code})`)),
-      );
-      proxy.server.listen(route.port, route.host, resolve);
-    });
+    await listen(proxy.server, route.host, route.port, '--outbound');
     return proxy;
   }
 
@@ -180,10 +175,7 @@ export class OutboundProxy {
 
   async close(): Promise<void> {
     this.unsubscribe();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    await closeNow(this.server);
     this.agent.destroy();
   }
 
