@@ -5,8 +5,9 @@ import { parseArgs } from 'node:util';
 import type { RawOptions } from './config.js';
 import { readConfigFile } from './config-file.js';
 import { SidecarError } from './errors.js';
+import { INJECT_WEBHOOK_OPTIONS } from './webhook/options.js';
 
-type OptionSpec = { type: 'string' | 'boolean'; multiple?: boolean; help: string; value?: string };
+export type OptionSpec = { type: 'string' | 'boolean'; multiple?: boolean; help: string; value?: string };
 
 export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket'>, OptionSpec> = {
   listen: { type: 'string', value: 'HOST:PORT', help: 'where to accept mTLS connections (default 0.0.0.0:8443)' },
@@ -131,6 +132,17 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
     value: 'DURATION',
     help: 'review a token again after this (default 1m)',
   },
+  'policy-file': {
+    type: 'string',
+    value: 'FILE',
+    help: 'per-route rules over callers (YAML or JSON; hot-reloaded); replaces --allow',
+  },
+  'policy-mode': { type: 'string', value: 'MODE', help: 'enforce (default) or dry-run: log denials, let them pass' },
+  'api-keys-file': {
+    type: 'string',
+    value: 'FILE',
+    help: 'static API keys by SHA-256 (made by apikey new; hot-reloaded)',
+  },
   watch: { type: 'boolean', help: 'reload the SVID and bundles when their files change (default on; --no-watch)' },
   'reload-interval': {
     type: 'string',
@@ -152,10 +164,27 @@ export const CERTS_ISSUE_OPTIONS: Record<string, OptionSpec> = {
   lifetime: { type: 'string', value: 'DURATION', help: 'SVID lifetime (default 1h)' },
 };
 
+export const POLICY_CHECK_OPTIONS: Record<string, OptionSpec> = {
+  'policy-file': { type: 'string', value: 'FILE', help: 'the policy file to evaluate' },
+  id: { type: 'string', value: 'SPIFFE_ID', help: "the caller's SPIFFE ID" },
+  issuer: { type: 'string', value: 'NAME', help: "the token's issuer name (JWT callers)" },
+  claims: { type: 'string', value: 'JSON', help: "the token's claims, a JSON object (JWT callers)" },
+  'api-key': { type: 'string', value: 'NAME', help: 'the caller is the API key with this name' },
+};
+
+export const APIKEY_NEW_OPTIONS: Record<string, OptionSpec> = {
+  name: { type: 'string', value: 'NAME', help: 'identity name the key authenticates as (used in policy rules)' },
+  expires: { type: 'string', value: 'DURATION|DATE', help: 'expiry: a duration from now (90d) or an ISO date' },
+  route: { type: 'string', multiple: true, value: 'METHOD PATH', help: 'only these routes (repeatable; glob paths)' },
+};
+
 export type Command =
   | { command: 'run'; options: RawOptions }
   | { command: 'certs-init'; options: Record<string, string | undefined> }
   | { command: 'certs-issue'; options: Record<string, string | undefined> }
+  | { command: 'inject-webhook'; options: Record<string, string | boolean | string[] | undefined> }
+  | { command: 'policy-check'; options: Record<string, string | undefined>; method: string; path: string }
+  | { command: 'apikey-new'; options: Record<string, string | string[] | undefined> }
   | { command: 'help' }
   | { command: 'version' };
 
@@ -164,16 +193,25 @@ export function envName(flag: string): string {
 }
 
 function parseFlags(args: string[], specs: Record<string, OptionSpec>, usage: string) {
+  return parseFlagsAndPositionals(args, specs, usage, false).values;
+}
+
+function parseFlagsAndPositionals(
+  args: string[],
+  specs: Record<string, OptionSpec>,
+  usage: string,
+  positionals: boolean,
+) {
   try {
     return parseArgs({
       args,
       options: Object.fromEntries(
         Object.entries(specs).map(([name, s]) => [name, { type: s.type, multiple: s.multiple ?? false }]),
       ),
-      allowPositionals: false,
+      allowPositionals: positionals,
       allowNegative: true,
       strict: true,
-    }).values as Record<string, string | boolean | string[] | undefined>;
+    }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
   } catch (err) {
     throw new SidecarError('ERR_CONFIG_INVALID', `${(err as Error).message}; see '${usage} --help'`, { cause: err });
   }
@@ -223,6 +261,37 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
       `unknown command 'certs ${second ?? ''}'; use 'certs init' or 'certs issue'`,
     );
   }
+  if (first === 'inject-webhook') {
+    const rest = argv.slice(1);
+    if (rest.includes('--help')) return { command: 'help' };
+    return {
+      command: 'inject-webhook',
+      options: parseFlags(rest, INJECT_WEBHOOK_OPTIONS, 'spiffe-sidecar inject-webhook'),
+    };
+  }
+  if (first === 'policy' && second === 'check') {
+    const rest = argv.slice(2);
+    if (rest.includes('--help')) return { command: 'help' };
+    const usage = 'spiffe-sidecar policy check';
+    const parsed = parseFlagsAndPositionals(rest, POLICY_CHECK_OPTIONS, usage, true);
+    if (parsed.positionals.length !== 2)
+      throw new SidecarError('ERR_CONFIG_INVALID', `${usage}: expected METHOD PATH after the flags, e.g. GET /health`);
+    const [method, path] = parsed.positionals as [string, string];
+    return { command: 'policy-check', options: parsed.values as Record<string, string>, method, path };
+  }
+  if (first === 'apikey' && second === 'new') {
+    const rest = argv.slice(2);
+    if (rest.includes('--help')) return { command: 'help' };
+    return {
+      command: 'apikey-new',
+      options: parseFlags(rest, APIKEY_NEW_OPTIONS, 'spiffe-sidecar apikey new') as Record<string, string | string[]>,
+    };
+  }
+  if (first === 'policy' || first === 'apikey')
+    throw new SidecarError(
+      'ERR_CONFIG_INVALID',
+      `unknown command '${first} ${second ?? ''}'; use 'policy check' or 'apikey new'`,
+    );
   const args = first === 'run' ? argv.slice(1) : argv;
   if (args.includes('--help') || args.includes('-h')) return { command: 'help' };
   if (args[0] !== undefined && !args[0].startsWith('-')) {
@@ -250,6 +319,11 @@ Usage:
   spiffe-sidecar [run] [flags]       terminate mTLS, verify and authorize peers, forward to the app
   spiffe-sidecar certs init [flags]  create a development CA for a trust domain
   spiffe-sidecar certs issue [flags] issue an X509-SVID from a development CA
+  spiffe-sidecar policy check [flags] METHOD PATH
+                                     print the decision of a policy file and the rule that made it
+  spiffe-sidecar apikey new [flags]  make an API key: prints the key once and the line for --api-keys-file
+  spiffe-sidecar inject-webhook [flags]
+                                     Kubernetes admission webhook that injects the sidecar into pods
 
 run flags (each also as ${envName('<flag>')}, e.g. ${envName('allow')}):
 ${describe(RUN_OPTIONS)}
@@ -259,5 +333,14 @@ ${describe(CERTS_INIT_OPTIONS)}
 
 certs issue flags:
 ${describe(CERTS_ISSUE_OPTIONS)}
+
+policy check flags:
+${describe(POLICY_CHECK_OPTIONS)}
+
+apikey new flags:
+${describe(APIKEY_NEW_OPTIONS)}
+
+inject-webhook flags:
+${describe(INJECT_WEBHOOK_OPTIONS)}
 `;
 }

@@ -36,6 +36,9 @@ export interface RawOptions {
   xfcc?: boolean;
   'log-level'?: string;
   watch?: boolean;
+  'policy-file'?: string;
+  'policy-mode'?: string;
+  'api-keys-file'?: string;
   'reload-interval'?: string;
   'workload-api-socket'?: string;
   'svid-hint'?: string;

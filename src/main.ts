@@ -8,6 +8,9 @@ import { helpText, parseCommandLine } from './cli.js';
 import { buildConfig } from './config.js';
 import { isSidecarError } from './errors.js';
 import { createLogger, prettyDestination } from './log.js';
+import { apiKeyNew } from './authn/api-key-commands.js';
+import { policyCheck } from './authz/policy-commands.js';
+import { runInjectWebhook } from './webhook/command.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -29,6 +32,19 @@ async function main(argv: string[]): Promise<void> {
     case 'certs-issue':
       process.stdout.write(`${await certsIssue(command.options)}\n`);
       return;
+    case 'policy-check':
+      process.exitCode = await policyCheck(command.options, command.method, command.path, process.stdout);
+      return;
+    case 'apikey-new':
+      process.stdout.write(apiKeyNew(command.options));
+      return;
+    case 'inject-webhook': {
+      const webhook = await runInjectWebhook(command.options);
+      const stop = () => void webhook.stop().then(() => process.exit(0));
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+      return;
+    }
     case 'run': {
       const config = buildConfig(command.options);
       const log = createLogger(config.logLevel, config.logFormat === 'pretty' ? prettyDestination() : undefined);
