@@ -50,6 +50,14 @@ export type SidecarErrorCode =
   | 'ERR_JWT_NO_KEYS'
   | 'ERR_JWT_INVALID'
   | 'ERR_JWT_TOKEN_REVIEW'
+  // authorization policy file and API keys
+  | 'ERR_POLICY_INVALID'
+  | 'ERR_API_KEYS_INVALID'
+  | 'ERR_API_KEY_MISSING'
+  | 'ERR_API_KEY_UNKNOWN'
+  | 'ERR_API_KEY_EXPIRED'
+  // Kubernetes admission webhook
+  | 'ERR_WEBHOOK_CERT'
   // SPIRE mode
   | 'ERR_WORKLOAD_API'
   | 'ERR_WORKLOAD_API_MESSAGE'
