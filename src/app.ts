@@ -3,7 +3,10 @@
 import { type AddressInfo, connect } from 'node:net';
 import { createMetrics } from './admin/metrics.js';
 import { AdminServer, type Readiness } from './admin/server.js';
-import { createPolicy } from './authz/policy.js';
+import { parseApiKeys } from './authn/api-keys.js';
+import { createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
+import { parsePolicy } from './authz/policy-file.js';
+import { ReloadingFile } from './reloading-file.js';
 import { readFile } from 'node:fs/promises';
 import { JwtAuthenticator, type JwksProvider, type OidcIssuer } from './authn/jwt.js';
 import { createTokenReviewer } from './authn/token-review.js';
@@ -246,11 +249,28 @@ function outboundRoute(
 
 export async function startSidecar(config: Config, log: Logger): Promise<Sidecar> {
   const { source, auth } = config;
-  const policy = createPolicy({
-    allow: config.allow,
-    allowAny: config.allowAny,
-    allowIssuers: auth.mode === 'jwt' ? auth.allowIssuers : [],
-  });
+  // The policy and API key files come first: a broken one stops the start before anything listens.
+  const policyFile = config.policy
+    ? await ReloadingFile.open('--policy-file', config.policy.file, parsePolicy, log)
+    : undefined;
+  const apiKeysFile = config.apiKeysFile
+    ? await ReloadingFile.open('--api-keys-file', config.apiKeysFile, parseApiKeys, log)
+    : undefined;
+  const authorizer = policyFile
+    ? createFileAuthorizer(() => policyFile.current())
+    : createFlagAuthorizer({
+        allow: config.allow,
+        allowAny: config.allowAny,
+        allowIssuers: auth.mode === 'jwt' ? auth.allowIssuers : [],
+      });
+  const closeRuleFiles = async () => {
+    await policyFile?.close();
+    await apiKeysFile?.close();
+  };
+  if (config.watch) {
+    await policyFile?.watch();
+    await apiKeysFile?.watch();
+  }
   // File mode fails right here on bad files; SPIRE mode opens its stream and waits below, with the
   // admin listener already up (alive, not ready) so that a startup probe can tell.
   const { identity, stopTriggers } =
@@ -319,7 +339,9 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
           upstream: config.upstream,
           identity: servesTls ? identity : undefined,
           auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
-          policy,
+          authorizer,
+          dryRun: config.policy?.dryRun,
+          apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
           headers: {
             identityHeaders: config.identityHeaders,
             xfcc: config.xfcc,
@@ -337,6 +359,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     await identity?.close();
     await jwt?.close();
     await admin?.close();
+    await closeRuleFiles();
     throw err;
   }
   serving = true;
@@ -367,6 +390,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     await identity?.close();
     await jwtKeys?.close();
     await adminServer.close();
+    await closeRuleFiles();
   };
   return {
     identity,
@@ -377,6 +401,8 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     outboundAddresses: () => outbound.map((o) => o.address()),
     adminAddress: () => adminServer.address(),
     async reload(trigger) {
+      await policyFile?.reload(trigger);
+      await apiKeysFile?.reload(trigger);
       if (identity instanceof FileIdentitySource) await identity.reload(trigger);
       else log.info({ event: 'reload_ignored', trigger }, 'SPIRE mode: the Workload API pushes updates');
     },

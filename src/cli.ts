@@ -175,7 +175,12 @@ export const POLICY_CHECK_OPTIONS: Record<string, OptionSpec> = {
 export const APIKEY_NEW_OPTIONS: Record<string, OptionSpec> = {
   name: { type: 'string', value: 'NAME', help: 'identity name the key authenticates as (used in policy rules)' },
   expires: { type: 'string', value: 'DURATION|DATE', help: 'expiry: a duration from now (90d) or an ISO date' },
-  route: { type: 'string', multiple: true, value: 'METHOD PATH', help: 'only these routes (repeatable; glob paths)' },
+  route: {
+    type: 'string',
+    multiple: true,
+    value: 'METHOD:PATH',
+    help: 'only these routes, e.g. POST:/invoke (repeatable; glob paths)',
+  },
 };
 
 export type Command =

@@ -131,6 +131,10 @@ export interface Config {
   readonly source: IdentitySourceConfig | undefined;
   readonly allow: readonly string[];
   readonly allowAny: boolean;
+  /** `--policy-file`: per-route rules instead of the allow flags; `dryRun` lets denials through. */
+  readonly policy: { readonly file: string; readonly dryRun: boolean } | undefined;
+  /** `--api-keys-file`: static API keys, named in the policy file's rules. */
+  readonly apiKeysFile: string | undefined;
   readonly identityHeaders: readonly string[];
   readonly xfcc: boolean;
   readonly logLevel: LogLevel;
@@ -518,6 +522,29 @@ function parseAuth(raw: RawOptions): AuthConfig {
   };
 }
 
+/** `--policy-file`, `--policy-mode` and `--api-keys-file`, and how they combine with the allow flags. */
+function parsePolicyFlags(raw: RawOptions, inbound: boolean): Config['policy'] {
+  const file = raw['policy-file'];
+  const mode = raw['policy-mode'];
+  if (mode !== undefined && mode !== 'enforce' && mode !== 'dry-run')
+    invalid(`--policy-mode ${JSON.stringify(mode)}: use enforce or dry-run`);
+  if (mode !== undefined && file === undefined)
+    invalid('--policy-mode needs --policy-file: dry-run applies to the rules of a policy file');
+  if (raw['api-keys-file'] !== undefined) {
+    if (!inbound) invalid('--api-keys-file needs an inbound listener (--upstream)');
+    if (file === undefined && !raw['allow-any'])
+      invalid('--api-keys-file needs --policy-file: API key callers are named in its rules (callers.api_keys)');
+  }
+  if (file === undefined) return undefined;
+  if (file === '') invalid('--policy-file: give the path of a YAML or JSON policy file');
+  if (!inbound) invalid('--policy-file needs an inbound listener (--upstream)');
+  if (raw.allow?.length || raw['allow-any'] || raw['allow-issuer']?.length)
+    invalid(
+      '--policy-file replaces --allow, --allow-any and --allow-issuer: write them as rules in the file (a rule without path or methods matches any request)',
+    );
+  return Object.freeze({ file, dryRun: mode === 'dry-run' });
+}
+
 /** Validates raw options into the one Config. Throws SidecarError on the first problem. */
 export function buildConfig(raw: RawOptions): Config {
   const auth = parseAuth(raw);
@@ -526,6 +553,7 @@ export function buildConfig(raw: RawOptions): Config {
   const inbound = raw.upstream !== undefined || outbound.length === 0;
   if (!inbound && (raw.allow?.length || raw['allow-any']))
     invalid('--allow and --allow-any need an inbound listener (--upstream)');
+  const policy = parsePolicyFlags(raw, inbound);
   const needsIdentityForOutbound = outbound.some(
     (r) => r.remote.protocol === 'https:' || (r.auth === 'jwt' && !r.tokenFile),
   );
@@ -549,7 +577,7 @@ export function buildConfig(raw: RawOptions): Config {
   }
   const allow = raw.allow ?? [];
   const allowAny = raw['allow-any'] ?? false;
-  if (inbound && allow.length === 0 && !allowAny) {
+  if (inbound && allow.length === 0 && !allowAny && !policy) {
     throw new SidecarError(
       'ERR_NO_ALLOW_RULE',
       'no --allow rule: the sidecar denies everyone by default; add --allow spiffe://example.org/ns/prod/sa/client (repeatable), or --allow-any to admit every authenticated peer',
@@ -577,6 +605,8 @@ export function buildConfig(raw: RawOptions): Config {
     source,
     allow: Object.freeze([...allow]),
     allowAny,
+    policy,
+    apiKeysFile: raw['api-keys-file'],
     identityHeaders: Object.freeze(parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS.identityHeaders)),
     xfcc: raw.xfcc ?? DEFAULTS.xfcc,
     logLevel,

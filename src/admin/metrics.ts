@@ -10,7 +10,7 @@ import type { JwtAuthenticator } from '../authn/jwt.js';
 /** What the proxy reports. */
 export interface ProxyMetrics {
   handshake(result: 'success' | 'failure', reason: string): void;
-  decision(decision: 'allow' | 'deny', reason: string): void;
+  decision(decision: 'allow' | 'deny' | 'dry_run_deny', reason: string): void;
   /** `upstreamSeconds`: time to the app's response headers, when the app was reached. */
   request(status: number, totalSeconds: number, upstreamSeconds?: number): void;
   connectionOpened(): void;

@@ -1,4 +1,37 @@
-// `spiffe-sidecar apikey new`: placeholder.
-export function apiKeyNew(_options: Record<string, string | string[] | undefined>): string {
-  return '';
+// `spiffe-sidecar apikey new`: a fresh key, printed once, and the line that admits it. Only the line
+// (the key's SHA-256) goes into --api-keys-file; the key goes to the caller and is never stored.
+import { parseDuration } from '../duration.js';
+import { SidecarError } from '../errors.js';
+import { newApiKey, parseApiKeys, parseExpiry, parseRoute } from './api-keys.js';
+
+function invalid(message: string): never {
+  throw new SidecarError('ERR_CONFIG_INVALID', `apikey new: ${message}`);
+}
+
+export function apiKeyNew(options: Record<string, string | string[] | undefined>, now = Date.now()): string {
+  const name = options.name;
+  if (typeof name !== 'string' || name === '') invalid('--name is required: the identity name rules refer to');
+  const fields: string[] = [];
+  const expires = options.expires;
+  if (typeof expires === 'string') {
+    const at = /^\d{4}-/.test(expires) ? parseExpiry(expires) : now + parseDuration(expires, '--expires');
+    if (at === undefined) invalid(`--expires ${JSON.stringify(expires)}: write a duration (90d) or an ISO time`);
+    if (at <= now) invalid(`--expires ${JSON.stringify(expires)} is in the past`);
+    fields.push(`expires=${new Date(at).toISOString().replace(/\.000Z$/, 'Z')}`);
+  }
+  const routes = options.route;
+  for (const route of Array.isArray(routes) ? routes : []) {
+    const parsed = parseRoute(route);
+    if (typeof parsed === 'string') invalid(`--route ${JSON.stringify(route)}: ${parsed}`);
+    fields.push(`route=${route}`);
+  }
+  const { key, sha256 } = newApiKey();
+  const line = [`sha256:${sha256}`, name, ...fields].join(' ');
+  // The same parser the sidecar uses: a line this command prints is always accepted.
+  try {
+    parseApiKeys(line, '--name');
+  } catch (err) {
+    invalid((err as Error).message.replace(/^--name line 1: /, ''));
+  }
+  return `key:  ${key}\nline: ${line}\n\nGive the key to the caller (it is shown only this once); add the line to --api-keys-file.\n`;
 }

@@ -9,9 +9,37 @@ export type PeerIdentity =
       /** SHA-256 hex of the leaf DER, for XFCC. */ readonly leafSha256: string;
     }
   /** A JWT-SVID, or a token of an issuer that maps its subjects to SPIFFE IDs (Kubernetes). */
-  | { readonly method: 'jwt'; readonly id: SpiffeId; readonly issuer?: string; readonly subject: string }
+  | {
+      readonly method: 'jwt';
+      readonly id: SpiffeId;
+      readonly issuer?: string;
+      readonly subject: string;
+      /** The verified claims set, for policy claim conditions. */
+      readonly claims?: Readonly<Record<string, unknown>>;
+    }
   /** A token of another OIDC issuer: no SPIFFE ID, only who issued it and for whom. */
-  | { readonly method: 'oidc'; readonly id?: undefined; readonly issuer: string; readonly subject: string };
+  | {
+      readonly method: 'oidc';
+      readonly id?: undefined;
+      readonly issuer: string;
+      readonly subject: string;
+      readonly claims?: Readonly<Record<string, unknown>>;
+    }
+  /** A static API key (`--api-keys-file`): the identity name its line binds it to. */
+  | {
+      readonly method: 'api_key';
+      readonly id?: undefined;
+      readonly name: string;
+      /** Routes the key is limited to, if its line lists any. */
+      readonly routes?: readonly KeyRoute[];
+    };
+
+/** A route an API key may call: a method (or any) and a compiled path glob. */
+export interface KeyRoute {
+  readonly method: string | '*';
+  readonly text: string;
+  readonly matches: (path: string) => boolean;
+}
 
 /** A rejected caller: `reason` is a bounded code (fit for a metric label), `message` is for the log. */
 export interface Rejection {
@@ -21,5 +49,6 @@ export interface Rejection {
 
 /** How the caller appears in the audit log: its SPIFFE ID, or issuer and subject. */
 export function describePeer(peer: PeerIdentity): string {
-  return peer.id ? peer.id.toString() : `${peer.issuer}#${peer.subject}`;
+  if (peer.id) return peer.id.toString();
+  return peer.method === 'api_key' ? `api_key:${peer.name}` : `${peer.issuer}#${peer.subject}`;
 }

@@ -116,7 +116,7 @@ export class JwtAuthenticator {
 
   /** The key material an identity was verified against, to detect rotation. */
   private keysFor(identity: PeerIdentity): unknown {
-    if (identity.method === 'mtls') return undefined;
+    if (identity.method === 'mtls' || identity.method === 'api_key') return undefined;
     if (identity.issuer === undefined) return this.options.svidBundles();
     const issuer = this.options.issuers.find((i) => i.name === identity.issuer);
     return issuer?.keys.current();
@@ -138,7 +138,12 @@ export class JwtAuthenticator {
       );
     }
     return {
-      identity: { method: 'jwt', id: verified.spiffeId, subject: verified.spiffeId.toString() },
+      identity: {
+        method: 'jwt',
+        id: verified.spiffeId,
+        subject: verified.spiffeId.toString(),
+        claims: verified.claims,
+      },
       expiresAt: verified.expiresAt.getTime(),
       keys: bundles,
     };
@@ -201,9 +206,13 @@ export class JwtAuthenticator {
       }
       // A reviewed token is reviewed again after the interval, so that a deleted pod's token stops working.
       const until = review ? Math.min(expiresAt, now + review.intervalMs) : expiresAt;
-      return { identity: { method: 'jwt', id, issuer: issuer.name, subject }, expiresAt: until, keys: jwks };
+      return {
+        identity: { method: 'jwt', id, issuer: issuer.name, subject, claims: payload },
+        expiresAt: until,
+        keys: jwks,
+      };
     }
-    return { identity: { method: 'oidc', issuer: issuer.name, subject }, expiresAt, keys: jwks };
+    return { identity: { method: 'oidc', issuer: issuer.name, subject, claims: payload }, expiresAt, keys: jwks };
   }
 }
 

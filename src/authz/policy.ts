@@ -1,12 +1,24 @@
-// Who may call: allow rules over the caller's SPIFFE ID, and --allow-issuer for callers that have only an
-// OIDC identity; default deny. A denial is a returned decision with a bounded reason (for the audit log
-// and metrics), never a thrown error.
+// Who may call what. Two sources of rules: the allow flags (`--allow`, `--allow-any`, `--allow-issuer`:
+// who, on any path, decided once per caller) or a policy file (`--policy-file`: per method and path,
+// decided per request). Either way the default is deny, and a denial is a returned decision with a
+// bounded reason (for the audit log and metrics), never a thrown error.
 import type { PeerIdentity } from '../authn/identity.js';
+import { routeAllowed } from '../authn/api-keys.js';
 import { compileAllowRules } from '../spiffe/match.js';
+import { normalizeRequestPath } from './path-match.js';
+import type { CompiledPolicy } from './policy-file.js';
+import { type Decision, evaluateRules } from './rule-engine.js';
 
-export type Decision = { allow: true; rule: string } | { allow: false; reason: 'no_matching_rule' };
+export type { Decision, DenyReason } from './rule-engine.js';
 
-export interface PolicyOptions {
+export interface Authorizer {
+  /** False when decisions depend on the caller alone: an mTLS connection is then decided once. */
+  readonly perRequest: boolean;
+  /** `target` is the request target as received (path and query). */
+  decide(caller: PeerIdentity, method: string, target: string): Decision;
+}
+
+export interface AllowFlags {
   allow: readonly string[];
   /** Explicit opt-in to admit any authenticated peer. */
   allowAny: boolean;
@@ -14,19 +26,52 @@ export interface PolicyOptions {
   allowIssuers?: readonly string[];
 }
 
-export type Policy = (identity: PeerIdentity) => Decision;
+/** An API key line may limit its key to some routes, whatever the rules say. */
+function keyRouteRefused(caller: PeerIdentity, method: string, path: string | undefined): boolean {
+  return (
+    caller.method === 'api_key' &&
+    caller.routes !== undefined &&
+    (path === undefined || !routeAllowed(caller.routes, method, path))
+  );
+}
 
-/** Compiles the rules once (throws ERR_INVALID_ALLOW_RULE on a bad one). */
-export function createPolicy(options: PolicyOptions): Policy {
-  if (options.allowAny) return () => ({ allow: true, rule: '--allow-any' });
-  const match = compileAllowRules(options.allow);
-  const issuers = new Set(options.allowIssuers ?? []);
-  return (identity) => {
-    const rule = identity.id ? match(identity.id) : undefined;
+/** The allow flags (throws ERR_INVALID_ALLOW_RULE on a bad rule). */
+export function createFlagAuthorizer(flags: AllowFlags): Authorizer {
+  const match = compileAllowRules(flags.allow);
+  const issuers = new Set(flags.allowIssuers ?? []);
+  const byCaller = (caller: PeerIdentity): Decision => {
+    if (flags.allowAny) return { allow: true, rule: '--allow-any' };
+    const rule = caller.id ? match(caller.id) : undefined;
     if (rule !== undefined) return { allow: true, rule };
-    if (identity.method !== 'mtls' && identity.issuer !== undefined && issuers.has(identity.issuer)) {
-      return { allow: true, rule: `--allow-issuer ${identity.issuer}` };
+    if (
+      (caller.method === 'jwt' || caller.method === 'oidc') &&
+      caller.issuer !== undefined &&
+      issuers.has(caller.issuer)
+    ) {
+      return { allow: true, rule: `--allow-issuer ${caller.issuer}` };
     }
     return { allow: false, reason: 'no_matching_rule' };
+  };
+  return {
+    perRequest: false,
+    decide(caller, method, target) {
+      if (caller.method === 'api_key' && keyRouteRefused(caller, method, normalizeRequestPath(target))) {
+        return { allow: false, reason: 'key_route_denied' };
+      }
+      return byCaller(caller);
+    },
+  };
+}
+
+/** A policy file; `current` returns the policy in force (it is swapped on reload). */
+export function createFileAuthorizer(current: () => CompiledPolicy, now: () => number = Date.now): Authorizer {
+  return {
+    perRequest: true,
+    decide(caller, method, target) {
+      const path = normalizeRequestPath(target);
+      if (path === undefined) return { allow: false, reason: 'path_not_normalized' };
+      if (keyRouteRefused(caller, method, path)) return { allow: false, reason: 'key_route_denied' };
+      return evaluateRules(current().rules, caller, { method, path }, now());
+    },
   };
 }

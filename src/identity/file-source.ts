@@ -2,9 +2,8 @@
 // mount: tls.crt, tls.key, ca.crt). Everything is read and validated as one unit before it is used: at
 // startup a problem throws a SidecarError naming the flag and the file; on reload it keeps the last good.
 import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
-import { constants } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
 import { isSidecarError, SidecarError } from '../errors.js';
+import { readFlagFile } from '../flag-file.js';
 import type { Logger } from '../log.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/bundle.js';
 import { parsePemCertificates } from '../spiffe/certificate.js';
@@ -17,29 +16,6 @@ export interface FileIdentityOptions {
   keyFile: string;
   caFile: string;
   federatedBundles: readonly { trustDomain: string; file: string }[];
-}
-
-/** Identity files are small; anything larger is a mistake or an attack on the event loop. */
-export const MAX_IDENTITY_FILE_BYTES = 1024 * 1024;
-
-/**
- * Reads one identity file: a regular file (a FIFO or device would block the read forever), at most
- * MAX_IDENTITY_FILE_BYTES. Opened non-blocking so that even opening a FIFO cannot hang.
- */
-async function readFlagFile(flag: string, file: string): Promise<string> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
-    const stats = await handle.stat();
-    if (!stats.isFile()) throw new Error('not a regular file');
-    if (stats.size > MAX_IDENTITY_FILE_BYTES) throw new Error(`larger than ${MAX_IDENTITY_FILE_BYTES} bytes`);
-    return await handle.readFile('utf8');
-  } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new SidecarError('ERR_FILE_READ', `${flag} ${file}: cannot read the file (${why})`, { cause: err });
-  } finally {
-    await handle?.close();
-  }
 }
 
 /** The raw text of every file, read in one go so that cert and key are taken as a pair. */

@@ -6,6 +6,10 @@ import type { PeerIdentity } from '../authn/identity.js';
 import type { SpiffeId } from '../spiffe/id.js';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
+/** The name of the API key a caller authenticated with (`--api-keys-file`). */
+export const API_KEY_NAME_HEADER = 'x-api-key-name';
+/** Where a caller may send its API key, besides `Authorization: Bearer sk_...`. */
+export const API_KEY_HEADER = 'x-api-key';
 
 /** RFC 9110 §7.6.1 connection-specific headers, never forwarded. */
 const HOP_BY_HOP = new Set([
@@ -30,6 +34,8 @@ export interface HeaderPolicy {
   subjectHeader?: string;
   /** JWT mode: the bearer token is the caller's credential, not the app's; removed unless forwarded. */
   stripAuthorization?: boolean;
+  /** API keys are accepted: `x-api-key` is a credential and never reaches the app. */
+  apiKeys?: boolean;
   /** Our own SPIFFE ID, for XFCC `By=`. */
   self: () => SpiffeId;
 }
@@ -43,10 +49,17 @@ function fold(name: string): string {
 
 /** Names we own, folded: anything the client sends under them is dropped. */
 export function protectedNames(
-  policy: Pick<HeaderPolicy, 'identityHeaders' | 'issuerHeader' | 'subjectHeader' | 'stripAuthorization'>,
+  policy: Pick<HeaderPolicy, 'identityHeaders' | 'issuerHeader' | 'subjectHeader' | 'stripAuthorization' | 'apiKeys'>,
 ): Set<string> {
-  const names = [XFCC_HEADER, ...policy.identityHeaders, policy.issuerHeader, policy.subjectHeader];
+  const names = [
+    XFCC_HEADER,
+    API_KEY_NAME_HEADER,
+    ...policy.identityHeaders,
+    policy.issuerHeader,
+    policy.subjectHeader,
+  ];
   if (policy.stripAuthorization) names.push('authorization');
+  if (policy.apiKeys) names.push(API_KEY_HEADER);
   return new Set(names.filter((n): n is string => n !== undefined).map(fold));
 }
 
@@ -82,6 +95,8 @@ export function upstreamRequestHeaders(
   }
   if (peer.method === 'mtls') {
     if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));
+  } else if (peer.method === 'api_key') {
+    out.push(API_KEY_NAME_HEADER, peer.name);
   } else {
     if (peer.issuer !== undefined && policy.issuerHeader) out.push(policy.issuerHeader, peer.issuer);
     if (policy.subjectHeader) out.push(policy.subjectHeader, peer.subject);

@@ -12,7 +12,8 @@ import type { TLSSocket } from 'node:tls';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
-import type { Decision, Policy } from '../authz/policy.js';
+import type { Authorizer, Decision } from '../authz/policy.js';
+import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
 import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
 import { allAuthoritiesPem, type IdentitySource, type X509Identity } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
@@ -27,8 +28,12 @@ export interface InboundOptions {
   /** Our X.509 identity: required for mTLS and for JWT over TLS; absent for JWT over plain HTTP. */
   identity?: IdentitySource;
   auth: { mode: 'mtls' } | { mode: 'jwt'; authenticator: JwtAuthenticator };
-  policy: Policy;
-  headers: Omit<HeaderPolicy, 'self'>;
+  authorizer: Authorizer;
+  /** `--policy-mode dry-run`: denials are logged and counted, and the request goes through. */
+  dryRun?: boolean;
+  /** `--api-keys-file`: the keys in force. In mTLS mode a caller without a certificate must send one. */
+  apiKeys?: () => ApiKeySet;
+  headers: Omit<HeaderPolicy, 'self' | 'apiKeys'>;
   log: Logger;
   limits: InboundLimits;
   metrics?: ProxyMetrics;
@@ -59,10 +64,19 @@ export const DEFAULT_LIMITS: InboundLimits = Object.freeze({
   upstreamTimeoutMs: 60_000,
 });
 
+/** An mTLS connection: its verified peer, or none (no certificate, API keys accepted). */
 interface PeerState {
+  identity?: PeerIdentity;
+  /** With allow flags the decision depends on the caller alone: made once per connection. */
+  decision?: Decision;
+}
+
+/** One request's caller and decision. */
+interface RequestState {
   identity: PeerIdentity;
-  /** The policy depends only on the identity today, so it is decided once per connection. */
   decision: Decision;
+  /** The caller's API key came in `Authorization`: it must not reach the app. */
+  keyInAuthorization?: boolean;
 }
 
 const MAX_LOGGED_PATH = 256;
@@ -87,6 +101,13 @@ function jsonBody(error: string, reason: string): string {
   return JSON.stringify({ error, reason });
 }
 
+/** The status of a denial: 429 (with Retry-After) when rate limited, 400 for a path without a normal form. */
+function refusal(decision: Decision & { allow: false }): [number, Record<string, string>] {
+  if (decision.reason === 'rate_limited') return [429, { 'retry-after': String(decision.retryAfterSeconds ?? 1) }];
+  if (decision.reason === 'path_not_normalized') return [400, {}];
+  return [403, {}];
+}
+
 /** Path for the audit log: no query string (it may carry secrets), bounded length. */
 function auditPath(url: string | undefined): string {
   const path = (url ?? '').split('?', 1)[0];
@@ -98,6 +119,7 @@ export class InboundProxy {
   private readonly agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
   private readonly peers = new WeakMap<Socket, PeerState>();
   private readonly owned: ReadonlySet<string>;
+  private readonly ownedWithAuthorization: ReadonlySet<string>;
   private readonly headerPolicy: HeaderPolicy;
   private readonly unsubscribe: () => void;
   private readonly metrics: ProxyMetrics;
@@ -108,8 +130,14 @@ export class InboundProxy {
   private constructor(private readonly options: InboundOptions) {
     const { identity, log, limits, auth } = options;
     this.metrics = options.metrics ?? noMetrics;
-    this.headerPolicy = { ...options.headers, self: () => (identity as IdentitySource).current().svid.id };
-    this.owned = protectedNames(options.headers);
+    const apiKeys = options.apiKeys !== undefined;
+    this.headerPolicy = {
+      ...options.headers,
+      apiKeys,
+      self: () => (identity as IdentitySource).current().svid.id,
+    };
+    this.owned = protectedNames(this.headerPolicy);
+    this.ownedWithAuthorization = protectedNames({ ...this.headerPolicy, stripAuthorization: true });
     const httpOptions = {
       // No limit on a whole request (long uploads and streams are legitimate); the header, idle and
       // upstream timeouts bound the rest. Node requires headersTimeout <= requestTimeout otherwise.
@@ -204,7 +232,7 @@ export class InboundProxy {
   }
 
   private authenticate(socket: TLSSocket): void {
-    const { policy, log } = this.options;
+    const { log } = this.options;
     const identity = this.options.identity as IdentitySource;
     if (identity.status().reason === 'identity_revoked') {
       // Fail closed: the Workload API withdrew our identity, so we accept no one in its name.
@@ -217,6 +245,12 @@ export class InboundProxy {
       return;
     }
     const result = authenticateTlsPeer(socket, identity.current().bundles);
+    if (!result.ok && result.rejection.reason === 'ERR_NO_CLIENT_CERT' && this.options.apiKeys) {
+      // No certificate, but API keys are accepted: every request on this connection must carry one.
+      this.metrics.handshake('success', 'no_client_cert');
+      this.peers.set(socket, {});
+      return;
+    }
     if (!result.ok) {
       log.warn(
         { event: 'peer_rejected', reason: result.rejection.reason, remote: socket.remoteAddress },
@@ -227,20 +261,22 @@ export class InboundProxy {
       return;
     }
     this.metrics.handshake('success', 'verified');
-    this.peers.set(socket, { identity: result.identity, decision: policy(result.identity) });
+    this.peers.set(socket, { identity: result.identity });
   }
 
   /**
-   * The caller's verified state, with the decision logged. mTLS: decided once per connection. JWT: the
-   * bearer token is checked per request (cached per token); a failure is answered here (401, or 503 while
-   * no keys are loaded) and resolves to undefined, as does a connection that was closed.
+   * The request's caller and decision, logged. mTLS: the peer was verified once per connection. JWT: the
+   * bearer token is checked per request (cached per token). An API key, where accepted, is checked per
+   * request. A failure is answered here (401, or 503 while no keys are loaded) and resolves to undefined,
+   * as does a connection that was closed.
    */
   private authorize(
     req: IncomingMessage,
     reply: (status: number, body: string, headers?: Record<string, string>) => void,
-  ): PeerState | undefined | Promise<PeerState | undefined> {
+  ): RequestState | undefined | Promise<RequestState | undefined> {
     const { auth } = this.options;
     if (auth.mode === 'jwt') {
+      if (this.options.apiKeys && presentedApiKey(req.headers) !== undefined) return this.authenticateKey(req, reply);
       return auth.authenticator.authenticate(req.headers.authorization).then((result) => {
         if (!result.ok) {
           this.options.log.warn(
@@ -253,7 +289,7 @@ export class InboundProxy {
           else reply(401, jsonBody('unauthorized', result.rejection.reason), { 'www-authenticate': challenge });
           return undefined;
         }
-        return this.decide({ identity: result.identity, decision: this.options.policy(result.identity) }, req);
+        return this.decide(req, result.identity);
       });
     }
     const state = this.peers.get(req.socket);
@@ -266,7 +302,34 @@ export class InboundProxy {
       reply(503, jsonBody('unavailable', 'identity_revoked'), { connection: 'close' });
       return undefined;
     }
-    return this.decide(state, req);
+    if (!state.identity) return this.authenticateKey(req, reply);
+    return this.decide(req, state.identity, state);
+  }
+
+  /** A caller with an API key (`x-api-key` or `Authorization: Bearer sk_...`): one key, known, unexpired. */
+  private authenticateKey(
+    req: IncomingMessage,
+    reply: (status: number, body: string, headers?: Record<string, string>) => void,
+  ): RequestState | undefined {
+    const presented = presentedApiKey(req.headers);
+    const result =
+      presented === undefined
+        ? ({
+            ok: false,
+            rejection: { reason: 'ERR_API_KEY_MISSING', message: 'no client certificate and no API key' },
+          } as const)
+        : presented === 'ambiguous'
+          ? ({ ok: false, rejection: { reason: 'ERR_API_KEY_UNKNOWN', message: 'more than one API key' } } as const)
+          : (this.options.apiKeys as () => ApiKeySet)().authenticate(presented.key, Date.now());
+    if (!result.ok) {
+      this.options.log.warn(
+        { event: 'peer_rejected', auth: 'api_key', reason: result.rejection.reason, remote: req.socket.remoteAddress },
+        result.rejection.message,
+      );
+      reply(401, jsonBody('unauthorized', result.rejection.reason), { 'www-authenticate': 'Bearer' });
+      return undefined;
+    }
+    return this.decide(req, result.identity, undefined, (presented as { from: string }).from === 'authorization');
   }
 
   /** An unexpected error while deciding about a request: log it and drop the connection (fail closed). */
@@ -280,10 +343,27 @@ export class InboundProxy {
     return this.options.auth.mode === 'mtls' && this.options.identity?.status().reason === 'identity_revoked';
   }
 
-  /** Counts and audit-logs a decision. */
-  private decide(state: PeerState, req: IncomingMessage): PeerState {
-    const { decision, identity } = state;
-    this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason);
+  /**
+   * Decides (once per connection when the decision depends on the caller alone), counts and audit-logs.
+   * In dry-run mode a denial is logged and counted as such, and the request is let through.
+   */
+  private decide(
+    req: IncomingMessage,
+    identity: PeerIdentity,
+    connection?: PeerState,
+    keyInAuthorization = false,
+  ): RequestState {
+    const { authorizer, dryRun } = this.options;
+    let decision = connection?.decision;
+    if (!decision) {
+      decision = authorizer.decide(identity, req.method ?? '', req.url ?? '');
+      if (connection && !authorizer.perRequest) connection.decision = decision;
+    }
+    const wouldDeny = !decision.allow && dryRun === true;
+    this.metrics.decision(
+      decision.allow ? 'allow' : wouldDeny ? 'dry_run_deny' : 'deny',
+      decision.allow ? 'rule_matched' : decision.reason,
+    );
     this.options.log.info(
       {
         event: 'authz',
@@ -292,11 +372,14 @@ export class InboundProxy {
         method: req.method,
         path: auditPath(req.url),
         decision: decision.allow ? 'allow' : 'deny',
-        ...(decision.allow ? { rule: decision.rule } : { reason: decision.reason }),
+        ...(wouldDeny ? { dry_run: true } : {}),
+        ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
+        ...(decision.allow ? {} : { reason: decision.reason }),
       },
       'authorization decision',
     );
-    return state;
+    if (!decision.allow && wouldDeny) decision = { allow: true, rule: `dry-run (${decision.rule ?? decision.reason})` };
+    return { identity, decision, keyInAuthorization };
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -323,12 +406,19 @@ export class InboundProxy {
   private forward(
     req: IncomingMessage,
     res: ServerResponse,
-    state: PeerState,
+    state: RequestState,
     started: number,
     reached: (upstreamSeconds: number) => void,
   ): void {
     if (!state.decision.allow) {
-      res.writeHead(403, { 'content-type': 'application/json' }).end(jsonBody('forbidden', state.decision.reason));
+      const [status, headers] = refusal(state.decision);
+      res.writeHead(status, { 'content-type': 'application/json', ...headers });
+      res.end(
+        jsonBody(
+          status === 403 ? 'forbidden' : status === 429 ? 'too_many_requests' : 'bad_request',
+          state.decision.reason,
+        ),
+      );
       req.resume();
       return;
     }
@@ -338,7 +428,7 @@ export class InboundProxy {
       port: upstream.port,
       method: req.method,
       path: req.url,
-      headers: upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.owned),
+      headers: upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.ownedFor(state)),
       setHost: false,
       agent: this.agent,
     });
@@ -384,6 +474,11 @@ export class InboundProxy {
     });
   }
 
+  /** Header names the client may not pass on: ours, plus `Authorization` when it carried the API key. */
+  private ownedFor(state: RequestState): ReadonlySet<string> {
+    return state.keyInAuthorization ? this.ownedWithAuthorization : this.owned;
+  }
+
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const refuse = (status: string, body: string, extra = '') =>
       socket.end(
@@ -409,11 +504,16 @@ export class InboundProxy {
     req: IncomingMessage,
     socket: Socket,
     head: Buffer,
-    state: PeerState,
-    refuse: (status: string, body: string) => void,
+    state: RequestState,
+    refuse: (status: string, body: string, extra?: string) => void,
   ): void {
     if (!state.decision.allow) {
-      refuse('403 Forbidden', jsonBody('forbidden', state.decision.reason));
+      const [status, headers] = refusal(state.decision);
+      const error = status === 403 ? 'forbidden' : status === 429 ? 'too_many_requests' : 'bad_request';
+      const extra = Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      refuse(`${status} ${http.STATUS_CODES[status]}`, jsonBody(error, state.decision.reason), extra);
       return;
     }
     // Only WebSocket: any other protocol (h2c, custom) would tunnel requests past header stripping.
@@ -430,7 +530,13 @@ export class InboundProxy {
       port: upstream.port,
       method: req.method,
       path: req.url,
-      headers: upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.owned, 'websocket'),
+      headers: upstreamRequestHeaders(
+        req.rawHeaders,
+        state.identity,
+        this.headerPolicy,
+        this.ownedFor(state),
+        'websocket',
+      ),
       setHost: false,
       agent: false,
     });

@@ -1,0 +1,84 @@
+// Request paths as the policy sees them, and the three ways a rule names paths: exact, prefix on a
+// segment boundary, and glob (`*` one segment, a trailing `**` any number of segments).
+//
+// A path check is only as good as the agreement between the proxy and the app on what the path is. An
+// app that decodes `%2F`, resolves `..` or merges `//` would route `/public/../admin` to a place the
+// rule never saw. So the policy matches a normal form (RFC 3986 §6.2.2: unreserved characters decoded,
+// other escapes upper-cased) and refuses what has no unambiguous one: dot segments, empty segments,
+// encoded `/` `\` and NUL, backslashes, and anything not starting with `/`.
+
+/** Percent-encoded bytes of unreserved characters (RFC 3986 §2.3) are decoded; these must stay escaped. */
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+const FORBIDDEN_ESCAPES = new Set(['2F', '5C', '00']);
+
+/** The normal form of a request target's path, or undefined if it has none (the request is refused). */
+export function normalizeRequestPath(target: string): string | undefined {
+  const q = target.indexOf('?');
+  const raw = q === -1 ? target : target.slice(0, q);
+  if (!raw.startsWith('/') || raw.includes('\\') || raw.includes('#')) return undefined;
+  let path = '';
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (c !== '%') {
+      path += c;
+      continue;
+    }
+    const hex = raw.slice(i + 1, i + 3).toUpperCase();
+    if (!/^[0-9A-F]{2}$/.test(hex) || FORBIDDEN_ESCAPES.has(hex)) return undefined;
+    const decoded = String.fromCharCode(Number.parseInt(hex, 16));
+    path += UNRESERVED.test(decoded) ? decoded : `%${hex}`;
+    i += 2;
+  }
+  const segments = path.split('/').slice(1);
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i];
+    if (s === '.' || s === '..') return undefined;
+    // An empty segment is allowed only as the trailing slash (`/api/`).
+    if (s === '' && i !== segments.length - 1) return undefined;
+  }
+  return path;
+}
+
+export type PathPattern = { exact: string } | { prefix: string } | { glob: string };
+
+export type PathMatcher = (path: string) => boolean;
+
+/** Compiles a pattern; returns an error message (naming the fix) instead of a matcher when it is invalid. */
+export function compilePathPattern(pattern: PathPattern): PathMatcher | string {
+  const [kind, text] = Object.entries(pattern)[0] as ['exact' | 'prefix' | 'glob', string];
+  if (normalizeRequestPath(text) !== text) {
+    return `"${text}" is not a path in normal form: start with "/", no "." or ".." or empty segments, no "?", "#" or "\\", escapes only for reserved characters`;
+  }
+  if (kind === 'exact') {
+    if (text.includes('*')) return `exact path "${text}" contains "*": use glob for wildcards`;
+    return (path) => path === text;
+  }
+  if (kind === 'prefix') {
+    if (text.includes('*')) return `prefix "${text}" contains "*": use glob for wildcards`;
+    if (text === '/') return () => true;
+    if (text.endsWith('/'))
+      return `prefix "${text}" ends with "/": write "${text.slice(0, -1)}" (it matches on segment boundaries)`;
+    return (path) => path === text || path.startsWith(`${text}/`);
+  }
+  const segments = text.split('/').slice(1);
+  for (const [i, s] of segments.entries()) {
+    if (s.includes('*') && s !== '*' && s !== '**')
+      return `glob "${text}": "*" and "**" must be whole segments, e.g. /sandboxes/* or /api/**`;
+    if (s === '**' && i !== segments.length - 1) return `glob "${text}": "**" is only allowed as the last segment`;
+  }
+  return (path) => globMatch(segments, path.split('/').slice(1));
+}
+
+/** `*` matches exactly one non-empty segment; a trailing `**` matches zero or more segments. */
+function globMatch(pattern: readonly string[], segments: readonly string[]): boolean {
+  const last = pattern.length - 1;
+  if (pattern[last] === '**') {
+    if (segments.length < last) return false;
+    return pattern.slice(0, last).every((p, i) => segmentMatch(p, segments[i]));
+  }
+  return segments.length === pattern.length && pattern.every((p, i) => segmentMatch(p, segments[i]));
+}
+
+function segmentMatch(pattern: string, segment: string): boolean {
+  return pattern === '*' ? segment !== '' : pattern === segment;
+}

@@ -1,0 +1,205 @@
+// The policy file (`--policy-file`, YAML or JSON): parsed and validated as a whole into compiled rules.
+// Every problem is an ERR_POLICY_INVALID naming the file and the place (`rules[2].path.glob`), and an
+// unknown key is an error, never ignored: a typo must not silently widen who may call.
+//
+//   version: 1
+//   rules:
+//     - name: managers-delete-sandboxes
+//       effect: allow                      # or deny
+//       methods: [DELETE]                  # optional: any method
+//       path: { glob: /sandboxes/* }       # optional: exact, prefix or glob; any path
+//       callers:                           # optional: any authenticated caller; all conditions must hold
+//         ids: [spiffe://example.org/ns/prod/sa/*]   # --allow syntax; one must match
+//         issuers: [keycloak]                          # token issuer names
+//         api_keys: [partner-x]                        # API key names
+//         auth: [mtls, jwt, oidc, api_key]             # how the caller authenticated
+//         claims:                                      # every condition must hold
+//           - { claim: realm_access.roles, contains: sandbox:manage }
+//       rate_limit: { requests: 10, per: 1s, burst: 20 }   # allow rules only; per caller
+import { parse } from 'yaml';
+import type { PeerIdentity } from '../authn/identity.js';
+import { parseDuration } from '../duration.js';
+import { SidecarError } from '../errors.js';
+import { compileAllowRules } from '../spiffe/match.js';
+import type { ClaimCondition, Scalar } from './claim-condition.js';
+import { compilePathPattern, type PathPattern } from './path-match.js';
+import { RateLimiter } from './rate-limiter.js';
+import type { CallerConditions, CompiledRule } from './rule-engine.js';
+
+export interface CompiledPolicy {
+  readonly rules: readonly CompiledRule[];
+}
+
+const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/;
+const METHOD = /^[A-Z]{1,20}$/;
+const AUTH_METHODS: readonly PeerIdentity['method'][] = ['mtls', 'jwt', 'oidc', 'api_key'];
+const MAX_RATE_REQUESTS = 1_000_000;
+
+type Bad = (where: string, why: string) => never;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function onlyKeys(bad: Bad, where: string, value: Record<string, unknown>, allowed: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) bad(where, `unknown key "${key}"; expected one of ${allowed.join(', ')}`);
+  }
+}
+
+function stringList(bad: Bad, where: string, value: unknown, check?: (s: string) => string | undefined): string[] {
+  if (!Array.isArray(value) || value.length === 0) bad(where, 'expected a non-empty list of strings');
+  return (value as unknown[]).map((v, i) => {
+    if (typeof v !== 'string' || v === '') bad(`${where}[${i}]`, 'expected a non-empty string');
+    const why = check?.(v as string);
+    if (why) bad(`${where}[${i}]`, why);
+    return v as string;
+  });
+}
+
+function isScalar(v: unknown): v is Scalar {
+  return typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'boolean';
+}
+
+function compileClaims(bad: Bad, where: string, value: unknown): ClaimCondition[] {
+  if (!Array.isArray(value) || value.length === 0) bad(where, 'expected a non-empty list of claim conditions');
+  return (value as unknown[]).map((c, i) => {
+    const at = `${where}[${i}]`;
+    if (!isObject(c)) bad(at, 'expected { claim: NAME, equals|in|contains: VALUE }');
+    const condition = c as Record<string, unknown>;
+    onlyKeys(bad, at, condition, ['claim', 'equals', 'in', 'contains']);
+    const claim = condition.claim;
+    if (typeof claim !== 'string' || !/^[^.\s]+(\.[^.\s]+)*$/.test(claim)) {
+      bad(`${at}.claim`, 'expected a claim name or a dotted path such as realm_access.roles');
+    }
+    const ops = ['equals', 'in', 'contains'].filter((k) => k in condition);
+    if (ops.length !== 1) bad(at, 'give exactly one of equals, in, contains');
+    const op = ops[0] as 'equals' | 'in' | 'contains';
+    const operand = condition[op];
+    if (op === 'in') {
+      if (!Array.isArray(operand) || operand.length === 0 || !operand.every(isScalar)) {
+        bad(`${at}.in`, 'expected a non-empty list of strings, numbers or booleans');
+      }
+      return { claim: claim as string, in: operand as Scalar[] };
+    }
+    if (!isScalar(operand)) bad(`${at}.${op}`, 'expected a string, number or boolean');
+    return op === 'equals'
+      ? { claim: claim as string, equals: operand as Scalar }
+      : { claim: claim as string, contains: operand as Scalar };
+  });
+}
+
+function compileCallers(bad: Bad, where: string, value: unknown): CallerConditions {
+  if (!isObject(value)) bad(where, 'expected a mapping with ids, issuers, api_keys, auth or claims');
+  const v = value as Record<string, unknown>;
+  onlyKeys(bad, where, v, ['ids', 'issuers', 'api_keys', 'auth', 'claims']);
+  if (Object.keys(v).length === 0) bad(where, 'is empty; leave callers out to match any authenticated caller');
+  const out: CallerConditions = {};
+  if (v.ids !== undefined) {
+    const ids = stringList(bad, `${where}.ids`, v.ids);
+    try {
+      out.ids = compileAllowRules(ids);
+    } catch (err) {
+      bad(`${where}.ids`, (err as Error).message);
+    }
+  }
+  if (v.issuers !== undefined) out.issuers = new Set(stringList(bad, `${where}.issuers`, v.issuers));
+  if (v.api_keys !== undefined) out.apiKeys = new Set(stringList(bad, `${where}.api_keys`, v.api_keys));
+  if (v.auth !== undefined) {
+    const check = (s: string) =>
+      (AUTH_METHODS as readonly string[]).includes(s) ? undefined : `expected one of ${AUTH_METHODS.join(', ')}`;
+    out.auth = new Set(stringList(bad, `${where}.auth`, v.auth, check) as PeerIdentity['method'][]);
+  }
+  if (v.claims !== undefined) out.claims = compileClaims(bad, `${where}.claims`, v.claims);
+  return out;
+}
+
+function compileRateLimit(bad: Bad, where: string, value: unknown): RateLimiter {
+  if (!isObject(value)) bad(where, 'expected { requests: N, per: DURATION, burst: N }');
+  const v = value as Record<string, unknown>;
+  onlyKeys(bad, where, v, ['requests', 'per', 'burst']);
+  const positive = (key: string, n: unknown) => {
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_RATE_REQUESTS) {
+      bad(`${where}.${key}`, `expected a whole number from 1 to ${MAX_RATE_REQUESTS}`);
+    }
+    return n as number;
+  };
+  const requests = positive('requests', v.requests);
+  if (typeof v.per !== 'string') bad(`${where}.per`, 'expected a duration such as 1s, 1m or 1h');
+  let perMs = 0;
+  try {
+    perMs = parseDuration(v.per as string, `${where}.per`);
+  } catch (err) {
+    bad(`${where}.per`, (err as Error).message);
+  }
+  const burst = v.burst === undefined ? requests : positive('burst', v.burst);
+  return new RateLimiter({ requests, perMs, burst });
+}
+
+function compilePath(bad: Bad, where: string, value: unknown) {
+  if (!isObject(value) || Object.keys(value).length !== 1) {
+    bad(where, 'expected exactly one of { exact: /p }, { prefix: /p }, { glob: /p/* }');
+  }
+  const [kind, text] = Object.entries(value as Record<string, unknown>)[0];
+  if (!['exact', 'prefix', 'glob'].includes(kind)) bad(where, `unknown key "${kind}"; expected exact, prefix or glob`);
+  if (typeof text !== 'string') bad(`${where}.${kind}`, 'expected a path string');
+  const matcher = compilePathPattern({ [kind]: text } as PathPattern);
+  if (typeof matcher === 'string') bad(`${where}.${kind}`, matcher);
+  return matcher as Exclude<typeof matcher, string>;
+}
+
+function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>): CompiledRule {
+  if (!isObject(value)) bad(where, 'expected a mapping with name, effect, and optionally methods, path, callers');
+  const v = value as Record<string, unknown>;
+  onlyKeys(bad, where, v, ['name', 'description', 'effect', 'methods', 'path', 'callers', 'rate_limit']);
+  if (typeof v.name !== 'string' || !RULE_NAME.test(v.name)) {
+    bad(`${where}.name`, 'expected 1-63 letters, digits, ".", "_", ":" or "-", starting with a letter or digit');
+  }
+  const name = v.name as string;
+  if (names.has(name)) bad(`${where}.name`, `"${name}" is used by an earlier rule; names must be unique`);
+  names.add(name);
+  if (v.description !== undefined && typeof v.description !== 'string') bad(`${where}.description`, 'expected text');
+  if (v.effect !== 'allow' && v.effect !== 'deny') bad(`${where}.effect`, 'expected allow or deny');
+  const rule: CompiledRule = { name, effect: v.effect as 'allow' | 'deny' };
+  if (v.methods !== undefined) {
+    const methods = stringList(bad, `${where}.methods`, v.methods, (m) =>
+      METHOD.test(m) ? undefined : 'expected an upper-case HTTP method such as GET or POST',
+    );
+    rule.methods = new Set(methods);
+  }
+  if (v.path !== undefined) rule.path = compilePath(bad, `${where}.path`, v.path);
+  if (v.callers !== undefined) rule.callers = compileCallers(bad, `${where}.callers`, v.callers);
+  if (v.rate_limit !== undefined) {
+    if (rule.effect !== 'allow') bad(`${where}.rate_limit`, 'only an allow rule can be rate limited');
+    rule.limiter = compileRateLimit(bad, `${where}.rate_limit`, v.rate_limit);
+  }
+  return rule;
+}
+
+/** Parses and compiles a policy document (YAML or JSON text). */
+export function parsePolicy(text: string, label: string): CompiledPolicy {
+  const bad: Bad = (where, why) => {
+    throw new SidecarError('ERR_POLICY_INVALID', `${label}: ${where}: ${why}`);
+  };
+  let document: unknown;
+  try {
+    document = parse(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false });
+  } catch (err) {
+    throw new SidecarError(
+      'ERR_POLICY_INVALID',
+      `${label}: not valid YAML or JSON (${(err as Error).message.split('\n')[0]})`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (!isObject(document)) bad('top level', 'expected a mapping with version: 1 and rules');
+  const doc = document as Record<string, unknown>;
+  onlyKeys(bad, 'top level', doc, ['version', 'rules']);
+  if (doc.version !== 1) bad('version', 'expected 1');
+  if (!Array.isArray(doc.rules) || doc.rules.length === 0) {
+    bad('rules', 'expected a non-empty list of rules (with no rules every request is denied: say so with a deny rule)');
+  }
+  const names = new Set<string>();
+  return { rules: (doc.rules as unknown[]).map((r, i) => compileRule(bad, `rules[${i}]`, r, names)) };
+}

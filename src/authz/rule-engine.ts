@@ -1,0 +1,91 @@
+// Evaluates policy rules for one request: in order, first match wins, default deny. A rule matches on the
+// method, the path (normal form) and the caller; its effect allows or denies, and an allow may be rate
+// limited per caller. Denials carry a bounded reason (audit log, metric label) and the rule behind them.
+import { describePeer, type PeerIdentity } from '../authn/identity.js';
+import type { IdMatcher } from '../spiffe/match.js';
+import { type ClaimCondition, conditionHolds } from './claim-condition.js';
+import type { PathMatcher } from './path-match.js';
+import type { RateLimiter } from './rate-limiter.js';
+
+export type DenyReason =
+  'no_matching_rule' | 'rule_denied' | 'claim_mismatch' | 'rate_limited' | 'key_route_denied' | 'path_not_normalized';
+
+export type Decision =
+  { allow: true; rule: string } | { allow: false; reason: DenyReason; rule?: string; retryAfterSeconds?: number };
+
+/** What a rule looks at: the method and the path in normal form (see path-match.ts). */
+export interface RequestFacts {
+  method: string;
+  path: string;
+}
+
+export interface CallerConditions {
+  /** The caller's SPIFFE ID matches one of these allow rules. */
+  ids?: IdMatcher;
+  /** The token was issued by one of these issuers (`--jwt-issuer` names). */
+  issuers?: ReadonlySet<string>;
+  /** The caller authenticated with an API key of one of these names. */
+  apiKeys?: ReadonlySet<string>;
+  /** How the caller authenticated. */
+  auth?: ReadonlySet<PeerIdentity['method']>;
+  /** Every condition holds on the token's claims. */
+  claims?: readonly ClaimCondition[];
+}
+
+export interface CompiledRule {
+  name: string;
+  effect: 'allow' | 'deny';
+  methods?: ReadonlySet<string>;
+  path?: PathMatcher;
+  callers?: CallerConditions;
+  limiter?: RateLimiter;
+}
+
+type CallerMatch = 'match' | 'no_match' | 'claims_failed';
+
+function matchCaller(conditions: CallerConditions | undefined, caller: PeerIdentity): CallerMatch {
+  if (!conditions) return 'match';
+  const { ids, issuers, apiKeys, auth, claims } = conditions;
+  if (auth && !auth.has(caller.method)) return 'no_match';
+  if (ids && (caller.id === undefined || ids(caller.id) === undefined)) return 'no_match';
+  const issuer = caller.method === 'jwt' || caller.method === 'oidc' ? caller.issuer : undefined;
+  if (issuers && (issuer === undefined || !issuers.has(issuer))) return 'no_match';
+  if (apiKeys && (caller.method !== 'api_key' || !apiKeys.has(caller.name))) return 'no_match';
+  if (claims) {
+    const set = caller.method === 'jwt' || caller.method === 'oidc' ? caller.claims : undefined;
+    if (!set) return 'no_match';
+    if (!claims.every((c) => conditionHolds(c, set))) return 'claims_failed';
+  }
+  return 'match';
+}
+
+export function evaluateRules(
+  rules: readonly CompiledRule[],
+  caller: PeerIdentity,
+  request: RequestFacts,
+  now: number,
+): Decision {
+  let claimsFailed = false;
+  for (const rule of rules) {
+    if (rule.methods && !rule.methods.has(request.method)) continue;
+    if (rule.path && !rule.path(request.path)) continue;
+    const match = matchCaller(rule.callers, caller);
+    if (match === 'claims_failed') claimsFailed = true;
+    if (match !== 'match') continue;
+    if (rule.effect === 'deny') return { allow: false, reason: 'rule_denied', rule: rule.name };
+    if (rule.limiter) {
+      const admission = rule.limiter.take(describePeer(caller), now);
+      if (!admission.ok) {
+        return {
+          allow: false,
+          reason: 'rate_limited',
+          rule: rule.name,
+          retryAfterSeconds: Math.max(1, Math.ceil(admission.retryAfterMs / 1000)),
+        };
+      }
+    }
+    return { allow: true, rule: rule.name };
+  }
+  // Specific when it helps the operator: a rule would have matched but for a claim.
+  return { allow: false, reason: claimsFailed ? 'claim_mismatch' : 'no_matching_rule' };
+}
