@@ -80,6 +80,7 @@ interface RequestState {
 }
 
 const MAX_LOGGED_PATH = 256;
+const API_KEY_BEARER = /^Bearer sk_/;
 
 /** Everything of the TLS context; setSecureContext() rebuilds it from these options alone. */
 function tlsOptions(identity: X509Identity) {
@@ -329,7 +330,7 @@ export class InboundProxy {
       reply(401, jsonBody('unauthorized', result.rejection.reason), { 'www-authenticate': 'Bearer' });
       return undefined;
     }
-    return this.decide(req, result.identity, undefined, (presented as { from: string }).from === 'authorization');
+    return this.decide(req, result.identity);
   }
 
   /** An unexpected error while deciding about a request: log it and drop the connection (fail closed). */
@@ -347,12 +348,7 @@ export class InboundProxy {
    * Decides (once per connection when the decision depends on the caller alone), counts and audit-logs.
    * In dry-run mode a denial is logged and counted as such, and the request is let through.
    */
-  private decide(
-    req: IncomingMessage,
-    identity: PeerIdentity,
-    connection?: PeerState,
-    keyInAuthorization = false,
-  ): RequestState {
+  private decide(req: IncomingMessage, identity: PeerIdentity, connection?: PeerState): RequestState {
     const { authorizer, dryRun } = this.options;
     let decision = connection?.decision;
     if (!decision) {
@@ -379,6 +375,9 @@ export class InboundProxy {
       'authorization decision',
     );
     if (!decision.allow && wouldDeny) decision = { allow: true, rule: `dry-run (${decision.rule ?? decision.reason})` };
+    // An API key in Authorization never reaches the app, whoever sent it (even a caller with a certificate).
+    const keyInAuthorization =
+      this.options.apiKeys !== undefined && API_KEY_BEARER.test(req.headers.authorization ?? '');
     return { identity, decision, keyInAuthorization };
   }
 
