@@ -1,30 +1,20 @@
 // The composition root: builds the identity source (files or the Workload API), the policy and the
-// inbound listener from a Config, and closes them in reverse order.
+// inbound listener from a Config, and closes them in reverse order. What a mode does not use is not
+// loaded (gRPC, jose, YAML, the outbound proxy): startup time and memory are per pod, times the fleet.
 import { type AddressInfo, connect } from 'node:net';
 import { createMetrics } from './admin/metrics.js';
 import { AdminServer, type Readiness } from './admin/server.js';
-import { parseApiKeys } from './authn/api-keys.js';
 import { createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
-import { parsePolicy } from './authz/policy-file.js';
-import { ReloadingFile } from './reloading-file.js';
-import { readFile } from 'node:fs/promises';
-import { JwtAuthenticator, type JwksProvider, type OidcIssuer } from './authn/jwt.js';
-import { createTokenReviewer } from './authn/token-review.js';
-import type { AuthConfig, Config, IdentitySourceConfig, OutboundRouteConfig } from './config.js';
-import { decodeJwt } from 'jose';
-import { OutboundProxy, type OutboundRoute } from './proxy/outbound.js';
-import { compileAllowRules } from './spiffe/match.js';
-import { SidecarError } from './errors.js';
-import { type JwtBundleSource, JwtBundleFiles, WorkloadApiJwtBundles } from './identity/jwt-bundles.js';
-import { RemoteJwks } from './identity/remote-jwks.js';
-import { WorkloadApiClient } from './identity/workload-api-client.js';
-import { DEFAULT_ISSUER_HEADER, DEFAULT_SUBJECT_HEADER } from './proxy/headers.js';
+import type { Config, IdentitySourceConfig } from './config.js';
 import { FileIdentitySource } from './identity/file-source.js';
 import { type FileWatcher, watchIdentityFiles } from './identity/file-watcher.js';
-import type { IdentitySource } from './identity/source.js';
-import { WorkloadApiIdentitySource } from './identity/workload-api-source.js';
+import type { WorkloadApiIdentitySource } from './identity/workload-api-source.js';
+import type { JwtMode } from './jwt-mode.js';
 import type { Logger } from './log.js';
+import { DEFAULT_ISSUER_HEADER, DEFAULT_SUBJECT_HEADER } from './proxy/headers.js';
 import { InboundProxy } from './proxy/inbound.js';
+import type { OutboundProxy } from './proxy/outbound.js';
+import { ReloadingFile } from './reloading-file.js';
 
 export interface Sidecar {
   /** Our X.509 identity; undefined in JWT mode over plain HTTP without an identity source. */
@@ -89,172 +79,24 @@ function upstreamReachable(upstream: URL, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
-/** JWT mode: the authenticator and where its keys come from (files, the Workload API, issuers). */
-async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }, log: Logger) {
-  const closers: (() => Promise<void> | void)[] = [];
-  let svid: JwtBundleSource | undefined;
-  if (auth.bundleFiles.length > 0) {
-    const files = await JwtBundleFiles.open(auth.bundleFiles, log);
-    svid = files;
-    if (config.watch) {
-      const watcher = await watchIdentityFiles(
-        auth.bundleFiles.map((f) => f.file),
-        () => void files.reload('watch'),
-        log,
-      );
-      closers.push(() => watcher.close());
-    }
-  } else if (config.source?.kind === 'workload-api') {
-    const client = new WorkloadApiClient(config.source.endpoint);
-    svid = new WorkloadApiJwtBundles(client, log);
-    closers.push(() => client.close());
-  }
-  if (svid) closers.push(() => svid.close());
-  const caPem = auth.caFile
-    ? await readFile(auth.caFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
-        throw new SidecarError('ERR_FILE_READ', `--jwt-ca-file ${auth.caFile}: cannot read the file (${err.code})`);
-      })
-    : undefined;
-  const issuers: OidcIssuer[] = [];
-  for (const issuer of auth.issuers) {
-    let keys: JwksProvider;
-    if (issuer.jwks?.file) {
-      const file = await JwtBundleFiles.open([{ trustDomain: issuer.name, file: issuer.jwks.file }], log);
-      if (config.watch) {
-        const watcher = await watchIdentityFiles([issuer.jwks.file], () => void file.reload('watch'), log);
-        closers.push(() => watcher.close());
-      }
-      // A key miss re-reads the file at most every 30 s: made-up kids must not become a read storm.
-      let lastMiss = Number.NEGATIVE_INFINITY;
-      keys = {
-        current: () => file.current().get(issuer.name),
-        version: 0,
-        keyMissed: () => {
-          if (Date.now() - lastMiss < 30_000) return;
-          lastMiss = Date.now();
-          void file.reload('key_miss');
-        },
-      };
-    } else {
-      const remote = RemoteJwks.start({
-        name: issuer.name,
-        issuer: issuer.issuer,
-        jwksUrl: issuer.jwks?.url,
-        extraCaPem: caPem,
-        log,
-      });
-      await remote.firstLoad;
-      closers.push(() => remote.jwks.close());
-      keys = remote.jwks;
-    }
-    issuers.push({
-      name: issuer.name,
-      issuer: issuer.issuer,
-      kind: issuer.kind,
-      k8sTrustDomain: auth.k8sTrustDomain,
-      keys,
-    });
-  }
-  const review = auth.tokenReview;
-  const authenticator = new JwtAuthenticator({
-    audience: auth.audience,
-    svidBundles: () => svid?.current(),
-    issuers,
-    tokenReview: review && {
-      review: createTokenReviewer({ ...review, extraCaPem: caPem, audiences: auth.audience }),
-      intervalMs: review.intervalMs,
-    },
-  });
-  /** Ready when some key to verify tokens with has been loaded. */
-  const hasKeys = () => (svid?.current()?.size ?? 0) > 0 || issuers.some((i) => i.keys.current() !== undefined);
-  return {
-    authenticator,
-    hasKeys,
-    close: async () => {
-      for (const c of closers) await c();
-    },
-  };
-}
-
-/** An outbound route from its config: the remote's rule, and where a JWT route's token comes from. */
-function outboundRoute(
-  route: OutboundRouteConfig,
-  config: Config,
-  identity: IdentitySource | undefined,
-  log: Logger,
-  closers: (() => void)[],
-): OutboundRoute {
-  let token: (() => Promise<string | undefined>) | undefined;
-  const source = config.source;
-  if (route.auth === 'jwt' && route.tokenFile) {
-    // A projected token file is rotated by the kubelet: re-read it, at most once a second.
-    const file = route.tokenFile;
-    let cached: { text: string | undefined; at: number } | undefined;
-    token = async () => {
-      if (!cached || Date.now() - cached.at > 1000) {
-        const text = await readFile(file, 'utf8').then(
-          (t) => t.trim() || undefined,
-          () => undefined,
-        );
-        cached = { text, at: Date.now() };
-      }
-      return cached.text;
-    };
-  } else if (route.auth === 'jwt' && source?.kind === 'workload-api') {
-    // A JWT-SVID for our own SPIFFE ID and this audience, kept until half of its lifetime has passed.
-    const client = new WorkloadApiClient(source.endpoint);
-    closers.push(() => client.close());
-    const audience = route.audience as string;
-    let cached: { token: string; refreshAt: number; expiresAt: number } | undefined;
-    let inFlight: Promise<string | undefined> | undefined;
-    const fetchToken = async (): Promise<string | undefined> => {
-      const now = Date.now();
-      const self = identity?.status().ready ? identity.current().svid.id.toString() : undefined;
-      try {
-        const svid = (await client.fetchJwtSvid([audience], self)).find((s) => !self || s.spiffe_id === self);
-        if (!svid) throw new Error(`the Workload API returned no JWT-SVID${self ? ` for ${self}` : ''}`);
-        const claims = decodeJwt(svid.svid);
-        const aud = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
-        if (claims.sub !== svid.spiffe_id || !aud.includes(audience))
-          throw new Error('the JWT-SVID names another subject or audience');
-        const exp = (claims.exp ?? 0) * 1000;
-        if (exp <= now) throw new Error('the JWT-SVID has already expired');
-        cached = { token: svid.svid, refreshAt: now + (exp - now) / 2, expiresAt: exp };
-        return svid.svid;
-      } catch (err) {
-        log.warn({ event: 'jwt_svid_fetch_failed', audience }, (err as Error).message);
-        return cached && now < cached.expiresAt ? cached.token : undefined;
-      }
-    };
-    token = () => {
-      if (cached && Date.now() < cached.refreshAt) return Promise.resolve(cached.token);
-      // One fetch at a time: concurrent requests at refresh time share it.
-      inFlight ??= fetchToken().finally(() => {
-        inFlight = undefined;
-      });
-      return inFlight;
-    };
-  }
-  return {
-    host: route.host,
-    port: route.port,
-    remote: route.remote,
-    expect: route.id === undefined ? undefined : compileAllowRules([route.id]),
-    expectText: route.id,
-    auth: route.auth,
-    token,
-    limits: config.limits,
-  };
-}
-
 export async function startSidecar(config: Config, log: Logger): Promise<Sidecar> {
   const { source, auth } = config;
   // The policy and API key files come first: a broken one stops the start before anything listens.
   const policyFile = config.policy
-    ? await ReloadingFile.open('--policy-file', config.policy.file, parsePolicy, log)
+    ? await ReloadingFile.open(
+        '--policy-file',
+        config.policy.file,
+        (await import('./authz/policy-file.js')).parsePolicy,
+        log,
+      )
     : undefined;
   const apiKeysFile = config.apiKeysFile
-    ? await ReloadingFile.open('--api-keys-file', config.apiKeysFile, parseApiKeys, log)
+    ? await ReloadingFile.open(
+        '--api-keys-file',
+        config.apiKeysFile,
+        (await import('./authn/api-keys.js')).parseApiKeys,
+        log,
+      )
     : undefined;
   const authorizer = policyFile
     ? createFileAuthorizer(() => policyFile.current())
@@ -279,12 +121,16 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       : source.kind === 'files'
         ? await openFileSource(source, config, log)
         : {
-            identity: WorkloadApiIdentitySource.start({ endpoint: source.endpoint, hint: source.hint, log }),
+            identity: (await import('./identity/workload-api-source.js')).WorkloadApiIdentitySource.start({
+              endpoint: source.endpoint,
+              hint: source.hint,
+              log,
+            }),
             stopTriggers: async () => {},
           };
   const servesTls = config.inbound && (auth.mode === 'mtls' || auth.transport === 'tls');
   const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:');
-  let jwt: Awaited<ReturnType<typeof openJwt>> | undefined;
+  let jwt: JwtMode | undefined;
   let admin: AdminServer | undefined;
   let inbound: InboundProxy | undefined;
   const outbound: OutboundProxy[] = [];
@@ -293,7 +139,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   /** Ready only once the listener is bound, and not while draining. */
   let serving = false;
   try {
-    jwt = auth.mode === 'jwt' ? await openJwt(config, auth, log) : undefined;
+    jwt = auth.mode === 'jwt' ? await (await import('./jwt-mode.js')).openJwt(config, auth, log) : undefined;
     /** Everything but the upstream probe: cheap enough for a metrics scrape. */
     const readyNow = (): Readiness => {
       const status = identity?.status();
@@ -319,17 +165,22 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       source: source?.kind ?? 'none',
       readiness,
     });
-    if (identity instanceof WorkloadApiIdentitySource && (servesTls || outboundNeedsSvid)) {
+    if (identity?.kind === 'workload_api' && (servesTls || outboundNeedsSvid)) {
+      const spire = identity as WorkloadApiIdentitySource;
       log.info(
-        { event: 'waiting_for_identity', endpoint: identity.endpoint.address },
+        { event: 'waiting_for_identity', endpoint: spire.endpoint.address },
         'waiting for an SVID from the Workload API',
       );
-      await identity.firstIdentity();
+      await spire.firstIdentity();
     }
-    for (const route of config.outbound) {
-      outbound.push(
-        await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
-      );
+    if (config.outbound.length > 0) {
+      const { OutboundProxy } = await import('./proxy/outbound.js');
+      const { outboundRoute } = await import('./outbound-routes.js');
+      for (const route of config.outbound) {
+        outbound.push(
+          await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
+        );
+      }
     }
     inbound = !config.inbound
       ? undefined

@@ -2,8 +2,11 @@
 // flag table itself (types, repeatable or not), so the file can never drift from the flags. Any problem
 // throws ERR_CONFIG_INVALID naming the file and the key.
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { createRequire } from 'node:module';
 import { SidecarError } from './errors.js';
+
+// YAML is loaded only when a --config file is given (the command line parser is synchronous).
+const require = createRequire(import.meta.url);
 
 export interface OptionShape {
   type: 'string' | 'boolean';
@@ -23,6 +26,7 @@ export function readConfigFile(path: string, schema: Record<string, OptionShape>
   let document: unknown;
   try {
     // failsafe: every scalar is the string exactly as written (a hint "007" stays "007", not 7).
+    const { parse } = require('yaml') as typeof import('yaml');
     document = parse(text, { uniqueKeys: true, maxAliasCount: 0, schema: 'failsafe' });
   } catch (err) {
     return bad(`not valid YAML (${(err as Error).message.split('\n')[0]})`);

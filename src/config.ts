@@ -6,7 +6,7 @@ import { SidecarError } from './errors.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
 import { parseWorkloadEndpoint, type WorkloadEndpoint } from './identity/workload-endpoint.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
-import { DEFAULT_LIMITS, type InboundLimits } from './proxy/inbound.js';
+import { DEFAULT_LIMITS, type InboundLimits } from './proxy/limits.js';
 import { parseTrustDomain } from './spiffe/id.js';
 import { compileAllowRules } from './spiffe/match.js';
 

@@ -3,14 +3,10 @@
 // SIGHUP reloads the identity files; SIGTERM/SIGINT close the listener and exit 0.
 import { readFileSync } from 'node:fs';
 import { type Sidecar, startSidecar } from './app.js';
-import { certsInit, certsIssue } from './certs/commands.js';
 import { helpText, parseCommandLine } from './cli.js';
 import { buildConfig } from './config.js';
 import { isSidecarError } from './errors.js';
 import { createLogger, prettyDestination } from './log.js';
-import { apiKeyNew } from './authn/api-key-commands.js';
-import { policyCheck } from './authz/policy-commands.js';
-import { runInjectWebhook } from './webhook/command.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -27,19 +23,21 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${version()}\n`);
       return;
     case 'certs-init':
-      process.stdout.write(`${await certsInit(command.options)}\n`);
+      process.stdout.write(`${await (await import('./certs/commands.js')).certsInit(command.options)}\n`);
       return;
     case 'certs-issue':
-      process.stdout.write(`${await certsIssue(command.options)}\n`);
+      process.stdout.write(`${await (await import('./certs/commands.js')).certsIssue(command.options)}\n`);
       return;
-    case 'policy-check':
+    case 'policy-check': {
+      const { policyCheck } = await import('./authz/policy-commands.js');
       process.exitCode = await policyCheck(command.options, command.method, command.path, process.stdout);
       return;
+    }
     case 'apikey-new':
-      process.stdout.write(apiKeyNew(command.options));
+      process.stdout.write((await import('./authn/api-key-commands.js')).apiKeyNew(command.options));
       return;
     case 'inject-webhook': {
-      const webhook = await runInjectWebhook(command.options);
+      const webhook = await (await import('./webhook/command.js')).runInjectWebhook(command.options);
       const stop = () => void webhook.stop().then(() => process.exit(0));
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);

@@ -3,8 +3,8 @@
 // interface and never touches prom-client; identity metrics are read from the sources at scrape time.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { chainNotAfter } from '../identity/expiry.js';
-import { FileIdentitySource } from '../identity/file-source.js';
-import { WorkloadApiIdentitySource } from '../identity/workload-api-source.js';
+import type { FileIdentitySource } from '../identity/file-source.js';
+import type { WorkloadApiIdentitySource } from '../identity/workload-api-source.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
 
 /** What the proxy reports. */
@@ -142,10 +142,11 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      if (identity instanceof FileIdentitySource) {
-        for (const [result, n] of Object.entries(identity.reloads)) this.inc({ source: 'file', result }, n);
+      if (identity?.kind === 'file') {
+        const reloads = (identity as FileIdentitySource).reloads;
+        for (const [result, n] of Object.entries(reloads)) this.inc({ source: 'file', result }, n);
       } else if (identity) {
-        const c = identity.counters;
+        const c = (identity as WorkloadApiIdentitySource).counters;
         this.inc({ source: 'workload_api', result: 'updated' }, c.updated);
         this.inc({ source: 'workload_api', result: 'unchanged' }, c.unchanged);
         this.inc({ source: 'workload_api', result: 'failed' }, c.rejected);
@@ -157,7 +158,7 @@ export function createMetrics(
     help: 'SPIRE mode: 1 while a Workload API stream is open and has delivered',
     registers: [registry],
     collect() {
-      this.set(identity instanceof WorkloadApiIdentitySource && identity.connected ? 1 : 0);
+      this.set(identity?.kind === 'workload_api' && (identity as WorkloadApiIdentitySource).connected ? 1 : 0);
     },
   });
   new Counter({
@@ -166,7 +167,7 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(identity instanceof WorkloadApiIdentitySource ? identity.counters.reconnects : 0);
+      this.inc(identity?.kind === 'workload_api' ? (identity as WorkloadApiIdentitySource).counters.reconnects : 0);
     },
   });
   new Counter({

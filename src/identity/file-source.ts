@@ -137,6 +137,7 @@ export interface ReloadResult {
  * identity, logs why and is counted; it never throws and never exits.
  */
 export class FileIdentitySource implements IdentitySource {
+  readonly kind = 'file';
   readonly reloads: Record<ReloadOutcome, number> = { updated: 0, unchanged: 0, failed: 0 };
   private identity: X509Identity;
   private fingerprint: string;

@@ -27,6 +27,8 @@ export interface IdentityStatus {
 }
 
 export interface IdentitySource {
+  /** Where the identity comes from (metrics tell them apart without loading the other's code). */
+  readonly kind: 'file' | 'workload_api';
   /** The current identity (throws ERR_NO_IDENTITY before the first one in SPIRE mode). */
   current(): X509Identity;
   /** Ready to serve: an identity is loaded, unexpired and not revoked. */

@@ -92,6 +92,7 @@ function fingerprintOf(message: X509SvidResponseMessage, hint: string | undefine
 const FATAL_CODES = new Set([GrpcStatus.INVALID_ARGUMENT, GrpcStatus.UNIMPLEMENTED]);
 
 export class WorkloadApiIdentitySource implements IdentitySource {
+  readonly kind = 'workload_api';
   readonly counters = { updated: 0, unchanged: 0, rejected: 0, reconnects: 0 };
   private readonly client: WorkloadApiClient;
   private readonly expiry: ExpiryWatch;

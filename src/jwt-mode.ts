@@ -1,0 +1,101 @@
+// JWT mode, composed: the authenticator and where its keys come from (bundle files, the Workload API,
+// OIDC issuers, TokenReview). Loaded only in JWT mode, so that mTLS mode never loads jose or gRPC.
+import { readFile } from 'node:fs/promises';
+import { JwtAuthenticator, type JwksProvider, type OidcIssuer } from './authn/jwt.js';
+import { createTokenReviewer } from './authn/token-review.js';
+import type { AuthConfig, Config } from './config.js';
+import { SidecarError } from './errors.js';
+import { watchIdentityFiles } from './identity/file-watcher.js';
+import { type JwtBundleSource, JwtBundleFiles, WorkloadApiJwtBundles } from './identity/jwt-bundles.js';
+import { RemoteJwks } from './identity/remote-jwks.js';
+import { WorkloadApiClient } from './identity/workload-api-client.js';
+import type { Logger } from './log.js';
+
+export type JwtMode = Awaited<ReturnType<typeof openJwt>>;
+
+/** JWT mode: the authenticator and where its keys come from (files, the Workload API, issuers). */
+export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }, log: Logger) {
+  const closers: (() => Promise<void> | void)[] = [];
+  let svid: JwtBundleSource | undefined;
+  if (auth.bundleFiles.length > 0) {
+    const files = await JwtBundleFiles.open(auth.bundleFiles, log);
+    svid = files;
+    if (config.watch) {
+      const watcher = await watchIdentityFiles(
+        auth.bundleFiles.map((f) => f.file),
+        () => void files.reload('watch'),
+        log,
+      );
+      closers.push(() => watcher.close());
+    }
+  } else if (config.source?.kind === 'workload-api') {
+    const client = new WorkloadApiClient(config.source.endpoint);
+    svid = new WorkloadApiJwtBundles(client, log);
+    closers.push(() => client.close());
+  }
+  if (svid) closers.push(() => svid.close());
+  const caPem = auth.caFile
+    ? await readFile(auth.caFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        throw new SidecarError('ERR_FILE_READ', `--jwt-ca-file ${auth.caFile}: cannot read the file (${err.code})`);
+      })
+    : undefined;
+  const issuers: OidcIssuer[] = [];
+  for (const issuer of auth.issuers) {
+    let keys: JwksProvider;
+    if (issuer.jwks?.file) {
+      const file = await JwtBundleFiles.open([{ trustDomain: issuer.name, file: issuer.jwks.file }], log);
+      if (config.watch) {
+        const watcher = await watchIdentityFiles([issuer.jwks.file], () => void file.reload('watch'), log);
+        closers.push(() => watcher.close());
+      }
+      // A key miss re-reads the file at most every 30 s: made-up kids must not become a read storm.
+      let lastMiss = Number.NEGATIVE_INFINITY;
+      keys = {
+        current: () => file.current().get(issuer.name),
+        version: 0,
+        keyMissed: () => {
+          if (Date.now() - lastMiss < 30_000) return;
+          lastMiss = Date.now();
+          void file.reload('key_miss');
+        },
+      };
+    } else {
+      const remote = RemoteJwks.start({
+        name: issuer.name,
+        issuer: issuer.issuer,
+        jwksUrl: issuer.jwks?.url,
+        extraCaPem: caPem,
+        log,
+      });
+      await remote.firstLoad;
+      closers.push(() => remote.jwks.close());
+      keys = remote.jwks;
+    }
+    issuers.push({
+      name: issuer.name,
+      issuer: issuer.issuer,
+      kind: issuer.kind,
+      k8sTrustDomain: auth.k8sTrustDomain,
+      keys,
+    });
+  }
+  const review = auth.tokenReview;
+  const authenticator = new JwtAuthenticator({
+    audience: auth.audience,
+    svidBundles: () => svid?.current(),
+    issuers,
+    tokenReview: review && {
+      review: createTokenReviewer({ ...review, extraCaPem: caPem, audiences: auth.audience }),
+      intervalMs: review.intervalMs,
+    },
+  });
+  /** Ready when some key to verify tokens with has been loaded. */
+  const hasKeys = () => (svid?.current()?.size ?? 0) > 0 || issuers.some((i) => i.keys.current() !== undefined);
+  return {
+    authenticator,
+    hasKeys,
+    close: async () => {
+      for (const c of closers) await c();
+    },
+  };
+}
