@@ -3,6 +3,7 @@
 // throws ERR_CONFIG_INVALID naming the file and the key.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { SidecarError } from './errors.js';
 
 // YAML is loaded only when a --config file is given (the command line parser is synchronous).
@@ -26,7 +27,7 @@ export function readConfigFile(path: string, schema: Record<string, OptionShape>
   let document: unknown;
   try {
     // failsafe: every scalar is the string exactly as written (a hint "007" stays "007", not 7).
-    const { parse } = require('yaml') as typeof import('yaml');
+    const { parse } = require('yaml') as typeof Yaml;
     document = parse(text, { uniqueKeys: true, maxAliasCount: 0, schema: 'failsafe' });
   } catch (err) {
     return bad(`not valid YAML (${(err as Error).message.split('\n')[0]})`);
