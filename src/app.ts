@@ -13,6 +13,7 @@ import type { JwtMode } from './jwt-mode.js';
 import type { Logger } from './log.js';
 import { DEFAULT_ISSUER_HEADER, DEFAULT_SUBJECT_HEADER } from './proxy/headers.js';
 import { InboundProxy } from './proxy/inbound.js';
+import type { TcpInboundProxy } from './proxy/tcp.js';
 import type { OutboundProxy } from './proxy/outbound.js';
 import { ReloadingFile } from './reloading-file.js';
 
@@ -66,9 +67,16 @@ async function openFileSource(
 }
 
 /** Can the app accept a TCP connection (for --ready-requires-upstream)? */
-function upstreamReachable(upstream: URL, timeoutMs = 1000): Promise<boolean> {
+function upstreamReachable(config: Config, timeoutMs = 1000): Promise<boolean> {
+  const tcp = config.tcp?.upstream;
+  const target =
+    tcp?.kind === 'unix'
+      ? { path: tcp.path }
+      : tcp
+        ? { host: tcp.host, port: tcp.port }
+        : { host: config.upstream.hostname.replace(/^\[|\]$/g, ''), port: Number(config.upstream.port || 80) };
   return new Promise((resolve) => {
-    const socket = connect({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: Number(upstream.port || 80) });
+    const socket = connect(target);
     const done = (ok: boolean) => {
       socket.destroy();
       resolve(ok);
@@ -105,14 +113,6 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
         allowAny: config.allowAny,
         allowIssuers: auth.mode === 'jwt' ? auth.allowIssuers : [],
       });
-  const closeRuleFiles = async () => {
-    await policyFile?.close();
-    await apiKeysFile?.close();
-  };
-  if (config.watch) {
-    await policyFile?.watch();
-    await apiKeysFile?.watch();
-  }
   // File mode fails right here on bad files; SPIRE mode opens its stream and waits below, with the
   // admin listener already up (alive, not ready) so that a startup probe can tell.
   const { identity, stopTriggers } =
@@ -128,17 +128,29 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
             }),
             stopTriggers: async () => {},
           };
+  // The rule files reload like the identity files: on change, on SIGHUP, and every --reload-interval.
+  const ruleFiles = [policyFile, apiKeysFile].filter((f) => f !== undefined);
+  const ruleInterval = config.reloadIntervalMs
+    ? setInterval(() => {
+        for (const f of ruleFiles) void f.reload('interval');
+      }, config.reloadIntervalMs).unref()
+    : undefined;
+  const closeRuleFiles = async () => {
+    clearInterval(ruleInterval);
+    for (const f of ruleFiles) await f.close();
+  };
   const servesTls = config.inbound && (auth.mode === 'mtls' || auth.transport === 'tls');
   const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:');
   let jwt: JwtMode | undefined;
   let admin: AdminServer | undefined;
-  let inbound: InboundProxy | undefined;
+  let inbound: InboundProxy | TcpInboundProxy | undefined;
   const outbound: OutboundProxy[] = [];
   const outboundClosers: (() => void)[] = [];
   let draining = false;
   /** Ready only once the listener is bound, and not while draining. */
   let serving = false;
   try {
+    if (config.watch) for (const f of ruleFiles) await f.watch();
     jwt = auth.mode === 'jwt' ? await (await import('./jwt-mode.js')).openJwt(config, auth, log) : undefined;
     /** Everything but the upstream probe: cheap enough for a metrics scrape. */
     const readyNow = (): Readiness => {
@@ -153,7 +165,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     const readiness = async (): Promise<Readiness> => {
       const now = readyNow();
       if (!now.ready) return now;
-      if (config.readyRequiresUpstream && !(await upstreamReachable(config.upstream))) {
+      if (config.readyRequiresUpstream && !(await upstreamReachable(config))) {
         return { ready: false, reason: 'upstream_unreachable' };
       }
       return { ready: true };
@@ -184,26 +196,40 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     }
     inbound = !config.inbound
       ? undefined
-      : await InboundProxy.start({
-          host: config.listen.host,
-          port: config.listen.port,
-          upstream: config.upstream,
-          identity: servesTls ? identity : undefined,
-          auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
-          authorizer,
-          dryRun: config.policy?.dryRun,
-          apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
-          headers: {
-            identityHeaders: config.identityHeaders,
-            xfcc: config.xfcc,
-            issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
-            subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
-            stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
-          },
-          log,
-          limits: config.limits,
-          metrics: metrics.proxy,
-        });
+      : config.tcp
+        ? await (
+            await import('./proxy/tcp.js')
+          ).TcpInboundProxy.start({
+            host: config.listen.host,
+            port: config.listen.port,
+            upstream: config.tcp.upstream,
+            identity: identity as NonNullable<typeof identity>,
+            authorizer,
+            proxyProtocol: config.tcp.proxyProtocol,
+            log,
+            limits: config.limits,
+            metrics: metrics.proxy,
+          })
+        : await InboundProxy.start({
+            host: config.listen.host,
+            port: config.listen.port,
+            upstream: config.upstream,
+            identity: servesTls ? identity : undefined,
+            auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
+            authorizer,
+            dryRun: config.policy?.dryRun,
+            apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
+            headers: {
+              identityHeaders: config.identityHeaders,
+              xfcc: config.xfcc,
+              issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
+              subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
+              stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
+            },
+            log,
+            limits: config.limits,
+            metrics: metrics.proxy,
+          });
   } catch (err) {
     for (const route of outbound) await route.close();
     await stopTriggers();
@@ -221,7 +247,11 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       listen: inbound?.address(),
       outbound: outbound.map((o, i) => ({ listen: o.address(), remote: config.outbound[i].remote.origin })),
       admin: admin.address(),
-      upstream: config.upstream.origin,
+      upstream: config.tcp
+        ? config.tcp.upstream.kind === 'unix'
+          ? `unix://${config.tcp.upstream.path}`
+          : `tcp://${config.tcp.upstream.host}:${config.tcp.upstream.port}`
+        : config.upstream.origin,
       auth: auth.mode,
       transport: servesTls ? 'tls' : 'plain',
       source: source?.kind ?? 'none',

@@ -17,6 +17,8 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
     help: 'the app, e.g. http://127.0.0.1:8080 (loopback unless --unsafe-upstream)',
   },
   'unsafe-upstream': { type: 'boolean', help: 'allow an upstream that is not on loopback' },
+  protocol: { type: 'string', value: 'P', help: 'http (default): HTTP/1.1 and HTTP/2; tcp: relay bytes (L4)' },
+  'proxy-protocol': { type: 'string', value: 'v2', help: 'TCP mode: send a PROXY v2 header with the SPIFFE ID' },
   'workload-api-socket': {
     type: 'string',
     value: 'ADDR',

@@ -7,6 +7,7 @@ import type { FileIdentityOptions } from './identity/file-source.js';
 import { parseWorkloadEndpoint, type WorkloadEndpoint } from './identity/workload-endpoint.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
 import { DEFAULT_LIMITS, type InboundLimits } from './proxy/limits.js';
+import type { TcpUpstream } from './proxy/tcp.js';
 import { parseTrustDomain } from './spiffe/id.js';
 import { compileAllowRules } from './spiffe/match.js';
 
@@ -26,6 +27,8 @@ export interface RawOptions {
   listen?: string;
   upstream?: string;
   'unsafe-upstream'?: boolean;
+  protocol?: string;
+  'proxy-protocol'?: string;
   'mtls-cert-file'?: string;
   'mtls-key-file'?: string;
   'mtls-ca-file'?: string;
@@ -125,8 +128,12 @@ export interface Config {
   /** Whether an inbound listener runs (it needs --upstream); an outbound-only sidecar has none. */
   readonly inbound: boolean;
   readonly listen: { readonly host: string; readonly port: number };
-  /** The app behind the inbound listener (unused without one). */
+  /** What the inbound listener speaks: HTTP (L7: per-request policy, identity headers) or bytes (L4). */
+  readonly protocol: 'http' | 'tcp';
+  /** The app behind the inbound listener (unused without one); `--protocol tcp`: see tcpUpstream. */
   readonly upstream: URL;
+  /** `--protocol tcp`: where the bytes go, and whether a PROXY v2 header goes first. */
+  readonly tcp: { readonly upstream: TcpUpstream; readonly proxyProtocol: boolean } | undefined;
   /** Where our X.509 identity comes from; JWT mode over plain HTTP may have none. */
   readonly source: IdentitySourceConfig | undefined;
   readonly allow: readonly string[];
@@ -205,6 +212,67 @@ function parseUpstream(text: string | undefined, unsafe: boolean): URL {
     );
   }
   return url;
+}
+
+/** `--protocol tcp`: `--upstream tcp://HOST:PORT` or `unix:///path`, and `--proxy-protocol v2`. */
+function parseTcpMode(raw: RawOptions, auth: AuthConfig): Config['tcp'] {
+  const protocol = raw.protocol ?? 'http';
+  if (protocol !== 'http' && protocol !== 'tcp') invalid(`--protocol ${JSON.stringify(protocol)}: use http or tcp`);
+  const proxyProtocol = raw['proxy-protocol'];
+  if (proxyProtocol !== undefined && proxyProtocol !== 'v2')
+    invalid(`--proxy-protocol ${JSON.stringify(proxyProtocol)}: the only version is v2`);
+  if (protocol === 'http') {
+    if (proxyProtocol !== undefined) invalid('--proxy-protocol needs --protocol tcp (HTTP apps get identity headers)');
+    return undefined;
+  }
+  if (auth.mode !== 'mtls') invalid('--protocol tcp needs --auth-mode mtls: a byte stream has no place for a token');
+  for (const flag of ['policy-file', 'api-keys-file'] as const) {
+    if (raw[flag] !== undefined)
+      invalid(`--${flag} needs --protocol http: in TCP mode there are no methods, paths or headers; use --allow`);
+  }
+  const text = raw.upstream;
+  if (!text)
+    throw new SidecarError(
+      'ERR_CONFIG_MISSING',
+      '--upstream is required: the app behind the sidecar, e.g. --upstream tcp://127.0.0.1:5432 or unix:///run/app.sock',
+    );
+  const hint = 'write tcp://127.0.0.1:5432 or unix:///run/app.sock';
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return invalid(`--upstream ${JSON.stringify(text)}: not a URL; ${hint}`);
+  }
+  if (url.protocol === 'unix:') {
+    if (url.host !== '' || !url.pathname.startsWith('/') || url.search || url.hash)
+      invalid(`--upstream ${text}: a unix socket needs an absolute path; ${hint}`);
+    return Object.freeze({
+      upstream: { kind: 'unix' as const, path: decodeURIComponent(url.pathname) },
+      proxyProtocol: !!proxyProtocol,
+    });
+  }
+  if (url.protocol !== 'tcp:')
+    invalid(`--upstream ${text}: --protocol tcp forwards to tcp:// or unix:// only; ${hint}`);
+  if (
+    !url.port ||
+    url.username ||
+    url.password ||
+    url.search ||
+    url.hash ||
+    (url.pathname !== '' && url.pathname !== '/')
+  )
+    invalid(`--upstream ${text}: give only host and port; ${hint}`);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (!isLoopback(url.hostname) && !raw['unsafe-upstream']) {
+    throw new SidecarError(
+      'ERR_UNSAFE_UPSTREAM',
+      `--upstream ${text}: the host is not a loopback address, so the bytes would cross the network in plain text; use 127.0.0.1 (the app in the same pod), or add --unsafe-upstream if you really mean it`,
+    );
+  }
+  return Object.freeze({
+    upstream: { kind: 'tcp' as const, host, port: Number(url.port) },
+    proxyProtocol: !!proxyProtocol,
+  });
 }
 
 /** RFC 9110 token characters. */
@@ -548,6 +616,7 @@ function parsePolicyFlags(raw: RawOptions, inbound: boolean): Config['policy'] {
 /** Validates raw options into the one Config. Throws SidecarError on the first problem. */
 export function buildConfig(raw: RawOptions): Config {
   const auth = parseAuth(raw);
+  const tcp = parseTcpMode(raw, auth);
   const outbound = (raw.outbound ?? []).map(parseOutbound);
   // An outbound-only sidecar (the calling side) needs no app behind it and no allow rules.
   const inbound = raw.upstream !== undefined || outbound.length === 0;
@@ -601,7 +670,10 @@ export function buildConfig(raw: RawOptions): Config {
     outbound: Object.freeze(outbound),
     inbound,
     listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
-    upstream: inbound ? parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false) : new URL('http://127.0.0.1:0'),
+    protocol: tcp ? 'tcp' : 'http',
+    tcp,
+    upstream:
+      inbound && !tcp ? parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false) : new URL('http://127.0.0.1:0'),
     source,
     allow: Object.freeze([...allow]),
     allowAny,

@@ -2,7 +2,7 @@
 // (the key's SHA-256) goes into --api-keys-file; the key goes to the caller and is never stored.
 import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
-import { newApiKey, parseApiKeys, parseExpiry, parseRoute } from './api-keys.js';
+import { isApiKeyName, newApiKey, parseApiKeys, parseExpiry, parseRoute } from './api-keys.js';
 
 function invalid(message: string): never {
   throw new SidecarError('ERR_CONFIG_INVALID', `apikey new: ${message}`);
@@ -11,6 +11,10 @@ function invalid(message: string): never {
 export function apiKeyNew(options: Record<string, string | string[] | undefined>, now = Date.now()): string {
   const name = options.name;
   if (typeof name !== 'string' || name === '') invalid('--name is required: the identity name rules refer to');
+  if (!isApiKeyName(name))
+    invalid(
+      `--name ${JSON.stringify(name)}: the name must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+    );
   const fields: string[] = [];
   const expires = options.expires;
   if (typeof expires === 'string') {

@@ -104,9 +104,24 @@ export function parseApiKeys(text: string, label: string): ApiKeySet {
 
 /** An ISO 8601 time with a date; a bare date means its start in UTC. */
 export function parseExpiry(text: string): number | undefined {
-  if (!/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/.test(text)) return undefined;
+  const m = /^(\d{4})-(\d{2})-(\d{2})(T(\d{2}):(\d{2})(:(\d{2})(\.\d+)?)?(Z|[+-](\d{2}):(\d{2})))?$/.exec(text);
+  if (!m) return undefined;
+  // Date.parse rolls impossible dates over (February 30 becomes March 2): check the calendar first.
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth) return undefined;
+  if (m[4] !== undefined) {
+    const [hour, minute, second] = [Number(m[5]), Number(m[6]), Number(m[8] ?? 0)];
+    if (hour > 23 || minute > 59 || second > 59) return undefined;
+    if (m[11] !== undefined && (Number(m[11]) > 23 || Number(m[12]) > 59)) return undefined;
+  }
   const ms = Date.parse(text);
   return Number.isFinite(ms) ? ms : undefined;
+}
+
+/** Whether a name may bind a key (it is one field of the line). */
+export function isApiKeyName(name: string): boolean {
+  return NAME_FORMAT.test(name);
 }
 
 /** `METHOD:GLOB`, e.g. `POST:/invoke` or `*:/status/**`; returns an error message when invalid. */
@@ -133,7 +148,8 @@ export function presentedApiKey(
   headers: IncomingHttpHeaders,
 ): { key: string; from: 'x-api-key' | 'authorization' } | 'ambiguous' | undefined {
   const header = headers['x-api-key'];
-  const bearer = /^Bearer (sk_\S*)$/.exec(headers.authorization ?? '')?.[1];
+  // The scheme is case-insensitive (RFC 9110 §11.1): `bearer sk_...` is a key too.
+  const bearer = /^Bearer (sk_\S*)$/i.exec(headers.authorization ?? '')?.[1];
   if (Array.isArray(header) || (header !== undefined && bearer !== undefined)) return 'ambiguous';
   if (header !== undefined) return { key: header.trim(), from: 'x-api-key' };
   if (bearer !== undefined) return { key: bearer, from: 'authorization' };

@@ -5,17 +5,19 @@
 // app that decodes `%2F`, resolves `..` or merges `//` would route `/public/../admin` to a place the
 // rule never saw. So the policy matches a normal form (RFC 3986 §6.2.2: unreserved characters decoded,
 // other escapes upper-cased) and refuses what has no unambiguous one: dot segments, empty segments,
-// encoded `/` `\` and NUL, backslashes, and anything not starting with `/`.
+// encoded `/` `\` and NUL, backslashes, `;` (path parameters), and anything not starting with `/`.
 
 /** Percent-encoded bytes of unreserved characters (RFC 3986 §2.3) are decoded; these must stay escaped. */
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-const FORBIDDEN_ESCAPES = new Set(['2F', '5C', '00']);
+const FORBIDDEN_ESCAPES = new Set(['2F', '5C', '00', '3B']);
 
 /** The normal form of a request target's path, or undefined if it has none (the request is refused). */
 export function normalizeRequestPath(target: string): string | undefined {
   const q = target.indexOf('?');
   const raw = q === -1 ? target : target.slice(0, q);
-  if (!raw.startsWith('/') || raw.includes('\\') || raw.includes('#')) return undefined;
+  // `;` starts path parameters that Tomcat, Spring and others strip before routing (`/admin;x` is
+  // `/admin` to them): refused rather than matched as a different path.
+  if (!raw.startsWith('/') || raw.includes('\\') || raw.includes('#') || raw.includes(';')) return undefined;
   let path = '';
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i];

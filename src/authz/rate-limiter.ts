@@ -31,7 +31,8 @@ export class RateLimiter {
     const ratePerMs = requests / perMs;
     const previous = this.buckets.get(key);
     const bucket = previous
-      ? { tokens: Math.min(burst, previous.tokens + (now - previous.at) * ratePerMs), at: now }
+      ? // A wall clock stepped back must not cost a caller its tokens: elapsed time is never negative.
+        { tokens: Math.min(burst, previous.tokens + Math.max(0, now - previous.at) * ratePerMs), at: now }
       : { tokens: burst, at: now };
     if (previous) this.buckets.delete(key);
     else if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value as string);

@@ -70,7 +70,8 @@ export function evaluateRules(
     if (rule.methods && !rule.methods.has(request.method)) continue;
     if (rule.path && !rule.path(request.path)) continue;
     const match = matchCaller(rule.callers, caller);
-    if (match === 'claims_failed') claimsFailed = true;
+    // Only an allow rule that failed on a claim makes the denial a `claim_mismatch`.
+    if (match === 'claims_failed' && rule.effect === 'allow') claimsFailed = true;
     if (match !== 'match') continue;
     if (rule.effect === 'deny') return { allow: false, reason: 'rule_denied', rule: rule.name };
     if (rule.limiter) {

@@ -3,7 +3,6 @@
 // and forwards allowed requests (and WebSocket upgrades) to the app with verified identity headers.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { constants } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -15,8 +14,9 @@ import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { Authorizer, Decision } from '../authz/policy.js';
 import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
 import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
-import { allAuthoritiesPem, type IdentitySource, type X509Identity } from '../identity/source.js';
+import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
+import { serverTlsOptions as tlsOptions } from './server-tls.js';
 import type { InboundLimits } from './limits.js';
 import type { Logger } from '../log.js';
 import { downstreamResponseHeaders, type HeaderPolicy, protectedNames, upstreamRequestHeaders } from './headers.js';
@@ -56,23 +56,7 @@ interface RequestState {
 }
 
 const MAX_LOGGED_PATH = 256;
-const API_KEY_BEARER = /^Bearer sk_/;
-
-/** Everything of the TLS context; setSecureContext() rebuilds it from these options alone. */
-function tlsOptions(identity: X509Identity) {
-  return {
-    minVersion: 'TLSv1.2' as const,
-    // No session resumption: a resumed session carries only the peer's leaf, not the intermediates it
-    // sent, so its chain could not be verified again. Every connection is a full, verified handshake.
-    secureOptions: constants.SSL_OP_NO_TICKET,
-    cert: identity.svid.chainPem,
-    key: identity.svid.keyPem,
-    // OpenSSL pre-checks peer chains against every trusted authority (expiry, signatures, constraints,
-    // purpose); authenticateTlsPeer requires that verdict and then re-verifies against the bundle of
-    // the peer's own trust domain, which OpenSSL cannot do.
-    ca: allAuthoritiesPem(identity.bundles),
-  };
-}
+const API_KEY_BEARER = /^Bearer sk_/i;
 
 function jsonBody(error: string, reason: string): string {
   return JSON.stringify({ error, reason });
@@ -331,7 +315,12 @@ export class InboundProxy {
       decision = authorizer.decide(identity, req.method ?? '', req.url ?? '');
       if (connection && !authorizer.perRequest) connection.decision = decision;
     }
-    const wouldDeny = !decision.allow && dryRun === true;
+    // Dry-run lifts the rules' denials only: a key's own route limits and unparseable paths still hold.
+    const wouldDeny =
+      !decision.allow &&
+      dryRun === true &&
+      decision.reason !== 'key_route_denied' &&
+      decision.reason !== 'path_not_normalized';
     this.metrics.decision(
       decision.allow ? 'allow' : wouldDeny ? 'dry_run_deny' : 'deny',
       decision.allow ? 'rule_matched' : decision.reason,

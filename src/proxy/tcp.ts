@@ -1,0 +1,203 @@
+// L4 mode (`--protocol tcp`): terminates mTLS, authenticates and authorizes the peer once, and only then
+// connects to the app and relays bytes both ways, with back-pressure and half-close. A denied peer is
+// disconnected before the app sees a connection. With `--proxy-protocol v2` the app first receives a
+// PROXY v2 header with the peer's addresses and verified SPIFFE ID.
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
+import { describePeer } from '../authn/identity.js';
+import { authenticateTlsPeer } from '../authn/mtls.js';
+import type { Authorizer } from '../authz/policy.js';
+import type { IdentitySource } from '../identity/source.js';
+import { listen } from '../listener.js';
+import type { Logger } from '../log.js';
+import type { InboundLimits } from './limits.js';
+import { proxyV2Header } from './proxy-protocol.js';
+import { serverTlsOptions } from './server-tls.js';
+
+export type TcpUpstream = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+export interface TcpInboundOptions {
+  host: string;
+  port: number;
+  upstream: TcpUpstream;
+  identity: IdentitySource;
+  authorizer: Authorizer;
+  /** Send a PROXY protocol v2 header to the app before the first byte. */
+  proxyProtocol: boolean;
+  log: Logger;
+  limits: InboundLimits;
+  metrics?: ProxyMetrics;
+}
+
+export class TcpInboundProxy {
+  private readonly server: Server;
+  private readonly metrics: ProxyMetrics;
+  /** Every accepted connection, so that a drain or a revocation can end them. */
+  private readonly sockets = new Set<Socket>();
+  private readonly unsubscribe: () => void;
+
+  private constructor(private readonly options: TcpInboundOptions) {
+    const { identity, limits, log } = options;
+    this.metrics = options.metrics ?? noMetrics;
+    this.server = createServer({
+      ...serverTlsOptions(identity.current()),
+      requestCert: true,
+      // The decision is ours (authenticate), so that every rejected peer is logged with its reason.
+      rejectUnauthorized: false,
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      // Each direction ends on its own: a client that has sent everything may still read the answer.
+      allowHalfOpen: true,
+    });
+    this.server.maxConnections = limits.maxConnections;
+    this.server.on('drop', () => {
+      this.metrics.connectionDropped();
+      log.warn({ event: 'connection_dropped', reason: 'max_connections' }, 'connection limit reached');
+    });
+    this.server.on('connection', (socket: Socket) => {
+      this.metrics.connectionOpened();
+      this.sockets.add(socket);
+      socket.once('close', () => {
+        this.sockets.delete(socket);
+        this.metrics.connectionClosed();
+      });
+    });
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      const reason = err.code ?? 'ERR_TLS';
+      this.metrics.handshake('failure', reason);
+      log.info({ event: 'tls_rejected', reason, remote: socket.remoteAddress }, err.message);
+    });
+    this.server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
+    const offUpdate = identity.onUpdate((next) => this.server.setSecureContext(serverTlsOptions(next)));
+    // A revoked identity ends every relayed connection: nothing may pass in its name.
+    const offRevoke = identity.onRevoked?.(() => this.destroyAll()) ?? (() => {});
+    this.unsubscribe = () => {
+      offUpdate();
+      offRevoke();
+    };
+  }
+
+  static async start(options: TcpInboundOptions): Promise<TcpInboundProxy> {
+    const proxy = new TcpInboundProxy(options);
+    await listen(proxy.server, options.host, options.port, '--listen');
+    return proxy;
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Stop accepting; open connections may finish for up to `timeoutMs`, then they are cut. */
+  async drain(timeoutMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const timer = setTimeout(() => this.destroyAll(), timeoutMs);
+    await closed;
+    clearTimeout(timer);
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.destroyAll();
+    await closed;
+  }
+
+  private destroyAll(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  private accept(socket: TLSSocket): void {
+    const { identity, authorizer, log } = this.options;
+    if (identity.status().reason === 'identity_revoked') {
+      log.warn(
+        { event: 'connection_refused', reason: 'identity_revoked', remote: socket.remoteAddress },
+        'our identity is revoked',
+      );
+      this.metrics.handshake('failure', 'identity_revoked');
+      socket.destroy();
+      return;
+    }
+    const result = authenticateTlsPeer(socket, identity.current().bundles);
+    if (!result.ok) {
+      log.warn(
+        { event: 'peer_rejected', reason: result.rejection.reason, remote: socket.remoteAddress },
+        result.rejection.message,
+      );
+      this.metrics.handshake('failure', result.rejection.reason);
+      socket.destroy();
+      return;
+    }
+    this.metrics.handshake('success', 'verified');
+    const peer = result.identity;
+    const decision = authorizer.decide(peer, 'CONNECT', '/');
+    this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason);
+    log.info(
+      {
+        event: 'authz',
+        peer: describePeer(peer),
+        auth: peer.method,
+        protocol: 'tcp',
+        remote: socket.remoteAddress,
+        decision: decision.allow ? 'allow' : 'deny',
+        ...(decision.allow ? { rule: decision.rule } : { reason: decision.reason }),
+      },
+      'authorization decision',
+    );
+    if (!decision.allow) {
+      socket.destroy();
+      return;
+    }
+    this.relay(socket, describePeer(peer));
+  }
+
+  private relay(socket: TLSSocket, spiffeId: string): void {
+    const { upstream, proxyProtocol, limits, log } = this.options;
+    const app =
+      upstream.kind === 'tcp'
+        ? connect({ host: upstream.host, port: upstream.port, allowHalfOpen: true })
+        : connect({ path: upstream.path, allowHalfOpen: true });
+    if (proxyProtocol) {
+      // Queued before any relayed byte: the app reads the header first.
+      app.write(
+        proxyV2Header({
+          source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+          destination: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 },
+          spiffeId,
+          tlsVersion: socket.getProtocol() ?? '',
+        }),
+      );
+    }
+    let reached = false;
+    app.once('connect', () => (reached = true));
+    const end = (err?: Error) => {
+      if (err && !reached) {
+        const reason = (err as NodeJS.ErrnoException).code ?? 'upstream_unreachable';
+        this.metrics.upstreamError('upstream_unreachable');
+        log.warn({ event: 'upstream_error', reason }, err.message);
+      }
+      socket.destroy();
+      app.destroy();
+    };
+    app.on('error', end);
+    socket.on('error', end);
+    // pipe() ends the other side when one side ends (half-close) and pauses a fast writer (back-pressure).
+    socket.pipe(app);
+    app.pipe(socket);
+    // All bytes cross the client socket, so its inactivity is the connection's.
+    socket.setTimeout(limits.idleTimeoutMs, () => end());
+    // Once both directions have ended, nothing is left to relay.
+    let ended = 0;
+    const oneEnded = () => {
+      if (++ended === 2) {
+        socket.destroySoon();
+        app.destroySoon();
+      }
+    };
+    socket.once('end', oneEnded);
+    app.once('end', oneEnded);
+    socket.once('close', () => app.destroy());
+    app.once('close', () => {
+      if (!socket.writableEnded) socket.destroySoon();
+    });
+  }
+}

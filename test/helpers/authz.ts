@@ -1,0 +1,124 @@
+// Shared pieces of the policy and API key tests: fresh API keys and their lines, policy files on disk,
+// the audit lines a sidecar logged, and counters read from a real /metrics scrape.
+import { writeFile } from 'node:fs/promises';
+import { request as httpsRequest, Agent } from 'node:https';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { newApiKey } from '../../src/authn/api-keys.js';
+import type { ClientCert, Response } from './client.js';
+
+/** A fresh key and its `--api-keys-file` line (`fields`: `expires=…`, `route=…`). */
+export function apiKey(name: string, ...fields: string[]): { key: string; line: string } {
+  const { key, sha256 } = newApiKey();
+  return { key, line: [`sha256:${sha256}`, name, ...fields].join(' ') };
+}
+
+/** Writes a policy document (an object as JSON, or YAML text) and returns its path. */
+export async function writePolicy(dir: string, name: string, doc: object | string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, typeof doc === 'string' ? doc : JSON.stringify(doc, null, 2));
+  return path;
+}
+
+/** The `authz` audit lines logged since `from`. */
+export function audits(logs: readonly Record<string, unknown>[], from = 0): Record<string, unknown>[] {
+  return logs.slice(from).filter((l) => l.event === 'authz');
+}
+
+/** The last `authz` audit line for this method and path. */
+export function lastAudit(logs: readonly Record<string, unknown>[], method: string, path: string) {
+  return audits(logs)
+    .reverse()
+    .find((l) => l.method === method && l.path === path);
+}
+
+/** Waits until a log line after `from` has every field of `match`; returns it. */
+export async function waitForLog(
+  logs: readonly Record<string, unknown>[],
+  match: Record<string, unknown>,
+  from = 0,
+  timeout = 5000,
+): Promise<Record<string, unknown>> {
+  let found: Record<string, unknown> | undefined;
+  await expect
+    .poll(() => (found = logs.slice(from).find((l) => Object.entries(match).every(([k, v]) => l[k] === v))), {
+      timeout,
+      interval: 20,
+    })
+    .toBeDefined();
+  return found!;
+}
+
+/** A scrape of the admin listener's /metrics. */
+export async function scrapeMetrics(adminPort: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+/** The value of one sample, 0 when absent. Labels are matched in the order given. */
+export function sample(scrape: string, name: string, labels: Record<string, string>): number {
+  const text = Object.entries(labels)
+    .map(([k, v]) => `${k}="${v}"`)
+    .join(',');
+  const line = scrape.split('\n').find((l) => l.startsWith(`${name}{${text}} `));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/** `spiffe_sidecar_authz_decisions_total{decision,reason}`. */
+export function decisions(scrape: string, decision: 'allow' | 'deny' | 'dry_run_deny', reason: string): number {
+  return sample(scrape, 'spiffe_sidecar_authz_decisions_total', { decision, reason });
+}
+
+/**
+ * Sequential HTTPS requests over ONE kept-alive TLS connection (with a client certificate, or none):
+ * each answer with whether it came over the reused connection.
+ */
+export async function onOneConnection(
+  port: number,
+  cert: ClientCert | undefined,
+  requests: { method?: string; path: string; headers?: Record<string, string> }[],
+): Promise<(Response & { reused: boolean })[]> {
+  const agent = new Agent({
+    keepAlive: true,
+    maxSockets: 1,
+    rejectUnauthorized: false,
+    cert: cert?.chainPem,
+    key: cert?.keyPem,
+  });
+  const out: (Response & { reused: boolean })[] = [];
+  try {
+    for (const r of requests) {
+      out.push(
+        await new Promise((resolve, reject) => {
+          const options = {
+            host: '127.0.0.1',
+            port,
+            method: r.method ?? 'GET',
+            path: r.path,
+            headers: r.headers,
+            agent,
+          };
+          const req = httpsRequest(options, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                headers: res.headers,
+                body: Buffer.concat(chunks).toString(),
+                reused: req.reusedSocket,
+              }),
+            );
+            res.on('error', reject);
+          });
+          req.on('error', reject);
+          req.end();
+        }),
+      );
+    }
+  } finally {
+    agent.destroy();
+  }
+  return out;
+}
