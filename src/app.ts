@@ -217,6 +217,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
             identity: servesTls ? identity : undefined,
             auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
             authorizer,
+            upstreamProtocol: config.upstreamProtocol,
             dryRun: config.policy?.dryRun,
             apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
             headers: {

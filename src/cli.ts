@@ -18,6 +18,11 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
   },
   'unsafe-upstream': { type: 'boolean', help: 'allow an upstream that is not on loopback' },
   protocol: { type: 'string', value: 'P', help: 'http (default): HTTP/1.1 and HTTP/2; tcp: relay bytes (L4)' },
+  'upstream-protocol': {
+    type: 'string',
+    value: 'P',
+    help: 'how the app is reached: h1 (default) or h2c (cleartext HTTP/2, e.g. gRPC)',
+  },
   'proxy-protocol': { type: 'string', value: 'v2', help: 'TCP mode: send a PROXY v2 header with the SPIFFE ID' },
   'workload-api-socket': {
     type: 'string',

@@ -28,6 +28,7 @@ export interface RawOptions {
   upstream?: string;
   'unsafe-upstream'?: boolean;
   protocol?: string;
+  'upstream-protocol'?: string;
   'proxy-protocol'?: string;
   'mtls-cert-file'?: string;
   'mtls-key-file'?: string;
@@ -132,6 +133,8 @@ export interface Config {
   readonly protocol: 'http' | 'tcp';
   /** The app behind the inbound listener (unused without one); `--protocol tcp`: see tcpUpstream. */
   readonly upstream: URL;
+  /** How the app is reached in HTTP mode: HTTP/1.1, or cleartext HTTP/2 (gRPC). */
+  readonly upstreamProtocol: 'h1' | 'h2c';
   /** `--protocol tcp`: where the bytes go, and whether a PROXY v2 header goes first. */
   readonly tcp: { readonly upstream: TcpUpstream; readonly proxyProtocol: boolean } | undefined;
   /** Where our X.509 identity comes from; JWT mode over plain HTTP may have none. */
@@ -212,6 +215,13 @@ function parseUpstream(text: string | undefined, unsafe: boolean): URL {
     );
   }
   return url;
+}
+
+function parseUpstreamProtocol(text: string | undefined, tcp: boolean): 'h1' | 'h2c' {
+  if (text === undefined) return 'h1';
+  if (text !== 'h1' && text !== 'h2c') invalid(`--upstream-protocol ${JSON.stringify(text)}: use h1 or h2c`);
+  if (tcp) invalid('--upstream-protocol is for --protocol http; TCP mode relays bytes as they come');
+  return text;
 }
 
 /** `--protocol tcp`: `--upstream tcp://HOST:PORT` or `unix:///path`, and `--proxy-protocol v2`. */
@@ -671,6 +681,7 @@ export function buildConfig(raw: RawOptions): Config {
     inbound,
     listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
     protocol: tcp ? 'tcp' : 'http',
+    upstreamProtocol: parseUpstreamProtocol(raw['upstream-protocol'], tcp !== undefined),
     tcp,
     upstream:
       inbound && !tcp ? parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false) : new URL('http://127.0.0.1:0'),

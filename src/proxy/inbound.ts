@@ -4,6 +4,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream';
@@ -17,6 +18,8 @@ import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
 import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
 import { serverTlsOptions as tlsOptions } from './server-tls.js';
+import { H2cUpstream } from './h2c-upstream.js';
+import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1 } from './http2-headers.js';
 import type { InboundLimits } from './limits.js';
 import type { Logger } from '../log.js';
 import { downstreamResponseHeaders, type HeaderPolicy, protectedNames, upstreamRequestHeaders } from './headers.js';
@@ -35,6 +38,8 @@ export interface InboundOptions {
   /** `--api-keys-file`: the keys in force. In mTLS mode a caller without a certificate must send one. */
   apiKeys?: () => ApiKeySet;
   headers: Omit<HeaderPolicy, 'self' | 'apiKeys'>;
+  /** How the app is reached: HTTP/1.1 (default) or cleartext HTTP/2 (`--upstream-protocol h2c`, for gRPC). */
+  upstreamProtocol?: 'h1' | 'h2c';
   log: Logger;
   limits: InboundLimits;
   metrics?: ProxyMetrics;
@@ -46,6 +51,9 @@ interface PeerState {
   /** With allow flags the decision depends on the caller alone: made once per connection. */
   decision?: Decision;
 }
+
+/** What authorization reads of a request, HTTP/1.1 or HTTP/2 (whose socket is the session's TLS socket). */
+type RequestLike = Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'socket'>;
 
 /** One request's caller and decision. */
 interface RequestState {
@@ -86,6 +94,12 @@ export class InboundProxy {
   private readonly metrics: ProxyMetrics;
   /** Upgraded (WebSocket) sockets: the HTTP server no longer tracks them, a drain must. */
   private readonly tunnels = new Set<Socket>();
+  /** HTTP/2 callers (ALPN `h2`): their sessions, and the TLS socket under each (its verified peer). */
+  private readonly http2: http2.Http2Server;
+  private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sessionSockets = new WeakMap<http2.ServerHttp2Session, TLSSocket>();
+  private acceptingH2: TLSSocket | undefined;
+  private readonly h2c: H2cUpstream | undefined;
   private draining = false;
 
   private constructor(private readonly options: InboundOptions) {
@@ -119,7 +133,8 @@ export class InboundProxy {
           // Node checks the chain only after the handshake either way; we make the call ourselves in
           // authenticate() so that every rejected peer is logged with its reason.
           rejectUnauthorized: false,
-          ALPNProtocols: ['http/1.1'],
+          // One port for both: HTTP/2 when the client offers it (gRPC always does), else HTTP/1.1.
+          ALPNProtocols: ['h2', 'http/1.1'],
           handshakeTimeout: limits.handshakeTimeoutMs,
           ...httpOptions,
         })
@@ -133,7 +148,9 @@ export class InboundProxy {
       this.metrics.connectionOpened();
       socket.once('close', () => this.metrics.connectionClosed());
     });
-    if (auth.mode === 'mtls') this.server.on('secureConnection', (socket: TLSSocket) => this.authenticate(socket));
+    this.h2c = options.upstreamProtocol === 'h2c' ? new H2cUpstream(options.upstream) : undefined;
+    this.http2 = http2.createServer({ settings: { maxHeaderListSize: limits.maxHeaderBytes } });
+    if (identity) this.dispatchByAlpn(auth.mode === 'mtls', limits);
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
       const reason = err.code ?? 'ERR_TLS';
       this.metrics.handshake('failure', reason);
@@ -149,6 +166,7 @@ export class InboundProxy {
       identity?.onRevoked?.(() => {
         this.server.closeIdleConnections();
         for (const tunnel of this.tunnels) tunnel.destroy();
+        for (const session of this.h2Sessions) session.close();
       }) ?? (() => {});
     this.unsubscribe = () => {
       offUpdate();
@@ -176,9 +194,12 @@ export class InboundProxy {
     this.server.closeIdleConnections();
     // A response under way when the drain began leaves a keep-alive connection idle later: keep closing.
     const sweep = setInterval(() => this.server.closeIdleConnections(), 100);
+    // HTTP/2: GOAWAY, so that clients open no new streams here while the open ones finish.
+    for (const session of this.h2Sessions) session.close();
     const timer = setTimeout(() => {
       this.server.closeAllConnections();
       for (const tunnel of this.tunnels) tunnel.destroy();
+      for (const session of this.h2Sessions) session.destroy();
     }, timeoutMs);
     await closed;
     clearInterval(sweep);
@@ -188,8 +209,56 @@ export class InboundProxy {
 
   async close(): Promise<void> {
     this.unsubscribe();
+    for (const session of this.h2Sessions) session.destroy();
     await closeNow(this.server);
     this.agent.destroy();
+    this.h2c?.close();
+  }
+
+  /**
+   * Takes over the TLS server's connection handling: authenticate the peer (mTLS) first, then hand the
+   * socket to HTTP/1.1 (the https server's own listener, with its timeouts and connection tracking) or
+   * to the HTTP/2 server, by the protocol ALPN chose.
+   */
+  private dispatchByAlpn(mtls: boolean, limits: InboundLimits): void {
+    const listeners = this.server.listeners('secureConnection');
+    // https.Server has exactly one: its HTTP/1.1 connection listener. Anything else is a Node we do not know.
+    if (listeners.length !== 1) throw new Error('unexpected https.Server: expected one secureConnection listener');
+    const http1 = listeners[0] as (socket: TLSSocket) => void;
+    this.server.removeAllListeners('secureConnection');
+    this.server.on('secureConnection', (socket: TLSSocket) => {
+      if (mtls) {
+        this.authenticate(socket);
+        if (socket.destroyed) return;
+      }
+      if (socket.alpnProtocol !== 'h2') {
+        http1.call(this.server, socket);
+        return;
+      }
+      // The session is created, and 'session' emitted, synchronously inside emit('connection').
+      this.acceptingH2 = socket;
+      this.http2.emit('connection', socket);
+      this.acceptingH2 = undefined;
+    });
+    this.http2.on('session', (session: http2.ServerHttp2Session) => {
+      const socket = this.acceptingH2;
+      if (!socket) {
+        session.destroy();
+        return;
+      }
+      this.sessionSockets.set(session, socket);
+      this.h2Sessions.add(session);
+      session.once('close', () => this.h2Sessions.delete(session));
+      session.on('error', () => session.destroy());
+      // An idle session (no frames either way) is closed like an idle keep-alive connection.
+      session.setTimeout(limits.idleTimeoutMs, () => session.close());
+      if (this.draining) session.close();
+    });
+    this.http2.on(
+      'stream',
+      (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) =>
+        this.handleH2(stream, headers, rawHeaders),
+    );
   }
 
   private authenticate(socket: TLSSocket): void {
@@ -232,7 +301,7 @@ export class InboundProxy {
    * as does a connection that was closed.
    */
   private authorize(
-    req: IncomingMessage,
+    req: RequestLike,
     reply: (status: number, body: string, headers?: Record<string, string>) => void,
   ): RequestState | undefined | Promise<RequestState | undefined> {
     const { auth } = this.options;
@@ -269,7 +338,7 @@ export class InboundProxy {
 
   /** A caller with an API key (`x-api-key` or `Authorization: Bearer sk_...`): one key, known, unexpired. */
   private authenticateKey(
-    req: IncomingMessage,
+    req: RequestLike,
     reply: (status: number, body: string, headers?: Record<string, string>) => void,
   ): RequestState | undefined {
     const presented = presentedApiKey(req.headers);
@@ -308,7 +377,7 @@ export class InboundProxy {
    * Decides (once per connection when the decision depends on the caller alone), counts and audit-logs.
    * In dry-run mode a denial is logged and counted as such, and the request is let through.
    */
-  private decide(req: IncomingMessage, identity: PeerIdentity, connection?: PeerState): RequestState {
+  private decide(req: RequestLike, identity: PeerIdentity, connection?: PeerState): RequestState {
     const { authorizer, dryRun } = this.options;
     let decision = connection?.decision;
     if (!decision) {
@@ -386,6 +455,15 @@ export class InboundProxy {
       req.resume();
       return;
     }
+    if (this.h2c) {
+      const fields = upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.ownedFor(state));
+      const target = { method: req.method ?? 'GET', url: req.url ?? '/', fields, endStream: false };
+      const replyJson = (code: number, body: string) => {
+        if (!res.headersSent) res.writeHead(code, { 'content-type': 'application/json' }).end(body);
+      };
+      this.exchangeH2c({ res, body: req }, target, () => reached((performance.now() - started) / 1000), replyJson);
+      return;
+    }
     const { upstream, log, limits } = this.options;
     const upstreamReq = http.request({
       host: upstream.hostname,
@@ -436,6 +514,206 @@ export class InboundProxy {
       clearTimeout(timer);
       if (!res.writableFinished) upstreamReq.destroy();
     });
+  }
+
+  /** An HTTP/2 request: authorized like an HTTP/1.1 one, answered on its stream. */
+  private handleH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[]): void {
+    const socket = this.sessionSockets.get(stream.session as http2.ServerHttp2Session);
+    const started = performance.now();
+    let upstreamSeconds: number | undefined;
+    let status = 0;
+    stream.once('close', () => {
+      if (status) this.metrics.request(status, (performance.now() - started) / 1000, upstreamSeconds);
+    });
+    const reply = (code: number, body: string, extra: Record<string, string> = {}) => {
+      if (stream.destroyed || stream.headersSent) return;
+      status = code;
+      // `connection` is HTTP/1.1 only: HTTP/2 forbids it (RFC 9113 §8.2.2).
+      const fields = Object.fromEntries(Object.entries(extra).filter(([name]) => name !== 'connection'));
+      stream.respond({ ':status': code, 'content-type': 'application/json', ...fields });
+      stream.end(body);
+    };
+    const method = headers[':method'] ?? '';
+    const url = headers[':path'];
+    if (!socket || url === undefined || method === 'CONNECT') {
+      // No extended CONNECT (WebSocket over HTTP/2): like other upgrades, it would tunnel past the headers.
+      reply(400, jsonBody('bad_request', 'unsupported_method'));
+      return;
+    }
+    const req = { method, url, headers: headers as IncomingMessage['headers'], socket };
+    const state = this.authorize(req, reply);
+    const go = (s: RequestState | undefined) => {
+      if (!s) return;
+      if (!s.decision.allow) {
+        const [code, extra] = refusal(s.decision);
+        const error = code === 403 ? 'forbidden' : code === 429 ? 'too_many_requests' : 'bad_request';
+        reply(code, jsonBody(error, s.decision.reason), extra);
+        return;
+      }
+      const fields = upstreamRequestHeaders(h2RequestToH1(rawHeaders), s.identity, this.headerPolicy, this.ownedFor(s));
+      const target = { method, url, fields, endStream: stream.endAfterHeaders };
+      const reached = (code: number) => {
+        status = code;
+        upstreamSeconds = (performance.now() - started) / 1000;
+      };
+      if (this.h2c) this.exchangeH2c({ h2: stream }, target, reached, reply);
+      else this.exchangeH2ToH1(stream, target, reached, reply);
+    };
+    if (state instanceof Promise) state.then(go).catch((err: unknown) => this.failClosed(socket, err));
+    else go(state);
+  }
+
+  /** HTTP/2 caller, HTTP/1.1 app. */
+  private exchangeH2ToH1(
+    stream: http2.ServerHttp2Stream,
+    target: { method: string; url: string; fields: string[]; endStream: boolean },
+    reached: (status: number) => void,
+    reply: (code: number, body: string) => void,
+  ): void {
+    const { upstream, limits } = this.options;
+    const fields = [...target.fields];
+    // A body of unknown length must be framed for HTTP/1.1, whatever the method: an unframed body would be
+    // read by the app as a second request.
+    const hasLength = fields.some((_, i) => i % 2 === 0 && fields[i].toLowerCase() === 'content-length');
+    if (!target.endStream && !hasLength) fields.push('transfer-encoding', 'chunked');
+    const upstreamReq = http.request({
+      host: upstream.hostname,
+      port: upstream.port,
+      method: target.method,
+      path: target.url,
+      headers: fields,
+      setHost: false,
+      agent: this.agent,
+    });
+    const timer = this.upstreamTimer(limits.upstreamTimeoutMs, () => {
+      upstreamReq.destroy();
+      this.upstreamFailed('upstream_timeout', stream.headersSent, reply, () =>
+        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
+      );
+    });
+    let complete = false;
+    upstreamReq.on('response', (res) => {
+      clearTimeout(timer);
+      res.once('end', () => (complete = true));
+      const status = res.statusCode ?? 502;
+      reached(status);
+      const { headers } = h1FieldsToH2(downstreamResponseHeaders(res.rawHeaders));
+      if (stream.destroyed) {
+        res.destroy();
+        return;
+      }
+      stream.respond({ ...headers, ':status': status });
+      pipeline(res, stream, () => {});
+    });
+    upstreamReq.on('error', () => {
+      clearTimeout(timer);
+      this.upstreamFailed('upstream_unreachable', stream.headersSent, reply, () =>
+        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
+      );
+    });
+    if (target.endStream) upstreamReq.end();
+    else pipeline(stream, upstreamReq, () => {});
+    stream.once('close', () => {
+      clearTimeout(timer);
+      if (!complete) upstreamReq.destroy();
+    });
+  }
+
+  /** Any caller, HTTP/2 app (`--upstream-protocol h2c`): streams both ways, trailers included (gRPC). */
+  private exchangeH2c(
+    downstream: { h2: http2.ServerHttp2Stream } | { res: ServerResponse; body: IncomingMessage },
+    target: { method: string; url: string; fields: string[]; endStream: boolean },
+    reached: (status: number) => void,
+    reply: (code: number, body: string) => void,
+  ): void {
+    const { upstream, limits } = this.options;
+    const { headers, host } = h1FieldsToH2(target.fields);
+    let up: http2.ClientHttp2Stream;
+    try {
+      up = (this.h2c as H2cUpstream).request(
+        {
+          ...headers,
+          ':method': target.method,
+          ':path': target.url,
+          ':scheme': 'http',
+          ':authority': host ?? upstream.host,
+        },
+        target.endStream,
+      );
+    } catch {
+      this.upstreamFailed('upstream_unreachable', false, reply, () => {});
+      return;
+    }
+    const h2 = 'h2' in downstream ? downstream.h2 : undefined;
+    const res = 'res' in downstream ? downstream.res : undefined;
+    const sent = () => (h2 ? h2.headersSent : (res as ServerResponse).headersSent);
+    const abort = () => (h2 ? h2.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : (res as ServerResponse).destroy());
+    const timer = this.upstreamTimer(limits.upstreamTimeoutMs, () => {
+      up.close(http2.constants.NGHTTP2_CANCEL);
+      this.upstreamFailed('upstream_timeout', sent(), reply, abort);
+    });
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    up.on('trailers', (t) => (trailers = t));
+    up.on('response', (responseHeaders) => {
+      clearTimeout(timer);
+      const status = Number(responseHeaders[':status'] ?? 502);
+      reached(status);
+      const fields = h2ResponseToH1(responseHeaders);
+      if (h2) {
+        if (h2.destroyed) return;
+        if (up.endAfterHeaders || responseHeaders['grpc-status'] !== undefined) {
+          // A response without body or trailers, such as gRPC's "Trailers-Only" (its status is in these
+          // headers): one HEADERS frame that ends the stream, as the app sent it.
+          h2.respond({ ...fields, ':status': status }, { endStream: true });
+          return;
+        }
+        h2.respond({ ...fields, ':status': status }, { waitForTrailers: true });
+        h2.on('wantTrailers', () => {
+          const out = trailers ? h2ResponseToH1(trailers) : {};
+          h2.sendTrailers(out);
+        });
+        pipeline(up, h2, () => {});
+      } else {
+        const out = res as ServerResponse;
+        out.writeHead(status, fields);
+        // HTTP/1.1 callers get the body; trailers need chunked encoding and a client that reads them.
+        pipeline(up, out, () => {});
+      }
+    });
+    up.on('error', () => {
+      clearTimeout(timer);
+      this.upstreamFailed('upstream_unreachable', sent(), reply, abort);
+    });
+    if (!target.endStream) {
+      const source = h2 ?? ('body' in downstream ? downstream.body : undefined);
+      if (source) pipeline(source, up, () => {});
+    }
+    const closed = h2 ?? res;
+    closed?.once('close', () => {
+      clearTimeout(timer);
+      if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+    });
+  }
+
+  private upstreamTimer(ms: number, onTimeout: () => void): NodeJS.Timeout {
+    return setTimeout(onTimeout, ms);
+  }
+
+  /** The app failed: a 502/504 if nothing was sent yet, else the response is cut. */
+  private upstreamFailed(
+    reason: 'upstream_timeout' | 'upstream_unreachable',
+    headersSent: boolean,
+    reply: (code: number, body: string) => void,
+    abort: () => void,
+  ): void {
+    this.metrics.upstreamError(reason);
+    if (headersSent) {
+      abort();
+      return;
+    }
+    this.options.log.warn({ event: 'upstream_error', reason }, 'the app did not answer');
+    if (reason === 'upstream_timeout') reply(504, jsonBody('gateway_timeout', reason));
+    else reply(502, jsonBody('bad_gateway', reason));
   }
 
   /** Header names the client may not pass on: ours, plus `Authorization` when it carried the API key. */

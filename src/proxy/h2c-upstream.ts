@@ -1,0 +1,33 @@
+// `--upstream-protocol h2c`: the app is reached over cleartext HTTP/2 (prior knowledge), as gRPC servers
+// expect. One session carries every request; it is opened on first use and again after it ends (the app
+// restarted, or sent GOAWAY).
+import { type ClientHttp2Session, type ClientHttp2Stream, connect, type OutgoingHttpHeaders } from 'node:http2';
+
+export class H2cUpstream {
+  private session: ClientHttp2Session | undefined;
+
+  constructor(private readonly origin: URL) {}
+
+  request(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream {
+    let session = this.session;
+    if (!session || session.closed || session.destroyed) {
+      session = connect(this.origin.origin);
+      const opened = session;
+      // Errors surface on the streams; a failed session is simply replaced on the next request.
+      opened.on('error', () => {});
+      opened.on('goaway', () => {
+        if (this.session === opened) this.session = undefined;
+      });
+      opened.on('close', () => {
+        if (this.session === opened) this.session = undefined;
+      });
+      this.session = opened;
+    }
+    return session.request(headers, { endStream });
+  }
+
+  close(): void {
+    this.session?.destroy();
+    this.session = undefined;
+  }
+}
