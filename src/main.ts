@@ -39,6 +39,8 @@ async function main(argv: string[]): Promise<void> {
     case 'inject-webhook': {
       const webhook = await (await import('./webhook/command.js')).runInjectWebhook(command.options);
       const stop = () => void webhook.stop().then(() => process.exit(0));
+      // The certificate reloads on its own when its files change; SIGHUP must not kill the injector.
+      process.on('SIGHUP', () => {});
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
       return;

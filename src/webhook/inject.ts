@@ -1,0 +1,114 @@
+// The decision for one pod: leave it alone (with the reason), deny it (a bad annotation: the message
+// says which and why), or patch it (the sidecar, its volumes, and a status annotation). A pure function
+// over the pod's JSON: nothing here touches the network.
+import { isSidecarError } from '../errors.js';
+import { ANNOTATIONS, injectionRequested, type PodSidecarSettings, parsePodSettings } from './annotations.js';
+import { type AddOperation, addToArray, addToObject } from './json-patch.js';
+import type { Pod } from './kubernetes-types.js';
+import type { SidecarTemplate } from './options.js';
+import { checkSidecarConfig } from './sidecar-config-check.js';
+import { SIDECAR_CONTAINER_NAME, sidecarContainer, sidecarVolumes } from './sidecar-container.js';
+
+/** Namespaces that never get a sidecar, whatever their pods or labels say. */
+export const PROTECTED_NAMESPACES: readonly string[] = ['kube-system'];
+
+export type SkipReason = 'not_requested' | 'opted_out' | 'already_injected' | 'host_network' | 'protected_namespace';
+
+export type InjectDecision =
+  | { kind: 'patch'; patch: AddOperation[]; settings: PodSidecarSettings }
+  | { kind: 'skip'; reason: SkipReason; warning?: string }
+  | { kind: 'deny'; message: string };
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function hasSidecar(pod: Pod): boolean {
+  const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  return all.some((c) => c?.name === SIDECAR_CONTAINER_NAME);
+}
+
+/** Every port the pod's own containers declare. */
+function declaredPorts(pod: Pod): Set<number> {
+  const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  return new Set(all.flatMap((c) => (Array.isArray(c?.ports) ? c.ports.map((p) => p?.containerPort) : [])));
+}
+
+export function decideInjection(
+  pod: Pod,
+  namespace: string,
+  namespaceOptIn: boolean,
+  template: SidecarTemplate,
+): InjectDecision {
+  const rawAnnotations = pod.metadata?.annotations;
+  const annotations = isObject(rawAnnotations) ? rawAnnotations : {};
+  try {
+    const annotated = annotations[ANNOTATIONS.inject] === 'true';
+    if (PROTECTED_NAMESPACES.includes(namespace)) {
+      return annotated
+        ? { kind: 'skip', reason: 'protected_namespace', warning: `spiffe-sidecar: not injected in ${namespace}` }
+        : { kind: 'skip', reason: 'protected_namespace' };
+    }
+    if (!injectionRequested(annotations, namespaceOptIn)) {
+      return { kind: 'skip', reason: namespaceOptIn ? 'opted_out' : 'not_requested' };
+    }
+    if (hasSidecar(pod) || annotations[ANNOTATIONS.status] !== undefined) {
+      return { kind: 'skip', reason: 'already_injected' };
+    }
+    if (pod.spec?.hostNetwork === true) {
+      // The sidecar's ports would be the node's ports, and its callers every process on the node.
+      return {
+        kind: 'skip',
+        reason: 'host_network',
+        warning: 'spiffe-sidecar: not injected into a hostNetwork pod (its ports would be the node ports)',
+      };
+    }
+    if (!Array.isArray(pod.spec?.containers) || pod.spec.containers.length === 0) {
+      return { kind: 'deny', message: 'spiffe-sidecar: the pod has no spec.containers to put a sidecar next to' };
+    }
+    const settings = parsePodSettings(annotations, { mode: template.defaultMode, port: template.port });
+    const container = sidecarContainer(settings, template);
+    const volumes = sidecarVolumes(settings, template).map((v) => v.volume);
+
+    if (settings.appPort !== undefined && settings.port === template.adminPort) {
+      return {
+        kind: 'deny',
+        message: `spiffe-sidecar: annotation ${ANNOTATIONS.port} ${settings.port} is the sidecar's admin port; pick another`,
+      };
+    }
+    const taken = declaredPorts(pod);
+    for (const port of container.ports ?? []) {
+      if (taken.has(port.containerPort)) {
+        return {
+          kind: 'deny',
+          message: `spiffe-sidecar: port ${port.containerPort} (${port.name}) is already used by a container of the pod; set annotation ${ANNOTATIONS.port} to another port`,
+        };
+      }
+    }
+    if (settings.appPort !== undefined && (container.ports ?? []).some((p) => p.containerPort === settings.appPort)) {
+      return {
+        kind: 'deny',
+        message: `spiffe-sidecar: annotation ${ANNOTATIONS.appPort} ${settings.appPort} is a port of the sidecar itself; the app must listen on another port`,
+      };
+    }
+    const volumeNames = new Set((pod.spec.volumes ?? []).map((v) => v?.name));
+    for (const volume of volumes) {
+      if (volumeNames.has(volume.name))
+        return { kind: 'deny', message: `spiffe-sidecar: the pod already has a volume named ${volume.name}` };
+    }
+    checkSidecarConfig(container.args ?? [], container.env ?? []);
+
+    const patch = [
+      // First of the init containers: any init container after it can already use the identity.
+      ...addToArray(pod.spec.initContainers, ['spec', 'initContainers'], [container], 'front'),
+      ...addToArray(pod.spec.volumes, ['spec', 'volumes'], volumes, 'end'),
+      ...(isObject(pod.metadata)
+        ? addToObject(rawAnnotations, ['metadata', 'annotations'], ANNOTATIONS.status, 'injected')
+        : addToObject(undefined, ['metadata'], 'annotations', { [ANNOTATIONS.status]: 'injected' })),
+    ];
+    return { kind: 'patch', patch, settings };
+  } catch (err) {
+    if (!isSidecarError(err)) throw err;
+    return { kind: 'deny', message: `spiffe-sidecar: ${err.message}` };
+  }
+}

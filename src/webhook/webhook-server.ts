@@ -1,0 +1,169 @@
+// The HTTPS front of the injector: POST /inject (pods that ask by annotation) and POST /inject-namespace
+// (pods of a namespace that opted in), GET /healthz and /readyz for kubelet. Bounded: request bodies
+// (413), header size, handshake and whole-request time, connection count; anything else is 404/405/415.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { closeNow, listen } from '../listener.js';
+import type { Logger } from '../log.js';
+import { admissionResponse, parseAdmissionReview } from './admission-review.js';
+import { decideInjection } from './inject.js';
+import type { SidecarTemplate } from './options.js';
+import type { CertificatePair } from './webhook-certificate.js';
+
+/** A Pod in an AdmissionReview is a few KiB; etcd refuses objects over 1.5 MiB, and a review holds one. */
+export const MAX_REVIEW_BYTES = 2 * 1024 * 1024;
+const MAX_HEADER_BYTES = 16 * 1024;
+const MAX_CONNECTIONS = 1024;
+
+/** The documented paths: which one the MutatingWebhookConfiguration calls says how the pod opted in. */
+export const REVIEW_PATHS: Readonly<Record<string, { namespaceOptIn: boolean }>> = {
+  '/inject': { namespaceOptIn: false },
+  '/inject-namespace': { namespaceOptIn: true },
+};
+const HEALTH_PATHS = ['/healthz', '/readyz'];
+
+export interface WebhookServerOptions {
+  host: string;
+  port: number;
+  certificate: CertificatePair;
+  requestTimeoutMs: number;
+  template: SidecarTemplate;
+  log: Logger;
+}
+
+function sendJson(res: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** Reads the body up to `limit` bytes; resolves undefined (after answering 413) past it. */
+function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const tooLarge = () => {
+      // Close the connection once the answer is out: the rest of the body is not worth reading.
+      res.once('finish', () => req.destroy());
+      sendJson(res, 413, { error: 'payload_too_large', limit_bytes: limit }, { connection: 'close' });
+      resolve(undefined);
+    };
+    if (Number(req.headers['content-length'] ?? 0) > limit) return tooLarge();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        tooLarge();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export class WebhookServer {
+  private constructor(private readonly server: Server) {}
+
+  static async start(options: WebhookServerOptions): Promise<WebhookServer> {
+    const { log } = options;
+    const server = createServer(
+      {
+        cert: options.certificate.certPem,
+        key: options.certificate.keyPem,
+        minVersion: 'TLSv1.2',
+        handshakeTimeout: options.requestTimeoutMs,
+        maxHeaderSize: MAX_HEADER_BYTES,
+        requestTimeout: options.requestTimeoutMs,
+        headersTimeout: options.requestTimeoutMs,
+        // The API server keeps connections to webhooks alive; an idle one is closed after this.
+        keepAliveTimeout: 30_000,
+        // How often the two timeouts above are enforced (Node's default, 30 s, would let a slow client
+        // hold a connection for that long whatever the timeout).
+        connectionsCheckingInterval: Math.min(1000, options.requestTimeoutMs),
+      },
+      (req, res) => {
+        handle(req, res, options).catch((err: unknown) => {
+          log.error({ event: 'internal_error', err }, 'admission request failed');
+          if (!res.headersSent) sendJson(res, 500, { error: 'internal_error' });
+          else res.destroy();
+        });
+      },
+    );
+    server.maxConnections = MAX_CONNECTIONS;
+    server.on('tlsClientError', (err, socket) => {
+      log.debug({ event: 'webhook_bad_request', reason: 'tls', error: err.message, remote: socket.remoteAddress });
+    });
+    await listen(server, options.host, options.port, '--listen');
+    return new WebhookServer(server);
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  /** New connections use the new pair; open ones finish on the old. */
+  setCertificate(pair: CertificatePair): void {
+    this.server.setSecureContext({ cert: pair.certPem, key: pair.keyPem, minVersion: 'TLSv1.2' });
+  }
+
+  close(): Promise<void> {
+    return closeNow(this.server);
+  }
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, options: WebhookServerOptions): Promise<void> {
+  const { log } = options;
+  const path = (req.url ?? '/').split('?', 1)[0];
+  const refuse = (status: number, error: string, headers: Record<string, string> = {}) => {
+    log.info({ event: 'webhook_bad_request', status, reason: error, method: req.method, path: path.slice(0, 100) });
+    req.resume();
+    sendJson(res, status, { error }, headers);
+  };
+  if (HEALTH_PATHS.includes(path)) {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(405, 'method_not_allowed', { allow: 'GET, HEAD' });
+    return sendJson(res, 200, path === '/healthz' ? { alive: true } : { ready: true });
+  }
+  const route = Object.hasOwn(REVIEW_PATHS, path) ? REVIEW_PATHS[path] : undefined;
+  if (!route) return refuse(404, 'not_found');
+  if (req.method !== 'POST') return refuse(405, 'method_not_allowed', { allow: 'POST' });
+  const type = (req.headers['content-type'] ?? '').split(';', 1)[0].trim().toLowerCase();
+  if (type !== 'application/json') return refuse(415, 'unsupported_media_type');
+
+  const body = await readBody(req, res, MAX_REVIEW_BYTES);
+  if (body === undefined) {
+    log.info({ event: 'webhook_bad_request', status: 413, reason: 'payload_too_large', path });
+    return;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch {
+    return refuse(400, 'malformed_json');
+  }
+  const request = parseAdmissionReview(json);
+  if ('malformed' in request) return refuse(400, request.malformed);
+  if (!request.isPodCreate) return sendJson(res, 200, admissionResponse(request.uid, undefined));
+
+  const decision = decideInjection(request.pod, request.namespace, route.namespaceOptIn, options.template);
+  const pod = request.pod.metadata?.name ?? `${request.pod.metadata?.generateName ?? ''}*`;
+  const fields = { uid: request.uid, namespace: request.namespace, pod: String(pod).slice(0, 253) };
+  if (decision.kind === 'patch') {
+    log.info(
+      { event: 'pod_injected', ...fields, mode: decision.settings.mode, auth: decision.settings.authMode },
+      'sidecar injected',
+    );
+  } else if (decision.kind === 'deny') {
+    log.warn({ event: 'pod_denied', ...fields, reason: decision.message }, 'pod denied: bad annotations');
+  } else {
+    // Most pods of the cluster pass by without asking for anything: not worth an info line each.
+    const level = decision.reason === 'not_requested' || decision.reason === 'opted_out' ? 'debug' : 'info';
+    log[level]({ event: 'pod_skipped', ...fields, reason: decision.reason }, 'pod left unchanged');
+  }
+  sendJson(res, 200, admissionResponse(request.uid, decision));
+}

@@ -1,0 +1,160 @@
+// The image's runtime is `npm ci --omit=dev` plus dist/ and package.json, run as `node dist/main.js`:
+// this test builds exactly that tree (no dev dependency, no source, no test helper) and runs it the way
+// the Dockerfile's ENTRYPOINT does: --version, a real file-mode sidecar that reports ready, and the
+// injector. A runtime import of a dev dependency anywhere fails here. It also checks the Dockerfile says
+// what this test does.
+import { execFile, spawn } from 'node:child_process';
+import { cp, mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SIDECAR_UID } from '../../src/webhook/sidecar-container.js';
+import { createWebhookCa, issueServingCertificate, writeServingSecret } from '../helpers/admission.js';
+import { tempDir } from '../helpers/pki.js';
+import { type Running, waitForEvent } from '../helpers/process.js';
+
+const run = promisify(execFile);
+const ROOT = new URL('../../', import.meta.url).pathname;
+let app: string;
+let removeDir: () => Promise<void>;
+
+/** `node dist/main.js ARGS` in the pruned tree, as the image's ENTRYPOINT runs it. */
+function startPruned(args: string[]): Running {
+  const child = spawn(process.execPath, [join(app, 'dist', 'main.js'), ...args], {
+    cwd: app,
+    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>(
+    (resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+async function runPruned(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, [join(app, 'dist', 'main.js'), ...args], { cwd: app, timeout: 15_000 });
+}
+
+async function stop(running: Running): Promise<number | null> {
+  running.child.kill('SIGTERM');
+  return (await running.exited).code;
+}
+
+beforeAll(async () => {
+  const dir = await tempDir('spiffe-sidecar-prod-');
+  removeDir = dir.remove;
+  app = join(dir.path, 'app');
+  await mkdir(app);
+  for (const file of ['package.json', 'package-lock.json']) await cp(join(ROOT, file), join(app, file));
+  await cp(join(ROOT, 'dist'), join(app, 'dist'), { recursive: true });
+  await run('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], {
+    cwd: app,
+    timeout: 240_000,
+  });
+}, 300_000);
+afterAll(() => removeDir?.());
+
+describe('the production install runs from a pruned tree as the image does', () => {
+  it('has no dev dependency installed', async () => {
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+      devDependencies: Record<string, string>;
+    };
+    for (const dev of ['kubernetes-models', 'rfc6902', 'ajv', 'vitest', 'typescript']) {
+      expect(Object.keys(pkg.devDependencies)).toContain(dev);
+      await expect(readFile(join(app, 'node_modules', dev, 'package.json'))).rejects.toThrow(/ENOENT/);
+    }
+  });
+
+  it('--version prints the package version', async () => {
+    const pkg = JSON.parse(await readFile(join(app, 'package.json'), 'utf8')) as { version: string };
+    expect((await runPruned(['--version'])).stdout).toBe(`${pkg.version}\n`);
+  });
+
+  it('makes a dev trust domain, then serves it in file mode and reports ready', async () => {
+    const certs = join(app, '..', 'certs');
+    await runPruned(['certs', 'init', '--trust-domain', 'example.org', '--out', join(certs, 'ca')]);
+    await runPruned([
+      'certs',
+      'issue',
+      '--ca',
+      join(certs, 'ca'),
+      '--id',
+      'spiffe://example.org/ns/shop/sa/orders',
+      '--out',
+      join(certs, 'orders'),
+    ]);
+    const sidecar = startPruned([
+      '--listen=127.0.0.1:0',
+      '--admin-listen=127.0.0.1:0',
+      '--upstream=http://127.0.0.1:8080',
+      `--mtls-cert-file=${join(certs, 'orders', 'tls.crt')}`,
+      `--mtls-key-file=${join(certs, 'orders', 'tls.key')}`,
+      `--mtls-ca-file=${join(certs, 'orders', 'ca.crt')}`,
+      '--allow=spiffe://example.org/ns/shop/sa/frontend',
+    ]);
+    try {
+      const started = await waitForEvent(sidecar, 'started');
+      expect(started.spiffe_id).toBe('spiffe://example.org/ns/shop/sa/orders');
+      const ready = await fetch(`http://127.0.0.1:${(started.admin as { port: number }).port}/readyz`);
+      expect(ready.status).toBe(200);
+    } finally {
+      expect(await stop(sidecar)).toBe(0);
+    }
+  });
+
+  it('runs the injector', async () => {
+    const tls = join(app, '..', 'injector-tls');
+    await writeServingSecret(tls, await issueServingCertificate(await createWebhookCa()));
+    const injector = startPruned([
+      'inject-webhook',
+      '--listen=127.0.0.1:0',
+      `--tls-cert-file=${join(tls, 'tls.crt')}`,
+      `--tls-key-file=${join(tls, 'tls.key')}`,
+      '--image=spiffe-sidecar:0.1.0',
+    ]);
+    try {
+      await waitForEvent(injector, 'webhook_started');
+    } finally {
+      expect(await stop(injector)).toBe(0);
+    }
+  });
+
+  it('the Dockerfile ships this tree: npm ci --omit=dev, dist/, package.json, node dist/main.js as a non-root user', async () => {
+    const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    expect(stages).toHaveLength(3);
+    expect(stages[0]).toMatch(/RUN npm ci --no-audit --no-fund\n[\s\S]*RUN npm run build/);
+    expect(stages[1]).toMatch(/RUN npm ci --omit=dev --no-audit --no-fund/);
+    const runtime = stages[2];
+    expect(runtime).toMatch(/COPY --from=production-dependencies \/app\/node_modules \.\/node_modules/);
+    expect(runtime).toMatch(/COPY --from=build \/app\/dist \.\/dist/);
+    expect(runtime).toMatch(/COPY package\.json \.\//);
+    expect(runtime).not.toMatch(/^RUN /m);
+    expect(runtime).toMatch(/^WORKDIR \/app$/m);
+    expect(runtime).toMatch(/^ENTRYPOINT \["\/nodejs\/bin\/node", "\/app\/dist\/main\.js"\]$/m);
+    // The UID the injector sets as runAsUser (runAsNonRoot needs a numeric user to check).
+    expect(runtime).toMatch(new RegExp(`^USER ${SIDECAR_UID}:${SIDECAR_UID}$`, 'm'));
+    expect(dockerfile).not.toMatch(/^HEALTHCHECK/m);
+    expect(dockerfile).toMatch(/LABEL org\.opencontainers\.image\.title="spiffe-sidecar"/);
+    // Nothing but the build inputs reaches the build context: never a key.
+    const ignore = (await readFile(join(ROOT, '.dockerignore'), 'utf8'))
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'));
+    expect(ignore).toEqual([
+      '*',
+      '!package.json',
+      '!package-lock.json',
+      '!tsconfig.json',
+      '!tsconfig.build.json',
+      '!src/**',
+    ]);
+  });
+});
