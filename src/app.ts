@@ -15,6 +15,7 @@ import { DEFAULT_ISSUER_HEADER, DEFAULT_SUBJECT_HEADER } from './proxy/headers.j
 import { InboundProxy } from './proxy/inbound.js';
 import type { TcpInboundProxy } from './proxy/tcp.js';
 import type { OutboundProxy } from './proxy/outbound.js';
+import type { TcpOutboundProxy } from './proxy/tcp-outbound.js';
 import { ReloadingFile } from './reloading-file.js';
 
 export interface Sidecar {
@@ -144,7 +145,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
   let jwt: JwtMode | undefined;
   let admin: AdminServer | undefined;
   let inbound: InboundProxy | TcpInboundProxy | undefined;
-  const outbound: OutboundProxy[] = [];
+  const outbound: (OutboundProxy | TcpOutboundProxy)[] = [];
   const outboundClosers: (() => void)[] = [];
   let draining = false;
   /** Ready only once the listener is bound, and not while draining. */
@@ -187,10 +188,13 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     }
     if (config.outbound.length > 0) {
       const { OutboundProxy } = await import('./proxy/outbound.js');
-      const { outboundRoute } = await import('./outbound-routes.js');
+      const { TcpOutboundProxy } = await import('./proxy/tcp-outbound.js');
+      const { outboundRoute, tcpOutboundRoute } = await import('./outbound-routes.js');
       for (const route of config.outbound) {
         outbound.push(
-          await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
+          route.protocol === 'tcp'
+            ? await TcpOutboundProxy.start(tcpOutboundRoute(route, config), identity, log)
+            : await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
         );
       }
     }
@@ -246,7 +250,11 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     {
       event: 'started',
       listen: inbound?.address(),
-      outbound: outbound.map((o, i) => ({ listen: o.address(), remote: config.outbound[i].remote.origin })),
+      outbound: outbound.map((o, i) => ({
+        listen: o.address(),
+        remote:
+          config.outbound[i].protocol === 'tcp' ? config.outbound[i].remote.href : config.outbound[i].remote.origin,
+      })),
       admin: admin.address(),
       upstream: config.tcp
         ? config.tcp.upstream.kind === 'unix'

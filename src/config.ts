@@ -120,6 +120,8 @@ export interface OutboundRouteConfig {
   readonly auth: 'mtls' | 'jwt';
   readonly audience: string | undefined;
   readonly tokenFile: string | undefined;
+  /** http: the app speaks HTTP to LISTEN; tcp (a `tls://` remote): bytes, relayed over mTLS. */
+  readonly protocol: 'http' | 'tcp';
 }
 
 export interface Config {
@@ -449,7 +451,8 @@ function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: stri
   });
 }
 
-const OUTBOUND_EXAMPLE = 'LISTEN=REMOTE_URL,id=SPIFFE_ID_OR_RULE[,auth=jwt,audience=AUD][,token-file=PATH]';
+const OUTBOUND_EXAMPLE =
+  'LISTEN=REMOTE_URL,id=SPIFFE_ID_OR_RULE[,auth=jwt,audience=AUD][,token-file=PATH], or LISTEN=tls://HOST:PORT,id=RULE';
 
 function parseOutbound(value: string): OutboundRouteConfig {
   const bad = (why: string): never =>
@@ -468,10 +471,11 @@ function parseOutbound(value: string): OutboundRouteConfig {
   } catch {
     return bad(`${JSON.stringify(remoteText)} is not a URL`);
   }
-  if (remote.protocol !== 'https:' && remote.protocol !== 'http:')
-    bad('the remote must be https:// (or http:// with auth=jwt on loopback)');
+  if (remote.protocol !== 'https:' && remote.protocol !== 'http:' && remote.protocol !== 'tls:')
+    bad('the remote must be https:// (or http:// with auth=jwt on loopback), or tls://HOST:PORT for bytes (L4)');
+  if (remote.protocol === 'tls:' && !remote.port) bad('a tls:// remote needs a port, e.g. tls://db.example:5432');
   if (remote.pathname !== '/' || remote.search || remote.hash || remote.username || remote.password) {
-    bad('give only the remote origin');
+    if (!(remote.protocol === 'tls:' && remote.pathname === '')) bad('give only the remote origin');
   }
   const options = new Map<string, string>();
   for (const pair of pairs) {
@@ -492,9 +496,14 @@ function parseOutbound(value: string): OutboundRouteConfig {
     }
   }
   if (remote.protocol === 'https:' && id === undefined) bad('an https remote needs id=: who it must be');
+  if (remote.protocol === 'tls:') {
+    if (id === undefined) bad('a tls:// remote needs id=: who it must be');
+    if (options.has('auth') || options.has('audience') || options.has('token-file'))
+      bad('a tls:// remote (bytes) is always mTLS: auth=, audience= and token-file= are for HTTP routes');
+  }
   if (remote.protocol === 'http:' && id !== undefined)
     bad('id= needs an https:// remote: plain HTTP proves no identity');
-  if (auth === 'mtls' && remote.protocol !== 'https:') bad('auth=mtls needs an https:// remote');
+  if (auth === 'mtls' && remote.protocol === 'http:') bad('auth=mtls needs an https:// remote');
   if (auth === 'jwt' && !options.get('audience')) bad('auth=jwt needs audience=');
   if (auth === 'jwt' && remote.protocol === 'http:' && !isLoopbackIp(remote.hostname)) {
     bad('a bearer token may cross the network only over https://');
@@ -506,6 +515,7 @@ function parseOutbound(value: string): OutboundRouteConfig {
     auth: auth as 'mtls' | 'jwt',
     audience: options.get('audience'),
     tokenFile: options.get('token-file'),
+    protocol: remote.protocol === 'tls:' ? ('tcp' as const) : ('http' as const),
   });
 }
 

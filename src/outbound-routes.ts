@@ -7,6 +7,7 @@ import { WorkloadApiClient } from './identity/workload-api-client.js';
 import type { IdentitySource } from './identity/source.js';
 import type { Logger } from './log.js';
 import type { OutboundRoute } from './proxy/outbound.js';
+import type { TcpOutboundRoute } from './proxy/tcp-outbound.js';
 import { compileAllowRules } from './spiffe/match.js';
 
 /** An outbound route from its config: the remote's rule, and where a JWT route's token comes from. */
@@ -76,6 +77,19 @@ export function outboundRoute(
     expectText: route.id,
     auth: route.auth,
     token,
+    limits: config.limits,
+  };
+}
+
+/** An L4 route (`tls://` remote): who the remote must be, and the limits. */
+export function tcpOutboundRoute(route: OutboundRouteConfig, config: Config): TcpOutboundRoute {
+  const id = route.id as string;
+  return {
+    host: route.host,
+    port: route.port,
+    remote: route.remote,
+    expect: compileAllowRules([id]),
+    expectText: id,
     limits: config.limits,
   };
 }

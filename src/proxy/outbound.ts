@@ -3,20 +3,19 @@
 // bundle of its trust domain and its SPIFFE ID against the route's rule, no DNS name check), or a
 // bearer JWT-SVID. A socket reaches the request only after the remote is verified, so not one byte goes
 // to an unverified peer. Mismatch: 502 and an audit line; no identity yet: 503.
-import { constants } from 'node:crypto';
 import * as http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { authenticateTlsPeer } from '../authn/mtls.js';
-import { allAuthoritiesPem, type IdentitySource } from '../identity/source.js';
+import type { ConnectionOptions } from 'node:tls';
+import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { downstreamResponseHeaders, forwardableHeaders } from './headers.js';
+import { connectVerified, RemoteIdentityError } from './verified-connect.js';
 
 export interface OutboundRoute {
   /** Where the app connects (loopback). */
@@ -39,15 +38,6 @@ const OWNED_OUTBOUND = new Set(['host']);
 const OWNED_OUTBOUND_JWT = new Set(['host', 'authorization']);
 /** A compact JWS: what a bearer token must look like before it goes into a header. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-
-class RemoteIdentityError extends Error {
-  constructor(
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** An https.Agent whose sockets are handed out only once the remote proved the expected identity. */
 class VerifyingAgent extends https.Agent {
@@ -77,50 +67,10 @@ class VerifyingAgent extends https.Agent {
     options: https.RequestOptions,
     done?: (err: Error | null, stream: Duplex) => void,
   ): undefined {
-    const current = this.identity?.current();
-    const socket: TLSSocket = tlsConnect({
-      ...(options as ConnectionOptions),
-      // Our current SVID for new connections: a rotation applies to the next connection, pooled ones
-      // drain naturally. JWT routes present no client certificate.
-      ...(this.route.auth === 'mtls' && current ? { cert: current.svid.chainPem, key: current.svid.keyPem } : {}),
-      ca: current ? allAuthoritiesPem(current.bundles) : undefined,
-      rejectUnauthorized: false,
-      // SPIFFE authorizes on the ID, never on a DNS name (VERIFIER-RULES B14).
-      checkServerIdentity: () => undefined,
-      ALPNProtocols: ['http/1.1'],
-      minVersion: 'TLSv1.2',
-      secureOptions: constants.SSL_OP_NO_TICKET,
-    });
-    this.born.set(socket, this.generation);
-    let settled = false;
-    const handshake = setTimeout(
-      () => finish(new RemoteIdentityError('remote_unreachable', 'the TLS handshake with the remote timed out')),
-      this.route.limits.handshakeTimeoutMs,
+    const socket = connectVerified(this.identity, this.route, options as ConnectionOptions, ['http/1.1'], (err) =>
+      done?.(err, socket),
     );
-    const finish = (err: Error | null) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(handshake);
-      if (err) {
-        socket.destroy();
-        done?.(err, socket);
-      } else {
-        done?.(null, socket);
-      }
-    };
-    socket.once('error', finish);
-    socket.once('secureConnect', () => {
-      if (!current) return finish(new RemoteIdentityError('no_identity', 'no trust bundles to verify the remote with'));
-      const result = authenticateTlsPeer(socket, current.bundles);
-      if (!result.ok) return finish(new RemoteIdentityError(result.rejection.reason, result.rejection.message));
-      const id = result.identity.id as NonNullable<typeof result.identity.id>;
-      if (this.route.expect && this.route.expect(id) === undefined) {
-        return finish(
-          new RemoteIdentityError('remote_identity_mismatch', `the remote is ${id}, not ${this.route.expectText}`),
-        );
-      }
-      finish(null);
-    });
+    this.born.set(socket, this.generation);
     return undefined;
   }
 }
