@@ -13,7 +13,7 @@ import type { PeerIdentity, Rejection } from './identity.js';
 /** A peer sends leaf + intermediates; more, or larger, is not a SPIFFE deployment but a CPU attack. */
 const MAX_PEER_CHAIN = 8;
 const MAX_PEER_CERT_BYTES = 16 * 1024;
-const CACHE_SIZE = 1024;
+const CACHE_SIZE = 4096;
 
 interface CachedVerification {
   id: SpiffeId;
@@ -56,7 +56,12 @@ function reject(reason: string, message: string): AuthnResult {
  * Authenticates the peer of a completed TLS handshake (the server runs with rejectUnauthorized: false
  * so that every rejection passes through here and is logged with its reason). Never throws.
  */
-export function authenticateTlsPeer(socket: TLSSocket, bundles: X509BundleSet, now = Date.now()): AuthnResult {
+export function authenticateTlsPeer(
+  socket: TLSSocket,
+  bundles: X509BundleSet,
+  now = Date.now(),
+  previousBundles?: X509BundleSet,
+): AuthnResult {
   const chain = peerChain(socket);
   if (chain.length === 0) return reject('ERR_NO_CLIENT_CERT', 'the peer presented no certificate');
   if (!socket.authorized) {
@@ -72,6 +77,19 @@ export function authenticateTlsPeer(socket: TLSSocket, bundles: X509BundleSet, n
     );
   }
   const leafSha256 = createHash('sha256').update(chain[0].raw).digest('hex');
+  const cache = cacheFor(bundles);
+  if (socket.isSessionReused()) {
+    // A resumed session carries the peer's leaf but not the intermediates it sent: it is accepted only
+    // if that leaf was verified in a full handshake under this bundle set, or verifies alone. Tickets
+    // do not outlive an identity change (see server-tls.ts), except for a handshake that raced the
+    // change: accepted under the previous context, authenticated after it. That one was verified
+    // under the previous bundle set, which is asked too.
+    const key = `leaf:${leafSha256}`;
+    const verified = cache.get(key) ?? (previousBundles ? cacheFor(previousBundles).get(key) : undefined);
+    if (verified && now >= verified.notBefore && now <= verified.notAfter) {
+      return { ok: true, identity: { id: verified.id, method: 'mtls', leafSha256 } };
+    }
+  }
   const key =
     chain.length === 1
       ? leafSha256
@@ -79,22 +97,24 @@ export function authenticateTlsPeer(socket: TLSSocket, bundles: X509BundleSet, n
           .slice(1)
           .reduce((h, c) => h.update(c.raw), createHash('sha256'))
           .digest('hex')}`;
-  const cache = cacheFor(bundles);
   const hit = cache.get(key);
   if (hit && now >= hit.notBefore && now <= hit.notAfter) {
     return { ok: true, identity: { id: hit.id, method: 'mtls', leafSha256 } };
   }
   try {
     const { id, path } = verifyX509SvidPeer(chain, bundles, { now: new Date(now) });
-    if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-    cache.set(key, {
+    while (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+    const entry = {
       id,
       notBefore: Math.max(...path.map((c) => c.notBefore.getTime())),
       notAfter: Math.min(...path.map((c) => c.notAfter.getTime())),
-    });
+    };
+    cache.set(key, entry);
+    cache.set(`leaf:${leafSha256}`, entry);
     return { ok: true, identity: { id, method: 'mtls', leafSha256 } };
   } catch (err) {
-    if (isSidecarError(err)) return reject(err.code, err.message);
+    if (isSidecarError(err))
+      return reject(err.code, socket.isSessionReused() ? `${err.message} (resumed session)` : err.message);
     return reject('ERR_INTERNAL', `peer verification failed unexpectedly: ${(err as Error).message}`);
   }
 }

@@ -16,6 +16,7 @@ import type { Authorizer, Decision } from '../authz/policy.js';
 import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
 import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
 import type { IdentitySource } from '../identity/source.js';
+import type { X509BundleSet } from '../spiffe/bundle.js';
 import { closeNow, listen } from '../listener.js';
 import { serverTlsOptions as tlsOptions } from './server-tls.js';
 import { H2cUpstream } from './h2c-upstream.js';
@@ -101,10 +102,14 @@ export class InboundProxy {
   private acceptingH2: TLSSocket | undefined;
   private readonly h2c: H2cUpstream | undefined;
   private draining = false;
+  /** The bundle sets of the current and the previous TLS context (resumed sessions: see mtls.ts). */
+  private currentBundles: X509BundleSet | undefined;
+  private previousBundles: X509BundleSet | undefined;
 
   private constructor(private readonly options: InboundOptions) {
     const { identity, log, limits, auth } = options;
     this.metrics = options.metrics ?? noMetrics;
+    this.currentBundles = identity?.status().ready ? identity.current().bundles : undefined;
     const apiKeys = options.apiKeys !== undefined;
     this.headerPolicy = {
       ...options.headers,
@@ -160,7 +165,11 @@ export class InboundProxy {
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head));
     // New identity material applies to new connections only; open ones finish on the old.
     const offUpdate =
-      identity?.onUpdate((next) => (this.server as https.Server).setSecureContext(tlsOptions(next))) ?? (() => {});
+      identity?.onUpdate((next) => {
+        this.previousBundles = this.currentBundles;
+        this.currentBundles = next.bundles;
+        (this.server as https.Server).setSecureContext(tlsOptions(next));
+      }) ?? (() => {});
     // On revocation, idle keep-alive connections and tunnels go too (requests on busy ones get 503).
     const offRevoke =
       identity?.onRevoked?.(() => {
@@ -274,7 +283,7 @@ export class InboundProxy {
       socket.destroy();
       return;
     }
-    const result = authenticateTlsPeer(socket, identity.current().bundles);
+    const result = authenticateTlsPeer(socket, identity.current().bundles, Date.now(), this.previousBundles);
     if (!result.ok && result.rejection.reason === 'ERR_NO_CLIENT_CERT' && this.options.apiKeys) {
       // No certificate, but API keys are accepted: every request on this connection must carry one.
       this.metrics.handshake('success', 'no_client_cert');

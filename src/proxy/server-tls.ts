@@ -1,20 +1,44 @@
-// The TLS context of our listeners (HTTP and TCP): our SVID, and every trusted authority for OpenSSL's
-// pre-check of the peer's chain.
-import { constants } from 'node:crypto';
+// The TLS context of our listeners (HTTP and TCP): our SVID, every trusted authority for OpenSSL's
+// pre-check of the peer's chain, and session resumption bounded by our identity.
+import { createHmac, randomBytes } from 'node:crypto';
 import { allAuthoritiesPem, type X509Identity } from '../identity/source.js';
 
+/** Longest a session may be resumed without a full handshake. */
+const MAX_SESSION_SECONDS = 300;
+
+/**
+ * Session tickets are encrypted with keys derived from this secret and the identity material, so that
+ * every new SVID or bundle set makes earlier tickets unreadable (their sessions were verified under the
+ * old trust): a client then simply does a full handshake. Workers of one sidecar share the secret, so
+ * a ticket from one is accepted by another.
+ */
+const ticketSecret = process.env.SPIFFE_SIDECAR_TICKET_SECRET
+  ? Buffer.from(process.env.SPIFFE_SIDECAR_TICKET_SECRET, 'base64')
+  : randomBytes(32);
+
+export function ticketSecretForWorkers(): string {
+  return ticketSecret.toString('base64');
+}
+
+function ticketKeys(identity: X509Identity): Buffer {
+  const hmac = createHmac('sha512', ticketSecret).update(identity.svid.chainPem);
+  for (const pem of allAuthoritiesPem(identity.bundles)) hmac.update(pem);
+  return hmac.digest().subarray(0, 48);
+}
+
 /** Everything of the TLS context; setSecureContext() rebuilds it from these options alone. */
-export function serverTlsOptions(identity: X509Identity) {
+export function serverTlsOptions(identity: X509Identity, now = Date.now()) {
+  // A session outlives neither our SVID (half its remaining life) nor MAX_SESSION_SECONDS.
+  const svidSecondsLeft = (identity.svid.chain[0].notAfter.getTime() - now) / 1000;
   return {
     minVersion: 'TLSv1.2' as const,
-    // No session resumption: a resumed session carries only the peer's leaf, not the intermediates it
-    // sent, so its chain could not be verified again. Every connection is a full, verified handshake.
-    secureOptions: constants.SSL_OP_NO_TICKET,
     cert: identity.svid.chainPem,
     key: identity.svid.keyPem,
     // OpenSSL pre-checks peer chains against every trusted authority (expiry, signatures, constraints,
     // purpose); authenticateTlsPeer requires that verdict and then re-verifies against the bundle of
     // the peer's own trust domain, which OpenSSL cannot do.
     ca: allAuthoritiesPem(identity.bundles),
+    ticketKeys: ticketKeys(identity),
+    sessionTimeout: Math.max(1, Math.min(MAX_SESSION_SECONDS, Math.floor(svidSecondsLeft / 2))),
   };
 }

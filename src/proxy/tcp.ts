@@ -9,6 +9,7 @@ import { describePeer } from '../authn/identity.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { Authorizer } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
+import type { X509BundleSet } from '../spiffe/bundle.js';
 import { listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import type { InboundLimits } from './limits.js';
@@ -36,6 +37,9 @@ export class TcpInboundProxy {
   /** Every accepted connection, so that a drain or a revocation can end them. */
   private readonly sockets = new Set<Socket>();
   private readonly unsubscribe: () => void;
+  /** The bundle sets of the current and the previous TLS context (resumed sessions: see mtls.ts). */
+  private currentBundles: X509BundleSet;
+  private previousBundles: X509BundleSet | undefined;
 
   private constructor(private readonly options: TcpInboundOptions) {
     const { identity, limits, log } = options;
@@ -68,7 +72,12 @@ export class TcpInboundProxy {
       log.info({ event: 'tls_rejected', reason, remote: socket.remoteAddress }, err.message);
     });
     this.server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
-    const offUpdate = identity.onUpdate((next) => this.server.setSecureContext(serverTlsOptions(next)));
+    this.currentBundles = identity.current().bundles;
+    const offUpdate = identity.onUpdate((next) => {
+      this.previousBundles = this.currentBundles;
+      this.currentBundles = next.bundles;
+      this.server.setSecureContext(serverTlsOptions(next));
+    });
     // A revoked identity ends every relayed connection: nothing may pass in its name.
     const offRevoke = identity.onRevoked?.(() => this.destroyAll()) ?? (() => {});
     this.unsubscribe = () => {
@@ -117,7 +126,7 @@ export class TcpInboundProxy {
       socket.destroy();
       return;
     }
-    const result = authenticateTlsPeer(socket, identity.current().bundles);
+    const result = authenticateTlsPeer(socket, identity.current().bundles, Date.now(), this.previousBundles);
     if (!result.ok) {
       log.warn(
         { event: 'peer_rejected', reason: result.rejection.reason, remote: socket.remoteAddress },
