@@ -3,7 +3,7 @@
 // loaded (gRPC, jose, YAML, the outbound proxy): startup time and memory are per pod, times the fleet.
 import { type AddressInfo, connect } from 'node:net';
 import { createMetrics } from './admin/metrics.js';
-import { AdminServer, type Readiness } from './admin/server.js';
+import { AdminServer, certsDocument, type Readiness } from './admin/server.js';
 import { createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
 import type { Config, IdentitySourceConfig } from './config.js';
 import { FileIdentitySource } from './identity/file-source.js';
@@ -88,7 +88,8 @@ function upstreamReachable(config: Config, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
-export async function startSidecar(config: Config, log: Logger): Promise<Sidecar> {
+/** `worker`: one of `--workers` (the primary serves the admin endpoints; this process answers it). */
+export async function startSidecar(config: Config, log: Logger, role: 'alone' | 'worker' = 'alone'): Promise<Sidecar> {
   const { source, auth } = config;
   // The policy and API key files come first: a broken one stops the start before anything listens.
   const policyFile = config.policy
@@ -171,13 +172,18 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       }
       return { ready: true };
     };
-    admin = await AdminServer.start({
-      ...config.admin,
-      registry: metrics.registry,
-      identity,
-      source: source?.kind ?? 'none',
-      readiness,
-    });
+    if (role === 'worker') {
+      const { serveAdminToPrimary } = await import('./workers.js');
+      serveAdminToPrimary(metrics.registry, readiness, () => certsDocument(identity, source?.kind ?? 'none'));
+    } else {
+      admin = await AdminServer.start({
+        ...config.admin,
+        registry: metrics.registry,
+        identity,
+        source: source?.kind ?? 'none',
+        readiness,
+      });
+    }
     if (identity?.kind === 'workload_api' && (servesTls || outboundNeedsSvid)) {
       const spire = identity as WorkloadApiIdentitySource;
       log.info(
@@ -255,7 +261,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
         remote:
           config.outbound[i].protocol === 'tcp' ? config.outbound[i].remote.href : config.outbound[i].remote.origin,
       })),
-      admin: admin.address(),
+      admin: admin?.address(),
       upstream: config.tcp
         ? config.tcp.upstream.kind === 'unix'
           ? `unix://${config.tcp.upstream.path}`
@@ -279,7 +285,7 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
     await inbound?.close();
     await identity?.close();
     await jwtKeys?.close();
-    await adminServer.close();
+    await adminServer?.close();
     await closeRuleFiles();
   };
   return {
@@ -289,7 +295,10 @@ export async function startSidecar(config: Config, log: Logger): Promise<Sidecar
       return inbound.address();
     },
     outboundAddresses: () => outbound.map((o) => o.address()),
-    adminAddress: () => adminServer.address(),
+    adminAddress: () => {
+      if (!adminServer) throw new Error('a worker has no admin listener (the primary serves it)');
+      return adminServer.address();
+    },
     async reload(trigger) {
       await policyFile?.reload(trigger);
       await apiKeysFile?.reload(trigger);

@@ -18,6 +18,7 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
   },
   'unsafe-upstream': { type: 'boolean', help: 'allow an upstream that is not on loopback' },
   protocol: { type: 'string', value: 'P', help: 'http (default): HTTP/1.1 and HTTP/2; tcp: relay bytes (L4)' },
+  workers: { type: 'string', value: 'N', help: 'processes serving the listeners, or auto: one per core (default 1)' },
   'upstream-protocol': {
     type: 'string',
     value: 'P',

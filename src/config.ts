@@ -1,6 +1,7 @@
 // The sidecar's configuration: one frozen Config, all defaults in one object, and validation that fails
 // closed before any socket opens. Every error names the flag and says how to fix it.
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { parseDuration } from './duration.js';
 import { SidecarError } from './errors.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
@@ -28,6 +29,7 @@ export interface RawOptions {
   upstream?: string;
   'unsafe-upstream'?: boolean;
   protocol?: string;
+  workers?: string;
   'upstream-protocol'?: string;
   'proxy-protocol'?: string;
   'mtls-cert-file'?: string;
@@ -135,6 +137,8 @@ export interface Config {
   readonly protocol: 'http' | 'tcp';
   /** The app behind the inbound listener (unused without one); `--protocol tcp`: see tcpUpstream. */
   readonly upstream: URL;
+  /** `--workers`: processes serving the listeners (1: this one, no cluster). */
+  readonly workers: number;
   /** How the app is reached in HTTP mode: HTTP/1.1, or cleartext HTTP/2 (gRPC). */
   readonly upstreamProtocol: 'h1' | 'h2c';
   /** `--protocol tcp`: where the bytes go, and whether a PROXY v2 header goes first. */
@@ -217,6 +221,17 @@ function parseUpstream(text: string | undefined, unsafe: boolean): URL {
     );
   }
   return url;
+}
+
+const MAX_WORKERS = 64;
+
+function parseWorkers(text: string | undefined): number {
+  if (text === undefined) return 1;
+  if (text === 'auto') return availableParallelism();
+  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(n >= 1 && n <= MAX_WORKERS))
+    invalid(`--workers ${JSON.stringify(text)}: give 1 to ${MAX_WORKERS}, or auto (one per core)`);
+  return n;
 }
 
 function parseUpstreamProtocol(text: string | undefined, tcp: boolean): 'h1' | 'h2c' {
@@ -691,6 +706,7 @@ export function buildConfig(raw: RawOptions): Config {
     inbound,
     listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
     protocol: tcp ? 'tcp' : 'http',
+    workers: parseWorkers(raw.workers),
     upstreamProtocol: parseUpstreamProtocol(raw['upstream-protocol'], tcp !== undefined),
     tcp,
     upstream:

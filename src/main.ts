@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Process entry: argv → command → run it. Startup problems print one clear line to stderr and exit 1;
 // SIGHUP reloads the identity files; SIGTERM/SIGINT close the listener and exit 0.
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { type Sidecar, startSidecar } from './app.js';
 import { helpText, parseCommandLine } from './cli.js';
@@ -48,6 +49,20 @@ async function main(argv: string[]): Promise<void> {
     case 'run': {
       const config = buildConfig(command.options);
       const log = createLogger(config.logLevel, config.logFormat === 'pretty' ? prettyDestination() : undefined);
+      if (config.workers > 1 && cluster.isPrimary) {
+        const { runPrimary } = await import('./workers.js');
+        const primary = await runPrimary(config, log);
+        const stopAll = (signal: string) => {
+          log.info({ event: 'stopping', signal }, 'stopping');
+          primary.stop(signal).then(
+            () => log.flush(() => process.exit(0)),
+            () => process.exit(1),
+          );
+        };
+        process.once('SIGTERM', () => stopAll('SIGTERM'));
+        process.once('SIGINT', () => stopAll('SIGINT'));
+        return;
+      }
       // Signals are handled from the start: SPIRE mode may wait a long time for its first SVID.
       const running: { sidecar?: Sidecar; stopping?: boolean } = {};
       const stop = (signal: string) => {
@@ -65,8 +80,9 @@ async function main(argv: string[]): Promise<void> {
       process.on('SIGHUP', () => void running.sidecar?.reload('SIGHUP'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
-      running.sidecar = await startSidecar(config, log);
+      running.sidecar = await startSidecar(config, log, cluster.isWorker ? 'worker' : 'alone');
       if (running.stopping) await running.sidecar.stop();
+      else if (cluster.isWorker) (await import('./workers.js')).reportStarted();
       return;
     }
   }

@@ -3,7 +3,6 @@
 // (Prometheus) and /certs (what we serve and trust). GET and HEAD only.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
 import { chainNotAfter } from '../identity/expiry.js';
 import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
@@ -16,10 +15,12 @@ export interface Readiness {
 export interface AdminOptions {
   host: string;
   port: number;
-  registry: Registry;
+  registry: { metrics(): Promise<string>; readonly contentType: string };
   identity: IdentitySource | undefined;
   source: 'files' | 'workload-api' | 'none';
   readiness: () => Promise<Readiness>;
+  /** The /certs document, when it is not this process's to tell (`--workers`: a worker's). */
+  certs?: () => Promise<object>;
 }
 
 /** The /certs document: our SVID and, per trust domain, how many authorities we trust. */
@@ -80,7 +81,12 @@ export class AdminServer {
           );
           return;
         case '/certs':
-          return json(200, certsDocument(options.identity, options.source));
+          if (!options.certs) return json(200, certsDocument(options.identity, options.source));
+          options.certs().then(
+            (doc) => json(200, doc),
+            (err: Error) => json(503, { error: err.message }),
+          );
+          return;
         default:
           return json(404, { error: 'not_found', endpoints: ['/healthz', '/readyz', '/metrics', '/certs'] });
       }

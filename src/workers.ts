@@ -1,0 +1,145 @@
+// `--workers N`: one sidecar process per core. The primary forks N workers (node:cluster) that share the
+// listening sockets, and keeps the admin listener itself: /readyz is ready only when every worker is,
+// /metrics sums the workers' metrics (prom-client's AggregatorRegistry), /certs asks a worker. Workers
+// share the TLS ticket secret (a session resumed on another worker is accepted), get SIGHUP and SIGTERM
+// forwarded, and are restarted if one dies; a worker that fails to start stops the whole sidecar.
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+import { AdminServer, type Readiness } from './admin/server.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { ticketSecretForWorkers } from './proxy/server-tls.js';
+
+const ADMIN_REQUEST = 'spiffe-sidecar:admin-request';
+const ADMIN_REPLY = 'spiffe-sidecar:admin-reply';
+const STARTED = 'spiffe-sidecar:started';
+const ASK_TIMEOUT_MS = 2000;
+
+interface AdminRequest {
+  type: typeof ADMIN_REQUEST;
+  id: number;
+  what: 'readiness' | 'certs';
+}
+
+/** In a worker: answers the primary's admin questions and shares its metrics registry. */
+export function serveAdminToPrimary(
+  registry: Registry,
+  readiness: () => Promise<Readiness>,
+  certs: () => object,
+): void {
+  // Constructing one installs prom-client's worker side of the metrics exchange.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([registry]);
+  process.on('message', (message: AdminRequest) => {
+    if (message?.type !== ADMIN_REQUEST) return;
+    const answer = message.what === 'readiness' ? readiness() : Promise.resolve(certs());
+    answer.then(
+      (body) => process.send?.({ type: ADMIN_REPLY, id: message.id, body }),
+      (err: Error) =>
+        process.send?.({ type: ADMIN_REPLY, id: message.id, body: { ready: false, reason: err.message } }),
+    );
+  });
+}
+
+/** In a worker, once it serves. */
+export function reportStarted(): void {
+  process.send?.({ type: STARTED });
+}
+
+export interface Primary {
+  stop(signal: string): Promise<void>;
+}
+
+export async function runPrimary(config: Config, log: Logger): Promise<Primary> {
+  // The kernel spreads connections over the workers' accept calls; round-robin in the primary would
+  // cost it a core of its own at high connection rates.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  const env = { SPIFFE_SIDECAR_TICKET_SECRET: ticketSecretForWorkers() };
+  const workers = new Set<Worker>();
+  let stopping = false;
+  let nextId = 0;
+  const pending = new Map<number, (body: unknown) => void>();
+  const ask = (worker: Worker, what: AdminRequest['what']) =>
+    new Promise<unknown>((resolve, reject) => {
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error(`worker ${worker.id} did not answer`));
+      }, ASK_TIMEOUT_MS);
+      pending.set(id, (body) => {
+        clearTimeout(timer);
+        resolve(body);
+      });
+      worker.send({ type: ADMIN_REQUEST, id, what } satisfies AdminRequest);
+    });
+
+  let started = 0;
+  let failedAtStart: ((code: number) => void) | undefined;
+  const allStarted = new Promise<void>((resolve, reject) => {
+    failedAtStart = (code) => reject(new Error(`a worker exited with status ${code} while starting`));
+    cluster.on('message', (_worker, message: { type?: string; id?: number; body?: unknown }) => {
+      if (message?.type === STARTED && ++started === config.workers) resolve();
+      if (message?.type === ADMIN_REPLY && message.id !== undefined) pending.get(message.id)?.(message.body);
+    });
+  });
+  const fork = () => {
+    const worker = cluster.fork(env);
+    workers.add(worker);
+    let up = false;
+    worker.on('message', (m: { type?: string }) => {
+      if (m?.type === STARTED) up = true;
+    });
+    worker.once('exit', (code, signal) => {
+      workers.delete(worker);
+      if (stopping) return;
+      if (!up) {
+        failedAtStart?.(code ?? 1);
+        return;
+      }
+      log.error({ event: 'worker_exited', worker: worker.id, code, signal }, 'a worker exited; starting another');
+      setTimeout(() => {
+        if (!stopping) fork();
+      }, 1000).unref();
+    });
+  };
+  for (let i = 0; i < config.workers; i++) fork();
+  const stopWorkers = async (signal: NodeJS.Signals) => {
+    stopping = true;
+    const exits = [...workers].map((w) => new Promise((resolve) => w.once('exit', resolve)));
+    for (const worker of workers) worker.process.kill(signal);
+    await Promise.all(exits);
+  };
+  try {
+    await allStarted;
+  } catch (err) {
+    await stopWorkers('SIGKILL');
+    throw err;
+  }
+  const aggregator = new AggregatorRegistry();
+  const admin = await AdminServer.start({
+    ...config.admin,
+    registry: { metrics: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
+    identity: undefined,
+    source: config.source?.kind ?? 'none',
+    readiness: async () => {
+      if (stopping) return { ready: false, reason: 'draining' };
+      if (workers.size < config.workers) return { ready: false, reason: 'worker_restarting' };
+      const answers = (await Promise.all([...workers].map((w) => ask(w, 'readiness')))) as Readiness[];
+      return answers.find((r) => !r.ready) ?? { ready: true };
+    },
+    certs: () => ask([...workers][0], 'certs') as Promise<object>,
+  });
+  log.info(
+    { event: 'workers_started', workers: config.workers, admin: admin.address() },
+    `${config.workers} workers serving`,
+  );
+  process.on('SIGHUP', () => {
+    for (const worker of workers) worker.process.kill('SIGHUP');
+  });
+  return {
+    async stop(signal) {
+      await stopWorkers(signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
+      await admin.close();
+    },
+  };
+}
