@@ -652,6 +652,7 @@ function parsePolicyFlags(raw: RawOptions, inbound: boolean): Config['policy'] {
 export function buildConfig(raw: RawOptions): Config {
   const auth = parseAuth(raw);
   const tcp = parseTcpMode(raw, auth);
+  const workers = parseWorkers(raw.workers);
   const outbound = (raw.outbound ?? []).map(parseOutbound);
   // An outbound-only sidecar (the calling side) needs no app behind it and no allow rules.
   const inbound = raw.upstream !== undefined || outbound.length === 0;
@@ -706,7 +707,7 @@ export function buildConfig(raw: RawOptions): Config {
     inbound,
     listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
     protocol: tcp ? 'tcp' : 'http',
-    workers: parseWorkers(raw.workers),
+    workers,
     upstreamProtocol: parseUpstreamProtocol(raw['upstream-protocol'], tcp !== undefined),
     tcp,
     upstream:

@@ -48,7 +48,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'run': {
       const config = buildConfig(command.options);
-      const log = createLogger(config.logLevel, config.logFormat === 'pretty' ? prettyDestination() : undefined);
+      const root = createLogger(config.logLevel, config.logFormat === 'pretty' ? prettyDestination() : undefined);
+      // With --workers, each line says which process wrote it.
+      const log = cluster.isWorker ? root.child({ pid: process.pid, worker: cluster.worker?.id }) : root;
       if (config.workers > 1 && cluster.isPrimary) {
         const { runPrimary } = await import('./workers.js');
         const primary = await runPrimary(config, log);

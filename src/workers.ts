@@ -1,14 +1,13 @@
 // `--workers N`: one sidecar process per core. The primary forks N workers (node:cluster) that share the
 // listening sockets, and keeps the admin listener itself: /readyz is ready only when every worker is,
 // /metrics sums the workers' metrics (prom-client's AggregatorRegistry), /certs asks a worker. Workers
-// share the TLS ticket secret (a session resumed on another worker is accepted), get SIGHUP and SIGTERM
-// forwarded, and are restarted if one dies; a worker that fails to start stops the whole sidecar.
+// get SIGHUP and SIGTERM forwarded and are restarted if one dies; a worker that fails to start stops the
+// whole sidecar. Each keeps its own TLS ticket keys (server-tls.ts says why).
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { AdminServer, type Readiness } from './admin/server.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { ticketSecretForWorkers } from './proxy/server-tls.js';
 
 const ADMIN_REQUEST = 'spiffe-sidecar:admin-request';
 const ADMIN_REPLY = 'spiffe-sidecar:admin-reply';
@@ -54,7 +53,6 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   // The kernel spreads connections over the workers' accept calls; round-robin in the primary would
   // cost it a core of its own at high connection rates.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  const env = { SPIFFE_SIDECAR_TICKET_SECRET: ticketSecretForWorkers() };
   const workers = new Set<Worker>();
   let stopping = false;
   let nextId = 0;
@@ -83,7 +81,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
     });
   });
   const fork = () => {
-    const worker = cluster.fork(env);
+    const worker = cluster.fork();
     workers.add(worker);
     let up = false;
     worker.on('message', (m: { type?: string }) => {

@@ -1,6 +1,7 @@
 // The TLS context of our listeners (HTTP and TCP): our SVID, every trusted authority for OpenSSL's
 // pre-check of the peer's chain, and session resumption bounded by our identity.
-import { createHmac, randomBytes } from 'node:crypto';
+import cluster from 'node:cluster';
+import { constants, createHmac, randomBytes } from 'node:crypto';
 import { allAuthoritiesPem, type X509Identity } from '../identity/source.js';
 
 /** Longest a session may be resumed without a full handshake. */
@@ -9,16 +10,16 @@ const MAX_SESSION_SECONDS = 300;
 /**
  * Session tickets are encrypted with keys derived from this secret and the identity material, so that
  * every new SVID or bundle set makes earlier tickets unreadable (their sessions were verified under the
- * old trust): a client then simply does a full handshake. Workers of one sidecar share the secret, so
- * a ticket from one is accepted by another.
+ * old trust): a client then simply does a full handshake.
  */
-const ticketSecret = process.env.SPIFFE_SIDECAR_TICKET_SECRET
-  ? Buffer.from(process.env.SPIFFE_SIDECAR_TICKET_SECRET, 'base64')
-  : randomBytes(32);
+const ticketSecret = randomBytes(32);
 
-export function ticketSecretForWorkers(): string {
-  return ticketSecret.toString('base64');
-}
+/**
+ * With --workers, no resumption at all: a resumed session carries only the peer's leaf, so only the
+ * process that verified the full chain can admit it (an SVID from an intermediate cannot be verified from
+ * its leaf), and a TLS 1.3 ticket was seen resumed by another worker despite distinct ticket keys.
+ */
+const resumption = !cluster.isWorker;
 
 function ticketKeys(identity: X509Identity): Buffer {
   const hmac = createHmac('sha512', ticketSecret).update(identity.svid.chainPem);
@@ -38,7 +39,11 @@ export function serverTlsOptions(identity: X509Identity, now = Date.now()) {
     // purpose); authenticateTlsPeer requires that verdict and then re-verifies against the bundle of
     // the peer's own trust domain, which OpenSSL cannot do.
     ca: allAuthoritiesPem(identity.bundles),
-    ticketKeys: ticketKeys(identity),
-    sessionTimeout: Math.max(1, Math.min(MAX_SESSION_SECONDS, Math.floor(svidSecondsLeft / 2))),
+    ...(resumption
+      ? {
+          ticketKeys: ticketKeys(identity),
+          sessionTimeout: Math.max(1, Math.min(MAX_SESSION_SECONDS, Math.floor(svidSecondsLeft / 2))),
+        }
+      : { secureOptions: constants.SSL_OP_NO_TICKET }),
   };
 }
