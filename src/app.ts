@@ -142,7 +142,7 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
     for (const f of ruleFiles) await f.close();
   };
   const servesTls = config.inbound && (auth.mode === 'mtls' || auth.transport === 'tls');
-  const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:');
+  const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:');
   let jwt: JwtMode | undefined;
   let admin: AdminServer | undefined;
   let inbound: InboundProxy | TcpInboundProxy | undefined;
@@ -265,7 +265,7 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
       upstream: config.tcp
         ? config.tcp.upstream.kind === 'unix'
           ? `unix://${config.tcp.upstream.path}`
-          : `tcp://${config.tcp.upstream.host}:${config.tcp.upstream.port}`
+          : `tcp://${config.tcp.upstream.host.includes(':') ? `[${config.tcp.upstream.host}]` : config.tcp.upstream.host}:${config.tcp.upstream.port}`
         : config.upstream.origin,
       auth: auth.mode,
       transport: servesTls ? 'tls' : 'plain',

@@ -660,7 +660,7 @@ export function buildConfig(raw: RawOptions): Config {
     invalid('--allow and --allow-any need an inbound listener (--upstream)');
   const policy = parsePolicyFlags(raw, inbound);
   const needsIdentityForOutbound = outbound.some(
-    (r) => r.remote.protocol === 'https:' || (r.auth === 'jwt' && !r.tokenFile),
+    (r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:' || (r.auth === 'jwt' && !r.tokenFile),
   );
   // JWT mode over plain HTTP needs no X.509 identity of its own; every other mode does.
   const needsSource = (inbound && (auth.mode === 'mtls' || auth.transport === 'tls')) || needsIdentityForOutbound;

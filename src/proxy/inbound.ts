@@ -7,7 +7,8 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { pipeline } from 'node:stream';
+import { pipeline, type Writable } from 'node:stream';
+import { relay } from './relay.js';
 import type { TLSSocket } from 'node:tls';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
@@ -69,6 +70,16 @@ const API_KEY_BEARER = /^Bearer sk_/i;
 
 function jsonBody(error: string, reason: string): string {
   return JSON.stringify({ error, reason });
+}
+
+interface UpstreamTimer {
+  handle: NodeJS.Timeout | undefined;
+  cleared: boolean;
+}
+
+function clearUpstreamTimer(timer: UpstreamTimer): void {
+  timer.cleared = true;
+  clearTimeout(timer.handle);
 }
 
 /** The status of a denial: 429 (with Retry-After) when rate limited, 400 for a path without a normal form. */
@@ -484,12 +495,12 @@ export class InboundProxy {
       agent: this.agent,
     });
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const timer = this.upstreamTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
       timedOut = true;
       upstreamReq.destroy(new Error(`the app sent no response headers within ${limits.upstreamTimeoutMs} ms`));
-    }, limits.upstreamTimeoutMs);
+    });
     upstreamReq.on('response', (upstreamRes) => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       reached((performance.now() - started) / 1000);
       const headers = downstreamResponseHeaders(upstreamRes.rawHeaders);
       if (this.draining) headers.push('connection', 'close');
@@ -501,10 +512,10 @@ export class InboundProxy {
         fail(err as Error);
         return;
       }
-      pipeline(upstreamRes, res, () => {});
+      relay(upstreamRes, res);
     });
     const fail = (err: Error) => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       const reason = timedOut ? 'upstream_timeout' : 'upstream_unreachable';
       this.metrics.upstreamError(reason);
       if (!res.headersSent) {
@@ -516,11 +527,11 @@ export class InboundProxy {
       }
     };
     upstreamReq.on('error', fail);
-    pipeline(req, upstreamReq, (err) => {
+    relay(req, upstreamReq, (err) => {
       if (err && !upstreamReq.destroyed) fail(err);
     });
     res.on('close', () => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       if (!res.writableFinished) upstreamReq.destroy();
     });
   }
@@ -594,7 +605,7 @@ export class InboundProxy {
       setHost: false,
       agent: this.agent,
     });
-    const timer = this.upstreamTimer(limits.upstreamTimeoutMs, () => {
+    const timer = this.upstreamTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
       upstreamReq.destroy();
       this.upstreamFailed('upstream_timeout', stream.headersSent, reply, () =>
         stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
@@ -602,7 +613,7 @@ export class InboundProxy {
     });
     let complete = false;
     upstreamReq.on('response', (res) => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       res.once('end', () => (complete = true));
       const status = res.statusCode ?? 502;
       reached(status);
@@ -612,18 +623,18 @@ export class InboundProxy {
         return;
       }
       stream.respond({ ...headers, ':status': status });
-      pipeline(res, stream, () => {});
+      relay(res, stream);
     });
     upstreamReq.on('error', () => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       this.upstreamFailed('upstream_unreachable', stream.headersSent, reply, () =>
         stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
       );
     });
     if (target.endStream) upstreamReq.end();
-    else pipeline(stream, upstreamReq, () => {});
+    else relay(stream, upstreamReq);
     stream.once('close', () => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       if (!complete) upstreamReq.destroy();
     });
   }
@@ -657,14 +668,14 @@ export class InboundProxy {
     const res = 'res' in downstream ? downstream.res : undefined;
     const sent = () => (h2 ? h2.headersSent : (res as ServerResponse).headersSent);
     const abort = () => (h2 ? h2.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : (res as ServerResponse).destroy());
-    const timer = this.upstreamTimer(limits.upstreamTimeoutMs, () => {
+    const timer = this.upstreamTimer(up, limits.upstreamTimeoutMs, () => {
       up.close(http2.constants.NGHTTP2_CANCEL);
       this.upstreamFailed('upstream_timeout', sent(), reply, abort);
     });
     let trailers: http2.IncomingHttpHeaders | undefined;
     up.on('trailers', (t) => (trailers = t));
     up.on('response', (responseHeaders) => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       const status = Number(responseHeaders[':status'] ?? 502);
       reached(status);
       const fields = h2ResponseToH1(responseHeaders);
@@ -681,31 +692,41 @@ export class InboundProxy {
           const out = trailers ? h2ResponseToH1(trailers) : {};
           h2.sendTrailers(out);
         });
-        pipeline(up, h2, () => {});
+        relay(up, h2);
       } else {
         const out = res as ServerResponse;
         out.writeHead(status, fields);
         // HTTP/1.1 callers get the body; trailers need chunked encoding and a client that reads them.
-        pipeline(up, out, () => {});
+        relay(up, out);
       }
     });
     up.on('error', () => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       this.upstreamFailed('upstream_unreachable', sent(), reply, abort);
     });
     if (!target.endStream) {
       const source = h2 ?? ('body' in downstream ? downstream.body : undefined);
-      if (source) pipeline(source, up, () => {});
+      if (source) relay(source, up);
     }
     const closed = h2 ?? res;
     closed?.once('close', () => {
-      clearTimeout(timer);
+      clearUpstreamTimer(timer);
       if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
     });
   }
 
-  private upstreamTimer(ms: number, onTimeout: () => void): NodeJS.Timeout {
-    return setTimeout(onTimeout, ms);
+  /**
+   * --upstream-timeout: the app must send its response headers within `ms` of receiving the whole request
+   * (an upload or a client stream may take as long as it takes). Returns the timer to clear.
+   */
+  private upstreamTimer(request: Writable, ms: number, onTimeout: () => void): UpstreamTimer {
+    const timer: UpstreamTimer = { handle: undefined, cleared: false };
+    const start = () => {
+      if (!timer.cleared) timer.handle = setTimeout(onTimeout, ms);
+    };
+    if (request.writableFinished) start();
+    else request.once('finish', start);
+    return timer;
   }
 
   /** The app failed: a 502/504 if nothing was sent yet, else the response is cut. */

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream';
+import { relay } from './relay.js';
 import type { ConnectionOptions } from 'node:tls';
 import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
@@ -176,7 +176,7 @@ export class OutboundProxy {
         upstream.destroy(new RemoteIdentityError('bad_response', 'the remote sent a response that cannot be relayed'));
         return;
       }
-      pipeline(remoteRes, res, () => {});
+      relay(remoteRes, res);
     });
     upstream.on('upgrade', (_res, socket) => {
       socket.destroy();
@@ -206,6 +206,6 @@ export class OutboundProxy {
       if (!res.headersSent) json(res, timedOut ? 504 : 502, timedOut ? 'gateway_timeout' : 'bad_gateway', reason);
       else res.destroy();
     });
-    pipeline(req, upstream, () => {});
+    relay(req, upstream);
   }
 }

@@ -15,9 +15,10 @@ export const PP2_TYPE_SSL = 0x20;
 export const PP2_SUBTYPE_SSL_VERSION = 0x21;
 /** The first type of the range the spec leaves to applications (0xE0-0xEF): the verified SPIFFE ID. */
 export const PP2_TYPE_SPIFFE_ID = 0xe0;
-/** PP2_TYPE_SSL client bits: the connection was TLS, and a client certificate was sent on it. */
+/** PP2_TYPE_SSL client bits: TLS, and a client certificate sent on this connection or with the session. */
 export const PP2_CLIENT_SSL = 0x01;
 export const PP2_CLIENT_CERT_CONN = 0x02;
+export const PP2_CLIENT_CERT_SESS = 0x04;
 
 export interface ProxyHeaderFields {
   source: { address: string; port: number };
@@ -26,6 +27,8 @@ export interface ProxyHeaderFields {
   spiffeId: string;
   /** The TLS version negotiated, e.g. TLSv1.3. */
   tlsVersion: string;
+  /** The TLS session was resumed: the certificate came with the session, not on this connection. */
+  resumed: boolean;
 }
 
 /** `::ffff:10.0.0.1` is an IPv4 peer on a dual-stack socket: it is sent as IPv4. */
@@ -82,7 +85,7 @@ export function proxyV2Header(fields: ProxyHeaderFields): Buffer {
   }
   // PP2_TYPE_SSL: client bits, then verify = 0 (the certificate was verified), then sub-TLVs.
   const sslHead = Buffer.alloc(5);
-  sslHead[0] = PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN;
+  sslHead[0] = PP2_CLIENT_SSL | (fields.resumed ? PP2_CLIENT_CERT_SESS : PP2_CLIENT_CERT_CONN);
   sslHead.writeUInt32BE(0, 1);
   const ssl = tlv(
     PP2_TYPE_SSL,

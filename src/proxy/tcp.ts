@@ -173,6 +173,7 @@ export class TcpInboundProxy {
           destination: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 },
           spiffeId,
           tlsVersion: socket.getProtocol() ?? '',
+          resumed: socket.isSessionReused(),
         }),
       );
     }
