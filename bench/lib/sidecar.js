@@ -1,0 +1,79 @@
+// The sidecar under test: the built CLI as a real child process, in each mode the bench measures. Optional
+// modes (--workers, --protocol) are used only when `--help` lists them.
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import process from 'node:process';
+import { promisify } from 'node:util';
+import { spawnChild, waitForHttp200 } from './children.js';
+import { CLIENT_ID, JWT_AUDIENCE, TRUST_DOMAIN } from './pki.js';
+
+const run = promisify(execFile);
+
+/**
+ * What this build of the CLI can do.
+ * @param {string} cli
+ * @returns {Promise<{ workers: boolean, protocol: boolean, help: string }>}
+ */
+export async function sidecarFeatures(cli) {
+  const { stdout } = await run(process.execPath, [cli, '--help']);
+  return { workers: /--workers\b/.test(stdout), protocol: /--protocol\b/.test(stdout), help: stdout };
+}
+
+/**
+ * @typedef {object} SidecarMode
+ * @property {'mtls' | 'jwt' | 'l4'} auth
+ * @property {number} [workers]
+ */
+
+/**
+ * The command line of a sidecar in `mode`.
+ * @param {SidecarMode} mode
+ * @param {{ port: number, adminPort: number, appPort: number, certDir: string, jwksFile: string }} where
+ * @returns {string[]}
+ */
+export function sidecarArgs(mode, { port, adminPort, appPort, certDir, jwksFile }) {
+  const args = [
+    'run',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--admin-listen',
+    `127.0.0.1:${adminPort}`,
+    '--upstream',
+    // L4 relays bytes to a tcp:// upstream (our app speaks HTTP over it all the same).
+    `${mode.auth === 'l4' ? 'tcp' : 'http'}://127.0.0.1:${appPort}`,
+    '--allow',
+    CLIENT_ID,
+  ];
+  if (mode.auth === 'jwt') {
+    args.push('--auth-mode', 'jwt', '--jwt-transport', 'plain', '--jwt-audience', JWT_AUDIENCE);
+    args.push('--jwt-bundle-file', `${TRUST_DOMAIN}=${jwksFile}`);
+  } else {
+    args.push('--mtls-cert-file', join(certDir, 'tls.crt'), '--mtls-key-file', join(certDir, 'tls.key'));
+    args.push('--mtls-ca-file', join(certDir, 'ca.crt'));
+  }
+  if (mode.auth === 'l4') args.push('--protocol', 'tcp');
+  if (mode.workers) args.push('--workers', String(mode.workers));
+  return args;
+}
+
+/**
+ * Starts a sidecar and waits for /readyz to answer 200.
+ * @param {{ cli: string, nodeArgs: string[], args: string[], adminPort: number, logFile: string,
+ *   env?: NodeJS.ProcessEnv }} options
+ * @returns {Promise<{ child: import('node:child_process').ChildProcess, readyMs: number }>}
+ */
+export async function startSidecar({ cli, nodeArgs, args, adminPort, logFile, env }) {
+  const spawned = performance.now();
+  const child = spawnChild(process.execPath, [...nodeArgs, cli, ...args], { logFile, env });
+  try {
+    const ready = await waitForHttp200(`http://127.0.0.1:${adminPort}/readyz`, { timeoutMs: 15_000, child });
+    return { child, readyMs: ready - spawned };
+  } catch (err) {
+    child.kill('SIGKILL');
+    const log = await readFile(logFile, 'utf8').catch(() => '');
+    const last = log.trim().split('\n').slice(-1)[0] ?? '';
+    throw new Error(`${/** @type {Error} */ (err).message}${last ? `; it said: ${last.slice(0, 300)}` : ''}`);
+  }
+}

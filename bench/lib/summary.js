@@ -1,0 +1,130 @@
+// From the rounds to one line per row: medians of the rounds, and ratios computed inside each round (against
+// nginx and against the direct connection of the SAME round) before taking their median, so that a slow
+// moment of the shared machine moves both sides of a ratio together.
+import { max, median, ratio } from './stats.js';
+
+/**
+ * @typedef {object} RoundResult
+ * @property {import('./measure.js').PhaseResult} keepAlive
+ * @property {import('./measure.js').PhaseResult} newConn
+ * @property {import('./measure.js').PhaseResult} latency
+ * @property {import('./measure.js').PhaseResult} [resumed] new connections resuming a session (opt-in)
+ */
+
+/**
+ * @typedef {object} RowRecord
+ * @property {import('./rows.js').Row} row
+ * @property {string} [unavailable]
+ * @property {number} [readyMs]
+ * @property {number} [rssIdleBytes]
+ * @property {(RoundResult | undefined)[]} rounds one per round, undefined where the row failed
+ * @property {string[]} failures what went wrong starting or measuring it
+ */
+
+/**
+ * @param {RoundResult | undefined} round
+ * @param {(r: RoundResult) => number | undefined} pick
+ */
+const get = (round, pick) => (round ? pick(round) : undefined);
+
+/**
+ * @param {RowRecord[]} records
+ */
+export function summarize(records) {
+  const byKey = new Map(records.map((r) => [r.row.key, r]));
+  const direct = byKey.get('direct');
+  const nginx = byKey.get('nginx');
+  const sidecarMtls = byKey.get('sidecar-mtls');
+  /**
+   * Median over rounds of a per-round ratio of this row to another.
+   * @param {RowRecord} record
+   * @param {RowRecord | undefined} other
+   * @param {(r: RoundResult) => number | undefined} pick
+   */
+  const perRound = (record, other, pick) =>
+    median(record.rounds.map((round, i) => ratio(get(round, pick), get(other?.rounds[i], pick))));
+  /** p50 of the row minus p50 of the direct connection, in the same round. */
+  const added = (/** @type {RowRecord | undefined} */ record, /** @type {number} */ i) => {
+    const own = get(record?.rounds[i], (r) => r.latency.latency.p50);
+    const base = get(direct?.rounds[i], (r) => r.latency.latency.p50);
+    return own === undefined || base === undefined ? undefined : own - base;
+  };
+  const keepAliveRps = (/** @type {RoundResult} */ r) => r.keepAlive.rps;
+  const keepAliveCpu = (/** @type {RoundResult} */ r) => r.keepAlive.cpuUsPerRequest;
+  const newConnRps = (/** @type {RoundResult} */ r) => r.newConn.rps;
+
+  return records.map((record) => {
+    const { row, rounds } = record;
+    const col = (/** @type {(r: RoundResult) => number | undefined} */ pick) =>
+      median(rounds.map((round) => get(round, pick)));
+    const addedP50 = median(rounds.map((_, i) => added(record, i)));
+    const addedVsNginx = median(rounds.map((_, i) => ratio(added(record, i), added(nginx, i))));
+    const errors = rounds.reduce(
+      (sum, r) => sum + (r ? r.keepAlive.errors + r.newConn.errors + r.latency.errors : 0),
+      0,
+    );
+    return {
+      key: row.key,
+      label: row.label,
+      kind: row.kind,
+      unavailable: record.unavailable,
+      failures: record.failures,
+      measured: rounds.some((r) => r !== undefined),
+      keepAlive: {
+        rps: col(keepAliveRps),
+        cpuUsPerRequest: col(keepAliveCpu),
+        appCpuUsPerRequest: col((r) => r.keepAlive.appCpuUsPerRequest),
+        cores: col((r) => r.keepAlive.cores),
+        loadgenCores: col((r) => r.keepAlive.loadgenCores),
+        foreignCores: col((r) => r.keepAlive.foreignCores),
+        p50Ms: col((r) => r.keepAlive.latency.p50),
+        p99Ms: col((r) => r.keepAlive.latency.p99),
+      },
+      newConn: {
+        rps: col(newConnRps),
+        cpuUsPerRequest: col((r) => r.newConn.cpuUsPerRequest),
+        cores: col((r) => r.newConn.cores),
+        loadgenCores: col((r) => r.newConn.loadgenCores),
+        foreignCores: col((r) => r.newConn.foreignCores),
+      },
+      resumed: {
+        rps: col((r) => r.resumed?.rps),
+        cpuUsPerRequest: col((r) => r.resumed?.cpuUsPerRequest),
+      },
+      latency: {
+        p50Ms: col((r) => r.latency.latency.p50),
+        p99Ms: col((r) => r.latency.latency.p99),
+        addedP50Ms: addedP50,
+        addedP99Ms: median(
+          rounds.map((round, i) => {
+            const own = get(round, (r) => r.latency.latency.p99);
+            const base = get(direct?.rounds[i], (r) => r.latency.latency.p99);
+            return own === undefined || base === undefined ? undefined : own - base;
+          }),
+        ),
+      },
+      rssIdleBytes: record.rssIdleBytes,
+      rssLoadedBytes: max(
+        rounds.map((r) => (r ? Math.max(r.keepAlive.rssPeakBytes, r.newConn.rssPeakBytes) : undefined)),
+      ),
+      readyMs: record.readyMs,
+      errors,
+      vsNginx: {
+        keepAliveRps: perRound(record, nginx, keepAliveRps),
+        cpuUsPerRequest: perRound(record, nginx, keepAliveCpu),
+        newConnRps: perRound(record, nginx, newConnRps),
+        resumedRps: perRound(record, nginx, (r) => r.resumed?.rps),
+        addedP50: addedVsNginx,
+      },
+      vsDirect: {
+        keepAliveRps: perRound(record, direct, keepAliveRps),
+        newConnRps: perRound(record, direct, newConnRps),
+      },
+      vsSidecarMtls: {
+        keepAliveRps: perRound(record, sidecarMtls, keepAliveRps),
+        newConnRps: perRound(record, sidecarMtls, newConnRps),
+      },
+      rounds,
+    };
+  });
+}

@@ -1,0 +1,114 @@
+// The targets of issue 11, checked against one run's summary. Each is PASS or MISS; "n/a" only when its
+// reference could not be measured (no nginx), with the reason.
+
+const MB = 1024 * 1024;
+
+/**
+ * @typedef {object} TargetResult
+ * @property {string} target
+ * @property {'PASS' | 'MISS' | 'n/a'} status
+ * @property {string} measured
+ */
+
+/**
+ * @param {ReturnType<typeof import('./summary.js').summarize>} rows
+ * @param {{ sidecarMedianMs?: number } | undefined} startup
+ * @param {{ failures: number, rotations: number, distinctServerCertificates: number } | undefined} rotation
+ * @param {{ startup: boolean, rotation: boolean }} ran whether startup and rotation were part of this run
+ * @returns {TargetResult[]}
+ */
+export function checkTargets(rows, startup, rotation, ran) {
+  const row = (/** @type {string} */ key) => rows.find((r) => r.key === key);
+  const nginx = row('nginx');
+  const mtls = row('sidecar-mtls');
+  const w2 = row('sidecar-mtls-w2');
+  const jwt = row('sidecar-jwt');
+  const noNginx = !nginx?.measured ? `no nginx${nginx?.unavailable ? `: ${nginx.unavailable}` : ''}` : undefined;
+  /** @type {TargetResult[]} */
+  const out = [];
+  const fmt = (/** @type {number | undefined} */ v, digits = 2) => (v === undefined ? '?' : v.toFixed(digits));
+  /**
+   * @param {string} target
+   * @param {number | undefined} value
+   * @param {(v: number) => boolean} ok
+   * @param {string} measured
+   * @param {string} [missing] why the value is missing
+   */
+  const add = (target, value, ok, measured, missing) => {
+    if (value === undefined) {
+      const why = missing ?? 'not measured';
+      const notApplicable = why.startsWith('no nginx') || why.startsWith('not run');
+      out.push({ target, status: notApplicable ? 'n/a' : 'MISS', measured: why });
+    } else {
+      out.push({ target, status: ok(value) ? 'PASS' : 'MISS', measured });
+    }
+  };
+  const why = (/** @type {typeof mtls} */ r) =>
+    !r ? 'not run (BENCH_ONLY)' : r.unavailable ? r.unavailable : r.measured ? undefined : (r.failures[0] ?? 'failed');
+  const ka = mtls?.vsNginx.keepAliveRps;
+  add('Keep-alive mTLS L7 req/s ≥ 0.6× nginx', ka, (v) => v >= 0.6, `${fmt(ka)}× nginx`, noNginx ?? why(mtls));
+  const kaW2 = w2?.vsNginx.keepAliveRps;
+  add(
+    'Keep-alive mTLS L7 req/s with `--workers 2` ≥ 0.9× nginx',
+    kaW2,
+    (v) => v >= 0.9,
+    `${fmt(kaW2)}× nginx`,
+    why(w2) ?? noNginx,
+  );
+  const cpu = mtls?.vsNginx.cpuUsPerRequest;
+  add(
+    'CPU per keep-alive request ≤ 2× nginx',
+    cpu,
+    (v) => v <= 2,
+    `${fmt(cpu)}× nginx (${fmt(mtls?.keepAlive.cpuUsPerRequest, 0)} µs vs ${fmt(nginx?.keepAlive.cpuUsPerRequest, 0)} µs)`,
+    noNginx ?? why(mtls),
+  );
+  const nc = mtls?.vsNginx.newConnRps;
+  add('New mTLS connections/s ≥ 0.85× nginx', nc, (v) => v >= 0.85, `${fmt(nc)}× nginx`, noNginx ?? why(mtls));
+  const lat = mtls?.vsNginx.addedP50;
+  add(
+    'Unloaded added latency (p50 over direct) ≤ 1.5× nginx',
+    lat,
+    (v) => v <= 1.5,
+    `${fmt(lat)}× nginx (+${fmt(mtls?.latency.addedP50Ms, 3)} ms vs +${fmt(nginx?.latency.addedP50Ms, 3)} ms)`,
+    noNginx ?? why(mtls),
+  );
+  const loaded = mtls?.rssLoadedBytes === undefined ? undefined : mtls.rssLoadedBytes / MB;
+  add('RSS under load ≤ 60 MB', loaded, (v) => v <= 60, `${fmt(loaded, 1)} MB`, why(mtls));
+  const idle = mtls?.rssIdleBytes === undefined ? undefined : mtls.rssIdleBytes / MB;
+  add('RSS idle ≤ 45 MB', idle, (v) => v <= 45, `${fmt(idle, 1)} MB`, why(mtls));
+  const start = startup?.sidecarMedianMs;
+  add(
+    'Startup to ready (file mode) ≤ 150 ms median',
+    start,
+    (v) => v <= 150,
+    `${fmt(start, 0)} ms`,
+    ran.startup ? 'failed' : 'not run (BENCH_ONLY)',
+  );
+  const jwtNew = jwt?.vsSidecarMtls.newConnRps;
+  add(
+    'JWT plain new-connection req/s ≥ 5× mTLS new connections/s',
+    jwtNew,
+    (v) => v >= 5,
+    `${fmt(jwtNew)}× mTLS`,
+    why(jwt) ?? why(mtls),
+  );
+  const jwtKa = jwt?.vsSidecarMtls.keepAliveRps;
+  add(
+    'JWT keep-alive req/s ≥ 0.95× mTLS keep-alive',
+    jwtKa,
+    (v) => v >= 0.95,
+    `${fmt(jwtKa)}× mTLS`,
+    why(jwt) ?? why(mtls),
+  );
+  add(
+    'Zero failed requests while the SVID rotates every second',
+    rotation?.failures,
+    (v) => v === 0 && (rotation?.distinctServerCertificates ?? 0) >= 2,
+    rotation
+      ? `${rotation.failures} failed; ${rotation.rotations} rotations, ${rotation.distinctServerCertificates} server certificates seen`
+      : '',
+    ran.rotation ? 'failed' : 'not run (BENCH_ONLY)',
+  );
+  return out;
+}

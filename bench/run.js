@@ -1,0 +1,209 @@
+// `npm run bench`: the data-path benchmark of issue 11. Starts the app, nginx (installed with apt-get when
+// missing), three minimal Node reference proxies and the sidecar in each mode this build has, then measures
+// them in interleaved rounds with its own load generator (a separate process that presents a client
+// certificate), and prints a Markdown table, the targets with PASS/MISS, and JSON (also written to
+// bench/results/latest.json). Environment: BENCH_QUICK=1, BENCH_ROUNDS, BENCH_SECONDS, BENCH_ONLY, see
+// bench/README.md.
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import process from 'node:process';
+import { setTimeout as delay } from 'node:timers/promises';
+import { URL } from 'node:url';
+import { freePort, runningChildren, spawnChild, stopChild, terminateAll, waitForLine } from './lib/children.js';
+import { LoadGenerator } from './lib/loadgen.js';
+import { ensureNginx, nginxVersion } from './lib/nginx.js';
+import { runNotes } from './lib/notes.js';
+import { benchOptions } from './lib/options.js';
+import { makePki } from './lib/pki.js';
+import { processTree, rssBytes } from './lib/proc.js';
+import { markdownReport } from './lib/report.js';
+import { measureRotation } from './lib/rotation.js';
+import { canPin } from './lib/affinity.js';
+import { runRounds } from './lib/rounds.js';
+import { benchRows } from './lib/rows.js';
+import { sidecarFeatures } from './lib/sidecar.js';
+import { measureStartup } from './lib/startup.js';
+import { summarize } from './lib/summary.js';
+import { checkTargets } from './lib/targets.js';
+
+const say = (/** @type {string} */ line) => process.stderr.write(`bench: ${line}\n`);
+const fmt = (/** @type {number | undefined} */ v, digits = 0) => (v === undefined ? '?' : v.toFixed(digits));
+/** The temporary directory of this run (certificates, logs), removed however the run ends. */
+let workDir;
+
+/**
+ * JSON as Prettier prints it with the repository's settings (so that `prettier --check` passes on the results
+ * file), or plain when Prettier is not installed.
+ * @param {unknown} value
+ * @param {string} file where it will be written
+ */
+async function formatJson(value, file) {
+  const text = `${JSON.stringify(value, null, 2)}\n`;
+  try {
+    const prettier = await import('prettier');
+    const config = (await prettier.resolveConfig(file)) ?? {};
+    return await prettier.format(text, { ...config, filepath: file });
+  } catch {
+    return text;
+  }
+}
+
+/** Machine facts for the report. */
+async function machine(nginx) {
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memoryGb: Math.round(os.totalmem() / 1024 ** 3),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.versions.node,
+    nginx: nginx ? await nginxVersion(nginx).catch(() => 'unknown version') : undefined,
+  };
+}
+
+async function main() {
+  const options = benchOptions();
+  if (!existsSync(options.cli)) throw new Error(`${options.cli} not found: run \`npm run build\` first`);
+  const started = new Date();
+  const tmp = await mkdtemp(join(os.tmpdir(), 'spiffe-sidecar-bench-'));
+  workDir = options.keepTmp ? undefined : tmp;
+  say(`${options.quick ? 'quick run' : 'full run'}; work directory ${tmp} (certificates, logs; removed at the end)`);
+  /** @type {{ label: string, stop: () => Promise<void> }[]} */
+  const stops = [];
+  let loadgen;
+  try {
+    const [features, pki, nginx] = await Promise.all([
+      sidecarFeatures(options.cli),
+      makePki(options.cli, join(tmp, 'pki'), 3),
+      ensureNginx(say),
+    ]);
+    say(
+      `sidecar features: --workers ${features.workers ? 'yes' : 'no'}, --protocol ${features.protocol ? 'yes' : 'no'}`,
+    );
+    const appPort = await freePort();
+    const app = spawnChild(process.execPath, [new URL('./servers/app.js', import.meta.url).pathname, String(appPort)], {
+      logFile: join(tmp, 'app.log'),
+      pipeStdout: true,
+    });
+    stops.push({ label: 'app', stop: () => stopChild(app) });
+    await waitForLine(app, /listening \d+/, 10_000);
+    const appPid = /** @type {number} */ (app.pid);
+    const clientTls = {
+      cert: readFileSync(join(pki.clientDir, 'tls.crt'), 'utf8'),
+      key: readFileSync(join(pki.clientDir, 'tls.key'), 'utf8'),
+      ca: readFileSync(join(pki.clientDir, 'ca.crt'), 'utf8'),
+    };
+    const ctx = {
+      options,
+      pki,
+      tmp,
+      appPort,
+      appPid,
+      nginx,
+      nginxMissing:
+        process.env.BENCH_NGINX === 'skip'
+          ? 'skipped (BENCH_NGINX=skip)'
+          : 'not available (could not be installed; see the log above)',
+      features,
+      clientTls,
+    };
+    loadgen = new LoadGenerator();
+
+    // Start every row, then read its idle RSS once all have settled.
+    /** @type {import('./lib/summary.js').RowRecord[]} */
+    const records = [];
+    /** @type {Map<string, import('./lib/rows.js').Started>} */
+    const running = new Map();
+    for (const row of benchRows(ctx)) {
+      const record = { row, unavailable: row.unavailable, rounds: [], failures: [] };
+      records.push(record);
+      if (row.unavailable) {
+        say(`${row.key}: ${row.unavailable}`);
+        continue;
+      }
+      try {
+        const s = await row.start();
+        running.set(row.key, s);
+        stops.push({ label: row.key, stop: s.stop });
+        record.readyMs = s.readyMs;
+      } catch (err) {
+        record.failures.push(`start: ${/** @type {Error} */ (err).message}`);
+        say(`${row.key}: could not start: ${/** @type {Error} */ (err).message}`);
+      }
+    }
+    await delay(500);
+    for (const record of records) {
+      const s = running.get(record.row.key);
+      if (s && record.row.kind !== 'direct') record.rssIdleBytes = rssBytes(processTree(s.pid));
+    }
+
+    const startup =
+      !options.only || options.only.includes('startup')
+        ? await measureStartup({ options, pki, tmp, appPort }).catch((err) => {
+            say(`startup: failed: ${err.message}`);
+            return undefined;
+          })
+        : undefined;
+    if (startup)
+      say(
+        `startup to ready: median ${fmt(startup.sidecarMedianMs)} ms (bare Node ${fmt(startup.bareNodeMedianMs)} ms)`,
+      );
+
+    await runRounds({ records, running, loadgen, options, appPid, say });
+
+    const rotation =
+      !options.only || options.only.includes('rotation')
+        ? await measureRotation({ options, pki, tmp, appPort, loadgen, clientTls }).catch((err) => {
+            say(`rotation: failed: ${err.message}`);
+            return undefined;
+          })
+        : undefined;
+    if (rotation) say(`rotation: ${rotation.failures} failed requests over ${rotation.rotations} rotations`);
+
+    for (const { stop } of stops.splice(0).reverse()) await stop();
+
+    const rows = summarize(records);
+    const notes = await runNotes(rows, tmp);
+    const ran = (/** @type {string} */ key) => !options.only || options.only.includes(key);
+    const targets = checkTargets(rows, startup, rotation, { startup: ran('startup'), rotation: ran('rotation') });
+    const meta = {
+      date: started.toISOString(),
+      durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
+      machine: await machine(nginx),
+      options: { ...options, cli: relative(process.cwd(), options.cli) },
+      sidecarFeatures: { workers: features.workers, protocol: features.protocol },
+      latencyPinned: canPin(),
+    };
+    const markdown = markdownReport({ meta, rows, startup, rotation, targets, notes });
+    const json = { meta, rows, startup, rotation, targets };
+    await mkdir(dirname(options.out), { recursive: true });
+    await writeFile(options.out, await formatJson(json, options.out));
+    const compact = {
+      ...json,
+      rows: rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'rounds'))),
+    };
+    process.stdout.write(`${markdown}\n`);
+    process.stdout.write(`\n\`\`\`json\n${JSON.stringify(compact, null, 2)}\n\`\`\`\n`);
+    say(`JSON (with every round) written to ${relative(process.cwd(), options.out)}; took ${meta.durationSeconds} s`);
+  } finally {
+    loadgen?.close();
+    for (const { stop } of stops.reverse()) await stop().catch(() => {});
+    if (options.keepTmp) say(`kept ${tmp}`);
+    else await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {
+  process.once(signal, () => {
+    terminateAll();
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
+
+main().catch((err) => {
+  say(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  if (runningChildren().length > 0) terminateAll();
+  process.exitCode = 1;
+});
