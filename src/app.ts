@@ -16,6 +16,7 @@ import { InboundProxy } from './proxy/inbound.js';
 import type { TcpInboundProxy } from './proxy/tcp.js';
 import type { OutboundProxy } from './proxy/outbound.js';
 import type { TcpOutboundProxy } from './proxy/tcp-outbound.js';
+import type { H2OutboundProxy } from './proxy/h2-outbound.js';
 import { ReloadingFile } from './reloading-file.js';
 
 export interface Sidecar {
@@ -146,7 +147,7 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
   let jwt: JwtMode | undefined;
   let admin: AdminServer | undefined;
   let inbound: InboundProxy | TcpInboundProxy | undefined;
-  const outbound: (OutboundProxy | TcpOutboundProxy)[] = [];
+  const outbound: (OutboundProxy | TcpOutboundProxy | H2OutboundProxy)[] = [];
   const outboundClosers: (() => void)[] = [];
   let draining = false;
   /** Ready only once the listener is bound, and not while draining. */
@@ -200,7 +201,11 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
         outbound.push(
           route.protocol === 'tcp'
             ? await TcpOutboundProxy.start(tcpOutboundRoute(route, config), identity, log)
-            : await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
+            : route.protocol === 'h2'
+              ? await (
+                  await import('./proxy/h2-outbound.js')
+                ).H2OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log)
+              : await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
         );
       }
     }

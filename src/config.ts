@@ -122,8 +122,9 @@ export interface OutboundRouteConfig {
   readonly auth: 'mtls' | 'jwt';
   readonly audience: string | undefined;
   readonly tokenFile: string | undefined;
-  /** http: the app speaks HTTP to LISTEN; tcp (a `tls://` remote): bytes, relayed over mTLS. */
-  readonly protocol: 'http' | 'tcp';
+  /** http: the app speaks HTTP/1.1 to LISTEN; h2 (`protocol=h2`): cleartext HTTP/2 (gRPC), carried as HTTP/2
+   * over mTLS; tcp (a `tls://` remote): bytes, relayed over mTLS. */
+  readonly protocol: 'http' | 'h2' | 'tcp';
 }
 
 export interface Config {
@@ -467,7 +468,7 @@ function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: stri
 }
 
 const OUTBOUND_EXAMPLE =
-  'LISTEN=REMOTE_URL,id=SPIFFE_ID_OR_RULE[,auth=jwt,audience=AUD][,token-file=PATH], or LISTEN=tls://HOST:PORT,id=RULE';
+  'LISTEN=REMOTE_URL,id=SPIFFE_ID_OR_RULE[,auth=jwt,audience=AUD][,token-file=PATH][,protocol=h2], or LISTEN=tls://HOST:PORT,id=RULE';
 
 function parseOutbound(value: string): OutboundRouteConfig {
   const bad = (why: string): never =>
@@ -496,7 +497,7 @@ function parseOutbound(value: string): OutboundRouteConfig {
   for (const pair of pairs) {
     const i = pair.indexOf('=');
     const key = pair.slice(0, i);
-    if (i <= 0 || !['id', 'auth', 'audience', 'token-file'].includes(key) || options.has(key))
+    if (i <= 0 || !['id', 'auth', 'audience', 'token-file', 'protocol'].includes(key) || options.has(key))
       bad(`bad option ${JSON.stringify(pair)}`);
     options.set(key, pair.slice(i + 1));
   }
@@ -511,6 +512,10 @@ function parseOutbound(value: string): OutboundRouteConfig {
     }
   }
   if (remote.protocol === 'https:' && id === undefined) bad('an https remote needs id=: who it must be');
+  const protocol = options.get('protocol') ?? 'h1';
+  if (protocol !== 'h1' && protocol !== 'h2') bad('protocol must be h1 or h2');
+  if (protocol === 'h2' && remote.protocol !== 'https:')
+    bad('protocol=h2 needs an https:// remote (HTTP/2 over mTLS; the app speaks cleartext HTTP/2 to LISTEN)');
   if (remote.protocol === 'tls:') {
     if (id === undefined) bad('a tls:// remote needs id=: who it must be');
     if (options.has('auth') || options.has('audience') || options.has('token-file'))
@@ -530,7 +535,7 @@ function parseOutbound(value: string): OutboundRouteConfig {
     auth: auth as 'mtls' | 'jwt',
     audience: options.get('audience'),
     tokenFile: options.get('token-file'),
-    protocol: remote.protocol === 'tls:' ? ('tcp' as const) : ('http' as const),
+    protocol: remote.protocol === 'tls:' ? ('tcp' as const) : protocol === 'h2' ? ('h2' as const) : ('http' as const),
   });
 }
 

@@ -1,0 +1,183 @@
+// Outbound HTTP/2 routes (`--outbound LISTEN=https://HOST:PORT,id=RULE,protocol=h2`), for gRPC clients:
+// the app speaks cleartext HTTP/2 (prior knowledge) to a loopback port; the sidecar carries each stream
+// over one HTTP/2 session with the remote, opened with our SVID (or a bearer token) and only once the
+// remote proved the expected SPIFFE ID. Streams flow both ways, trailers included. A new SVID or
+// bundle retires the session: the next stream opens a new, re-verified one.
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import type { IdentitySource } from '../identity/source.js';
+import { listen } from '../listener.js';
+import type { Logger } from '../log.js';
+import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1 } from './http2-headers.js';
+import type { OutboundRoute } from './outbound.js';
+import { relay } from './relay.js';
+import { connectVerified, RemoteIdentityError } from './verified-connect.js';
+
+/** A compact JWS: what a bearer token must look like before it goes into a header. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+export class H2OutboundProxy {
+  private readonly server = http2.createServer();
+  private session: http2.ClientHttp2Session | undefined;
+  private connecting: Promise<http2.ClientHttp2Session> | undefined;
+  private readonly unsubscribe: () => void;
+
+  private constructor(
+    private readonly route: OutboundRoute,
+    private readonly identity: IdentitySource | undefined,
+    private readonly log: Logger,
+  ) {
+    this.server.on(
+      'stream',
+      (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) =>
+        this.handle(stream, headers, raw).catch((err: unknown) => {
+          log.error({ event: 'internal_error', err }, 'outbound stream failed');
+          if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        }),
+    );
+    const offUpdate = identity?.onUpdate(() => this.retire());
+    const offRevoke = identity?.onRevoked?.(() => this.retire());
+    this.unsubscribe = () => {
+      offUpdate?.();
+      offRevoke?.();
+    };
+  }
+
+  static async start(route: OutboundRoute, identity: IdentitySource | undefined, log: Logger) {
+    const proxy = new H2OutboundProxy(route, identity, log);
+    await listen(proxy.server, route.host, route.port, '--outbound');
+    return proxy;
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    this.session?.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Our identity or trust changed: streams under way finish, new ones get a new session. */
+  private retire(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
+
+  /** The session to the remote, verified before the first byte of HTTP/2 is sent. */
+  private remoteSession(): Promise<http2.ClientHttp2Session> {
+    const current = this.session;
+    if (current && !current.closed && !current.destroyed) return Promise.resolve(current);
+    const { route } = this;
+    const host = route.remote.hostname.replace(/^\[|\]$/g, '');
+    this.connecting ??= new Promise<http2.ClientHttp2Session>((resolve, reject) => {
+      const socket = connectVerified(
+        this.identity,
+        route,
+        { host, port: Number(route.remote.port || 443), ...(isIP(host) ? {} : { servername: host }) },
+        ['h2'],
+        (err) => {
+          this.connecting = undefined;
+          if (err) return reject(err);
+          if (socket.alpnProtocol !== 'h2') {
+            socket.destroy();
+            return reject(new RemoteIdentityError('remote_not_h2', 'the remote did not agree to HTTP/2 (ALPN)'));
+          }
+          const session = http2.connect(route.remote.origin, { createConnection: () => socket });
+          session.on('error', () => {});
+          const forget = () => {
+            if (this.session === session) this.session = undefined;
+          };
+          session.once('goaway', forget);
+          session.once('close', forget);
+          this.session = session;
+          resolve(session);
+        },
+      );
+    });
+    return this.connecting;
+  }
+
+  private async handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, raw: string[]) {
+    const { route, log } = this;
+    const reply = (status: number, error: string, reason: string) => {
+      if (stream.destroyed || stream.headersSent) return;
+      stream.respond({ ':status': status, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ error, reason }));
+    };
+    if (route.auth === 'mtls' && this.identity?.status().ready === false) {
+      return reply(503, 'unavailable', 'no_identity');
+    }
+    let token: string | undefined;
+    if (route.auth === 'jwt') {
+      token = await route.token?.();
+      if (!token || !COMPACT_JWS.test(token)) return reply(503, 'unavailable', 'no_token');
+    }
+    let session: http2.ClientHttp2Session;
+    try {
+      session = await this.remoteSession();
+    } catch (err) {
+      const reason = err instanceof RemoteIdentityError ? err.reason : 'remote_unreachable';
+      log.warn(
+        { event: 'outbound_rejected', remote: route.remote.origin, expected: route.expectText, reason },
+        (err as Error).message,
+      );
+      return reply(502, 'bad_gateway', reason);
+    }
+    // The app's fields, minus what we set: the remote's authority, and for JWT routes our token.
+    const fields = h2RequestToH1(raw).filter((_, i, all) => {
+      const name = all[i - (i % 2)].toLowerCase();
+      return name !== 'host' && !(token && name === 'authorization');
+    });
+    const { headers: out } = h1FieldsToH2(fields);
+    if (token) out.authorization = `Bearer ${token}`;
+    const up = session.request(
+      {
+        ...out,
+        ':method': headers[':method'],
+        ':path': headers[':path'],
+        ':scheme': 'https',
+        ':authority': route.remote.host,
+      },
+      { endStream: stream.endAfterHeaders },
+    );
+    // The remote must answer within --upstream-timeout of receiving the whole request (streams may be long).
+    let timer: NodeJS.Timeout | undefined;
+    let answered = false;
+    up.once('finish', () => {
+      if (answered) return;
+      timer = setTimeout(() => {
+        up.close(http2.constants.NGHTTP2_CANCEL);
+        reply(504, 'gateway_timeout', 'remote_timeout');
+      }, route.limits.upstreamTimeoutMs);
+    });
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    up.on('trailers', (t) => (trailers = t));
+    up.on('response', (responseHeaders) => {
+      answered = true;
+      clearTimeout(timer);
+      if (stream.destroyed) return;
+      const status = Number(responseHeaders[':status'] ?? 502);
+      const fieldsBack = h2ResponseToH1(responseHeaders);
+      if (up.endAfterHeaders || responseHeaders['grpc-status'] !== undefined) {
+        stream.respond({ ...fieldsBack, ':status': status }, { endStream: true });
+        return;
+      }
+      stream.respond({ ...fieldsBack, ':status': status }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers(trailers ? h2ResponseToH1(trailers) : {}));
+      relay(up, stream);
+    });
+    up.on('error', () => {
+      clearTimeout(timer);
+      if (!stream.headersSent) reply(502, 'bad_gateway', 'remote_unreachable');
+      else stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
+    if (!stream.endAfterHeaders) relay(stream, up);
+    stream.once('close', () => {
+      clearTimeout(timer);
+      if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+    });
+  }
+}
