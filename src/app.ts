@@ -2,7 +2,11 @@
 // inbound listener from a Config, and closes them in reverse order. What a mode does not use is not
 // loaded (gRPC, jose, YAML, the outbound proxy): startup time and memory are per pod, times the fleet.
 import { type AddressInfo, connect } from 'node:net';
-import { createMetrics } from './admin/metrics.js';
+import type { Metrics } from './admin/metrics.js';
+import { DeferredMetrics } from './admin/proxy-metrics.js';
+
+/** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, without loading prom-client. */
+const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 import { AdminServer, certsDocument, type Readiness } from './admin/server.js';
 import { createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
 import type { Config, IdentitySourceConfig } from './config.js';
@@ -150,6 +154,8 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
   const outbound: (OutboundProxy | TcpOutboundProxy | H2OutboundProxy)[] = [];
   const outboundClosers: (() => void)[] = [];
   let draining = false;
+  const proxyMetrics = new DeferredMetrics();
+  let metricsLoaded: Promise<Metrics> | undefined;
   /** Ready only once the listener is bound, and not while draining. */
   let serving = false;
   try {
@@ -164,7 +170,14 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
       if (!serving) return { ready: false, reason: 'starting' };
       return { ready: true };
     };
-    const metrics = createMetrics(identity, jwt?.authenticator, () => readyNow().ready);
+    const jwtAuthenticator = jwt?.authenticator;
+    // prom-client is loaded once we serve (or at the first scrape): it is 50 ms of startup otherwise.
+    const loadMetrics = (): Promise<Metrics> =>
+      (metricsLoaded ??= import('./admin/metrics.js').then((m) => {
+        const real = m.createMetrics(identity, jwtAuthenticator, () => readyNow().ready);
+        proxyMetrics.attach(real.proxy);
+        return real;
+      }));
     const readiness = async (): Promise<Readiness> => {
       const now = readyNow();
       if (!now.ready) return now;
@@ -175,11 +188,16 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
     };
     if (role === 'worker') {
       const { serveAdminToPrimary } = await import('./workers.js');
-      serveAdminToPrimary(metrics.registry, readiness, () => certsDocument(identity, source?.kind ?? 'none'));
+      serveAdminToPrimary((await loadMetrics()).registry, readiness, () =>
+        certsDocument(identity, source?.kind ?? 'none'),
+      );
     } else {
       admin = await AdminServer.start({
         ...config.admin,
-        registry: metrics.registry,
+        registry: {
+          metrics: async () => (await loadMetrics()).registry.metrics(),
+          contentType: PROMETHEUS_CONTENT_TYPE,
+        },
         identity,
         source: source?.kind ?? 'none',
         readiness,
@@ -223,7 +241,7 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
             proxyProtocol: config.tcp.proxyProtocol,
             log,
             limits: config.limits,
-            metrics: metrics.proxy,
+            metrics: proxyMetrics,
           })
         : await InboundProxy.start({
             host: config.listen.host,
@@ -244,8 +262,9 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
             },
             log,
             limits: config.limits,
-            metrics: metrics.proxy,
+            metrics: proxyMetrics,
           });
+    setImmediate(() => void loadMetrics());
   } catch (err) {
     for (const route of outbound) await route.close();
     await stopTriggers();

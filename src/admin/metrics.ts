@@ -6,28 +6,7 @@ import { chainNotAfter } from '../identity/expiry.js';
 import type { FileIdentitySource } from '../identity/file-source.js';
 import type { WorkloadApiIdentitySource } from '../identity/workload-api-source.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
-
-/** What the proxy reports. */
-export interface ProxyMetrics {
-  handshake(result: 'success' | 'failure', reason: string): void;
-  decision(decision: 'allow' | 'deny' | 'dry_run_deny', reason: string): void;
-  /** `upstreamSeconds`: time to the app's response headers, when the app was reached. */
-  request(status: number, totalSeconds: number, upstreamSeconds?: number): void;
-  connectionOpened(): void;
-  connectionClosed(): void;
-  connectionDropped(): void;
-  upstreamError(reason: string): void;
-}
-
-export const noMetrics: ProxyMetrics = {
-  handshake() {},
-  decision() {},
-  request() {},
-  connectionOpened() {},
-  connectionClosed() {},
-  connectionDropped() {},
-  upstreamError() {},
-};
+import type { ProxyMetrics } from './proxy-metrics.js';
 
 const PREFIX = 'spiffe_sidecar_';
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

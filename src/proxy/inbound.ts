@@ -15,7 +15,7 @@ import type { JwtAuthenticator } from '../authn/jwt.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { Authorizer, Decision } from '../authz/policy.js';
 import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
-import { noMetrics, type ProxyMetrics } from '../admin/metrics.js';
+import { noMetrics, type ProxyMetrics } from '../admin/proxy-metrics.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { X509BundleSet } from '../spiffe/bundle.js';
 import { closeNow, listen } from '../listener.js';
