@@ -8,11 +8,11 @@ import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline, type Writable } from 'node:stream';
+import { admitPeer } from './peer-gate.js';
 import { relay } from './relay.js';
 import type { TLSSocket } from 'node:tls';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
-import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { Authorizer, Decision } from '../authz/policy.js';
 import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
 import { noMetrics, type ProxyMetrics } from '../admin/proxy-metrics.js';
@@ -282,36 +282,12 @@ export class InboundProxy {
   }
 
   private authenticate(socket: TLSSocket): void {
-    const { log } = this.options;
+    const { log, apiKeys } = this.options;
     const identity = this.options.identity as IdentitySource;
-    if (identity.status().reason === 'identity_revoked') {
-      // Fail closed: the Workload API withdrew our identity, so we accept no one in its name.
-      log.warn(
-        { event: 'connection_refused', reason: 'identity_revoked', remote: socket.remoteAddress },
-        'our identity is revoked',
-      );
-      this.metrics.handshake('failure', 'identity_revoked');
-      socket.destroy();
-      return;
-    }
-    const result = authenticateTlsPeer(socket, identity.current().bundles, Date.now(), this.previousBundles);
-    if (!result.ok && result.rejection.reason === 'ERR_NO_CLIENT_CERT' && this.options.apiKeys) {
-      // No certificate, but API keys are accepted: every request on this connection must carry one.
-      this.metrics.handshake('success', 'no_client_cert');
-      this.peers.set(socket, {});
-      return;
-    }
-    if (!result.ok) {
-      log.warn(
-        { event: 'peer_rejected', reason: result.rejection.reason, remote: socket.remoteAddress },
-        result.rejection.message,
-      );
-      this.metrics.handshake('failure', result.rejection.reason);
-      socket.destroy();
-      return;
-    }
-    this.metrics.handshake('success', 'verified');
-    this.peers.set(socket, { identity: result.identity });
+    // Without a certificate, a caller is admitted only where API keys are accepted: then every request on
+    // this connection must carry one.
+    const gate = admitPeer(socket, identity, this.previousBundles, log, this.metrics, apiKeys !== undefined);
+    if (gate.admitted) this.peers.set(socket, { identity: gate.identity });
   }
 
   /**

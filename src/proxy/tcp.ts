@@ -6,7 +6,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { noMetrics, type ProxyMetrics } from '../admin/proxy-metrics.js';
 import { describePeer } from '../authn/identity.js';
-import { authenticateTlsPeer } from '../authn/mtls.js';
+import { admitPeer } from './peer-gate.js';
 import type { Authorizer } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { X509BundleSet } from '../spiffe/bundle.js';
@@ -117,27 +117,13 @@ export class TcpInboundProxy {
 
   private accept(socket: TLSSocket): void {
     const { identity, authorizer, log } = this.options;
-    if (identity.status().reason === 'identity_revoked') {
-      log.warn(
-        { event: 'connection_refused', reason: 'identity_revoked', remote: socket.remoteAddress },
-        'our identity is revoked',
-      );
-      this.metrics.handshake('failure', 'identity_revoked');
+    const gate = admitPeer(socket, identity, this.previousBundles, log, this.metrics);
+    if (!gate.admitted) return;
+    if (!gate.identity) {
       socket.destroy();
       return;
     }
-    const result = authenticateTlsPeer(socket, identity.current().bundles, Date.now(), this.previousBundles);
-    if (!result.ok) {
-      log.warn(
-        { event: 'peer_rejected', reason: result.rejection.reason, remote: socket.remoteAddress },
-        result.rejection.message,
-      );
-      this.metrics.handshake('failure', result.rejection.reason);
-      socket.destroy();
-      return;
-    }
-    this.metrics.handshake('success', 'verified');
-    const peer = result.identity;
+    const peer = gate.identity;
     const decision = authorizer.decide(peer, 'CONNECT', '/');
     this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason);
     log.info(

@@ -3,10 +3,9 @@
 // reloaded when the Secret volume changes. At startup a problem is a SidecarError; on reload it is
 // logged and the last good pair stays in use.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
-import { constants } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { SidecarError } from '../errors.js';
+import { readFlagFile } from '../flag-file.js';
 import { type FileWatcher, watchIdentityFiles } from '../identity/file-watcher.js';
 import type { Logger } from '../log.js';
 
@@ -20,25 +19,6 @@ export interface CertificatePair {
   readonly fingerprint: string;
 }
 
-const MAX_FILE_BYTES = 1024 * 1024;
-
-async function readPemFile(flag: string, file: string): Promise<string> {
-  let handle: FileHandle | undefined;
-  try {
-    // Non-blocking open and a regular-file check: a FIFO at the path cannot hang us.
-    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
-    const stats = await handle.stat();
-    if (!stats.isFile()) throw new Error('not a regular file');
-    if (stats.size > MAX_FILE_BYTES) throw new Error(`larger than ${MAX_FILE_BYTES} bytes`);
-    return await handle.readFile('utf8');
-  } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new SidecarError('ERR_FILE_READ', `${flag} ${file}: cannot read the file (${why})`, { cause: err });
-  } finally {
-    await handle?.close();
-  }
-}
-
 /** Reads and checks the pair; throws SidecarError naming the flag and the file. */
 export async function readCertificatePair(
   certFile: string,
@@ -46,8 +26,8 @@ export async function readCertificatePair(
   now = new Date(),
 ): Promise<CertificatePair> {
   const [certPem, keyPem] = await Promise.all([
-    readPemFile('--tls-cert-file', certFile),
-    readPemFile('--tls-key-file', keyFile),
+    readFlagFile('--tls-cert-file', certFile),
+    readFlagFile('--tls-key-file', keyFile),
   ]);
   let cert: X509Certificate;
   try {
