@@ -77,12 +77,14 @@ describe('curl and openssl as outside clients get the same answers', () => {
     const before = s.app.seen.length;
     const url = `https://127.0.0.1:${s.sidecar.port}/from-curl`;
     const none = await curl([url]);
-    // TLS 1.3: the client learns of the rejection on its first read (35, 52, 55 or 56 depending on timing;
-    // 16 or 92 when curl had already started HTTP/2, which ALPN offers).
-    const failed = [16, 35, 52, 55, 56, 92];
-    expect(failed).toContain(none.code);
+    // TLS 1.3: the client learns of the rejection only on its first read, so curl's exit code depends on
+    // timing and on the protocol ALPN chose (35, 52, 55, 56; 16, 18 or 92 with HTTP/2). What matters: it
+    // fails, it got no response, and the app saw nothing.
+    expect(none.code).not.toBe(0);
+    expect(none.stdout).toBe('');
     const forged = await curl(['--cert', certs.forged.cert, '--key', certs.forged.key, url]);
-    expect(failed).toContain(forged.code);
+    expect(forged.code).not.toBe(0);
+    expect(forged.stdout).toBe('');
     expect(s.app.seen.length).toBe(before);
   });
 
