@@ -215,6 +215,7 @@ function parseUpstream(text: string | undefined, unsafe: boolean): URL {
       `--upstream ${text}: give only the origin (scheme, host, port), e.g. http://127.0.0.1:8080; request paths are forwarded as they come`,
     );
   }
+  if (url.port === '0') invalid(`--upstream ${text}: port 0 cannot be connected to; give the app's port`);
   if (!isLoopback(url.hostname) && !unsafe) {
     throw new SidecarError(
       'ERR_UNSAFE_UPSTREAM',
@@ -290,6 +291,7 @@ function parseTcpMode(raw: RawOptions, auth: AuthConfig): Config['tcp'] {
     (url.pathname !== '' && url.pathname !== '/')
   )
     invalid(`--upstream ${text}: give only host and port; ${hint}`);
+  if (url.port === '0') invalid(`--upstream ${text}: port 0 cannot be connected to; give the app's port`);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (!isLoopback(url.hostname) && !raw['unsafe-upstream']) {
     throw new SidecarError(

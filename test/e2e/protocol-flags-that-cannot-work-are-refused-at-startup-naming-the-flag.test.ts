@@ -94,6 +94,7 @@ describe('protocol flags that cannot work are refused at startup, naming the fla
       ['tcp://127.0.0.1:5432/db', 'host and port'],
       ['tcp://user:pw@127.0.0.1:5432', 'host and port'],
       ['tcp://127.0.0.1:99999', 'not a URL'],
+      ['tcp://127.0.0.1:0', 'port 0'],
       ['unix:run/app.sock', 'absolute path'],
       ['unix://host/run/app.sock', 'absolute path'],
       ['127.0.0.1:5432', '--upstream'],
