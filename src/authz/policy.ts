@@ -7,6 +7,7 @@ import { routeAllowed } from '../authn/api-keys.js';
 import { compileAllowRules } from '../spiffe/match.js';
 import { normalizeRequestPath } from './path-match.js';
 import type { CompiledPolicy } from './policy-file.js';
+import type { RateLimit } from './rate-limiter.js';
 import { type Decision, evaluateRules } from './rule-engine.js';
 
 export type { Decision, DenyReason } from './rule-engine.js';
@@ -63,15 +64,35 @@ export function createFlagAuthorizer(flags: AllowFlags): Authorizer {
   };
 }
 
+/**
+ * A reloaded policy keeps the rate-limit state of every rule that kept its name and its limit: a reload
+ * must not hand every caller a fresh burst.
+ */
+function keepLimiters(previous: CompiledPolicy, next: CompiledPolicy): void {
+  const old = new Map(previous.rules.map((r) => [r.name, r.limiter]));
+  for (const rule of next.rules) {
+    const limiter = old.get(rule.name);
+    const same = (a: RateLimit, b: RateLimit) =>
+      a.requests === b.requests && a.perMs === b.perMs && a.burst === b.burst;
+    if (rule.limiter && limiter && same(rule.limiter.limit, limiter.limit)) rule.limiter = limiter;
+  }
+}
+
 /** A policy file; `current` returns the policy in force (it is swapped on reload). */
 export function createFileAuthorizer(current: () => CompiledPolicy, now: () => number = Date.now): Authorizer {
+  let inForce = current();
   return {
     perRequest: true,
     decide(caller, method, target) {
       const path = normalizeRequestPath(target);
       if (path === undefined) return { allow: false, reason: 'path_not_normalized' };
       if (keyRouteRefused(caller, method, path)) return { allow: false, reason: 'key_route_denied' };
-      return evaluateRules(current().rules, caller, { method, path }, now());
+      const policy = current();
+      if (policy !== inForce) {
+        keepLimiters(inForce, policy);
+        inForce = policy;
+      }
+      return evaluateRules(policy.rules, caller, { method, path }, now());
     },
   };
 }
