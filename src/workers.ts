@@ -65,6 +65,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
         reject(new Error(`worker ${worker.id} did not answer`));
       }, ASK_TIMEOUT_MS);
       pending.set(id, (body) => {
+        pending.delete(id);
         clearTimeout(timer);
         resolve(body);
       });

@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import type { IdentitySource } from '../identity/source.js';
 import { listen } from '../listener.js';
 import type { Logger } from '../log.js';
-import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1 } from './http2-headers.js';
+import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1, respondH2 } from './http2-headers.js';
 import type { OutboundRoute } from './outbound.js';
 import { relay } from './relay.js';
 import { connectVerified, RemoteIdentityError } from './verified-connect.js';
@@ -21,6 +21,8 @@ export class H2OutboundProxy {
   private readonly server = http2.createServer();
   private session: http2.ClientHttp2Session | undefined;
   private connecting: Promise<http2.ClientHttp2Session> | undefined;
+  /** Bumped when our identity or trust changes: a session opened before must not serve new streams. */
+  private generation = 0;
   private readonly unsubscribe: () => void;
 
   private constructor(
@@ -62,8 +64,10 @@ export class H2OutboundProxy {
 
   /** Our identity or trust changed: streams under way finish, new ones get a new session. */
   private retire(): void {
+    this.generation++;
     this.session?.close();
     this.session = undefined;
+    this.connecting = undefined;
   }
 
   /** The session to the remote, verified before the first byte of HTTP/2 is sent. */
@@ -72,6 +76,7 @@ export class H2OutboundProxy {
     if (current && !current.closed && !current.destroyed) return Promise.resolve(current);
     const { route } = this;
     const host = route.remote.hostname.replace(/^\[|\]$/g, '');
+    const generation = this.generation;
     this.connecting ??= new Promise<http2.ClientHttp2Session>((resolve, reject) => {
       const socket = connectVerified(
         this.identity,
@@ -79,6 +84,11 @@ export class H2OutboundProxy {
         { host, port: Number(route.remote.port || 443), ...(isIP(host) ? {} : { servername: host }) },
         ['h2'],
         (err) => {
+          if (generation !== this.generation) {
+            // Verified under the trust before a rotation: start again under the current one.
+            socket.destroy();
+            return resolve(this.remoteSession());
+          }
           this.connecting = undefined;
           if (err) return reject(err);
           if (socket.alpnProtocol !== 'h2') {
@@ -101,9 +111,11 @@ export class H2OutboundProxy {
   }
 
   private async handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, raw: string[]) {
+    // A reset stream is an 'error' on it, never the process's.
+    stream.on('error', () => {});
     const { route, log } = this;
     const reply = (status: number, error: string, reason: string) => {
-      if (stream.destroyed || stream.headersSent) return;
+      if (stream.destroyed || stream.closed || stream.headersSent) return;
       stream.respond({ ':status': status, 'content-type': 'application/json' });
       stream.end(JSON.stringify({ error, reason }));
     };
@@ -162,10 +174,14 @@ export class H2OutboundProxy {
       const status = Number(responseHeaders[':status'] ?? 502);
       const fieldsBack = h2ResponseToH1(responseHeaders);
       if (up.endAfterHeaders || responseHeaders['grpc-status'] !== undefined) {
-        stream.respond({ ...fieldsBack, ':status': status }, { endStream: true });
+        if (!respondH2(stream, status, fieldsBack, { endStream: true })) reply(502, 'bad_gateway', 'bad_response');
         return;
       }
-      stream.respond({ ...fieldsBack, ':status': status }, { waitForTrailers: true });
+      if (!respondH2(stream, status, fieldsBack, { waitForTrailers: true })) {
+        up.close(http2.constants.NGHTTP2_CANCEL);
+        reply(502, 'bad_gateway', 'bad_response');
+        return;
+      }
       stream.on('wantTrailers', () => stream.sendTrailers(trailers ? h2ResponseToH1(trailers) : {}));
       relay(up, stream);
     });

@@ -2,6 +2,7 @@
 // `:path`, `:authority`, `:scheme`) and forbids connection-specific fields (RFC 9113 §8.2.2); HTTP/1.1
 // needs `host` and may fold `cookie` only with `; ` (RFC 9113 §8.2.3).
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { ServerHttp2Stream, ServerStreamResponseOptions } from 'node:http2';
 
 const CONNECTION_SPECIFIC = new Set([
   'connection',
@@ -66,4 +67,25 @@ export function h2ResponseToH1(headers: IncomingHttpHeaders): OutgoingHttpHeader
     out[name] = value;
   }
   return out;
+}
+
+/**
+ * Answers an HTTP/2 stream with a status and fields from the app or the remote. Returns false, having
+ * sent nothing, when HTTP/2 cannot carry them: a status outside 200-599 (HTTP/1.1 allows up to 999), or
+ * a field HTTP/2 allows once that came several times (`content-type: a`, `content-type: b`). Node throws
+ * on those, and a throw there would take the process down; the caller answers 502 instead.
+ */
+export function respondH2(
+  stream: ServerHttp2Stream,
+  status: number,
+  fields: OutgoingHttpHeaders,
+  options?: ServerStreamResponseOptions,
+): boolean {
+  if (!Number.isInteger(status) || status < 200 || status > 599) return false;
+  try {
+    stream.respond({ ...fields, ':status': status }, options);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -21,7 +21,7 @@ import type { X509BundleSet } from '../spiffe/bundle.js';
 import { closeNow, listen } from '../listener.js';
 import { serverTlsOptions as tlsOptions } from './server-tls.js';
 import { H2cUpstream } from './h2c-upstream.js';
-import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1 } from './http2-headers.js';
+import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1, respondH2 } from './http2-headers.js';
 import type { InboundLimits } from './limits.js';
 import type { Logger } from '../log.js';
 import { downstreamResponseHeaders, type HeaderPolicy, protectedNames, upstreamRequestHeaders } from './headers.js';
@@ -66,7 +66,18 @@ interface RequestState {
 }
 
 const MAX_LOGGED_PATH = 256;
+const MAX_H2_STREAMS = 100;
 const API_KEY_BEARER = /^Bearer sk_/i;
+
+/** Any `Authorization` field carries an API key: Node shows only the first one in `headers`. */
+function carriesKeyInAuthorization(req: RequestLike): boolean {
+  const raw = (req as Partial<IncomingMessage>).rawHeaders;
+  if (!raw) return API_KEY_BEARER.test(String(req.headers.authorization ?? ''));
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].toLowerCase() === 'authorization' && API_KEY_BEARER.test(raw[i + 1])) return true;
+  }
+  return false;
+}
 
 function jsonBody(error: string, reason: string): string {
   return JSON.stringify({ error, reason });
@@ -97,7 +108,8 @@ function auditPath(url: string | undefined): string {
 
 export class InboundProxy {
   private readonly server: http.Server;
-  private readonly agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
+  /** Connections to the app: bounded like the callers' (HTTP/2 multiplexes many requests on one). */
+  private readonly agent: http.Agent;
   private readonly peers = new WeakMap<Socket, PeerState>();
   private readonly owned: ReadonlySet<string>;
   private readonly ownedWithAuthorization: ReadonlySet<string>;
@@ -165,7 +177,12 @@ export class InboundProxy {
       socket.once('close', () => this.metrics.connectionClosed());
     });
     this.h2c = options.upstreamProtocol === 'h2c' ? new H2cUpstream(options.upstream) : undefined;
-    this.http2 = http2.createServer({ settings: { maxHeaderListSize: limits.maxHeaderBytes } });
+    this.agent = new http.Agent({ keepAlive: true, scheduling: 'lifo', maxSockets: limits.maxConnections });
+    // At most 100 streams at once per HTTP/2 connection (RFC 9113 recommends no fewer): one connection
+    // must not hold thousands of requests open against the app.
+    this.http2 = http2.createServer({
+      settings: { maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: MAX_H2_STREAMS },
+    });
     if (identity) this.dispatchByAlpn(auth.mode === 'mtls', limits);
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
       const reason = err.code ?? 'ERR_TLS';
@@ -271,7 +288,12 @@ export class InboundProxy {
       session.once('close', () => this.h2Sessions.delete(session));
       session.on('error', () => session.destroy());
       // An idle session (no frames either way) is closed like an idle keep-alive connection.
-      session.setTimeout(limits.idleTimeoutMs, () => session.close());
+      session.setTimeout(limits.idleTimeoutMs, () => {
+        session.close();
+        // close() waits for open streams, and a stream whose headers never complete never ends: give
+        // them the header timeout, then cut the connection.
+        setTimeout(() => session.destroy(), limits.headerTimeoutMs).unref();
+      });
       if (this.draining) session.close();
     });
     this.http2.on(
@@ -406,8 +428,7 @@ export class InboundProxy {
     );
     if (!decision.allow && wouldDeny) decision = { allow: true, rule: `dry-run (${decision.rule ?? decision.reason})` };
     // An API key in Authorization never reaches the app, whoever sent it (even a caller with a certificate).
-    const keyInAuthorization =
-      this.options.apiKeys !== undefined && API_KEY_BEARER.test(req.headers.authorization ?? '');
+    const keyInAuthorization = this.options.apiKeys !== undefined && carriesKeyInAuthorization(req);
     return { identity, decision, keyInAuthorization };
   }
 
@@ -514,6 +535,8 @@ export class InboundProxy {
 
   /** An HTTP/2 request: authorized like an HTTP/1.1 one, answered on its stream. */
   private handleH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[]): void {
+    // A client may reset a stream at any time (RST_STREAM): that is an 'error' on it, never the process's.
+    stream.on('error', () => {});
     const socket = this.sessionSockets.get(stream.session as http2.ServerHttp2Session);
     const started = performance.now();
     let upstreamSeconds: number | undefined;
@@ -522,7 +545,7 @@ export class InboundProxy {
       if (status) this.metrics.request(status, (performance.now() - started) / 1000, upstreamSeconds);
     });
     const reply = (code: number, body: string, extra: Record<string, string> = {}) => {
-      if (stream.destroyed || stream.headersSent) return;
+      if (stream.destroyed || stream.closed || stream.headersSent) return;
       status = code;
       // `connection` is HTTP/1.1 only: HTTP/2 forbids it (RFC 9113 §8.2.2).
       const fields = Object.fromEntries(Object.entries(extra).filter(([name]) => name !== 'connection'));
@@ -531,6 +554,12 @@ export class InboundProxy {
     };
     const method = headers[':method'] ?? '';
     const url = headers[':path'];
+    // Methods are case-sensitive tokens; `delete` would miss a DELETE rule here and reach the app as
+    // DELETE (Node upper-cases it). Only upper-case methods are served.
+    if (!/^[A-Z]{1,20}$/.test(method)) {
+      reply(400, jsonBody('bad_request', 'bad_method'));
+      return;
+    }
     if (!socket || url === undefined || method === 'CONNECT') {
       // No extended CONNECT (WebSocket over HTTP/2): like other upgrades, it would tunnel past the headers.
       reply(400, jsonBody('bad_request', 'unsupported_method'));
@@ -598,7 +627,12 @@ export class InboundProxy {
         res.destroy();
         return;
       }
-      stream.respond({ ...headers, ':status': status });
+      if (!respondH2(stream, status, headers)) {
+        res.destroy();
+        this.metrics.upstreamError('upstream_unreachable');
+        reply(502, jsonBody('bad_gateway', 'bad_response'));
+        return;
+      }
       relay(res, stream);
     });
     upstreamReq.on('error', () => {
@@ -660,10 +694,14 @@ export class InboundProxy {
         if (up.endAfterHeaders || responseHeaders['grpc-status'] !== undefined) {
           // A response without body or trailers, such as gRPC's "Trailers-Only" (its status is in these
           // headers): one HEADERS frame that ends the stream, as the app sent it.
-          h2.respond({ ...fields, ':status': status }, { endStream: true });
+          if (!respondH2(h2, status, fields, { endStream: true })) reply(502, jsonBody('bad_gateway', 'bad_response'));
           return;
         }
-        h2.respond({ ...fields, ':status': status }, { waitForTrailers: true });
+        if (!respondH2(h2, status, fields, { waitForTrailers: true })) {
+          up.close(http2.constants.NGHTTP2_CANCEL);
+          reply(502, jsonBody('bad_gateway', 'bad_response'));
+          return;
+        }
         h2.on('wantTrailers', () => {
           const out = trailers ? h2ResponseToH1(trailers) : {};
           h2.sendTrailers(out);
@@ -671,7 +709,13 @@ export class InboundProxy {
         relay(up, h2);
       } else {
         const out = res as ServerResponse;
-        out.writeHead(status, fields);
+        try {
+          out.writeHead(status, fields);
+        } catch {
+          up.close(http2.constants.NGHTTP2_CANCEL);
+          reply(502, jsonBody('bad_gateway', 'bad_response'));
+          return;
+        }
         // HTTP/1.1 callers get the body; trailers need chunked encoding and a client that reads them.
         relay(up, out);
       }
