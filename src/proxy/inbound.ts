@@ -560,6 +560,11 @@ export class InboundProxy {
       reply(400, jsonBody('bad_request', 'bad_method'));
       return;
     }
+    // RFC 9113 §8.3.1: a `host` that disagrees with `:authority` makes the request malformed.
+    if (headers.host !== undefined && headers[':authority'] !== undefined && headers.host !== headers[':authority']) {
+      reply(400, jsonBody('bad_request', 'authority_mismatch'));
+      return;
+    }
     if (!socket || url === undefined || method === 'CONNECT') {
       // No extended CONNECT (WebSocket over HTTP/2): like other upgrades, it would tunnel past the headers.
       reply(400, jsonBody('bad_request', 'unsupported_method'));

@@ -121,6 +121,15 @@ describe('hostile HTTP/2 callers and odd app responses cannot crash or bypass th
     session.close();
   });
 
+  it('a host field that disagrees with :authority is a malformed request (400)', async () => {
+    const session = h2();
+    const before = seen.length;
+    expect(await get(session, { ':path': '/', ':authority': 'a.example', host: 'b.example' })).toBe(400);
+    expect(await get(session, { ':path': '/', ':authority': 'a.example', host: 'a.example' })).toBe(200);
+    expect(seen.length).toBe(before + 1);
+    session.close();
+  });
+
   it('an API key in a second Authorization field never reaches the app', async () => {
     const before = seen.length;
     const raw = await openRaw(sidecar.port, client);
