@@ -9,13 +9,12 @@ import { isIP } from 'node:net';
 import type { IdentitySource } from '../identity/source.js';
 import { listen } from '../listener.js';
 import type { Logger } from '../log.js';
-import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1, respondH2 } from './http2-headers.js';
-import type { OutboundRoute } from './outbound.js';
+import { forwardH2Response } from './h2-response.js';
+import { h1FieldsToH2, h2RequestToH1 } from './http2-headers.js';
+import { type OutboundRoute, routeToken } from './outbound.js';
 import { relay } from './relay.js';
+import { startResponseTimer } from './response-timer.js';
 import { connectVerified, RemoteIdentityError } from './verified-connect.js';
-
-/** A compact JWS: what a bearer token must look like before it goes into a header. */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 export class H2OutboundProxy {
   private readonly server = http2.createServer();
@@ -124,8 +123,8 @@ export class H2OutboundProxy {
     }
     let token: string | undefined;
     if (route.auth === 'jwt') {
-      token = await route.token?.();
-      if (!token || !COMPACT_JWS.test(token)) return reply(503, 'unavailable', 'no_token');
+      token = await routeToken(route);
+      if (!token) return reply(503, 'unavailable', 'no_token');
     }
     let session: http2.ClientHttp2Session;
     try {
@@ -155,44 +154,23 @@ export class H2OutboundProxy {
       },
       { endStream: stream.endAfterHeaders },
     );
-    // The remote must answer within --upstream-timeout of receiving the whole request (streams may be long).
-    let timer: NodeJS.Timeout | undefined;
-    let answered = false;
-    up.once('finish', () => {
-      if (answered) return;
-      timer = setTimeout(() => {
-        up.close(http2.constants.NGHTTP2_CANCEL);
-        reply(504, 'gateway_timeout', 'remote_timeout');
-      }, route.limits.upstreamTimeoutMs);
+    const timer = startResponseTimer(up, route.limits.upstreamTimeoutMs, () => {
+      up.close(http2.constants.NGHTTP2_CANCEL);
+      reply(504, 'gateway_timeout', 'remote_timeout');
     });
-    let trailers: http2.IncomingHttpHeaders | undefined;
-    up.on('trailers', (t) => (trailers = t));
     up.on('response', (responseHeaders) => {
-      answered = true;
-      clearTimeout(timer);
+      timer.clear();
       if (stream.destroyed) return;
-      const status = Number(responseHeaders[':status'] ?? 502);
-      const fieldsBack = h2ResponseToH1(responseHeaders);
-      if (up.endAfterHeaders || responseHeaders['grpc-status'] !== undefined) {
-        if (!respondH2(stream, status, fieldsBack, { endStream: true })) reply(502, 'bad_gateway', 'bad_response');
-        return;
-      }
-      if (!respondH2(stream, status, fieldsBack, { waitForTrailers: true })) {
-        up.close(http2.constants.NGHTTP2_CANCEL);
-        reply(502, 'bad_gateway', 'bad_response');
-        return;
-      }
-      stream.on('wantTrailers', () => stream.sendTrailers(trailers ? h2ResponseToH1(trailers) : {}));
-      relay(up, stream);
+      if (!forwardH2Response(up, stream, responseHeaders)) reply(502, 'bad_gateway', 'bad_response');
     });
     up.on('error', () => {
-      clearTimeout(timer);
+      timer.clear();
       if (!stream.headersSent) reply(502, 'bad_gateway', 'remote_unreachable');
       else stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     });
     if (!stream.endAfterHeaders) relay(stream, up);
     stream.once('close', () => {
-      clearTimeout(timer);
+      timer.clear();
       if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
     });
   }

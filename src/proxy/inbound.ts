@@ -7,9 +7,10 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { pipeline, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream';
 import { admitPeer } from './peer-gate.js';
 import { relay } from './relay.js';
+import { startResponseTimer } from './response-timer.js';
 import type { TLSSocket } from 'node:tls';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
@@ -21,6 +22,7 @@ import type { X509BundleSet } from '../spiffe/bundle.js';
 import { closeNow, listen } from '../listener.js';
 import { serverTlsOptions as tlsOptions } from './server-tls.js';
 import { H2cUpstream } from './h2c-upstream.js';
+import { forwardH2Response } from './h2-response.js';
 import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1, respondH2 } from './http2-headers.js';
 import type { InboundLimits } from './limits.js';
 import type { Logger } from '../log.js';
@@ -81,16 +83,6 @@ function carriesKeyInAuthorization(req: RequestLike): boolean {
 
 function jsonBody(error: string, reason: string): string {
   return JSON.stringify({ error, reason });
-}
-
-interface UpstreamTimer {
-  handle: NodeJS.Timeout | undefined;
-  cleared: boolean;
-}
-
-function clearUpstreamTimer(timer: UpstreamTimer): void {
-  timer.cleared = true;
-  clearTimeout(timer.handle);
 }
 
 /** The status of a denial: 429 (with Retry-After) when rate limited, 400 for a path without a normal form. */
@@ -492,12 +484,12 @@ export class InboundProxy {
       agent: this.agent,
     });
     let timedOut = false;
-    const timer = this.upstreamTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
+    const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
       timedOut = true;
       upstreamReq.destroy(new Error(`the app sent no response headers within ${limits.upstreamTimeoutMs} ms`));
     });
     upstreamReq.on('response', (upstreamRes) => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       reached((performance.now() - started) / 1000);
       const headers = downstreamResponseHeaders(upstreamRes.rawHeaders);
       if (this.draining) headers.push('connection', 'close');
@@ -512,7 +504,7 @@ export class InboundProxy {
       relay(upstreamRes, res);
     });
     const fail = (err: Error) => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       const reason = timedOut ? 'upstream_timeout' : 'upstream_unreachable';
       this.metrics.upstreamError(reason);
       if (!res.headersSent) {
@@ -528,7 +520,7 @@ export class InboundProxy {
       if (err && !upstreamReq.destroyed) fail(err);
     });
     res.on('close', () => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       if (!res.writableFinished) upstreamReq.destroy();
     });
   }
@@ -615,7 +607,7 @@ export class InboundProxy {
       setHost: false,
       agent: this.agent,
     });
-    const timer = this.upstreamTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
+    const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
       upstreamReq.destroy();
       this.upstreamFailed('upstream_timeout', stream.headersSent, reply, () =>
         stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
@@ -623,7 +615,7 @@ export class InboundProxy {
     });
     let complete = false;
     upstreamReq.on('response', (res) => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       res.once('end', () => (complete = true));
       const status = res.statusCode ?? 502;
       reached(status);
@@ -641,7 +633,7 @@ export class InboundProxy {
       relay(res, stream);
     });
     upstreamReq.on('error', () => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       this.upstreamFailed('upstream_unreachable', stream.headersSent, reply, () =>
         stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
       );
@@ -649,7 +641,7 @@ export class InboundProxy {
     if (target.endStream) upstreamReq.end();
     else relay(stream, upstreamReq);
     stream.once('close', () => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       if (!complete) upstreamReq.destroy();
     });
   }
@@ -683,39 +675,21 @@ export class InboundProxy {
     const res = 'res' in downstream ? downstream.res : undefined;
     const sent = () => (h2 ? h2.headersSent : (res as ServerResponse).headersSent);
     const abort = () => (h2 ? h2.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : (res as ServerResponse).destroy());
-    const timer = this.upstreamTimer(up, limits.upstreamTimeoutMs, () => {
+    const timer = startResponseTimer(up, limits.upstreamTimeoutMs, () => {
       up.close(http2.constants.NGHTTP2_CANCEL);
       this.upstreamFailed('upstream_timeout', sent(), reply, abort);
     });
-    let trailers: http2.IncomingHttpHeaders | undefined;
-    up.on('trailers', (t) => (trailers = t));
     up.on('response', (responseHeaders) => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       const status = Number(responseHeaders[':status'] ?? 502);
       reached(status);
-      const fields = h2ResponseToH1(responseHeaders);
       if (h2) {
         if (h2.destroyed) return;
-        if (up.endAfterHeaders || responseHeaders['grpc-status'] !== undefined) {
-          // A response without body or trailers, such as gRPC's "Trailers-Only" (its status is in these
-          // headers): one HEADERS frame that ends the stream, as the app sent it.
-          if (!respondH2(h2, status, fields, { endStream: true })) reply(502, jsonBody('bad_gateway', 'bad_response'));
-          return;
-        }
-        if (!respondH2(h2, status, fields, { waitForTrailers: true })) {
-          up.close(http2.constants.NGHTTP2_CANCEL);
-          reply(502, jsonBody('bad_gateway', 'bad_response'));
-          return;
-        }
-        h2.on('wantTrailers', () => {
-          const out = trailers ? h2ResponseToH1(trailers) : {};
-          h2.sendTrailers(out);
-        });
-        relay(up, h2);
+        if (!forwardH2Response(up, h2, responseHeaders)) reply(502, jsonBody('bad_gateway', 'bad_response'));
       } else {
         const out = res as ServerResponse;
         try {
-          out.writeHead(status, fields);
+          out.writeHead(status, h2ResponseToH1(responseHeaders));
         } catch {
           up.close(http2.constants.NGHTTP2_CANCEL);
           reply(502, jsonBody('bad_gateway', 'bad_response'));
@@ -726,7 +700,7 @@ export class InboundProxy {
       }
     });
     up.on('error', () => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       this.upstreamFailed('upstream_unreachable', sent(), reply, abort);
     });
     if (!target.endStream) {
@@ -735,23 +709,9 @@ export class InboundProxy {
     }
     const closed = h2 ?? res;
     closed?.once('close', () => {
-      clearUpstreamTimer(timer);
+      timer.clear();
       if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
     });
-  }
-
-  /**
-   * --upstream-timeout: the app must send its response headers within `ms` of receiving the whole request
-   * (an upload or a client stream may take as long as it takes). Returns the timer to clear.
-   */
-  private upstreamTimer(request: Writable, ms: number, onTimeout: () => void): UpstreamTimer {
-    const timer: UpstreamTimer = { handle: undefined, cleared: false };
-    const start = () => {
-      if (!timer.cleared) timer.handle = setTimeout(onTimeout, ms);
-    };
-    if (request.writableFinished) start();
-    else request.once('finish', start);
-    return timer;
   }
 
   /** The app failed: a 502/504 if nothing was sent yet, else the response is cut. */

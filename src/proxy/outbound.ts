@@ -9,6 +9,7 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { relay } from './relay.js';
+import { startResponseTimer } from './response-timer.js';
 import type { ConnectionOptions } from 'node:tls';
 import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
@@ -38,6 +39,15 @@ const OWNED_OUTBOUND = new Set(['host']);
 const OWNED_OUTBOUND_JWT = new Set(['host', 'authorization']);
 /** A compact JWS: what a bearer token must look like before it goes into a header. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * The bearer token a JWT route sends now, or undefined when there is none fit to send: only a compact
+ * JWS goes into a header (a token file with a line break must not inject headers).
+ */
+export async function routeToken(route: OutboundRoute): Promise<string | undefined> {
+  const token = await route.token?.();
+  return token && COMPACT_JWS.test(token) ? token : undefined;
+}
 
 /** An https.Agent whose sockets are handed out only once the remote proved the expected identity. */
 class VerifyingAgent extends https.Agent {
@@ -136,9 +146,8 @@ export class OutboundProxy {
     }
     let token: string | undefined;
     if (route.auth === 'jwt') {
-      token = await route.token?.();
-      // Only a compact JWS goes into a header: a file with a line break must not inject headers.
-      if (!token || !COMPACT_JWS.test(token)) return json(res, 503, 'unavailable', 'no_token');
+      token = await routeToken(route);
+      if (!token) return json(res, 503, 'unavailable', 'no_token');
     }
     // An absolute-form target (GET http://elsewhere/x) is reduced to its path: the remote is fixed.
     let path = req.url ?? '/';
@@ -163,12 +172,12 @@ export class OutboundProxy {
       agent: this.agent,
     });
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const timer = startResponseTimer(upstream, route.limits.upstreamTimeoutMs, () => {
       timedOut = true;
       upstream.destroy(new Error(`the remote sent no response headers within ${route.limits.upstreamTimeoutMs} ms`));
-    }, route.limits.upstreamTimeoutMs);
+    });
     upstream.on('response', (remoteRes) => {
-      clearTimeout(timer);
+      timer.clear();
       try {
         // Never the remote's reason phrase: Node's parser accepts bytes that writeHead refuses (a crash).
         res.writeHead(remoteRes.statusCode ?? 502, downstreamResponseHeaders(remoteRes.rawHeaders));
@@ -183,11 +192,11 @@ export class OutboundProxy {
       upstream.destroy(new RemoteIdentityError('bad_response', 'the remote switched protocols unasked'));
     });
     res.on('close', () => {
-      clearTimeout(timer);
+      timer.clear();
       if (!res.writableFinished) upstream.destroy();
     });
     upstream.on('error', (err) => {
-      clearTimeout(timer);
+      timer.clear();
       const reason = timedOut
         ? 'remote_timeout'
         : err instanceof RemoteIdentityError

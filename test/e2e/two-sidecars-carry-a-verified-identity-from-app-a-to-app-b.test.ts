@@ -2,6 +2,7 @@
 // with A's identity (mTLS, or a JWT-SVID); app B receives A's verified SPIFFE ID. A remote that is not
 // who the route expects is refused, and rotating A's SVID mid-run fails no call.
 import { mkdir, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,6 +79,32 @@ describe('two sidecars carry a verified identity from app A to app B', () => {
     expect(seen.headers['x-spiffe-id']).toBe(A);
     expect(seen.headers['x-forwarded-client-cert']).toContain(`By=${B};`);
     expect(seen.headers.host).toBe(`127.0.0.1:${b.port}`);
+  });
+
+  it('an upload that lasts longer than --upstream-timeout is answered: the wait is counted from its end', async () => {
+    const a = await sidecarA(`127.0.0.1:0=https://127.0.0.1:${b.port},id=${B}`, 'a-upload', {
+      'upstream-timeout': '1s',
+    });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port: a.outboundAddresses()[0].port, method: 'POST', path: '/upload' },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      let sent = 0;
+      const tick = setInterval(() => {
+        req.write('x'.repeat(1024));
+        if (++sent === 8) {
+          clearInterval(tick);
+          req.end();
+        }
+      }, 250);
+    });
+    expect(status).toBe(200);
+    expect(appB.seen.at(-1)?.bodyLength).toBe(8 * 1024);
   });
 
   it('a remote that is not who the route expects is refused before a byte is sent', async () => {
