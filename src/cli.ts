@@ -66,6 +66,22 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
   'idle-timeout': { type: 'string', value: 'DURATION', help: 'idle keep-alive connections close (default 60s)' },
   'upstream-timeout': { type: 'string', value: 'DURATION', help: 'app response headers limit, else 504 (default 60s)' },
   'max-header-bytes': { type: 'string', value: 'N', help: 'request line + headers, else 431 (default 16384)' },
+  'max-header-count': { type: 'string', value: 'N', help: 'request header fields, else 431 (default 100)' },
+  'request-body-timeout': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'a request body that stalls this long gets 408 (default 60s)',
+  },
+  'response-write-timeout': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'a caller that reads no response byte this long is cut (default 60s)',
+  },
+  'tunnel-idle-timeout': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'a WebSocket with no traffic this long is closed (default 5m)',
+  },
   'max-connections': { type: 'string', value: 'N', help: 'open connections, more are closed (default 10000)' },
   'log-format': { type: 'string', value: 'FORMAT', help: 'json (default) or pretty' },
   config: { type: 'string', value: 'FILE', help: 'YAML file with any of these flags; flags and env override it' },
@@ -77,6 +93,10 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
   },
   'auth-mode': { type: 'string', value: 'MODE', help: 'mtls (default) or jwt: how callers authenticate' },
   'jwt-transport': { type: 'string', value: 'T', help: 'JWT mode: plain (default) HTTP, or tls with our SVID' },
+  'unsafe-plaintext-jwt': {
+    type: 'boolean',
+    help: 'JWT mode: allow plain HTTP on a --listen that is not loopback',
+  },
   'jwt-audience': {
     type: 'string',
     multiple: true,

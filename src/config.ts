@@ -56,11 +56,16 @@ export interface RawOptions {
   'idle-timeout'?: string;
   'upstream-timeout'?: string;
   'max-header-bytes'?: string;
+  'max-header-count'?: string;
   'max-connections'?: string;
+  'request-body-timeout'?: string;
+  'response-write-timeout'?: string;
+  'tunnel-idle-timeout'?: string;
   'log-format'?: string;
   config?: string;
   'auth-mode'?: string;
   'jwt-transport'?: string;
+  'unsafe-plaintext-jwt'?: boolean;
   'jwt-audience'?: string[];
   'jwt-bundle-file'?: string[];
   'jwt-issuer'?: string[];
@@ -305,23 +310,43 @@ function parseTcpMode(raw: RawOptions, auth: AuthConfig): Config['tcp'] {
   });
 }
 
-/** RFC 9110 token characters. */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/**
+ * Header names we write: lower-case letters, digits and `-` only. RFC 9110 allows more, but apps read
+ * some names differently (CGI, WSGI and nginx fold `_` to `-`; some drop names with `_` or `.`), and a
+ * name the app reads as another would let a caller's header stand in for ours.
+ */
+const HEADER_NAME = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 const RESERVED_HEADERS = new Set([
   'host',
   'content-length',
   'transfer-encoding',
   'connection',
+  'keep-alive',
+  'te',
+  'trailer',
   'upgrade',
+  'expect',
   'authorization',
+  'proxy-authorization',
   'cookie',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-real-ip',
+  'x-api-key',
+  'x-api-key-name',
 ]);
 
 function parseIdentityHeaders(names: readonly string[]): string[] {
   const out: string[] = [];
   for (const raw of names) {
     const name = raw.toLowerCase();
-    if (!HEADER_NAME.test(name)) invalid(`--identity-header ${JSON.stringify(raw)}: not a valid HTTP header name`);
+    if (!HEADER_NAME.test(name))
+      invalid(
+        `--identity-header ${JSON.stringify(raw)}: use lower-case letters, digits and - only (apps read _ and other characters differently), e.g. x-spiffe-id`,
+      );
     if (RESERVED_HEADERS.has(name) || name === 'x-forwarded-client-cert') {
       invalid(`--identity-header ${raw}: "${name}" is reserved; pick a name such as x-spiffe-id`);
     }
@@ -374,22 +399,31 @@ function parseCount(text: string, flag: string, min: number, max: number): numbe
 
 function parseLimits(raw: RawOptions): InboundLimits {
   const duration = (
-    flag: 'handshake-timeout' | 'header-timeout' | 'idle-timeout' | 'upstream-timeout',
+    flag:
+      | 'handshake-timeout'
+      | 'header-timeout'
+      | 'idle-timeout'
+      | 'upstream-timeout'
+      | 'request-body-timeout'
+      | 'response-write-timeout'
+      | 'tunnel-idle-timeout',
     fallback: number,
   ) => (raw[flag] === undefined ? fallback : parseDuration(raw[flag] as string, `--${flag}`));
+  const count = (flag: 'max-header-bytes' | 'max-header-count' | 'max-connections', min: number, max: number) =>
+    raw[flag] === undefined ? undefined : parseCount(raw[flag] as string, flag, min, max);
   return {
     handshakeTimeoutMs: duration('handshake-timeout', DEFAULT_LIMITS.handshakeTimeoutMs),
     headerTimeoutMs: duration('header-timeout', DEFAULT_LIMITS.headerTimeoutMs),
     idleTimeoutMs: duration('idle-timeout', DEFAULT_LIMITS.idleTimeoutMs),
     upstreamTimeoutMs: duration('upstream-timeout', DEFAULT_LIMITS.upstreamTimeoutMs),
-    maxHeaderBytes:
-      raw['max-header-bytes'] === undefined
-        ? DEFAULT_LIMITS.maxHeaderBytes
-        : parseCount(raw['max-header-bytes'], 'max-header-bytes', 1024, 1024 * 1024),
-    maxConnections:
-      raw['max-connections'] === undefined
-        ? DEFAULT_LIMITS.maxConnections
-        : parseCount(raw['max-connections'], 'max-connections', 1, 1_000_000),
+    requestBodyTimeoutMs: duration('request-body-timeout', DEFAULT_LIMITS.requestBodyTimeoutMs),
+    responseWriteTimeoutMs: duration('response-write-timeout', DEFAULT_LIMITS.responseWriteTimeoutMs),
+    tunnelIdleTimeoutMs: duration('tunnel-idle-timeout', DEFAULT_LIMITS.tunnelIdleTimeoutMs),
+    maxHeaderBytes: count('max-header-bytes', 1024, 1024 * 1024) ?? DEFAULT_LIMITS.maxHeaderBytes,
+    // At least the fields a request needs (Host, our own are added after the count); at most what a
+    // default Node app reads (2000), so that nothing we forward falls past its limit.
+    maxHeaderCount: count('max-header-count', 8, 1000) ?? DEFAULT_LIMITS.maxHeaderCount,
+    maxConnections: count('max-connections', 1, 1_000_000) ?? DEFAULT_LIMITS.maxConnections,
   };
 }
 
@@ -444,8 +478,11 @@ function parseSource(raw: RawOptions): IdentitySourceConfig {
 
 function parseHeaderName(raw: string, flag: string): string {
   const name = raw.toLowerCase();
-  if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name))
-    invalid(`${flag} ${JSON.stringify(raw)}: not a usable header name`);
+  if (!HEADER_NAME.test(name))
+    invalid(
+      `${flag} ${JSON.stringify(raw)}: use lower-case letters, digits and - only (apps read _ and other characters differently), e.g. x-jwt-subject`,
+    );
+  if (RESERVED_HEADERS.has(name)) invalid(`${flag} ${JSON.stringify(raw)}: "${name}" is reserved; pick another name`);
   return name;
 }
 
@@ -632,6 +669,23 @@ function parseAuth(raw: RawOptions): AuthConfig {
   };
 }
 
+/**
+ * RFC 6750 §5.3: bearer tokens only over TLS. JWT mode over plain HTTP is for a listener the network cannot
+ * reach (loopback, e.g. behind a TLS-terminating proxy in the same pod); anywhere else it needs an explicit
+ * `--unsafe-plaintext-jwt`.
+ */
+function checkPlaintextJwt(raw: RawOptions, auth: AuthConfig, inbound: boolean, host: string): void {
+  const plain = auth.mode === 'jwt' && auth.transport === 'plain' && inbound;
+  if (raw['unsafe-plaintext-jwt'] && !plain)
+    invalid('--unsafe-plaintext-jwt is for --auth-mode jwt with --jwt-transport plain');
+  if (plain && !isLoopback(host) && !raw['unsafe-plaintext-jwt']) {
+    throw new SidecarError(
+      'ERR_UNSAFE_LISTEN' as 'ERR_UNSAFE_UPSTREAM', // TODO(errors.ts): own code
+      `--listen ${host}: JWT mode over plain HTTP would take bearer tokens in clear text from the network; use --jwt-transport tls (our SVID), listen on 127.0.0.1, or add --unsafe-plaintext-jwt if a TLS proxy in front of the sidecar really protects them`,
+    );
+  }
+}
+
 /** `--policy-file`, `--policy-mode` and `--api-keys-file`, and how they combine with the allow flags. */
 function parsePolicyFlags(raw: RawOptions, inbound: boolean): Config['policy'] {
   const file = raw['policy-file'];
@@ -704,6 +758,8 @@ export function buildConfig(raw: RawOptions): Config {
       throw new SidecarError((err as SidecarError).code, `--allow: ${(err as Error).message}`, { cause: err });
     }
   }
+  const listen = parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen');
+  checkPlaintextJwt(raw, auth, inbound, listen.host);
   const logLevel = (raw['log-level'] ?? DEFAULTS.logLevel) as LogLevel;
   if (!LOG_LEVELS.includes(logLevel))
     invalid(`--log-level ${JSON.stringify(logLevel)}: use one of ${LOG_LEVELS.join(', ')}`);
@@ -712,7 +768,7 @@ export function buildConfig(raw: RawOptions): Config {
     auth,
     outbound: Object.freeze(outbound),
     inbound,
-    listen: Object.freeze(parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen')),
+    listen: Object.freeze(listen),
     protocol: tcp ? 'tcp' : 'http',
     workers,
     upstreamProtocol: parseUpstreamProtocol(raw['upstream-protocol'], tcp !== undefined),

@@ -4,7 +4,7 @@
 // that ends the stream, as it was sent.
 import * as http2 from 'node:http2';
 import { h2ResponseToH1, respondH2 } from './http2-headers.js';
-import { relay } from './relay.js';
+import { relay, type RelayWatch } from './relay.js';
 
 /**
  * Call on the upstream stream's 'response'. Returns false, having sent nothing and cancelled `up`, when
@@ -14,6 +14,7 @@ export function forwardH2Response(
   up: http2.ClientHttp2Stream,
   down: http2.ServerHttp2Stream,
   responseHeaders: http2.IncomingHttpHeaders,
+  watch?: RelayWatch,
 ): boolean {
   const status = Number(responseHeaders[':status'] ?? 502);
   const fields = h2ResponseToH1(responseHeaders);
@@ -28,6 +29,6 @@ export function forwardH2Response(
   let trailers: http2.IncomingHttpHeaders | undefined;
   up.on('trailers', (t) => (trailers = t));
   down.on('wantTrailers', () => down.sendTrailers(trailers ? h2ResponseToH1(trailers) : {}));
-  relay(up, down);
+  relay(up, down, undefined, watch);
   return true;
 }

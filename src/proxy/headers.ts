@@ -1,5 +1,6 @@
-// Request headers on their way to the app: hop-by-hop headers go, every header the client sent under a
-// name we own (identity headers, XFCC) goes, and only then are the verified identity headers set.
+// Request headers on their way to the app: the verified identity headers come first (an app that reads
+// only the first N fields still sees them), then the client's headers without the hop-by-hop ones and
+// without any it sent under a name we own (identity headers, XFCC, X-Forwarded-*).
 // Names are compared after folding case and `_` to `-`, because some app frameworks (CGI/WSGI, nginx
 // with underscores_in_headers) read `x_spiffe_id` as `x-spiffe-id`.
 import type { PeerIdentity } from '../authn/identity.js';
@@ -11,7 +12,31 @@ export const API_KEY_NAME_HEADER = 'x-api-key-name';
 /** Where a caller may send its API key, besides `Authorization: Bearer sk_...`. */
 export const API_KEY_HEADER = 'x-api-key';
 
-/** RFC 9110 §7.6.1 connection-specific headers, never forwarded. */
+/**
+ * Who connected, as a proxy tells the app: set by us, never taken from the caller (an unverified
+ * address or scheme must not reach an app that logs or trusts it).
+ */
+export const FORWARDED_FOR_HEADER = 'x-forwarded-for';
+export const FORWARDED_PROTO_HEADER = 'x-forwarded-proto';
+const CALLER_FORWARDING_HEADERS = [
+  'forwarded',
+  FORWARDED_FOR_HEADER,
+  FORWARDED_PROTO_HEADER,
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-real-ip',
+];
+
+/** The connection the request came on, for X-Forwarded-For and X-Forwarded-Proto. */
+export interface RequestOrigin {
+  readonly address: string | undefined;
+  readonly proto: 'https' | 'http';
+}
+
+/**
+ * RFC 9110 §7.6.1 connection-specific headers, never forwarded; and `expect`, which we answer ourselves
+ * (100 Continue once the caller is admitted), so that the app does not wait to send one.
+ */
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -22,6 +47,7 @@ const HOP_BY_HOP = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+  'expect',
 ]);
 
 export interface HeaderPolicy {
@@ -54,6 +80,7 @@ export function protectedNames(
   const names = [
     XFCC_HEADER,
     API_KEY_NAME_HEADER,
+    ...CALLER_FORWARDING_HEADERS,
     ...policy.identityHeaders,
     policy.issuerHeader,
     policy.subjectHeader,
@@ -85,10 +112,10 @@ export function upstreamRequestHeaders(
   peer: PeerIdentity,
   policy: HeaderPolicy,
   owned: ReadonlySet<string>,
+  origin: RequestOrigin,
   upgrade?: 'websocket',
 ): string[] {
-  const out = forwardableHeaders(rawHeaders, owned);
-  if (upgrade) out.push('connection', 'upgrade', 'upgrade', upgrade);
+  const out: string[] = [];
   if (peer.id) {
     const id = peer.id.toString();
     for (const name of policy.identityHeaders) out.push(name, id);
@@ -101,6 +128,10 @@ export function upstreamRequestHeaders(
     if (peer.issuer !== undefined && policy.issuerHeader) out.push(policy.issuerHeader, peer.issuer);
     if (policy.subjectHeader) out.push(policy.subjectHeader, peer.subject);
   }
+  if (origin.address !== undefined) out.push(FORWARDED_FOR_HEADER, origin.address);
+  out.push(FORWARDED_PROTO_HEADER, origin.proto);
+  appendForwardable(out, rawHeaders, owned);
+  if (upgrade) out.push('connection', 'upgrade', 'upgrade', upgrade);
   return out;
 }
 
@@ -110,6 +141,10 @@ export function upstreamRequestHeaders(
  * a de-chunked body re-announced as chunked.
  */
 export function forwardableHeaders(rawHeaders: readonly string[], owned: ReadonlySet<string>): string[] {
+  return appendForwardable([], rawHeaders, owned);
+}
+
+function appendForwardable(out: string[], rawHeaders: readonly string[], owned: ReadonlySet<string>): string[] {
   const connectionListed = new Set<string>();
   let chunked = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -123,7 +158,6 @@ export function forwardableHeaders(rawHeaders: readonly string[], owned: Readonl
       chunked = true;
     }
   }
-  const out: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     const lower = name.toLowerCase();

@@ -9,7 +9,8 @@ import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { admitPeer } from './peer-gate.js';
-import { relay } from './relay.js';
+import { relay, type RelayWatch } from './relay.js';
+import { checkRequestHead, type HeadRefusal } from './request-checks.js';
 import { startResponseTimer } from './response-timer.js';
 import type { TLSSocket } from 'node:tls';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
@@ -26,7 +27,13 @@ import { forwardH2Response } from './h2-response.js';
 import { h1FieldsToH2, h2RequestToH1, h2ResponseToH1, respondH2 } from './http2-headers.js';
 import type { InboundLimits } from './limits.js';
 import type { Logger } from '../log.js';
-import { downstreamResponseHeaders, type HeaderPolicy, protectedNames, upstreamRequestHeaders } from './headers.js';
+import {
+  downstreamResponseHeaders,
+  type HeaderPolicy,
+  protectedNames,
+  type RequestOrigin,
+  upstreamRequestHeaders,
+} from './headers.js';
 
 export interface InboundOptions {
   host: string;
@@ -67,8 +74,17 @@ interface RequestState {
   keyInAuthorization?: boolean;
 }
 
+type RelayTimeoutReason = 'request_body_timeout' | 'response_write_timeout' | 'tunnel_idle_timeout';
+
 const MAX_LOGGED_PATH = 256;
 const MAX_H2_STREAMS = 100;
+/**
+ * HTTP/2 "rapid reset" (CVE-2023-44487): streams a client resets before we answered, per connection per
+ * second; more and the connection gets GOAWAY(ENHANCE_YOUR_CALM). A client cancelling its own calls stays
+ * far below (nghttp2's own default is 33 per second after a burst of 1000: we never open an app connection
+ * for a stream already reset, so a burst costs little, but it must not go on for ever).
+ */
+const MAX_H2_RESETS_PER_SECOND = 100;
 const API_KEY_BEARER = /^Bearer sk_/i;
 
 /** Any `Authorization` field carries an API key: Node shows only the first one in `headers`. */
@@ -90,6 +106,16 @@ function refusal(decision: Decision & { allow: false }): [number, Record<string,
   if (decision.reason === 'rate_limited') return [429, { 'retry-after': String(decision.retryAfterSeconds ?? 1) }];
   if (decision.reason === 'path_not_normalized') return [400, {}];
   return [403, {}];
+}
+
+/**
+ * The whole request has arrived: Node says so only after the 'request' event, so a request that frames
+ * no body (RFC 9112 §6.3: neither Content-Length nor Transfer-Encoding) counts as arrived from the start.
+ */
+function bodyArrived(req: IncomingMessage): boolean {
+  if (req.complete) return true;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
 }
 
 /** Path for the audit log: no query string (it may carry secrets), bounded length. */
@@ -114,6 +140,8 @@ export class InboundProxy {
   private readonly http2: http2.Http2Server;
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   private readonly sessionSockets = new WeakMap<http2.ServerHttp2Session, TLSSocket>();
+  /** Streams each HTTP/2 connection's client reset, in the current second (rapid reset). */
+  private readonly resetBudgets = new WeakMap<http2.ServerHttp2Session, { second: number; resets: number }>();
   private acceptingH2: TLSSocket | undefined;
   private readonly h2c: H2cUpstream | undefined;
   private draining = false;
@@ -140,6 +168,9 @@ export class InboundProxy {
       headersTimeout: limits.headerTimeoutMs,
       keepAliveTimeout: limits.idleTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
+      // Node keeps the first N fields and drops the rest silently: one more than allowed, so that
+      // checkRequestHead sees the excess and answers 431.
+      maxHeadersCount: limits.maxHeaderCount + 1,
       // How often Node checks the header timeout: a tenth of it, so a slowloris is cut close to the limit.
       connectionsCheckingInterval: Math.max(100, Math.floor(limits.headerTimeoutMs / 10)),
     };
@@ -182,6 +213,9 @@ export class InboundProxy {
       log.info({ event: 'tls_rejected', reason, remote: socket.remoteAddress }, err.message);
     });
     this.server.on('request', (req, res) => this.handle(req, res));
+    // `Expect: 100-continue`: answered by us, and only once the caller is admitted. A refused caller gets
+    // its 401/403 and never an invitation to send the body.
+    this.server.on('checkContinue', (req, res) => this.handle(req, res, true));
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head));
     // New identity material applies to new connections only; open ones finish on the old.
     const offUpdate =
@@ -424,53 +458,73 @@ export class InboundProxy {
     return { identity, decision, keyInAuthorization };
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private handle(req: IncomingMessage, res: ServerResponse, expectsContinue = false): void {
     const started = performance.now();
     let upstreamSeconds: number | undefined;
     res.once('finish', () =>
       this.metrics.request(res.statusCode, (performance.now() - started) / 1000, upstreamSeconds),
     );
     if (this.draining) res.setHeader('connection', 'close');
-    const reply = (status: number, body: string, headers: Record<string, string> = {}) => {
-      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body);
+    // An answer of our own closes the connection once written (RFC 9112 §9.6), so that the rest of a
+    // refused body is never waited for and a caller cannot hold the connection by trickling one. Only an
+    // authenticated caller refused by the rules, whose request has fully arrived, keeps its connection.
+    const reply = (status: number, body: string, headers: Record<string, string> = {}, keepAlive = false) => {
+      if (res.headersSent) return;
+      const close = keepAlive && bodyArrived(req) ? {} : { connection: 'close' };
+      res.writeHead(status, { 'content-type': 'application/json', ...headers, ...close }).end(body);
       req.resume();
     };
-    const state = this.authorize(req, reply);
-    if (state instanceof Promise) {
-      state
-        .then((s) => s && this.forward(req, res, s, started, (t) => (upstreamSeconds = t)))
-        .catch((err: unknown) => this.failClosed(req.socket, err));
-    } else if (state) {
-      this.forward(req, res, state, started, (t) => (upstreamSeconds = t));
+    const head = checkRequestHead(req.rawHeaders, this.options.limits.maxHeaderCount);
+    if (head) {
+      this.refuseHead(head, req.socket, reply);
+      return;
     }
+    const state = this.authorize(req, reply);
+    const forward = (s: RequestState) =>
+      this.forward(req, res, s, reply, expectsContinue, started, (t) => (upstreamSeconds = t));
+    if (state instanceof Promise) {
+      state.then((s) => s && forward(s)).catch((err: unknown) => this.failClosed(req.socket, err));
+    } else if (state) {
+      forward(state);
+    }
+  }
+
+  /** A request head we will not forward, whoever sent it: logged, and answered (the connection closes). */
+  private refuseHead(head: HeadRefusal, socket: Socket, reply: (status: number, body: string) => void): void {
+    this.options.log.warn(
+      { event: 'request_refused', reason: head.reason, status: head.status, remote: socket.remoteAddress },
+      'request refused before authentication',
+    );
+    const error = head.status === 431 ? 'headers_too_large' : head.status === 501 ? 'not_implemented' : 'bad_request';
+    reply(head.status, jsonBody(error, head.reason));
   }
 
   private forward(
     req: IncomingMessage,
     res: ServerResponse,
     state: RequestState,
+    reply: (status: number, body: string, headers?: Record<string, string>, keepAlive?: boolean) => void,
+    expectsContinue: boolean,
     started: number,
     reached: (upstreamSeconds: number) => void,
   ): void {
     if (!state.decision.allow) {
       const [status, headers] = refusal(state.decision);
-      res.writeHead(status, { 'content-type': 'application/json', ...headers });
-      res.end(
-        jsonBody(
-          status === 403 ? 'forbidden' : status === 429 ? 'too_many_requests' : 'bad_request',
-          state.decision.reason,
-        ),
-      );
-      req.resume();
+      const error = status === 403 ? 'forbidden' : status === 429 ? 'too_many_requests' : 'bad_request';
+      reply(status, jsonBody(error, state.decision.reason), headers, true);
       return;
     }
+    if (expectsContinue && !bodyArrived(req)) res.writeContinue();
     if (this.h2c) {
-      const fields = upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.ownedFor(state));
+      const fields = upstreamRequestHeaders(
+        req.rawHeaders,
+        state.identity,
+        this.headerPolicy,
+        this.ownedFor(state),
+        this.origin(req.socket),
+      );
       const target = { method: req.method ?? 'GET', url: req.url ?? '/', fields, endStream: false };
-      const replyJson = (code: number, body: string) => {
-        if (!res.headersSent) res.writeHead(code, { 'content-type': 'application/json' }).end(body);
-      };
-      this.exchangeH2c({ res, body: req }, target, () => reached((performance.now() - started) / 1000), replyJson);
+      this.exchangeH2c({ res, body: req }, target, () => reached((performance.now() - started) / 1000), reply);
       return;
     }
     const { upstream, log, limits } = this.options;
@@ -479,11 +533,18 @@ export class InboundProxy {
       port: upstream.port,
       method: req.method,
       path: req.url,
-      headers: upstreamRequestHeaders(req.rawHeaders, state.identity, this.headerPolicy, this.ownedFor(state)),
+      headers: upstreamRequestHeaders(
+        req.rawHeaders,
+        state.identity,
+        this.headerPolicy,
+        this.ownedFor(state),
+        this.origin(req.socket),
+      ),
       setHost: false,
       agent: this.agent,
     });
     let timedOut = false;
+    let stalled = false;
     const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
       timedOut = true;
       upstreamReq.destroy(new Error(`the app sent no response headers within ${limits.upstreamTimeoutMs} ms`));
@@ -501,10 +562,19 @@ export class InboundProxy {
         fail(err as Error);
         return;
       }
-      relay(upstreamRes, res);
+      relay(
+        upstreamRes,
+        res,
+        undefined,
+        this.responseWatch(req.socket, () => {
+          upstreamRes.destroy();
+          res.destroy();
+        }),
+      );
     });
     const fail = (err: Error) => {
       timer.clear();
+      if (stalled) return;
       const reason = timedOut ? 'upstream_timeout' : 'upstream_unreachable';
       this.metrics.upstreamError(reason);
       if (!res.headersSent) {
@@ -516,26 +586,74 @@ export class InboundProxy {
       }
     };
     upstreamReq.on('error', fail);
-    relay(req, upstreamReq, (err) => {
-      if (err && !upstreamReq.destroyed) fail(err);
-    });
+    relay(
+      req,
+      upstreamReq,
+      (err) => {
+        if (err && !upstreamReq.destroyed) fail(err);
+      },
+      this.requestBodyWatch(req.socket, () => {
+        stalled = true;
+        timer.clear();
+        upstreamReq.destroy();
+        if (res.headersSent) res.destroy();
+        else reply(408, jsonBody('request_timeout', 'request_body_timeout'));
+      }),
+    );
     res.on('close', () => {
       timer.clear();
       if (!res.writableFinished) upstreamReq.destroy();
     });
   }
 
+  /** Who connected, for X-Forwarded-For and X-Forwarded-Proto. */
+  private origin(socket: Socket): RequestOrigin {
+    return { address: socket.remoteAddress, proto: this.options.identity ? 'https' : 'http' };
+  }
+
+  /**
+   * `--request-body-timeout`: a caller that stops sending its body while we wait for it. `onStall` answers
+   * (408, or cuts a response under way) and closes; this logs and counts.
+   */
+  private requestBodyWatch(socket: Socket, onStall: () => void): RelayWatch {
+    return {
+      sourceIdleMs: this.options.limits.requestBodyTimeoutMs,
+      onStall: () => {
+        this.stalled('request_body_timeout', socket);
+        onStall();
+      },
+    };
+  }
+
+  /** `--response-write-timeout`: a caller that takes no byte of its response while we have some for it. */
+  private responseWatch(socket: Socket, onStall: () => void): RelayWatch {
+    return {
+      destinationStallMs: this.options.limits.responseWriteTimeoutMs,
+      onStall: () => {
+        this.stalled('response_write_timeout', socket);
+        onStall();
+      },
+    };
+  }
+
+  private stalled(reason: RelayTimeoutReason, socket: Socket): void {
+    this.options.log.warn({ event: 'request_timeout', reason, remote: socket.remoteAddress }, 'the caller stalled');
+  }
+
   /** An HTTP/2 request: authorized like an HTTP/1.1 one, answered on its stream. */
   private handleH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[]): void {
     // A client may reset a stream at any time (RST_STREAM): that is an 'error' on it, never the process's.
     stream.on('error', () => {});
-    const socket = this.sessionSockets.get(stream.session as http2.ServerHttp2Session);
+    const session = stream.session as http2.ServerHttp2Session;
+    const socket = this.sessionSockets.get(session);
     const started = performance.now();
     let upstreamSeconds: number | undefined;
     let status = 0;
     stream.once('close', () => {
       if (status) this.metrics.request(status, (performance.now() - started) / 1000, upstreamSeconds);
     });
+    // Reset by the client before the end of our answer: counted against the connection's reset budget.
+    stream.once('aborted', () => this.countReset(session));
     const reply = (code: number, body: string, extra: Record<string, string> = {}) => {
       if (stream.destroyed || stream.closed || stream.headersSent) return;
       status = code;
@@ -543,6 +661,9 @@ export class InboundProxy {
       const fields = Object.fromEntries(Object.entries(extra).filter(([name]) => name !== 'connection'));
       stream.respond({ ':status': code, 'content-type': 'application/json', ...fields });
       stream.end(body);
+      // The rest of a refused request's body is not waited for (RFC 9113 §8.1: a complete response, then
+      // RST_STREAM(NO_ERROR), sent once the response is out).
+      if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     };
     const method = headers[':method'] ?? '';
     const url = headers[':path'];
@@ -562,17 +683,32 @@ export class InboundProxy {
       reply(400, jsonBody('bad_request', 'unsupported_method'));
       return;
     }
+    const fieldsIn = h2RequestToH1(rawHeaders);
+    const head = checkRequestHead(fieldsIn, this.options.limits.maxHeaderCount);
+    if (head) {
+      this.refuseHead(head, socket, reply);
+      return;
+    }
     const req = { method, url, headers: headers as IncomingMessage['headers'], socket };
     const state = this.authorize(req, reply);
     const go = (s: RequestState | undefined) => {
-      if (!s) return;
+      // A stream the client has already reset gets nothing, least of all a connection to the app
+      // (HTTP/2 rapid reset: thousands of HEADERS+RST_STREAM pairs in a few packets).
+      if (!s || stream.destroyed || stream.closed) return;
       if (!s.decision.allow) {
         const [code, extra] = refusal(s.decision);
         const error = code === 403 ? 'forbidden' : code === 429 ? 'too_many_requests' : 'bad_request';
         reply(code, jsonBody(error, s.decision.reason), extra);
         return;
       }
-      const fields = upstreamRequestHeaders(h2RequestToH1(rawHeaders), s.identity, this.headerPolicy, this.ownedFor(s));
+      if (headers.expect === '100-continue' && !stream.endAfterHeaders) stream.additionalHeaders({ ':status': 100 });
+      const fields = upstreamRequestHeaders(
+        fieldsIn,
+        s.identity,
+        this.headerPolicy,
+        this.ownedFor(s),
+        this.origin(socket),
+      );
       const target = { method, url, fields, endStream: stream.endAfterHeaders };
       const reached = (code: number) => {
         status = code;
@@ -581,8 +717,30 @@ export class InboundProxy {
       if (this.h2c) this.exchangeH2c({ h2: stream }, target, reached, reply);
       else this.exchangeH2ToH1(stream, target, reached, reply);
     };
-    if (state instanceof Promise) state.then(go).catch((err: unknown) => this.failClosed(socket, err));
-    else go(state);
+    // The RST_STREAM that follows HEADERS in the same packet is read after this event: decide once the
+    // whole packet has been read.
+    setImmediate(() => {
+      if (state instanceof Promise) state.then(go).catch((err: unknown) => this.failClosed(socket, err));
+      else go(state);
+    });
+  }
+
+  /** One more stream reset by the client; past the budget, the connection goes (ENHANCE_YOUR_CALM). */
+  private countReset(session: http2.ServerHttp2Session): void {
+    const now = Math.floor(performance.now() / 1000);
+    let budget = this.resetBudgets.get(session);
+    if (!budget || budget.second !== now) {
+      budget = { second: now, resets: 0 };
+      this.resetBudgets.set(session, budget);
+    }
+    if (++budget.resets !== MAX_H2_RESETS_PER_SECOND + 1) return;
+    const socket = this.sessionSockets.get(session);
+    this.options.log.warn(
+      { event: 'connection_closed', reason: 'too_many_resets', remote: socket?.remoteAddress },
+      'HTTP/2 client reset too many streams',
+    );
+    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy();
   }
 
   /** HTTP/2 caller, HTTP/1.1 app. */
@@ -607,11 +765,12 @@ export class InboundProxy {
       setHost: false,
       agent: this.agent,
     });
+    const socket = this.sessionSockets.get(stream.session as http2.ServerHttp2Session) as TLSSocket;
+    const abort = () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    let stalled = false;
     const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
       upstreamReq.destroy();
-      this.upstreamFailed('upstream_timeout', stream.headersSent, reply, () =>
-        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
-      );
+      this.upstreamFailed('upstream_timeout', stream.headersSent, reply, abort);
     });
     let complete = false;
     upstreamReq.on('response', (res) => {
@@ -630,16 +789,36 @@ export class InboundProxy {
         reply(502, jsonBody('bad_gateway', 'bad_response'));
         return;
       }
-      relay(res, stream);
+      relay(
+        res,
+        stream,
+        undefined,
+        this.responseWatch(socket, () => {
+          res.destroy();
+          abort();
+        }),
+      );
     });
     upstreamReq.on('error', () => {
       timer.clear();
-      this.upstreamFailed('upstream_unreachable', stream.headersSent, reply, () =>
-        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
-      );
+      if (stalled) return;
+      this.upstreamFailed('upstream_unreachable', stream.headersSent, reply, abort);
     });
     if (target.endStream) upstreamReq.end();
-    else relay(stream, upstreamReq);
+    else {
+      relay(
+        stream,
+        upstreamReq,
+        undefined,
+        this.requestBodyWatch(socket, () => {
+          stalled = true;
+          timer.clear();
+          upstreamReq.destroy();
+          if (stream.headersSent) abort();
+          else reply(408, jsonBody('request_timeout', 'request_body_timeout'));
+        }),
+      );
+    }
     stream.once('close', () => {
       timer.clear();
       if (!complete) upstreamReq.destroy();
@@ -673,19 +852,26 @@ export class InboundProxy {
     }
     const h2 = 'h2' in downstream ? downstream.h2 : undefined;
     const res = 'res' in downstream ? downstream.res : undefined;
+    const socket = (h2 ? this.sessionSockets.get(h2.session as http2.ServerHttp2Session) : res?.socket) as Socket;
     const sent = () => (h2 ? h2.headersSent : (res as ServerResponse).headersSent);
     const abort = () => (h2 ? h2.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : (res as ServerResponse).destroy());
+    let stalled = false;
     const timer = startResponseTimer(up, limits.upstreamTimeoutMs, () => {
       up.close(http2.constants.NGHTTP2_CANCEL);
       this.upstreamFailed('upstream_timeout', sent(), reply, abort);
     });
+    const cut = () => {
+      up.close(http2.constants.NGHTTP2_CANCEL);
+      abort();
+    };
     up.on('response', (responseHeaders) => {
       timer.clear();
       const status = Number(responseHeaders[':status'] ?? 502);
       reached(status);
       if (h2) {
         if (h2.destroyed) return;
-        if (!forwardH2Response(up, h2, responseHeaders)) reply(502, jsonBody('bad_gateway', 'bad_response'));
+        if (!forwardH2Response(up, h2, responseHeaders, this.responseWatch(socket, cut)))
+          reply(502, jsonBody('bad_gateway', 'bad_response'));
       } else {
         const out = res as ServerResponse;
         try {
@@ -696,16 +882,30 @@ export class InboundProxy {
           return;
         }
         // HTTP/1.1 callers get the body; trailers need chunked encoding and a client that reads them.
-        relay(up, out);
+        relay(up, out, undefined, this.responseWatch(socket, cut));
       }
     });
     up.on('error', () => {
       timer.clear();
+      if (stalled) return;
       this.upstreamFailed('upstream_unreachable', sent(), reply, abort);
     });
     if (!target.endStream) {
       const source = h2 ?? ('body' in downstream ? downstream.body : undefined);
-      if (source) relay(source, up);
+      if (source) {
+        relay(
+          source,
+          up,
+          undefined,
+          this.requestBodyWatch(socket, () => {
+            stalled = true;
+            timer.clear();
+            up.close(http2.constants.NGHTTP2_CANCEL);
+            if (sent()) abort();
+            else reply(408, jsonBody('request_timeout', 'request_body_timeout'));
+          }),
+        );
+      }
     }
     const closed = h2 ?? res;
     closed?.once('close', () => {
@@ -733,7 +933,10 @@ export class InboundProxy {
 
   /** Header names the client may not pass on: ours, plus `Authorization` when it carried the API key. */
   private ownedFor(state: RequestState): ReadonlySet<string> {
-    return state.keyInAuthorization ? this.ownedWithAuthorization : this.owned;
+    // `--jwt-forward-token` forwards the token this request was admitted by, and nothing else: a caller
+    // admitted by its API key must not slip an unverified token to the app next to it.
+    const admittedByKeyInJwtMode = this.options.auth.mode === 'jwt' && state.identity.method === 'api_key';
+    return state.keyInAuthorization || admittedByKeyInJwtMode ? this.ownedWithAuthorization : this.owned;
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -749,6 +952,11 @@ export class InboundProxy {
           .map(([k, v]) => `${k}: ${v}\r\n`)
           .join(''),
       );
+    const refused = checkRequestHead(req.rawHeaders, this.options.limits.maxHeaderCount);
+    if (refused) {
+      this.refuseHead(refused, req.socket, reply);
+      return;
+    }
     const state = this.authorize(req, reply);
     if (state instanceof Promise) {
       state
@@ -792,6 +1000,7 @@ export class InboundProxy {
         state.identity,
         this.headerPolicy,
         this.ownedFor(state),
+        this.origin(socket),
         'websocket',
       ),
       setHost: false,
@@ -814,6 +1023,15 @@ export class InboundProxy {
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
       pipeline(upstreamSocket, socket, upstreamSocket, () => {
+        upstreamSocket.destroy();
+        socket.destroy();
+      });
+      // `--tunnel-idle-timeout`: no byte either way (the caller's socket sees both directions).
+      socket.setTimeout(limits.tunnelIdleTimeoutMs, () => {
+        this.options.log.warn(
+          { event: 'request_timeout', reason: 'tunnel_idle_timeout', remote: socket.remoteAddress },
+          'idle WebSocket tunnel closed',
+        );
         upstreamSocket.destroy();
         socket.destroy();
       });

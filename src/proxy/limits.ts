@@ -10,17 +10,31 @@ export interface InboundLimits {
   idleTimeoutMs: number;
   /** Request line plus headers, in bytes; more gets 431. */
   maxHeaderBytes: number;
+  /** Request header fields (lines); more gets 431. */
+  maxHeaderCount: number;
   /** Open connections; more are closed at once. */
   maxConnections: number;
   /** The app must send its response headers within this, or the caller gets 504. */
   upstreamTimeoutMs: number;
+  /** A request body that sends no byte for this long (while we wait for one) gets 408, or is cut. */
+  requestBodyTimeoutMs: number;
+  /** A caller that takes no response byte for this long (we have bytes waiting for it) is cut. */
+  responseWriteTimeoutMs: number;
+  /** A WebSocket tunnel with no byte in either direction for this long is closed. */
+  tunnelIdleTimeoutMs: number;
 }
 
+// Timeouts as nginx has them (client_body_timeout, send_timeout: 60 s); the tunnel idle timeout as
+// Envoy's stream_idle_timeout (5 min), long enough for WebSocket pings.
 export const DEFAULT_LIMITS: InboundLimits = Object.freeze({
   handshakeTimeoutMs: 10_000,
   headerTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
   maxHeaderBytes: 16 * 1024,
+  maxHeaderCount: 100,
   maxConnections: 10_000,
   upstreamTimeoutMs: 60_000,
+  requestBodyTimeoutMs: 60_000,
+  responseWriteTimeoutMs: 60_000,
+  tunnelIdleTimeoutMs: 300_000,
 });

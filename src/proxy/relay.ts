@@ -2,13 +2,31 @@
 // back-pressure, `to` ended when `from` ends, both destroyed when either fails or closes early — but
 // without pipeline's per-call AbortController: in Node 20 that alone (a DOMException with a stack trace
 // per request) cost ~40% of a proxied request's CPU (bench/, profile in the README's Performance section).
+//
+// Optionally it also watches for a party that stops moving: a source that sends nothing while we wait for
+// it (a stalled upload), or a destination that takes nothing while we have bytes for it (a caller that
+// never reads). Either would otherwise hold a connection, and an app connection, for ever.
 import type { Readable, Writable } from 'node:stream';
 
-export function relay(from: Readable, to: Writable, onError?: (err: Error) => void): void {
+/** What stopped moving: the source sent nothing, or the destination took nothing, for the limit. */
+export type RelayStall = 'source_idle' | 'destination_stalled';
+
+export interface RelayWatch {
+  /** The source may send nothing for this long while we wait for it (not while back-pressure holds it). */
+  sourceIdleMs?: number;
+  /** The destination may take nothing for this long while bytes wait for it. */
+  destinationStallMs?: number;
+  /** Called once, instead of destroying anything: the caller decides what to answer and what to close. */
+  onStall: (stall: RelayStall) => void;
+}
+
+export function relay(from: Readable, to: Writable, onError?: (err: Error) => void, watch?: RelayWatch): void {
   let failed = false;
+  let stop = () => {};
   const fail = (err: Error) => {
     if (failed) return;
     failed = true;
+    stop();
     from.destroy();
     to.destroy();
     onError?.(err);
@@ -23,5 +41,64 @@ export function relay(from: Readable, to: Writable, onError?: (err: Error) => vo
   to.once('close', () => {
     if (!to.writableFinished) fail(new Error('the destination closed before the end'));
   });
+  if (watch) {
+    stop = watchStalls(
+      from,
+      to,
+      (stall) => {
+        // From here on the caller decides: nothing is destroyed for it, and no later failure is reported
+        // (it may still want to answer on the source's connection, e.g. a 408).
+        failed = true;
+        from.unpipe(to);
+        watch.onStall(stall);
+      },
+      watch,
+    );
+  }
   from.pipe(to);
+}
+
+/**
+ * One timer, in one of two states: waiting for the source (reset by every chunk), or — while pipe() has
+ * paused the source because the destination's buffer is full — waiting for the destination to drain.
+ * Returns the function that stops watching.
+ */
+function watchStalls(
+  from: Readable,
+  to: Writable,
+  onStall: (stall: RelayStall) => void,
+  { sourceIdleMs, destinationStallMs }: RelayWatch,
+): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let done = false;
+  const arm = (ms: number | undefined, stall: RelayStall) => {
+    clearTimeout(timer);
+    timer =
+      ms === undefined
+        ? undefined
+        : setTimeout(() => {
+            stop();
+            onStall(stall);
+          }, ms);
+  };
+  const onData = () => timer?.refresh();
+  const onPause = () => arm(destinationStallMs, 'destination_stalled');
+  const onResume = () => arm(sourceIdleMs, 'source_idle');
+  const stop = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    from.off('data', onData);
+    from.off('pause', onPause);
+    from.off('resume', onResume);
+  };
+  if (sourceIdleMs !== undefined) from.on('data', onData);
+  from.on('pause', onPause);
+  from.on('resume', onResume);
+  // The last bytes may still wait for a caller that does not read: watched until they are flushed.
+  from.once('end', () => (destinationStallMs === undefined ? stop() : arm(destinationStallMs, 'destination_stalled')));
+  to.once('close', stop);
+  to.once('finish', stop);
+  arm(sourceIdleMs, 'source_idle');
+  return stop;
 }

@@ -81,6 +81,10 @@ export function sidecarArgs(s: PodSidecarSettings, t: SidecarTemplate): string[]
     if (s.authMode === 'jwt') {
       args.push('--auth-mode=jwt');
       for (const audience of s.jwtAudience) args.push(`--jwt-audience=${audience}`);
+      // Bearer tokens only over TLS (RFC 6750 §5.3): with an SVID, we serve it. Mode jwt has none, so its
+      // tokens cross the pod network as they are (README, "Kubernetes": encrypt the pod network, or use
+      // mode spire).
+      args.push(s.mode === 'jwt' ? '--unsafe-plaintext-jwt' : '--jwt-transport=tls');
     }
   }
   if (s.mode === 'file') {

@@ -210,6 +210,7 @@ describe('the inject webhook adds a native sidecar to annotated pods in each mod
       '--allow=spiffe://cluster.local/ns/agents/*',
       '--auth-mode=jwt',
       '--jwt-audience=orders',
+      '--unsafe-plaintext-jwt',
       '--jwt-issuer=k8s=https://kubernetes.default.svc.cluster.local',
       '--jwt-ca-file=/var/run/spiffe-sidecar/kubernetes/ca.crt',
       '--k8s-trust-domain=cluster.local',
@@ -233,7 +234,9 @@ describe('the inject webhook adds a native sidecar to annotated pods in each mod
     expect(serverSidecar.args).toEqual(
       expect.arrayContaining(['--auth-mode=jwt', '--jwt-audience=orders', '--jwt-audience=orders.shop.svc']),
     );
-    expect(expectAcceptedBySidecar(serverSidecar).auth).toMatchObject({ mode: 'jwt', transport: 'plain' });
+    // With an SVID to serve, bearer tokens come over TLS (RFC 6750 §5.3), as the caller's https route expects.
+    expect(serverSidecar.args).toContain('--jwt-transport=tls');
+    expect(expectAcceptedBySidecar(serverSidecar).auth).toMatchObject({ mode: 'jwt', transport: 'tls' });
 
     const caller = deploymentPod({
       'spiffe-sidecar.io/inject': 'true',

@@ -1,0 +1,49 @@
+// The checks of a request's head that come before asking who is calling: framing that the app could read
+// otherwise than we do, and more header fields than an app reads. A failure is a status and a reason code;
+// the connection is closed after the answer, since its framing cannot be trusted.
+
+export interface HeadRefusal {
+  readonly status: 400 | 431 | 501;
+  readonly reason:
+    | 'too_many_headers'
+    | 'duplicate_host'
+    | 'duplicate_authorization'
+    | 'bad_transfer_encoding'
+    | 'unsupported_transfer_coding';
+}
+
+/**
+ * `rawHeaders`: Node's flat [name, value, ...] list (for HTTP/2, without pseudo-headers).
+ * - More than `maxHeaderCount` fields: 431. A default Node app reads at most 2000 lines, and our identity
+ *   headers go first, but an app with a lower limit must not be made to miss them (and nothing needs 100).
+ * - Two `Host` fields (RFC 9112 §3.2) or two `Authorization` fields (a singleton field, RFC 9110 §11.6.2:
+ *   the app could read the one we did not check): 400.
+ * - A transfer coding other than one `chunked` (RFC 9112 §6.1: 501): we would forward the body de-chunked
+ *   but still coded, and the app would read compressed bytes as the body.
+ */
+export function checkRequestHead(rawHeaders: readonly string[], maxHeaderCount: number): HeadRefusal | undefined {
+  if (rawHeaders.length > 2 * maxHeaderCount) return { status: 431, reason: 'too_many_headers' };
+  let hosts = 0;
+  let authorizations = 0;
+  let codings: string[] | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    // Only names of these lengths can match: most fields are passed over without lower-casing them.
+    if (name.length === 4) {
+      if (name.toLowerCase() === 'host') hosts++;
+    } else if (name.length === 13) {
+      if (name.toLowerCase() === 'authorization') authorizations++;
+    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      codings ??= [];
+      for (const coding of rawHeaders[i + 1].split(',')) codings.push(coding.trim().toLowerCase());
+    }
+  }
+  if (hosts > 1) return { status: 400, reason: 'duplicate_host' };
+  if (authorizations > 1) return { status: 400, reason: 'duplicate_authorization' };
+  if (codings !== undefined && (codings.length !== 1 || codings[0] !== 'chunked')) {
+    return codings.every((c) => c === 'chunked')
+      ? { status: 400, reason: 'bad_transfer_encoding' }
+      : { status: 501, reason: 'unsupported_transfer_coding' };
+  }
+  return undefined;
+}
