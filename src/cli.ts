@@ -216,7 +216,13 @@ export type Command =
   | { command: 'certs-init'; options: Record<string, string | undefined> }
   | { command: 'certs-issue'; options: Record<string, string | undefined> }
   | { command: 'inject-webhook'; options: Record<string, string | boolean | string[] | undefined> }
-  | { command: 'policy-check'; options: Record<string, string | undefined>; method: string; path: string }
+  | {
+      command: 'policy-check';
+      options: Record<string, string | undefined>;
+      /** Both absent: only validate the file and print its warnings. */
+      method: string | undefined;
+      path: string | undefined;
+    }
   | { command: 'apikey-new'; options: Record<string, string | string[] | undefined> }
   | { command: 'help' }
   | { command: 'version' };
@@ -307,9 +313,12 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     if (rest.includes('--help')) return { command: 'help' };
     const usage = 'spiffe-sidecar policy check';
     const parsed = parseFlagsAndPositionals(rest, POLICY_CHECK_OPTIONS, usage, true);
-    if (parsed.positionals.length !== 2)
-      throw new SidecarError('ERR_CONFIG_INVALID', `${usage}: expected METHOD PATH after the flags, e.g. GET /health`);
-    const [method, path] = parsed.positionals as [string, string];
+    if (parsed.positionals.length !== 2 && parsed.positionals.length !== 0)
+      throw new SidecarError(
+        'ERR_CONFIG_INVALID',
+        `${usage}: expected METHOD PATH after the flags, e.g. GET /health (or neither, to only check the file)`,
+      );
+    const [method, path] = parsed.positionals as [string?, string?];
     return { command: 'policy-check', options: parsed.values as Record<string, string>, method, path };
   }
   if (first === 'apikey' && second === 'new') {
@@ -352,8 +361,9 @@ Usage:
   spiffe-sidecar [run] [flags]       terminate mTLS, verify and authorize peers, forward to the app
   spiffe-sidecar certs init [flags]  create a development CA for a trust domain
   spiffe-sidecar certs issue [flags] issue an X509-SVID from a development CA
-  spiffe-sidecar policy check [flags] METHOD PATH
-                                     print the decision of a policy file and the rule that made it
+  spiffe-sidecar policy check [flags] [METHOD PATH]
+                                     print the decision of a policy file and the rule that made it, and
+                                     warnings about deny rules another spelling of a path escapes
   spiffe-sidecar apikey new [flags]  make an API key: prints the key once and the line for --api-keys-file
   spiffe-sidecar inject-webhook [flags]
                                      Kubernetes admission webhook that injects the sidecar into pods

@@ -1,11 +1,15 @@
 // `spiffe-sidecar policy check`: what would the policy file decide for this caller and request? For
-// operators and CI: prints the decision and the rule behind it; exit status 0 allow, 3 deny.
+// operators and CI: prints the decision and the rule behind it; exit status 0 allow, 3 deny. It also
+// warns about deny rules that another spelling of the same path escapes (a warning never changes the
+// exit status).
 import type { PeerIdentity } from '../authn/identity.js';
 import { SidecarError } from '../errors.js';
 import { readFlagFile } from '../flag-file.js';
 import { parseSpiffeId } from '../spiffe/id.js';
+import { normalizeRequestPath, type PathPattern } from './path-match.js';
 import { createFileAuthorizer } from './policy.js';
-import { parsePolicy } from './policy-file.js';
+import { type CompiledPolicy, parsePolicy } from './policy-file.js';
+import { type CompiledRule, methodCovered } from './rule-engine.js';
 
 export const DENY_EXIT_STATUS = 3;
 
@@ -41,22 +45,165 @@ function callerOf(options: Record<string, string | undefined>): PeerIdentity {
   return { method: 'oidc', issuer, subject, claims };
 }
 
+// Deny rules match exact bytes, but many apps do not: Express ignores letter case and a trailing "/" by
+// default, Spring MVC before 6 a trailing "/" (and before 5.3 an extension), Rails routes /admin.json to
+// /admin. A deny rule of /admin then leaves /Admin, /admin/ or /admin.json to the rules after it. This
+// lint looks at the policy alone: for each deny rule with a path, it takes the shortest path the rule
+// matches and other spellings of it (a trailing "/" added or removed, ".json" appended, the letter case
+// of the whole path or of one segment changed), and warns about a spelling that the rule does not match,
+// that no deny rule before it refuses, and that the first later rule matching it allows. It errs toward
+// warning: an allow rule counts whoever its callers are, a deny rule covers only if it refuses every
+// caller and every method of the rule.
+
+type Spelling = 'trailing-slash' | 'suffix' | 'case';
+
+/** `*` stands for this segment in a glob's shortest path. */
+const SAMPLE_SEGMENT = '1';
+
+/** The shortest path a pattern matches (a glob's `*` as a sample segment; its trailing `**` as nothing). */
+function shortestPath(pattern: PathPattern): string {
+  if ('exact' in pattern) return pattern.exact;
+  if ('prefix' in pattern) return pattern.prefix;
+  const segments = pattern.glob.split('/').slice(1);
+  if (segments.at(-1) === '**') segments.pop();
+  return `/${segments.map((s) => (s === '*' ? SAMPLE_SEGMENT : s)).join('/')}`;
+}
+
+/** `admin` → `Admin`; a segment with an upper-case letter → lower case. Escapes (`%3A`) are kept. */
+function otherCase(segment: string): string {
+  const parts = segment.split(/(%[0-9A-F]{2})/);
+  const text = (i: number) => i % 2 === 0;
+  if (parts.some((p, i) => text(i) && /[A-Z]/.test(p)))
+    return parts.map((p, i) => (text(i) ? p.toLowerCase() : p)).join('');
+  let done = false;
+  return parts
+    .map((p, i) => {
+      if (done || !text(i) || !/[a-z]/.test(p)) return p;
+      done = true;
+      return p.replace(/[a-z]/, (c) => c.toUpperCase());
+    })
+    .join('');
+}
+
+/** Other spellings an app may treat as `path`, in normal form, each kind in order of preference. */
+function spellings(path: string): { kind: Spelling; path: string }[] {
+  const out: { kind: Spelling; path: string }[] = [];
+  if (path !== '/') out.push({ kind: 'trailing-slash', path: path.endsWith('/') ? path.slice(0, -1) : `${path}/` });
+  if (!path.endsWith('/')) out.push({ kind: 'suffix', path: `${path}.json` });
+  const segments = path.split('/');
+  out.push({ kind: 'case', path: segments.map(otherCase).join('/') });
+  for (let i = 1; i < segments.length; i++) {
+    out.push({ kind: 'case', path: segments.map((s, j) => (j === i ? otherCase(s) : s)).join('/') });
+  }
+  return out.map((v) => ({ kind: v.kind, path: normalizeRequestPath(v.path) ?? path })).filter((v) => v.path !== path);
+}
+
+function methodsOverlap(a: CompiledRule['methods'], b: CompiledRule['methods']): boolean {
+  if (a === undefined || b === undefined) return true;
+  return [...a].some((m) => methodCovered(b, m)) || [...b].some((m) => methodCovered(a, m));
+}
+
+const matchesPath = (rule: CompiledRule, path: string) => rule.path === undefined || rule.path(path);
+
+/** Whether `rule` refuses every caller and every method of `deny` (so a spelling it matches is covered). */
+function coversDeny(rule: CompiledRule, deny: CompiledRule): boolean {
+  if (rule.effect !== 'deny' || rule.callers !== undefined) return false;
+  if (rule.methods === undefined) return true;
+  return deny.methods !== undefined && [...deny.methods].every((m) => methodCovered(rule.methods, m));
+}
+
+/**
+ * The allow rule that admits `path` where the deny rule at `index` does not, if any: callers are
+ * ignored, except that only a deny of every caller (and all of the rule's methods) counts as covering.
+ */
+function escapeVia(rules: readonly CompiledRule[], index: number, path: string): CompiledRule | undefined {
+  const deny = rules[index];
+  if (matchesPath(deny, path)) return undefined;
+  const applies = (r: CompiledRule) => methodsOverlap(deny.methods, r.methods) && matchesPath(r, path);
+  if (rules.slice(0, index).some((r) => applies(r) && coversDeny(r, deny))) return undefined;
+  const next = rules.slice(index + 1).find((r) => applies(r) && (r.effect === 'allow' || coversDeny(r, deny)));
+  return next?.effect === 'allow' ? next : undefined;
+}
+
+function describePattern(pattern: PathPattern): string {
+  const [kind, text] = Object.entries(pattern)[0] as [string, string];
+  return `{ ${kind}: ${text} }`;
+}
+
+/** How to cover the trailing-"/" spelling with the rule's own pattern. */
+function slashFix(pattern: PathPattern): string {
+  if ('glob' in pattern) return `end the glob with "/**" (path: { glob: ${pattern.glob.replace(/\/$/, '')}/** })`;
+  const text = 'exact' in pattern ? pattern.exact : pattern.prefix;
+  return `write path: { prefix: ${text.replace(/\/$/, '')} } (it also covers ${text.replace(/\/$/, '')}/ and every path below)`;
+}
+
+/**
+ * One warning per deny rule that another spelling of its path escapes (see above): the spellings, the
+ * allow rules that admit them, and the fix.
+ */
+export function policyWarnings(policy: CompiledPolicy): string[] {
+  const warnings: string[] = [];
+  policy.rules.forEach((rule, index) => {
+    const pattern = rule.pathPattern;
+    if (rule.effect !== 'deny' || pattern === undefined) return;
+    const escapes = new Map<Spelling, { path: string; via: string }>();
+    const shortest = shortestPath(pattern);
+    for (const v of spellings(shortest)) {
+      if (escapes.has(v.kind)) continue;
+      const via = escapeVia(policy.rules, index, v.path);
+      if (via) escapes.set(v.kind, { path: v.path, via: via.name });
+    }
+    if (escapes.size === 0) return;
+    const found = [...escapes.values()];
+    const vias = [...new Set(found.map((e) => `"${e.via}"`))];
+    const allowedBy = vias.length === 1 ? `rule ${vias[0]} allows` : `rules ${vias.join(', ')} allow`;
+    const fixes: string[] = [];
+    if (escapes.has('trailing-slash')) fixes.push(slashFix(pattern));
+    if (escapes.has('case') || escapes.has('suffix')) {
+      fixes.push(
+        'no pattern covers other letter cases or an added extension: narrow the allow rules to what is permitted (or add a deny rule for each spelling the app accepts)',
+      );
+    }
+    fixes.push('keep deny rules before the allow rules they carve out of');
+    warnings.push(
+      `warning: deny rule "${rule.name}" (path: ${describePattern(pattern)}) does not match ` +
+        `${found.map((e) => e.path).join(', ')}, which ${allowedBy}; rules match exact bytes, but an app that ` +
+        `ignores a trailing "/", letter case or an extension serves these as ${shortest}. Fix: ${fixes.join('; ')}.`,
+    );
+  });
+  return warnings;
+}
+
+/**
+ * Prints the decision for one request (exit 0 allow, 3 deny), then the policy's warnings. Without a
+ * METHOD and PATH it only validates the file and prints `valid` and the warnings (exit 0).
+ */
 export async function policyCheck(
   options: Record<string, string | undefined>,
-  method: string,
-  target: string,
+  method: string | undefined,
+  target: string | undefined,
   out: NodeJS.WritableStream,
 ): Promise<number> {
   const file = options['policy-file'];
   if (!file) invalid('--policy-file is required');
-  if (!/^[A-Z]{1,20}$/.test(method)) invalid(`method ${JSON.stringify(method)}: write it in upper case, e.g. GET`);
+  const lintOnly = method === undefined && target === undefined;
+  if (lintOnly && ['id', 'issuer', 'claims', 'api-key'].some((k) => options[k] !== undefined))
+    invalid('a caller needs a request: give METHOD PATH, e.g. GET /health');
+  if (!lintOnly && (method === undefined || target === undefined)) invalid('expected METHOD PATH, e.g. GET /health');
+  if (!lintOnly && !/^[A-Z]{1,20}$/.test(method as string))
+    invalid(`method ${JSON.stringify(method)}: write it in upper case, e.g. GET`);
   const label = `--policy-file ${file}`;
   const policy = parsePolicy(await readFlagFile('--policy-file', file), label);
+  if (lintOnly) {
+    out.write(`${['valid', ...policyWarnings(policy)].join('\n')}\n`);
+    return 0;
+  }
   const caller = callerOf(options);
-  const decision = createFileAuthorizer(() => policy).decide(caller, method, target);
+  const decision = createFileAuthorizer(() => policy).decide(caller, method as string, target as string);
   const lines = decision.allow
     ? [`allow`, `rule: ${decision.rule}`]
     : [`deny`, ...(decision.rule ? [`rule: ${decision.rule}`] : []), `reason: ${decision.reason}`];
-  out.write(`${lines.join('\n')}\n`);
+  // Warnings after the decision: the first line stays `allow` or `deny` for scripts that read it.
+  out.write(`${[...lines, ...policyWarnings(policy)].join('\n')}\n`);
   return decision.allow ? 0 : DENY_EXIT_STATUS;
 }

@@ -143,9 +143,10 @@ function compilePath(bad: Bad, where: string, value: unknown) {
   const [kind, text] = Object.entries(value as Record<string, unknown>)[0];
   if (!['exact', 'prefix', 'glob'].includes(kind)) bad(where, `unknown key "${kind}"; expected exact, prefix or glob`);
   if (typeof text !== 'string') bad(`${where}.${kind}`, 'expected a path string');
-  const matcher = compilePathPattern({ [kind]: text } as PathPattern);
+  const pattern = { [kind]: text } as PathPattern;
+  const matcher = compilePathPattern(pattern);
   if (typeof matcher === 'string') bad(`${where}.${kind}`, matcher);
-  return matcher as Exclude<typeof matcher, string>;
+  return { matcher: matcher as Exclude<typeof matcher, string>, pattern };
 }
 
 function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>): CompiledRule {
@@ -167,7 +168,11 @@ function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>
     );
     rule.methods = new Set(methods);
   }
-  if (v.path !== undefined) rule.path = compilePath(bad, `${where}.path`, v.path);
+  if (v.path !== undefined) {
+    const { matcher, pattern } = compilePath(bad, `${where}.path`, v.path);
+    rule.path = matcher;
+    rule.pathPattern = pattern;
+  }
   if (v.callers !== undefined) rule.callers = compileCallers(bad, `${where}.callers`, v.callers);
   if (v.rate_limit !== undefined) {
     if (rule.effect !== 'allow') bad(`${where}.rate_limit`, 'only an allow rule can be rate limited');

@@ -27,13 +27,15 @@ export interface AllowFlags {
   allowIssuers?: readonly string[];
 }
 
-/** An API key line may limit its key to some routes, whatever the rules say. */
+/**
+ * An API key line may limit its key to some routes, whatever the rules say. A `GET` route covers `HEAD`
+ * as a rule's `methods` do (see methodCovered).
+ */
 function keyRouteRefused(caller: PeerIdentity, method: string, path: string | undefined): boolean {
-  return (
-    caller.method === 'api_key' &&
-    caller.routes !== undefined &&
-    (path === undefined || !routeAllowed(caller.routes, method, path))
-  );
+  const routes = caller.method === 'api_key' ? caller.routes : undefined;
+  if (routes === undefined) return false;
+  if (path === undefined) return true;
+  return !routeAllowed(routes, method, path) && !(method === 'HEAD' && routeAllowed(routes, 'GET', path));
 }
 
 /** The allow flags (throws ERR_INVALID_ALLOW_RULE on a bad rule). */

@@ -4,7 +4,7 @@
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { type ClaimCondition, conditionHolds } from './claim-condition.js';
-import type { PathMatcher } from './path-match.js';
+import type { PathMatcher, PathPattern } from './path-match.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export type DenyReason =
@@ -37,8 +37,18 @@ export interface CompiledRule {
   effect: 'allow' | 'deny';
   methods?: ReadonlySet<string>;
   path?: PathMatcher;
+  /** The path as written, for what `policy check` says about the rule (never used to decide). */
+  pathPattern?: PathPattern;
   callers?: CallerConditions;
   limiter?: RateLimiter;
+}
+
+/**
+ * Whether a rule's `methods` cover a request method. A rule for `GET` covers `HEAD` too: servers answer
+ * HEAD with the GET handler (RFC 9110 §9.3.2), so a deny of GET that HEAD escaped would still run it.
+ */
+export function methodCovered(methods: ReadonlySet<string> | undefined, method: string): boolean {
+  return methods === undefined || methods.has(method) || (method === 'HEAD' && methods.has('GET'));
 }
 
 type CallerMatch = 'match' | 'no_match' | 'claims_failed';
@@ -67,7 +77,7 @@ export function evaluateRules(
 ): Decision {
   let claimsFailed = false;
   for (const rule of rules) {
-    if (rule.methods && !rule.methods.has(request.method)) continue;
+    if (!methodCovered(rule.methods, request.method)) continue;
     if (rule.path && !rule.path(request.path)) continue;
     const match = matchCaller(rule.callers, caller);
     // Only an allow rule that failed on a claim makes the denial a `claim_mismatch`.

@@ -205,6 +205,9 @@ export class InboundProxy {
     // must not hold thousands of requests open against the app.
     this.http2 = http2.createServer({
       settings: { maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: MAX_H2_STREAMS },
+      // Room past --max-header-count (and the pseudo-headers), so that the excess is answered 431 by
+      // checkRequestHead rather than reset by nghttp2.
+      maxHeaderListPairs: limits.maxHeaderCount + 16,
     });
     if (identity) this.dispatchByAlpn(auth.mode === 'mtls', limits);
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
@@ -739,8 +742,8 @@ export class InboundProxy {
       { event: 'connection_closed', reason: 'too_many_resets', remote: socket?.remoteAddress },
       'HTTP/2 client reset too many streams',
     );
-    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-    session.destroy();
+    // One GOAWAY, with this code (goaway() then destroy() would send a second one, NO_ERROR).
+    session.destroy(new Error('too many streams reset'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /** HTTP/2 caller, HTTP/1.1 app. */

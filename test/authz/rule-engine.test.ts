@@ -109,11 +109,40 @@ const cases: Case[] = [
     request: ['POST', '/'],
     expected: deny('no_matching_rule'),
   },
+  // A rule for GET covers HEAD (servers run the GET handler for HEAD), for allow and deny alike.
   {
-    name: 'GET does not imply HEAD',
+    name: 'GET covers HEAD: an allow of GET admits HEAD',
     rules: [{ name: 'r', effect: 'allow', methods: ['GET'] }],
     caller: mtls(ROUTER),
     request: ['HEAD', '/'],
+    expected: allow('r'),
+  },
+  {
+    name: 'GET covers HEAD: an allow of GET still refuses POST',
+    rules: [{ name: 'r', effect: 'allow', methods: ['GET'] }],
+    caller: mtls(ROUTER),
+    request: ['POST', '/'],
+    expected: deny('no_matching_rule'),
+  },
+  {
+    name: 'GET covers HEAD: a deny of GET /admin denies HEAD /admin',
+    rules: [{ name: 'no-admin', effect: 'deny', methods: ['GET'], path: { exact: '/admin' } }, allowAll()],
+    caller: mtls(ROUTER),
+    request: ['HEAD', '/admin'],
+    expected: deny('rule_denied', 'no-admin'),
+  },
+  {
+    name: 'GET covers HEAD: a deny of GET /admin still lets POST /admin through to later rules',
+    rules: [{ name: 'no-admin', effect: 'deny', methods: ['GET'], path: { exact: '/admin' } }, allowAll()],
+    caller: mtls(ROUTER),
+    request: ['POST', '/admin'],
+    expected: allow('all'),
+  },
+  {
+    name: 'HEAD does not cover GET',
+    rules: [{ name: 'r', effect: 'allow', methods: ['HEAD'] }],
+    caller: mtls(ROUTER),
+    request: ['GET', '/'],
     expected: deny('no_matching_rule'),
   },
   {
@@ -626,6 +655,27 @@ describe('the file authorizer sees the request target in normal form', () => {
       deny('key_route_denied'),
     );
     expect(authorizer.decide(key('limited', '*:/reports/**'), 'POST', '/reports/x')).toEqual(allow('reports'));
+  });
+
+  it('a key route for GET covers HEAD, and only HEAD', () => {
+    expect(authorizer.decide(key('limited', 'GET:/reports/**'), 'HEAD', '/reports/x')).toEqual(allow('reports'));
+    expect(authorizer.decide(key('limited', 'HEAD:/reports/**'), 'GET', '/reports/x')).toEqual(
+      deny('key_route_denied'),
+    );
+    expect(authorizer.decide(key('limited', 'GET:/reports/**'), 'HEAD', '/healthz')).toEqual(deny('key_route_denied'));
+  });
+
+  it('a deny of GET is a deny of HEAD through the file authorizer', () => {
+    const headPolicy = {
+      rules: compile(
+        { name: 'no-admin-reads', effect: 'deny', methods: ['GET'], path: { prefix: '/admin' } },
+        allowAll(),
+      ),
+    };
+    const head = createFileAuthorizer(() => headPolicy);
+    expect(head.decide(mtls(ROUTER), 'HEAD', '/admin')).toEqual(deny('rule_denied', 'no-admin-reads'));
+    expect(head.decide(mtls(ROUTER), 'HEAD', '/%61dmin/x?y')).toEqual(deny('rule_denied', 'no-admin-reads'));
+    expect(head.decide(mtls(ROUTER), 'HEAD', '/other')).toEqual(allow('all'));
   });
 
   it('decides per request, and follows the policy in force', () => {

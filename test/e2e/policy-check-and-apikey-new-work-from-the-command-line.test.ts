@@ -135,6 +135,31 @@ describe('policy check prints the decision and the rule; exit 0 allow, 3 deny, 1
     for (const fragment of fragments) expect(line).toContain(fragment);
   });
 
+  it('warns, after the decision and on stdout, about a deny rule another spelling of the path escapes; exit codes unchanged', async () => {
+    const file = await writePolicy(ws.path, 'escapable.yaml', {
+      version: 1,
+      rules: [
+        { name: 'no-admin', effect: 'deny', path: { exact: '/admin' } },
+        { name: 'everyone', effect: 'allow' },
+      ],
+    });
+    const id = ['--id', 'spiffe://example.org/a'];
+    const denied = await check('--policy-file', file, ...id, 'GET', '/admin');
+    expect({ code: denied.code, stderr: denied.stderr }).toEqual({ code: 3, stderr: '' });
+    expect(denied.stdout).toMatch(
+      /^deny\nrule: no-admin\nreason: rule_denied\nwarning: deny rule "no-admin" \(path: \{ exact: \/admin \}\) does not match \/admin\/, \/admin\.json, \/Admin, which rule "everyone" allows; .*prefix: \/admin.*\n$/,
+    );
+    const escaped = await check('--policy-file', file, ...id, 'GET', '/Admin');
+    expect(escaped.code).toBe(0);
+    expect(escaped.stdout).toMatch(/^allow\nrule: everyone\nwarning: deny rule "no-admin" /);
+    // Without METHOD PATH: only the file is checked, with the same warnings.
+    const lint = await check('--policy-file', file);
+    expect({ code: lint.code, stderr: lint.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(lint.stdout).toMatch(/^valid\nwarning: deny rule "no-admin" /);
+    const clean = await check('--policy-file', ROUTER);
+    expect({ code: clean.code, stdout: clean.stdout }).toEqual({ code: 0, stdout: 'valid\n' });
+  });
+
   it('bad input: a broken policy file names the file and the place', async () => {
     const file = await writePolicy(
       ws.path,

@@ -135,6 +135,19 @@ describe('router-to-workload-manager.yaml (mTLS)', () => {
     expect(await call('scheduler', 'GET', '/healthz/details')).toEqual({ status: 403, reason: 'no_matching_rule' });
     expect(await call('partner', 'GET', '/healthz')).toEqual({ status: 403, reason: 'no_matching_rule' });
   });
+
+  it('GET covers HEAD: a workload may HEAD /healthz, and the app sees the HEAD', async () => {
+    const res = await requestVia(sidecar.port, callers.scheduler, { method: 'HEAD', path: '/healthz' });
+    expect(res.status).toBe(200);
+    expect(ws.app.seen.at(-1)).toMatchObject({ method: 'HEAD', url: '/healthz' });
+    expect(lastAudit(sidecar.logs, 'HEAD', '/healthz')).toMatchObject({
+      decision: 'allow',
+      rule: 'anyone-in-the-trust-domain-reads-health',
+    });
+    const seen = ws.app.seen.length;
+    expect((await requestVia(sidecar.port, callers.partner, { method: 'HEAD', path: '/healthz' })).status).toBe(403);
+    expect(ws.app.seen.length).toBe(seen);
+  });
 });
 
 describe('sandbox-roles.yaml (Keycloak tokens, JWT over TLS)', () => {
@@ -295,6 +308,26 @@ describe('kubernetes-namespace-auto-approval.yaml (service-account tokens)', () 
         reason: 'rule_denied',
       });
     }
+  });
+
+  it('the deny names no path, so no other spelling of a path escapes it, and the app sees nothing', async () => {
+    const token = await agent('staging', 'agent-1');
+    const seen = ws.app.seen.length;
+    for (const [method, path] of [
+      ['GET', '/admin'],
+      ['GET', '/admin/'],
+      ['GET', '/Admin'],
+      ['GET', '/admin.json'],
+      ['HEAD', '/admin'],
+    ]) {
+      const res = await fetch(`http://127.0.0.1:${sidecar.port}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect({ method, path, status: res.status }).toEqual({ method, path, status: 403 });
+      expect(lastAudit(sidecar.logs, method, path)).toMatchObject({ rule: 'other-namespaces-need-approval' });
+    }
+    expect(ws.app.seen.length).toBe(seen);
   });
 
   it('a token of another issuer, even naming a prod service account, is no Kubernetes agent', async () => {
