@@ -72,6 +72,11 @@ export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket
     value: 'DURATION',
     help: 'a request body that stalls this long gets 408 (default 60s)',
   },
+  'request-body-min-rate': {
+    type: 'string',
+    value: 'N',
+    help: 'bytes/s a request body must average after 5s, else 408; 0: none (default 240)',
+  },
   'response-write-timeout': {
     type: 'string',
     value: 'DURATION',

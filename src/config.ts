@@ -59,6 +59,7 @@ export interface RawOptions {
   'max-header-count'?: string;
   'max-connections'?: string;
   'request-body-timeout'?: string;
+  'request-body-min-rate'?: string;
   'response-write-timeout'?: string;
   'tunnel-idle-timeout'?: string;
   'log-format'?: string;
@@ -409,8 +410,11 @@ function parseLimits(raw: RawOptions): InboundLimits {
       | 'tunnel-idle-timeout',
     fallback: number,
   ) => (raw[flag] === undefined ? fallback : parseDuration(raw[flag] as string, `--${flag}`));
-  const count = (flag: 'max-header-bytes' | 'max-header-count' | 'max-connections', min: number, max: number) =>
-    raw[flag] === undefined ? undefined : parseCount(raw[flag] as string, flag, min, max);
+  const count = (
+    flag: 'max-header-bytes' | 'max-header-count' | 'max-connections' | 'request-body-min-rate',
+    min: number,
+    max: number,
+  ) => (raw[flag] === undefined ? undefined : parseCount(raw[flag] as string, flag, min, max));
   return {
     handshakeTimeoutMs: duration('handshake-timeout', DEFAULT_LIMITS.handshakeTimeoutMs),
     headerTimeoutMs: duration('header-timeout', DEFAULT_LIMITS.headerTimeoutMs),
@@ -424,6 +428,7 @@ function parseLimits(raw: RawOptions): InboundLimits {
     // default Node app reads (2000), so that nothing we forward falls past its limit.
     maxHeaderCount: count('max-header-count', 8, 1000) ?? DEFAULT_LIMITS.maxHeaderCount,
     maxConnections: count('max-connections', 1, 1_000_000) ?? DEFAULT_LIMITS.maxConnections,
+    requestBodyMinRate: count('request-body-min-rate', 0, 1_000_000_000) ?? DEFAULT_LIMITS.requestBodyMinRate,
   };
 }
 

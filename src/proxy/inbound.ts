@@ -74,7 +74,10 @@ interface RequestState {
   keyInAuthorization?: boolean;
 }
 
-type RelayTimeoutReason = 'request_body_timeout' | 'response_write_timeout' | 'tunnel_idle_timeout';
+type BodyTimeoutReason = 'request_body_timeout' | 'request_body_too_slow';
+type RelayTimeoutReason = BodyTimeoutReason | 'response_write_timeout' | 'tunnel_idle_timeout';
+/** `--request-body-min-rate` applies once a body has been read for this long (Kestrel's grace period). */
+const MIN_RATE_GRACE_MS = 5_000;
 
 const MAX_LOGGED_PATH = 256;
 const MAX_H2_STREAMS = 100;
@@ -116,6 +119,12 @@ function bodyArrived(req: IncomingMessage): boolean {
   if (req.complete) return true;
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
+}
+
+/** The content type in a flat field list, if any. */
+function contentTypeOf(fields: readonly string[]): string | undefined {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i].toLowerCase() === 'content-type') return fields[i + 1];
+  return undefined;
 }
 
 /** Path for the audit log: no query string (it may carry secrets), bounded length. */
@@ -595,12 +604,12 @@ export class InboundProxy {
       (err) => {
         if (err && !upstreamReq.destroyed) fail(err);
       },
-      this.requestBodyWatch(req.socket, () => {
+      this.requestBodyWatch(req.socket, req.headers['content-type'], (reason) => {
         stalled = true;
         timer.clear();
         upstreamReq.destroy();
         if (res.headersSent) res.destroy();
-        else reply(408, jsonBody('request_timeout', 'request_body_timeout'));
+        else reply(408, jsonBody('request_timeout', reason));
       }),
     );
     res.on('close', () => {
@@ -615,15 +624,28 @@ export class InboundProxy {
   }
 
   /**
-   * `--request-body-timeout`: a caller that stops sending its body while we wait for it. `onStall` answers
-   * (408, or cuts a response under way) and closes; this logs and counts.
+   * `--request-body-timeout`: a caller that stops sending its body while we wait for it; and
+   * `--request-body-min-rate`: one that trickles it. `onStall` answers (408, or cuts a response under way)
+   * and closes; this logs. gRPC streams are exempt from the rate: a client stream may rightly send one
+   * message a minute.
    */
-  private requestBodyWatch(socket: Socket, onStall: () => void): RelayWatch {
+  private requestBodyWatch(
+    socket: Socket,
+    contentType: string | string[] | undefined,
+    onStall: (reason: BodyTimeoutReason) => void,
+  ): RelayWatch {
+    const { requestBodyTimeoutMs, requestBodyMinRate } = this.options.limits;
+    const grpc = typeof contentType === 'string' && contentType.startsWith('application/grpc');
     return {
-      sourceIdleMs: this.options.limits.requestBodyTimeoutMs,
-      onStall: () => {
-        this.stalled('request_body_timeout', socket);
-        onStall();
+      sourceIdleMs: requestBodyTimeoutMs,
+      sourceMinRate:
+        requestBodyMinRate > 0 && !grpc
+          ? { bytesPerSecond: requestBodyMinRate, afterMs: MIN_RATE_GRACE_MS }
+          : undefined,
+      onStall: (stall) => {
+        const reason = stall === 'source_too_slow' ? 'request_body_too_slow' : 'request_body_timeout';
+        this.stalled(reason, socket);
+        onStall(reason);
       },
     };
   }
@@ -813,12 +835,12 @@ export class InboundProxy {
         stream,
         upstreamReq,
         undefined,
-        this.requestBodyWatch(socket, () => {
+        this.requestBodyWatch(socket, contentTypeOf(target.fields), (reason) => {
           stalled = true;
           timer.clear();
           upstreamReq.destroy();
           if (stream.headersSent) abort();
-          else reply(408, jsonBody('request_timeout', 'request_body_timeout'));
+          else reply(408, jsonBody('request_timeout', reason));
         }),
       );
     }
@@ -900,12 +922,12 @@ export class InboundProxy {
           source,
           up,
           undefined,
-          this.requestBodyWatch(socket, () => {
+          this.requestBodyWatch(socket, contentTypeOf(target.fields), (reason) => {
             stalled = true;
             timer.clear();
             up.close(http2.constants.NGHTTP2_CANCEL);
             if (sent()) abort();
-            else reply(408, jsonBody('request_timeout', 'request_body_timeout'));
+            else reply(408, jsonBody('request_timeout', reason));
           }),
         );
       }

@@ -18,6 +18,8 @@ export interface InboundLimits {
   upstreamTimeoutMs: number;
   /** A request body that sends no byte for this long (while we wait for one) gets 408, or is cut. */
   requestBodyTimeoutMs: number;
+  /** Bytes per second a request body must average once it has been read for 5 s (0: no minimum). */
+  requestBodyMinRate: number;
   /** A caller that takes no response byte for this long (we have bytes waiting for it) is cut. */
   responseWriteTimeoutMs: number;
   /** A WebSocket tunnel with no byte in either direction for this long is closed. */
@@ -35,6 +37,8 @@ export const DEFAULT_LIMITS: InboundLimits = Object.freeze({
   maxConnections: 10_000,
   upstreamTimeoutMs: 60_000,
   requestBodyTimeoutMs: 60_000,
+  // Kestrel's MinRequestBodyDataRate: slow enough for any real client, too fast for a trickle.
+  requestBodyMinRate: 240,
   responseWriteTimeoutMs: 60_000,
   tunnelIdleTimeoutMs: 300_000,
 });

@@ -8,12 +8,20 @@
 // never reads). Either would otherwise hold a connection, and an app connection, for ever.
 import type { Readable, Writable } from 'node:stream';
 
-/** What stopped moving: the source sent nothing, or the destination took nothing, for the limit. */
-export type RelayStall = 'source_idle' | 'destination_stalled';
+/**
+ * What stopped moving: the source sent nothing, or too little on average (a trickle: one byte now and then
+ * resets any idle timer), or the destination took nothing, for the limit.
+ */
+export type RelayStall = 'source_idle' | 'source_too_slow' | 'destination_stalled';
 
 export interface RelayWatch {
   /** The source may send nothing for this long while we wait for it (not while back-pressure holds it). */
   sourceIdleMs?: number;
+  /**
+   * Once the source has been read for `afterMs` (time held back by back-pressure not counted), it must
+   * have sent at least `bytesPerSecond` on average.
+   */
+  sourceMinRate?: { bytesPerSecond: number; afterMs: number };
   /** The destination may take nothing for this long while bytes wait for it. */
   destinationStallMs?: number;
   /** Called once, instead of destroying anything: the caller decides what to answer and what to close. */
@@ -67,10 +75,14 @@ function watchStalls(
   from: Readable,
   to: Writable,
   onStall: (stall: RelayStall) => void,
-  { sourceIdleMs, destinationStallMs }: RelayWatch,
+  { sourceIdleMs, sourceMinRate, destinationStallMs }: RelayWatch,
 ): () => void {
   let timer: NodeJS.Timeout | undefined;
   let done = false;
+  // For the minimum rate: bytes so far, and the time spent waiting for them (paused time excluded).
+  let bytes = 0;
+  let waitedMs = 0;
+  let since = performance.now();
   const arm = (ms: number | undefined, stall: RelayStall) => {
     clearTimeout(timer);
     timer =
@@ -81,9 +93,26 @@ function watchStalls(
             onStall(stall);
           }, ms);
   };
-  const onData = () => timer?.refresh();
-  const onPause = () => arm(destinationStallMs, 'destination_stalled');
-  const onResume = () => arm(sourceIdleMs, 'source_idle');
+  const onData = (chunk: Buffer) => {
+    timer?.refresh();
+    if (!sourceMinRate) return;
+    bytes += chunk.length;
+    const now = performance.now();
+    waitedMs += now - since;
+    since = now;
+    if (waitedMs > sourceMinRate.afterMs && (bytes * 1000) / waitedMs < sourceMinRate.bytesPerSecond) {
+      stop();
+      onStall('source_too_slow');
+    }
+  };
+  const onPause = () => {
+    waitedMs += performance.now() - since;
+    arm(destinationStallMs, 'destination_stalled');
+  };
+  const onResume = () => {
+    since = performance.now();
+    arm(sourceIdleMs, 'source_idle');
+  };
   const stop = () => {
     if (done) return;
     done = true;
@@ -92,7 +121,7 @@ function watchStalls(
     from.off('pause', onPause);
     from.off('resume', onResume);
   };
-  if (sourceIdleMs !== undefined) from.on('data', onData);
+  if (sourceIdleMs !== undefined || sourceMinRate) from.on('data', onData);
   from.on('pause', onPause);
   from.on('resume', onResume);
   // The last bytes may still wait for a caller that does not read: watched until they are flushed.

@@ -137,6 +137,47 @@ describe('inactivity timeouts', () => {
     }
   });
 
+  it('an HTTP/2 upload trickled one byte at a time is cut once it averages under --request-body-min-rate; a gRPC stream is not', async () => {
+    const session = http2.connect(`https://127.0.0.1:${sidecar.port}`, {
+      cert: client.chainPem,
+      key: client.keyPem,
+      rejectUnauthorized: false,
+    });
+    /** Writes one byte every 100 ms until the answer comes (or, with `endAfterMs`, ends the body then). */
+    const trickle = (path: string, headers: http2.OutgoingHttpHeaders, endAfterMs?: number) => {
+      const stream = session.request({ ':method': 'POST', ':path': path, ...headers }, { endStream: false });
+      const started = Date.now();
+      const tick = setInterval(() => {
+        if (endAfterMs !== undefined && Date.now() - started > endAfterMs) {
+          clearInterval(tick);
+          stream.end();
+        } else if (!stream.closed && !stream.destroyed) stream.write('x');
+      }, 100);
+      return new Promise<[number, string]>((resolve, reject) => {
+        let status = 0;
+        let text = '';
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.on('data', (d: Buffer) => (text += d.toString()));
+        stream.on('end', () => resolve([status, text]));
+        stream.on('error', reject);
+      }).finally(() => clearInterval(tick));
+    };
+    try {
+      const [trickled, grpc] = await Promise.all([
+        trickle('/trickled', {}),
+        // Past the 5 s grace at the same trickle, then the client ends its stream: served in full.
+        trickle('/grpc-trickled', { 'content-type': 'application/grpc' }, 6_000),
+      ]);
+      expect(trickled[0]).toBe(408);
+      expect(JSON.parse(trickled[1])).toEqual({ error: 'request_timeout', reason: 'request_body_too_slow' });
+      expect(completed).not.toContain('/trickled');
+      expect(grpc[0]).toBe(200);
+      expect(completed).toContain('/grpc-trickled');
+    } finally {
+      session.destroy();
+    }
+  });
+
   it('a caller that never reads a large response is cut, and so is the app connection', async () => {
     const line = logged('response_write_timeout');
     const socket = tlsConnect({
