@@ -30,7 +30,10 @@ export interface Sidecar {
   adminAddress(): AddressInfo;
   /** The outbound routes' listen addresses, in --outbound order. */
   outboundAddresses(): AddressInfo[];
-  /** SIGHUP: re-reads the identity files (file mode); the Workload API pushes its own updates. */
+  /**
+   * SIGHUP: re-reads every file the sidecar reads (identity, policy, API keys, JWT key files), whatever
+   * --watch says; the Workload API pushes its own updates.
+   */
   reload(trigger: string): Promise<void>;
   /** SIGTERM: not ready, stop accepting, let in-flight requests finish (up to --drain-timeout), close. */
   stop(): Promise<void>;
@@ -324,10 +327,36 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
       return adminServer.address();
     },
     async reload(trigger) {
-      await policyFile?.reload(trigger);
-      await apiKeysFile?.reload(trigger);
-      if (identity instanceof FileIdentitySource) await identity.reload(trigger);
-      else log.info({ event: 'reload_ignored', trigger }, 'SPIRE mode: the Workload API pushes updates');
+      // Every file the sidecar reads, whatever --watch says; each logs its own outcome, this line the sum.
+      const files: string[] = [];
+      if (policyFile) {
+        await policyFile.reload(trigger);
+        files.push('--policy-file');
+      }
+      if (apiKeysFile) {
+        await apiKeysFile.reload(trigger);
+        files.push('--api-keys-file');
+      }
+      if (identity instanceof FileIdentitySource) {
+        await identity.reload(trigger);
+        files.push('--mtls-cert-file', '--mtls-key-file', '--mtls-ca-file');
+        if (source?.kind === 'files' && source.files.federatedBundles.length > 0) files.push('--federated-bundle');
+      }
+      if (jwtKeys) files.push(...(await jwtKeys.reload(trigger)));
+      const pushed = identity?.kind === 'workload_api';
+      if (files.length === 0) {
+        log.info(
+          { event: 'reload_ignored', trigger },
+          pushed
+            ? `${trigger}: nothing to re-read; the Workload API pushes the SVID and bundles itself`
+            : `${trigger}: nothing to re-read`,
+        );
+        return;
+      }
+      log.info(
+        { event: 'reload_done', trigger, files },
+        `${trigger}: re-read ${files.join(', ')}${pushed ? '; the Workload API pushes the SVID and bundles itself' : ''}`,
+      );
     },
     async stop() {
       draining = true;

@@ -685,7 +685,7 @@ function checkPlaintextJwt(raw: RawOptions, auth: AuthConfig, inbound: boolean, 
     invalid('--unsafe-plaintext-jwt is for --auth-mode jwt with --jwt-transport plain');
   if (plain && !isLoopback(host) && !raw['unsafe-plaintext-jwt']) {
     throw new SidecarError(
-      'ERR_UNSAFE_LISTEN' as 'ERR_UNSAFE_UPSTREAM', // TODO(errors.ts): own code
+      'ERR_UNSAFE_LISTEN',
       `--listen ${host}: JWT mode over plain HTTP would take bearer tokens in clear text from the network; use --jwt-transport tls (our SVID), listen on 127.0.0.1, or add --unsafe-plaintext-jwt if a TLS proxy in front of the sidecar really protects them`,
     );
   }

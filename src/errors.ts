@@ -38,6 +38,7 @@ export type SidecarErrorCode =
   | 'ERR_JWT_ALG'
   | 'ERR_JWT_HEADER'
   | 'ERR_JWT_SUBJECT'
+  | 'ERR_JWT_SUBJECT_UNSAFE'
   | 'ERR_JWT_NO_BUNDLE'
   | 'ERR_JWT_KEY_NOT_FOUND'
   | 'ERR_JWT_SIGNATURE'
@@ -67,6 +68,7 @@ export type SidecarErrorCode =
   | 'ERR_CONFIG_MISSING'
   | 'ERR_NO_ALLOW_RULE'
   | 'ERR_UNSAFE_UPSTREAM'
+  | 'ERR_UNSAFE_LISTEN'
   | 'ERR_LISTEN';
 
 export class SidecarError extends Error {

@@ -1,5 +1,7 @@
 // JWT mode, composed: the authenticator and where its keys come from (bundle files, the Workload API,
 // OIDC issuers, TokenReview). Loaded only in JWT mode, so that mTLS mode never loads jose or gRPC.
+// Key files reload like the identity files: on change (unless --no-watch), on SIGHUP (`reload()`), and
+// every --reload-interval; --no-watch turns off only the watcher.
 import { readFile } from 'node:fs/promises';
 import { JwtAuthenticator, type JwksProvider, type OidcIssuer } from './authn/jwt.js';
 import { createTokenReviewer } from './authn/token-review.js';
@@ -16,9 +18,12 @@ export type JwtMode = Awaited<ReturnType<typeof openJwt>>;
 /** JWT mode: the authenticator and where its keys come from (files, the Workload API, issuers). */
 export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }, log: Logger) {
   const closers: (() => Promise<void> | void)[] = [];
+  /** The key files, by the flag that names them: what SIGHUP and --reload-interval re-read. */
+  const keyFiles: { flag: '--jwt-bundle-file' | '--jwt-jwks'; files: JwtBundleFiles }[] = [];
   let svid: JwtBundleSource | undefined;
   if (auth.bundleFiles.length > 0) {
     const files = await JwtBundleFiles.open(auth.bundleFiles, log);
+    keyFiles.push({ flag: '--jwt-bundle-file', files });
     svid = files;
     if (config.watch) {
       const watcher = await watchIdentityFiles(
@@ -44,6 +49,7 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
     let keys: JwksProvider;
     if (issuer.jwks?.file) {
       const file = await JwtBundleFiles.open([{ trustDomain: issuer.name, file: issuer.jwks.file }], log);
+      keyFiles.push({ flag: '--jwt-jwks', files: file });
       if (config.watch) {
         const watcher = await watchIdentityFiles([issuer.jwks.file], () => void file.reload('watch'), log);
         closers.push(() => watcher.close());
@@ -79,6 +85,15 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
       keys,
     });
   }
+  /** Re-reads every key file; returns the flags whose files were read (each logs its own outcome). */
+  const reload = async (trigger: string): Promise<string[]> => {
+    await Promise.all(keyFiles.map((k) => k.files.reload(trigger)));
+    return [...new Set(keyFiles.map((k) => k.flag))];
+  };
+  if (config.reloadIntervalMs && keyFiles.length > 0) {
+    const interval = setInterval(() => void reload('interval'), config.reloadIntervalMs).unref();
+    closers.push(() => clearInterval(interval));
+  }
   const review = auth.tokenReview;
   const authenticator = new JwtAuthenticator({
     audience: auth.audience,
@@ -94,6 +109,7 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
   return {
     authenticator,
     hasKeys,
+    reload,
     close: async () => {
       for (const c of closers) await c();
     },

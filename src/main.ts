@@ -1,13 +1,33 @@
 #!/usr/bin/env node
 // Process entry: argv → command → run it. Startup problems print one clear line to stderr and exit 1;
-// SIGHUP reloads the identity files; SIGTERM/SIGINT close the listener and exit 0.
+// SIGHUP reloads the identity files; SIGTERM/SIGINT close the listener and exit 0, within the drain limit
+// plus a short grace whatever else hangs (a close that never ends, a log reader that went away).
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { type Sidecar, startSidecar } from './app.js';
 import { helpText, parseCommandLine } from './cli.js';
 import { buildConfig } from './config.js';
 import { isSidecarError } from './errors.js';
-import { createLogger, prettyDestination } from './log.js';
+import { createLogger, logWritten, prettyDestination } from './log.js';
+
+/** After the drain limit, this long for the rest of the shutdown before the process exits regardless. */
+const STOP_GRACE_MS = 5000;
+/** The longest a shutdown waits for its last log lines to be written. */
+const LOG_WAIT_MS = 2000;
+
+/** Exits once the log lines so far are written, or after LOG_WAIT_MS: never on the reader's schedule. */
+function exitAfterLog(code: number): void {
+  void logWritten(LOG_WAIT_MS).then(() => process.exit(code));
+}
+
+/** The hard deadline of a shutdown: a stop that has not finished by then exits with status 1. */
+function armStopDeadline(drainTimeoutMs: number, log: ReturnType<typeof createLogger>): void {
+  const limitMs = drainTimeoutMs + STOP_GRACE_MS;
+  setTimeout(() => {
+    log.error({ event: 'stop_timed_out', limit_ms: limitMs }, 'shutdown did not finish in time; exiting anyway');
+    exitAfterLog(1);
+  }, limitMs).unref();
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -53,16 +73,26 @@ async function main(argv: string[]): Promise<void> {
       const log = cluster.isWorker ? root.child({ pid: process.pid, worker: cluster.worker?.id }) : root;
       if (config.workers > 1 && cluster.isPrimary) {
         const { runPrimary } = await import('./workers.js');
-        const primary = await runPrimary(config, log);
-        const stopAll = (signal: string) => {
-          log.info({ event: 'stopping', signal }, 'stopping');
-          primary.stop(signal).then(
-            () => log.flush(() => process.exit(0)),
-            () => process.exit(1),
+        // Handled before the workers start, as below: a SIGTERM right after `workers_started` was logged
+        // must not find the default action (death without draining the workers).
+        const primary: { running?: Awaited<ReturnType<typeof runPrimary>>; stopping?: string } = {};
+        const stopPrimary = (signal: string) => {
+          (primary.running as NonNullable<typeof primary.running>).stop(signal).then(
+            () => exitAfterLog(0),
+            () => exitAfterLog(1),
           );
+        };
+        const stopAll = (signal: string) => {
+          if (primary.stopping) return;
+          primary.stopping = signal;
+          log.info({ event: 'stopping', signal }, 'stopping');
+          armStopDeadline(config.drainTimeoutMs, log);
+          if (primary.running) stopPrimary(signal);
         };
         process.once('SIGTERM', () => stopAll('SIGTERM'));
         process.once('SIGINT', () => stopAll('SIGINT'));
+        primary.running = await runPrimary(config, log);
+        if (primary.stopping) stopPrimary(primary.stopping);
         return;
       }
       // Signals are handled from the start: SPIRE mode may wait a long time for its first SVID.
@@ -71,11 +101,12 @@ async function main(argv: string[]): Promise<void> {
         if (running.stopping) return;
         running.stopping = true;
         log.info({ event: 'stopping', signal }, 'stopping');
+        armStopDeadline(config.drainTimeoutMs, log);
         (running.sidecar ? running.sidecar.stop() : Promise.resolve()).then(
-          () => log.flush(() => process.exit(0)),
+          () => exitAfterLog(0),
           (err: unknown) => {
             log.error({ err }, 'close failed');
-            process.exit(1);
+            exitAfterLog(1);
           },
         );
       };

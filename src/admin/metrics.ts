@@ -18,7 +18,7 @@ export interface Metrics {
 
 export function createMetrics(
   identity: FileIdentitySource | WorkloadApiIdentitySource | undefined,
-  jwt?: Pick<JwtAuthenticator, 'counters'>,
+  jwt?: Pick<JwtAuthenticator, 'counters'> & Partial<Pick<JwtAuthenticator, 'jwksFailures'>>,
   /** The readiness /readyz reports (without its upstream probe); defaults to the identity's. */
   ready?: () => boolean,
 ): Metrics {
@@ -167,6 +167,16 @@ export function createMetrics(
     collect() {
       this.reset();
       this.inc(jwt?.counters.cacheHits ?? 0);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}jwks_fetch_failures_total`,
+    help: 'JWT mode: issuer key refreshes that kept the last keys, by issuer name and reason (unavailable, invalid, empty)',
+    labelNames: ['issuer', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { issuer, reason, count } of jwt?.jwksFailures?.() ?? []) this.inc({ issuer, reason }, count);
     },
   });
 

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import { isSidecarError } from '../errors.js';
-import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
+import { parseSpiffeId, quoteInput, type SpiffeId } from '../spiffe/id.js';
 import { ALLOWED_JWT_ALGS, type JWKS, verifyJwtSvid } from '../spiffe/jwtsvid.js';
 import type { PeerIdentity, Rejection } from './identity.js';
 import type { TokenReviewer } from './token-review.js';
@@ -20,6 +20,8 @@ export interface JwksProvider {
   readonly version: number;
   /** A token named a key we do not have: maybe the issuer rotated (rate limited by the provider). */
   keyMissed(): void;
+  /** Refreshes that kept the last keys, by bounded reason (remote JWKS only). */
+  readonly failureCounts?: Readonly<Record<string, number>>;
 }
 
 export interface OidcIssuer {
@@ -54,6 +56,24 @@ interface CacheEntry {
 /** RFC 6750 §2.1: `Bearer` (any case), one space, a b64token. */
 const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i;
 const K8S_SUBJECT = /^system:serviceaccount:([a-z0-9]([-a-z0-9]*[a-z0-9])?):([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/;
+/**
+ * A subject the app receives in a header (`--jwt-subject-header`): visible ASCII only, bounded. Anything else
+ * (non-ASCII, controls, spaces) would be refused by Node when forwarding, or mangled, or split a log line.
+ */
+const HEADER_SAFE_SUBJECT = /^[\x21-\x7e]{1,1024}$/;
+/**
+ * Token types of access tokens (RFC 9068 §2.1 `at+jwt`, or plain `JWT`), compared as RFC 7515 §4.1.9 says:
+ * case-insensitively, `application/` optional. Any other explicit type (a logout token, a security event,
+ * a DPoP proof, …) is a JWT meant for something else and must not open the door (RFC 8725 §3.11).
+ */
+const ACCESS_TOKEN_TYPES = new Set(['jwt', 'at+jwt']);
+
+function isAccessTokenType(typ: unknown): boolean {
+  if (typ === undefined) return true;
+  if (typeof typ !== 'string') return false;
+  const lower = typ.toLowerCase();
+  return ACCESS_TOKEN_TYPES.has(lower.startsWith('application/') ? lower.slice('application/'.length) : lower);
+}
 
 function reject(reason: string, message: string, status: 401 | 503 = 401): JwtAuthnResult {
   return { ok: false, rejection: { reason, message }, status };
@@ -114,6 +134,13 @@ export class JwtAuthenticator {
     }
   }
 
+  /** Failed key refreshes per issuer name and reason, for the metrics. */
+  jwksFailures(): { issuer: string; reason: string; count: number }[] {
+    return this.options.issuers.flatMap((i) =>
+      Object.entries(i.keys.failureCounts ?? {}).map(([reason, count]) => ({ issuer: i.name, reason, count })),
+    );
+  }
+
   /** The key material an identity was verified against, to detect rotation. */
   private keysFor(identity: PeerIdentity): unknown {
     if (identity.method === 'mtls' || identity.method === 'api_key') return undefined;
@@ -156,9 +183,15 @@ export class JwtAuthenticator {
   ): Promise<CacheEntry | JwtAuthnResult> {
     const jwks = issuer.keys.current();
     if (!jwks) return reject('ERR_JWT_NO_KEYS', `no keys of issuer "${issuer.name}" have been loaded yet`, 503);
+    const header = decodeProtectedHeader(token);
     // As for JWT-SVIDs: a key is named, never guessed among several.
-    if (typeof decodeProtectedHeader(token).kid !== 'string')
-      return reject('ERR_JWT_HEADER', 'token header missing key id');
+    if (typeof header.kid !== 'string') return reject('ERR_JWT_HEADER', 'token header missing key id');
+    if (!isAccessTokenType(header.typ)) {
+      return reject(
+        'ERR_JWT_HEADER',
+        `token type ${quoteInput(String(header.typ))} is not an access token (JWT, at+jwt or none)`,
+      );
+    }
     let local = this.localSets.get(jwks);
     if (!local) {
       local = createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
@@ -180,6 +213,13 @@ export class JwtAuthenticator {
     }
     if (typeof payload.sub !== 'string' || payload.sub.length === 0)
       return reject('ERR_JWT_SUBJECT', 'the token subject is not a string');
+    // Never quoted in the message: that is exactly what cannot be trusted to print.
+    if (!HEADER_SAFE_SUBJECT.test(payload.sub)) {
+      return reject(
+        'ERR_JWT_SUBJECT_UNSAFE',
+        `"${issuer.name}" token subject cannot be carried in an HTTP header (visible ASCII only, at most 1024 characters)`,
+      );
+    }
     if (typeof payload.iat === 'number' && payload.iat > now / 1000 + (this.options.clockToleranceSeconds ?? 60)) {
       return reject('ERR_JWT_NOT_YET_VALID', 'the token was issued in the future (iat)');
     }

@@ -1,13 +1,18 @@
 // An issuer's signing keys fetched over HTTPS: from a JWKS URL, or found by OIDC discovery
 // (`<issuer>/.well-known/openid-configuration` → `jwks_uri`). Refreshed in the background; a token naming an
 // unknown key triggers an early refresh at most once per cool-down (no key-miss storms); the last good
-// keys are kept through an outage. Errors are logged, never thrown.
+// keys are kept through an outage, and through an answer with no usable key (`{"keys":[]}`), which is a
+// broken issuer, not a revocation. Errors are logged and counted, never thrown.
 import { request } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import type { JwksProvider } from '../authn/jwt.js';
+import { isSidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { JWKS } from '../spiffe/jwtsvid.js';
+import { ALLOWED_JWT_ALGS, type JWK, type JWKS } from '../spiffe/jwtsvid.js';
 import { parseJwks } from './jwks.js';
+
+/** Why a refresh kept the last keys: bounded, for the log and the metric label. */
+export type JwksFetchFailure = 'unavailable' | 'invalid' | 'empty';
 
 export interface RemoteJwksOptions {
   name: string;
@@ -23,6 +28,33 @@ export interface RemoteJwksOptions {
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
+
+/**
+ * A key a token of this issuer could be verified with: a signing key (`use` absent or `sig`) with a kid
+ * (tokens must name theirs), of a type and algorithm the verifier accepts.
+ */
+function isUsableKey(key: JWK): boolean {
+  return (
+    (key.kty === 'RSA' || key.kty === 'EC') &&
+    (key.use === undefined || key.use === 'sig') &&
+    typeof key.kid === 'string' &&
+    key.kid.length > 0 &&
+    (key.alg === undefined || ALLOWED_JWT_ALGS.includes(key.alg))
+  );
+}
+
+/** The issuer answered, but with keys that cannot verify any token (`{"keys":[]}`). */
+class NoUsableKey extends Error {
+  constructor(
+    message: string,
+    readonly keys: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The issuer answered something that is not what OIDC discovery promises. */
+class InvalidAnswer extends Error {}
 
 function fetchJson(url: string, ca: string[], timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -67,6 +99,8 @@ export class RemoteJwks implements JwksProvider {
   private timer: NodeJS.Timeout | undefined;
   private lastMissRefresh = Number.NEGATIVE_INFINITY;
   private failures = 0;
+  /** Refreshes that kept the last keys, by reason (the metric). */
+  readonly failureCounts: Record<JwksFetchFailure, number> = { unavailable: 0, invalid: 0, empty: 0 };
   private fetching: Promise<void> | undefined;
   private closed = false;
   private readonly ca: string[];
@@ -120,11 +154,14 @@ export class RemoteJwks implements JwksProvider {
           timeoutMs,
         )) as { jwks_uri?: unknown; issuer?: unknown };
         if (discovery.issuer !== this.options.issuer)
-          throw new Error(`discovery names issuer ${JSON.stringify(discovery.issuer)}`);
-        if (typeof discovery.jwks_uri !== 'string') throw new Error('discovery document has no jwks_uri');
+          throw new InvalidAnswer(`discovery names issuer ${JSON.stringify(discovery.issuer)}`);
+        if (typeof discovery.jwks_uri !== 'string') throw new InvalidAnswer('discovery document has no jwks_uri');
         url = discovery.jwks_uri;
       }
       const jwks = parseJwks(await fetchJson(url, this.ca, timeoutMs), url);
+      if (!jwks.keys.some(isUsableKey)) {
+        throw new NoUsableKey(`${url}: no usable signing key among ${jwks.keys.length}`, jwks.keys.length);
+      }
       const text = JSON.stringify(jwks);
       if (text !== this.text) {
         this.jwks = jwks;
@@ -135,8 +172,21 @@ export class RemoteJwks implements JwksProvider {
       this.failures = 0;
     } catch (err) {
       this.failures++;
+      const reason: JwksFetchFailure =
+        err instanceof NoUsableKey
+          ? 'empty'
+          : isSidecarError(err) || err instanceof InvalidAnswer
+            ? 'invalid'
+            : 'unavailable';
+      this.failureCounts[reason]++;
       log.warn(
-        { event: 'jwks_fetch_failed', issuer: name, stale: this.jwks !== undefined },
+        {
+          event: 'jwks_fetch_failed',
+          issuer: name,
+          reason,
+          stale: this.jwks !== undefined,
+          ...(err instanceof NoUsableKey ? { keys: err.keys } : {}),
+        },
         `fetching the keys of issuer "${name}" failed (${(err as Error).message})${this.jwks ? '; keeping the last keys' : ''}`,
       );
     }

@@ -4,6 +4,8 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
+import { parseCommandLine } from '../../src/cli.js';
+import { buildConfig } from '../../src/config.js';
 import { runCli } from '../helpers/process.js';
 import {
   createDevCa,
@@ -194,6 +196,11 @@ describe('the CLI refuses to start with an error that names the flag', () => {
       'https://',
     ],
     [['--jwt-issuer', 'k8s-dev=https://k8s.test', '--k8s-token-review'], 'needs a Kubernetes issuer'],
+    // Names that apps read as another (CGI/WSGI fold _ to -): a caller's header could stand in for ours.
+    [['--jwt-issuer', 'k8s=https://k8s.test', '--jwt-subject-header', 'x_spiffe_id'], '--jwt-subject-header'],
+    [['--jwt-issuer', 'k8s=https://k8s.test', '--jwt-issuer-header', 'x.issuer'], '--jwt-issuer-header'],
+    [['--jwt-issuer', 'k8s=https://k8s.test', '--identity-header', 'x_caller'], '--identity-header'],
+    [['--jwt-issuer', 'k8s=https://k8s.test', '--jwt-subject-header', 'x-forwarded-for'], 'reserved'],
   ])('JWT mode refuses %j', async (extra, fragment) => {
     await expectStartupError(
       [
@@ -212,6 +219,31 @@ describe('the CLI refuses to start with an error that names the flag', () => {
       'ERR_CONFIG_INVALID',
       fragment,
     );
+  });
+
+  it('JWT mode over plain HTTP off loopback, unless --unsafe-plaintext-jwt (RFC 6750 §5.3)', async () => {
+    const jwtArgs = (listen: string, ...extra: string[]) => [
+      'run',
+      '--listen',
+      listen,
+      '--upstream',
+      'http://127.0.0.1:8080',
+      '--allow-any',
+      '--auth-mode',
+      'jwt',
+      '--jwt-audience',
+      'orders',
+      '--jwt-issuer',
+      'k8s=https://k8s.test',
+      ...extra,
+    ];
+    await expectStartupError(jwtArgs('0.0.0.0:0'), 'ERR_UNSAFE_LISTEN', '--listen 0.0.0.0', '--unsafe-plaintext-jwt');
+    await expectStartupError(jwtArgs('[::]:0'), 'ERR_UNSAFE_LISTEN', '--jwt-transport tls');
+    // The explicit opt-in is accepted; and loopback needs none.
+    const command = parseCommandLine(jwtArgs('0.0.0.0:0', '--unsafe-plaintext-jwt'), {});
+    expect(command.command === 'run' && buildConfig(command.options).listen.host).toBe('0.0.0.0');
+    const loopback = parseCommandLine(jwtArgs('127.0.0.1:0'), {});
+    expect(loopback.command === 'run' && buildConfig(loopback.options).auth).toMatchObject({ transport: 'plain' });
   });
 
   it('a listen port that is taken', async () => {
