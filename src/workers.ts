@@ -101,6 +101,12 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
       }, 1000).unref();
     });
   };
+  // SIGHUP is ours from the start (its default action would kill the primary); it reaches the workers once
+  // they all serve: one still starting reads the files anyway, and might not handle the signal yet.
+  let serving = false;
+  process.on('SIGHUP', () => {
+    if (serving) for (const worker of workers) worker.process.kill('SIGHUP');
+  });
   for (let i = 0; i < config.workers; i++) fork();
   const stopWorkers = async (signal: NodeJS.Signals) => {
     stopping = true;
@@ -132,9 +138,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
     { event: 'workers_started', workers: config.workers, admin: admin.address() },
     `${config.workers} workers serving`,
   );
-  process.on('SIGHUP', () => {
-    for (const worker of workers) worker.process.kill('SIGHUP');
-  });
+  serving = true;
   return {
     async stop(signal) {
       await stopWorkers(signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
