@@ -1,4 +1,4 @@
-// Resource limits of the inbound listener, and their defaults (README, "Limits").
+// Resource limits of the inbound listener (README, "Limits"); their defaults are in config/defaults.ts.
 
 /** Resource limits of the listener (README, "Limits"). */
 export interface InboundLimits {
@@ -25,20 +25,3 @@ export interface InboundLimits {
   /** A WebSocket tunnel with no byte in either direction for this long is closed. */
   tunnelIdleTimeoutMs: number;
 }
-
-// Timeouts as nginx has them (client_body_timeout, send_timeout: 60 s); the tunnel idle timeout as
-// Envoy's stream_idle_timeout (5 min), long enough for WebSocket pings.
-export const DEFAULT_LIMITS: InboundLimits = Object.freeze({
-  handshakeTimeoutMs: 10_000,
-  headerTimeoutMs: 10_000,
-  idleTimeoutMs: 60_000,
-  maxHeaderBytes: 16 * 1024,
-  maxHeaderCount: 100,
-  maxConnections: 10_000,
-  upstreamTimeoutMs: 60_000,
-  requestBodyTimeoutMs: 60_000,
-  // Kestrel's MinRequestBodyDataRate: slow enough for any real client, too fast for a trickle.
-  requestBodyMinRate: 240,
-  responseWriteTimeoutMs: 60_000,
-  tunnelIdleTimeoutMs: 300_000,
-});

@@ -1,0 +1,82 @@
+// Every answer the sidecar writes itself, never the app's: a status, a stable reason code and the JSON body
+// `{"error","reason"}`, written the same way on an HTTP/1.1 response, an HTTP/2 stream or a raw socket (an
+// upgrade request). One catalogue, so that the wording cannot drift between the ways of forwarding.
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Decision } from '../authz/policy.js';
+
+/** The `error` word of each status we write. */
+const ERROR_OF_STATUS: Readonly<Record<number, string>> = {
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  408: 'request_timeout',
+  429: 'too_many_requests',
+  431: 'headers_too_large',
+  501: 'not_implemented',
+  502: 'bad_gateway',
+  503: 'unavailable',
+  504: 'gateway_timeout',
+};
+
+export interface Answer {
+  readonly status: number;
+  /** A bounded code: a denial reason, an `ERR_…` code, or one of the reasons in the README's Responses. */
+  readonly reason: string;
+  /** Extra response fields, e.g. `www-authenticate`, `retry-after`. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export function answer(status: number, reason: string, headers?: Readonly<Record<string, string>>): Answer {
+  return headers ? { status, reason, headers } : { status, reason };
+}
+
+export function answerBody(a: Answer): string {
+  return JSON.stringify({ error: ERROR_OF_STATUS[a.status] ?? 'error', reason: a.reason });
+}
+
+/** A denial of the rules: 429 (with Retry-After) when rate limited, 400 for a path without a normal form. */
+export function denialAnswer(decision: Decision & { allow: false }): Answer {
+  if (decision.reason === 'rate_limited')
+    return answer(429, decision.reason, { 'retry-after': String(decision.retryAfterSeconds ?? 1) });
+  if (decision.reason === 'path_not_normalized') return answer(400, decision.reason);
+  return answer(403, decision.reason);
+}
+
+/**
+ * On an HTTP/1.1 response. The connection closes once it is written (RFC 9112 §9.6), unless `keepAlive`:
+ * the rest of a refused body is never waited for, so a caller cannot hold the connection by trickling one.
+ */
+export function writeAnswerH1(res: http.ServerResponse, a: Answer, keepAlive = false): void {
+  if (res.headersSent) return;
+  res.writeHead(a.status, {
+    'content-type': 'application/json',
+    ...a.headers,
+    ...(keepAlive ? {} : { connection: 'close' }),
+  });
+  res.end(answerBody(a));
+}
+
+/**
+ * On an HTTP/2 stream. A request whose body is still coming is reset with NO_ERROR once the answer is out
+ * (RFC 9113 §8.1): its body is not waited for.
+ */
+export function writeAnswerH2(stream: http2.ServerHttp2Stream, a: Answer): void {
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
+  stream.respond({ ':status': a.status, 'content-type': 'application/json', ...a.headers });
+  stream.end(answerBody(a));
+  if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}
+
+/** On a socket the HTTP server has handed over (an upgrade request): the whole response, then close. */
+export function writeAnswerRaw(socket: Socket, a: Answer): void {
+  if (socket.destroyed) return;
+  const body = answerBody(a);
+  const fields = Object.entries(a.headers ?? {})
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  socket.end(
+    `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${fields}connection: close\r\n\r\n${body}`,
+  );
+}

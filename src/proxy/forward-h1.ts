@@ -1,0 +1,96 @@
+// An admitted HTTP/1.1 request to an HTTP/1.1 app: the request head with the fields set for the app, the
+// body relayed under the caller-stall watches, the app's response (never its reason phrase) relayed back
+// under the write watch; --upstream-timeout counted from the end of the request.
+import * as http from 'node:http';
+import { answer } from './answers.js';
+import {
+  type ForwardContext,
+  type ForwardTarget,
+  requestBodyWatch,
+  responseWatch,
+  upstreamFailed,
+} from './forwarding.js';
+import { downstreamResponseHeaders } from './headers.js';
+import { relay } from './relay.js';
+import { startResponseTimer } from './response-timer.js';
+import type { Reply } from './forwarding.js';
+
+export function forwardH1(
+  ctx: ForwardContext,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  target: ForwardTarget,
+  reply: Reply,
+  reached: () => void,
+): void {
+  const { upstream, limits } = ctx;
+  const upstreamReq = http.request({
+    host: upstream.hostname,
+    port: upstream.port,
+    method: target.method,
+    path: target.url,
+    headers: target.fields,
+    setHost: false,
+    agent: ctx.agent,
+  });
+  let timedOut = false;
+  let stalled = false;
+  const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
+    timedOut = true;
+    upstreamReq.destroy(new Error(`the app sent no response headers within ${limits.upstreamTimeoutMs} ms`));
+  });
+  const fail = (err: Error) => {
+    timer.clear();
+    if (stalled) return;
+    upstreamFailed(
+      ctx,
+      timedOut ? 'upstream_timeout' : 'upstream_unreachable',
+      res.headersSent,
+      reply,
+      () => res.destroy(err),
+      err,
+    );
+  };
+  upstreamReq.on('response', (upstreamRes) => {
+    timer.clear();
+    reached();
+    const headers = downstreamResponseHeaders(upstreamRes.rawHeaders);
+    if (ctx.draining()) headers.push('connection', 'close');
+    try {
+      // Never the app's reason phrase: Node's parser accepts bytes that writeHead refuses (a crash).
+      res.writeHead(upstreamRes.statusCode ?? 502, headers);
+    } catch (err) {
+      upstreamReq.destroy();
+      fail(err as Error);
+      return;
+    }
+    relay(
+      upstreamRes,
+      res,
+      undefined,
+      responseWatch(ctx, req.socket, () => {
+        upstreamRes.destroy();
+        res.destroy();
+      }),
+    );
+  });
+  upstreamReq.on('error', fail);
+  relay(
+    req,
+    upstreamReq,
+    (err) => {
+      if (err && !upstreamReq.destroyed) fail(err);
+    },
+    requestBodyWatch(ctx, req.socket, req.headers['content-type'], (reason) => {
+      stalled = true;
+      timer.clear();
+      upstreamReq.destroy();
+      if (res.headersSent) res.destroy();
+      else reply(answer(408, reason));
+    }),
+  );
+  res.on('close', () => {
+    timer.clear();
+    if (!res.writableFinished) upstreamReq.destroy();
+  });
+}

@@ -1,0 +1,102 @@
+// An admitted HTTP/2 request to an HTTP/1.1 app: the body framed for HTTP/1.1 (chunked when its length is
+// unknown, so that it can never be read as a second request), the response's fields carried back as
+// HTTP/2 allows (else 502), under the same watches and --upstream-timeout as HTTP/1.1.
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import { answer } from './answers.js';
+import {
+  contentTypeOf,
+  type ForwardContext,
+  type ForwardTarget,
+  type Reply,
+  requestBodyWatch,
+  responseWatch,
+  upstreamFailed,
+} from './forwarding.js';
+import { downstreamResponseHeaders } from './headers.js';
+import { h1FieldsToH2, respondH2 } from './http2-headers.js';
+import { relay } from './relay.js';
+import { startResponseTimer } from './response-timer.js';
+
+export function forwardH2ToH1(
+  ctx: ForwardContext,
+  stream: http2.ServerHttp2Stream,
+  socket: Socket,
+  target: ForwardTarget,
+  reply: Reply,
+  reached: (status: number) => void,
+): void {
+  const { upstream, limits } = ctx;
+  const fields = [...target.fields];
+  // A body of unknown length must be framed for HTTP/1.1, whatever the method: an unframed body would be
+  // read by the app as a second request.
+  const hasLength = fields.some((_, i) => i % 2 === 0 && fields[i].toLowerCase() === 'content-length');
+  if (!target.endStream && !hasLength) fields.push('transfer-encoding', 'chunked');
+  const upstreamReq = http.request({
+    host: upstream.hostname,
+    port: upstream.port,
+    method: target.method,
+    path: target.url,
+    headers: fields,
+    setHost: false,
+    agent: ctx.agent,
+  });
+  const abort = () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  let stalled = false;
+  const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
+    upstreamReq.destroy();
+    upstreamFailed(ctx, 'upstream_timeout', stream.headersSent, reply, abort);
+  });
+  let complete = false;
+  upstreamReq.on('response', (res) => {
+    timer.clear();
+    res.once('end', () => (complete = true));
+    const status = res.statusCode ?? 502;
+    reached(status);
+    const { headers } = h1FieldsToH2(downstreamResponseHeaders(res.rawHeaders));
+    if (stream.destroyed) {
+      res.destroy();
+      return;
+    }
+    if (!respondH2(stream, status, headers)) {
+      res.destroy();
+      ctx.metrics.upstreamError('upstream_unreachable');
+      reply(answer(502, 'bad_response'));
+      return;
+    }
+    relay(
+      res,
+      stream,
+      undefined,
+      responseWatch(ctx, socket, () => {
+        res.destroy();
+        abort();
+      }),
+    );
+  });
+  upstreamReq.on('error', () => {
+    timer.clear();
+    if (stalled) return;
+    upstreamFailed(ctx, 'upstream_unreachable', stream.headersSent, reply, abort);
+  });
+  if (target.endStream) upstreamReq.end();
+  else {
+    relay(
+      stream,
+      upstreamReq,
+      undefined,
+      requestBodyWatch(ctx, socket, contentTypeOf(target.fields), (reason) => {
+        stalled = true;
+        timer.clear();
+        upstreamReq.destroy();
+        if (stream.headersSent) abort();
+        else reply(answer(408, reason));
+      }),
+    );
+  }
+  stream.once('close', () => {
+    timer.clear();
+    if (!complete) upstreamReq.destroy();
+  });
+}

@@ -1,0 +1,70 @@
+// An admitted WebSocket upgrade: the upgrade request to the app with the fields set for it, the app's
+// answer relayed, then bytes both ways until either side closes or --tunnel-idle-timeout passes with no
+// byte either way. Any other upgrade is refused: after a switch of protocol nothing could strip headers.
+import * as http from 'node:http';
+import type { Socket } from 'node:net';
+import { pipeline } from 'node:stream';
+import { answer, writeAnswerRaw } from './answers.js';
+import { type ForwardContext, type ForwardTarget, logStall } from './forwarding.js';
+
+/** Whether this upgrade request asks for WebSocket, the only protocol we tunnel. */
+export function isWebSocketUpgrade(req: http.IncomingMessage): boolean {
+  return req.method === 'GET' && req.headers.upgrade?.trim().toLowerCase() === 'websocket';
+}
+
+/** `tunnels`: the caller's socket is added while the tunnel lasts (the HTTP server no longer tracks it). */
+export function tunnelWebSocket(
+  ctx: ForwardContext,
+  socket: Socket,
+  head: Buffer,
+  target: ForwardTarget,
+  tunnels: Set<Socket>,
+): void {
+  const { upstream, limits } = ctx;
+  tunnels.add(socket);
+  socket.once('close', () => tunnels.delete(socket));
+  const upstreamReq = http.request({
+    host: upstream.hostname,
+    port: upstream.port,
+    method: target.method,
+    path: target.url,
+    headers: target.fields,
+    setHost: false,
+    agent: false,
+  });
+  const timer = setTimeout(() => {
+    upstreamReq.destroy();
+    writeAnswerRaw(socket, answer(504, 'upstream_timeout'));
+  }, limits.upstreamTimeoutMs);
+  upstreamReq.once('upgrade', () => clearTimeout(timer));
+  upstreamReq.once('response', () => clearTimeout(timer));
+  upstreamReq.once('close', () => clearTimeout(timer));
+  const writeHead = (res: http.IncomingMessage) => {
+    const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`];
+    for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  };
+  upstreamReq.on('upgrade', (res, upstreamSocket, upstreamHead) => {
+    writeHead(res);
+    if (upstreamHead.length > 0) socket.write(upstreamHead);
+    if (head.length > 0) upstreamSocket.write(head);
+    pipeline(upstreamSocket, socket, upstreamSocket, () => {
+      upstreamSocket.destroy();
+      socket.destroy();
+    });
+    // `--tunnel-idle-timeout`: no byte either way (the caller's socket sees both directions).
+    socket.setTimeout(limits.tunnelIdleTimeoutMs, () => {
+      logStall(ctx, 'tunnel_idle_timeout', socket);
+      upstreamSocket.destroy();
+      socket.destroy();
+    });
+  });
+  upstreamReq.on('response', (res) => {
+    // The app declined the upgrade: relay its answer and close.
+    writeHead(res);
+    pipeline(res, socket, () => socket.destroy());
+  });
+  upstreamReq.on('error', () => writeAnswerRaw(socket, answer(502, 'upstream_unreachable')));
+  socket.on('error', () => upstreamReq.destroy());
+  upstreamReq.end();
+}
