@@ -121,6 +121,7 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
     : createFlagAuthorizer({
         allow: config.allow,
         allowAny: config.allowAny,
+        allowRules: config.allowRules,
         allowIssuers: auth.mode === 'jwt' ? auth.allowIssuers : [],
       });
   // File mode fails right here on bad files; SPIRE mode opens its stream and waits below, with the

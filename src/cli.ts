@@ -1,188 +1,16 @@
 // Command line and environment → raw options. The only reader of process.env: every `run` flag can also
 // be set as SPIFFE_SIDECAR_<FLAG> (upper case, dashes as underscores; lists comma-separated), and a
 // flag on the command line wins over the environment.
-import { parseArgs } from 'node:util';
 import type { RawOptions } from './config.js';
+import { INJECT_WEBHOOK_DEFAULTS, RUN_DEFAULTS } from './config/defaults.js';
+import { describeOptions, type OptionSpec, parseOptions } from './config/option-spec.js';
+import { RUN_OPTIONS } from './config/run-options.js';
 import { readConfigFile } from './config-file.js';
 import { SidecarError } from './errors.js';
 import { INJECT_WEBHOOK_OPTIONS } from './webhook/options.js';
 
-export type OptionSpec = { type: 'string' | 'boolean'; multiple?: boolean; help: string; value?: string };
-
-export const RUN_OPTIONS: Record<Exclude<keyof RawOptions, 'spiffeEndpointSocket'>, OptionSpec> = {
-  listen: { type: 'string', value: 'HOST:PORT', help: 'where to accept mTLS connections (default 0.0.0.0:8443)' },
-  upstream: {
-    type: 'string',
-    value: 'URL',
-    help: 'the app, e.g. http://127.0.0.1:8080 (loopback unless --unsafe-upstream)',
-  },
-  'unsafe-upstream': { type: 'boolean', help: 'allow an upstream that is not on loopback' },
-  protocol: { type: 'string', value: 'P', help: 'http (default): HTTP/1.1 and HTTP/2; tcp: relay bytes (L4)' },
-  workers: { type: 'string', value: 'N', help: 'processes serving the listeners, or auto: one per core (default 1)' },
-  'upstream-protocol': {
-    type: 'string',
-    value: 'P',
-    help: 'how the app is reached: h1 (default) or h2c (cleartext HTTP/2, e.g. gRPC)',
-  },
-  'proxy-protocol': { type: 'string', value: 'v2', help: 'TCP mode: send a PROXY v2 header with the SPIFFE ID' },
-  'workload-api-socket': {
-    type: 'string',
-    value: 'ADDR',
-    help: 'SPIRE mode: the Workload API, unix:///path or tcp://IP:PORT (default $SPIFFE_ENDPOINT_SOCKET)',
-  },
-  'svid-hint': { type: 'string', value: 'HINT', help: 'SPIRE mode: use the SVID with this hint (default: the first)' },
-  'mtls-cert-file': {
-    type: 'string',
-    value: 'FILE',
-    help: 'our X509-SVID, leaf first then intermediates (PEM; tls.crt)',
-  },
-  'mtls-key-file': { type: 'string', value: 'FILE', help: 'its private key (PEM; tls.key)' },
-  'mtls-ca-file': { type: 'string', value: 'FILE', help: 'the trust bundle of our own trust domain (PEM; ca.crt)' },
-  'federated-bundle': {
-    type: 'string',
-    multiple: true,
-    value: 'TD=FILE',
-    help: 'trust bundle of another trust domain (repeatable)',
-  },
-  allow: { type: 'string', multiple: true, value: 'RULE', help: 'SPIFFE ID rule of callers to admit (repeatable)' },
-  'allow-any': { type: 'boolean', help: 'admit every authenticated peer (explicit opt-in)' },
-  'identity-header': {
-    type: 'string',
-    multiple: true,
-    value: 'NAME',
-    help: 'header carrying the verified ID (default x-spiffe-id; repeatable)',
-  },
-  xfcc: { type: 'boolean', help: 'set x-forwarded-client-cert (default on; --no-xfcc to turn off)' },
-  'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info (default), warn, error, fatal or silent' },
-  'admin-listen': {
-    type: 'string',
-    value: 'HOST:PORT',
-    help: 'health, readiness, metrics, certs (default 127.0.0.1:15000)',
-  },
-  'ready-requires-upstream': { type: 'boolean', help: '/readyz also requires the app to accept connections' },
-  'drain-timeout': { type: 'string', value: 'DURATION', help: 'SIGTERM: time for in-flight requests (default 30s)' },
-  'handshake-timeout': { type: 'string', value: 'DURATION', help: 'TLS handshake limit (default 10s)' },
-  'header-timeout': { type: 'string', value: 'DURATION', help: 'request headers limit (default 10s)' },
-  'idle-timeout': { type: 'string', value: 'DURATION', help: 'idle keep-alive connections close (default 60s)' },
-  'upstream-timeout': { type: 'string', value: 'DURATION', help: 'app response headers limit, else 504 (default 60s)' },
-  'max-header-bytes': { type: 'string', value: 'N', help: 'request line + headers, else 431 (default 16384)' },
-  'max-header-count': { type: 'string', value: 'N', help: 'request header fields, else 431 (default 100)' },
-  'request-body-timeout': {
-    type: 'string',
-    value: 'DURATION',
-    help: 'a request body that stalls this long gets 408 (default 60s)',
-  },
-  'request-body-min-rate': {
-    type: 'string',
-    value: 'N',
-    help: 'bytes/s a request body must average after 5s, else 408; 0: none (default 240)',
-  },
-  'response-write-timeout': {
-    type: 'string',
-    value: 'DURATION',
-    help: 'a caller that reads no response byte this long is cut (default 60s)',
-  },
-  'tunnel-idle-timeout': {
-    type: 'string',
-    value: 'DURATION',
-    help: 'a WebSocket with no traffic this long is closed (default 5m)',
-  },
-  'max-connections': { type: 'string', value: 'N', help: 'open connections, more are closed (default 10000)' },
-  'log-format': { type: 'string', value: 'FORMAT', help: 'json (default) or pretty' },
-  config: { type: 'string', value: 'FILE', help: 'YAML file with any of these flags; flags and env override it' },
-  outbound: {
-    type: 'string',
-    multiple: true,
-    value: 'ROUTE',
-    help: 'egress: LISTEN=REMOTE_URL,id=RULE[,auth=jwt,audience=AUD][,token-file=PATH] (repeatable)',
-  },
-  'auth-mode': { type: 'string', value: 'MODE', help: 'mtls (default) or jwt: how callers authenticate' },
-  'jwt-transport': { type: 'string', value: 'T', help: 'JWT mode: plain (default) HTTP, or tls with our SVID' },
-  'unsafe-plaintext-jwt': {
-    type: 'boolean',
-    help: 'JWT mode: allow plain HTTP on a --listen that is not loopback',
-  },
-  'jwt-audience': {
-    type: 'string',
-    multiple: true,
-    value: 'AUD',
-    help: 'JWT mode: accepted audience (required; repeatable)',
-  },
-  'jwt-bundle-file': {
-    type: 'string',
-    multiple: true,
-    value: 'TD=FILE',
-    help: 'JWT-SVID keys of a trust domain (JWKS or SPIFFE bundle)',
-  },
-  'jwt-issuer': {
-    type: 'string',
-    multiple: true,
-    value: 'NAME=URL',
-    help: 'an OIDC issuer (k8s: Kubernetes service accounts)',
-  },
-  'jwt-jwks': {
-    type: 'string',
-    multiple: true,
-    value: 'NAME=URL|FILE',
-    help: "an issuer's keys, instead of OIDC discovery",
-  },
-  'jwt-ca-file': { type: 'string', value: 'FILE', help: 'extra CA for fetching issuer keys over HTTPS' },
-  'k8s-trust-domain': {
-    type: 'string',
-    value: 'TD',
-    help: 'trust domain of Kubernetes service accounts (default cluster.local)',
-  },
-  'allow-issuer': {
-    type: 'string',
-    multiple: true,
-    value: 'NAME',
-    help: 'admit every valid token of this issuer (repeatable)',
-  },
-  'jwt-forward-token': { type: 'boolean', help: 'JWT mode: pass the Authorization header on to the app' },
-  'jwt-issuer-header': {
-    type: 'string',
-    value: 'NAME',
-    help: 'header with the token issuer name (default x-jwt-issuer)',
-  },
-  'jwt-subject-header': {
-    type: 'string',
-    value: 'NAME',
-    help: 'header with the token subject (default x-jwt-subject)',
-  },
-  'k8s-token-review': { type: 'boolean', help: 'confirm Kubernetes tokens with the API server (TokenReview)' },
-  'k8s-api-server': {
-    type: 'string',
-    value: 'URL',
-    help: 'the API server for TokenReview (default: the k8s issuer URL)',
-  },
-  'k8s-token-file': {
-    type: 'string',
-    value: 'FILE',
-    help: 'our service-account token for TokenReview (in-cluster default)',
-  },
-  'k8s-token-review-interval': {
-    type: 'string',
-    value: 'DURATION',
-    help: 'review a token again after this (default 1m)',
-  },
-  'policy-file': {
-    type: 'string',
-    value: 'FILE',
-    help: 'per-route rules over callers (YAML or JSON; hot-reloaded); replaces --allow',
-  },
-  'policy-mode': { type: 'string', value: 'MODE', help: 'enforce (default) or dry-run: log denials, let them pass' },
-  'api-keys-file': {
-    type: 'string',
-    value: 'FILE',
-    help: 'static API keys by SHA-256 (made by apikey new; hot-reloaded)',
-  },
-  watch: { type: 'boolean', help: 'reload the SVID and bundles when their files change (default on; --no-watch)' },
-  'reload-interval': {
-    type: 'string',
-    value: 'DURATION',
-    help: 'also re-read them this often, e.g. 5m (default never)',
-  },
-};
+export type { OptionSpec } from './config/option-spec.js';
+export { RUN_OPTIONS } from './config/run-options.js';
 
 export const CERTS_INIT_OPTIONS: Record<string, OptionSpec> = {
   'trust-domain': { type: 'string', value: 'TD', help: 'trust domain name, e.g. example.org' },
@@ -237,28 +65,7 @@ export function envName(flag: string): string {
 }
 
 function parseFlags(args: string[], specs: Record<string, OptionSpec>, usage: string) {
-  return parseFlagsAndPositionals(args, specs, usage, false).values;
-}
-
-function parseFlagsAndPositionals(
-  args: string[],
-  specs: Record<string, OptionSpec>,
-  usage: string,
-  positionals: boolean,
-) {
-  try {
-    return parseArgs({
-      args,
-      options: Object.fromEntries(
-        Object.entries(specs).map(([name, s]) => [name, { type: s.type, multiple: s.multiple ?? false }]),
-      ),
-      allowPositionals: positionals,
-      allowNegative: true,
-      strict: true,
-    }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
-  } catch (err) {
-    throw new SidecarError('ERR_CONFIG_INVALID', `${(err as Error).message}; see '${usage} --help'`, { cause: err });
-  }
+  return parseOptions(args, specs, usage).values;
 }
 
 function envBoolean(name: string, value: string): boolean {
@@ -317,7 +124,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     const rest = argv.slice(2);
     if (rest.includes('--help')) return { command: 'help' };
     const usage = 'spiffe-sidecar policy check';
-    const parsed = parseFlagsAndPositionals(rest, POLICY_CHECK_OPTIONS, usage, true);
+    const parsed = parseOptions(rest, POLICY_CHECK_OPTIONS, usage, true);
     if (parsed.positionals.length !== 2 && parsed.positionals.length !== 0)
       throw new SidecarError(
         'ERR_CONFIG_INVALID',
@@ -353,12 +160,6 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   return { command: 'run', options: merged as RawOptions };
 }
 
-function describe(specs: Record<string, OptionSpec>): string {
-  return Object.entries(specs)
-    .map(([name, s]) => `  --${`${name}${s.value ? ` ${s.value}` : ''}`.padEnd(30)} ${s.help}`)
-    .join('\n');
-}
-
 export function helpText(): string {
   return `spiffe-sidecar: a SPIFFE mTLS sidecar proxy
 
@@ -374,21 +175,21 @@ Usage:
                                      Kubernetes admission webhook that injects the sidecar into pods
 
 run flags (each also as ${envName('<flag>')}, e.g. ${envName('allow')}):
-${describe(RUN_OPTIONS)}
+${describeOptions(RUN_OPTIONS, RUN_DEFAULTS)}
 
 certs init flags:
-${describe(CERTS_INIT_OPTIONS)}
+${describeOptions(CERTS_INIT_OPTIONS)}
 
 certs issue flags:
-${describe(CERTS_ISSUE_OPTIONS)}
+${describeOptions(CERTS_ISSUE_OPTIONS)}
 
 policy check flags:
-${describe(POLICY_CHECK_OPTIONS)}
+${describeOptions(POLICY_CHECK_OPTIONS)}
 
 apikey new flags:
-${describe(APIKEY_NEW_OPTIONS)}
+${describeOptions(APIKEY_NEW_OPTIONS)}
 
 inject-webhook flags:
-${describe(INJECT_WEBHOOK_OPTIONS)}
+${describeOptions(INJECT_WEBHOOK_OPTIONS, INJECT_WEBHOOK_DEFAULTS)}
 `;
 }

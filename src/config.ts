@@ -1,27 +1,17 @@
-// The sidecar's configuration: one frozen Config, all defaults in one object, and validation that fails
-// closed before any socket opens. Every error names the flag and says how to fix it.
+// The sidecar's configuration: one frozen Config, its defaults from the one table (config/defaults.ts), and
+// validation that fails closed before any socket opens. Every error names the flag and says how to fix it.
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
+import { RUN_DEFAULTS as DEFAULTS } from './config/defaults.js';
 import { parseDuration } from './duration.js';
 import { SidecarError } from './errors.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
 import { parseWorkloadEndpoint, type WorkloadEndpoint } from './identity/workload-endpoint.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
-import { DEFAULT_LIMITS, type InboundLimits } from './proxy/limits.js';
+import type { InboundLimits } from './proxy/limits.js';
 import type { TcpUpstream } from './proxy/tcp.js';
 import { parseTrustDomain } from './spiffe/id.js';
-import { compileAllowRules } from './spiffe/match.js';
-
-export const DEFAULTS = Object.freeze({
-  listen: '0.0.0.0:8443',
-  identityHeaders: Object.freeze(['x-spiffe-id']),
-  xfcc: true,
-  logLevel: 'info' as LogLevel,
-  watch: true,
-  adminListen: '127.0.0.1:15000',
-  drainTimeout: '30s',
-  logFormat: 'json' as LogFormat,
-});
+import { compileAllowRules, type IdMatcher } from './spiffe/match.js';
 
 /** Options as the CLI hands them over: strings and booleans, keyed by flag name. */
 export interface RawOptions {
@@ -153,6 +143,8 @@ export interface Config {
   /** Where our X.509 identity comes from; JWT mode over plain HTTP may have none. */
   readonly source: IdentitySourceConfig | undefined;
   readonly allow: readonly string[];
+  /** `allow`, compiled once here: the authorizer matches callers with it. */
+  readonly allowRules: IdMatcher;
   readonly allowAny: boolean;
   /** `--policy-file`: per-route rules instead of the allow flags; `dryRun` lets denials through. */
   readonly policy: { readonly file: string; readonly dryRun: boolean } | undefined;
@@ -233,8 +225,7 @@ function parseUpstream(text: string | undefined, unsafe: boolean): URL {
 
 const MAX_WORKERS = 64;
 
-function parseWorkers(text: string | undefined): number {
-  if (text === undefined) return 1;
+function parseWorkers(text: string): number {
   if (text === 'auto') return availableParallelism();
   const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
   if (!(n >= 1 && n <= MAX_WORKERS))
@@ -243,7 +234,7 @@ function parseWorkers(text: string | undefined): number {
 }
 
 function parseUpstreamProtocol(text: string | undefined, tcp: boolean): 'h1' | 'h2c' {
-  if (text === undefined) return 'h1';
+  if (text === undefined) return DEFAULTS['upstream-protocol'].value;
   if (text !== 'h1' && text !== 'h2c') invalid(`--upstream-protocol ${JSON.stringify(text)}: use h1 or h2c`);
   if (tcp) invalid('--upstream-protocol is for --protocol http; TCP mode relays bytes as they come');
   return text;
@@ -251,7 +242,7 @@ function parseUpstreamProtocol(text: string | undefined, tcp: boolean): 'h1' | '
 
 /** `--protocol tcp`: `--upstream tcp://HOST:PORT` or `unix:///path`, and `--proxy-protocol v2`. */
 function parseTcpMode(raw: RawOptions, auth: AuthConfig): Config['tcp'] {
-  const protocol = raw.protocol ?? 'http';
+  const protocol = raw.protocol ?? DEFAULTS.protocol.value;
   if (protocol !== 'http' && protocol !== 'tcp') invalid(`--protocol ${JSON.stringify(protocol)}: use http or tcp`);
   const proxyProtocol = raw['proxy-protocol'];
   if (proxyProtocol !== undefined && proxyProtocol !== 'v2')
@@ -386,7 +377,7 @@ function parseReloadInterval(text: string): number {
 }
 
 function parseLogFormat(text: string | undefined): LogFormat {
-  const format = (text ?? DEFAULTS.logFormat) as LogFormat;
+  const format = (text ?? DEFAULTS['log-format'].value) as LogFormat;
   if (!LOG_FORMATS.includes(format)) invalid(`--log-format ${JSON.stringify(text)}: use json or pretty`);
   return format;
 }
@@ -408,27 +399,26 @@ function parseLimits(raw: RawOptions): InboundLimits {
       | 'request-body-timeout'
       | 'response-write-timeout'
       | 'tunnel-idle-timeout',
-    fallback: number,
-  ) => (raw[flag] === undefined ? fallback : parseDuration(raw[flag] as string, `--${flag}`));
+  ) => parseDuration(raw[flag] ?? DEFAULTS[flag].value, `--${flag}`);
   const count = (
     flag: 'max-header-bytes' | 'max-header-count' | 'max-connections' | 'request-body-min-rate',
     min: number,
     max: number,
-  ) => (raw[flag] === undefined ? undefined : parseCount(raw[flag] as string, flag, min, max));
+  ) => parseCount(raw[flag] ?? DEFAULTS[flag].value, flag, min, max);
   return {
-    handshakeTimeoutMs: duration('handshake-timeout', DEFAULT_LIMITS.handshakeTimeoutMs),
-    headerTimeoutMs: duration('header-timeout', DEFAULT_LIMITS.headerTimeoutMs),
-    idleTimeoutMs: duration('idle-timeout', DEFAULT_LIMITS.idleTimeoutMs),
-    upstreamTimeoutMs: duration('upstream-timeout', DEFAULT_LIMITS.upstreamTimeoutMs),
-    requestBodyTimeoutMs: duration('request-body-timeout', DEFAULT_LIMITS.requestBodyTimeoutMs),
-    responseWriteTimeoutMs: duration('response-write-timeout', DEFAULT_LIMITS.responseWriteTimeoutMs),
-    tunnelIdleTimeoutMs: duration('tunnel-idle-timeout', DEFAULT_LIMITS.tunnelIdleTimeoutMs),
-    maxHeaderBytes: count('max-header-bytes', 1024, 1024 * 1024) ?? DEFAULT_LIMITS.maxHeaderBytes,
+    handshakeTimeoutMs: duration('handshake-timeout'),
+    headerTimeoutMs: duration('header-timeout'),
+    idleTimeoutMs: duration('idle-timeout'),
+    upstreamTimeoutMs: duration('upstream-timeout'),
+    requestBodyTimeoutMs: duration('request-body-timeout'),
+    responseWriteTimeoutMs: duration('response-write-timeout'),
+    tunnelIdleTimeoutMs: duration('tunnel-idle-timeout'),
+    maxHeaderBytes: count('max-header-bytes', 1024, 1024 * 1024),
     // At least the fields a request needs (Host, our own are added after the count); at most what a
     // default Node app reads (2000), so that nothing we forward falls past its limit.
-    maxHeaderCount: count('max-header-count', 8, 1000) ?? DEFAULT_LIMITS.maxHeaderCount,
-    maxConnections: count('max-connections', 1, 1_000_000) ?? DEFAULT_LIMITS.maxConnections,
-    requestBodyMinRate: count('request-body-min-rate', 0, 1_000_000_000) ?? DEFAULT_LIMITS.requestBodyMinRate,
+    maxHeaderCount: count('max-header-count', 8, 1000),
+    maxConnections: count('max-connections', 1, 1_000_000),
+    requestBodyMinRate: count('request-body-min-rate', 0, 1_000_000_000),
   };
 }
 
@@ -500,14 +490,15 @@ function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: stri
   if (!issuers.some((i) => i.kind === 'k8s')) {
     invalid('--k8s-token-review needs a Kubernetes issuer (--jwt-issuer k8s=https://kubernetes.default.svc)');
   }
-  // The in-cluster API server by default: the issuer URL may be a public OIDC host (EKS, GKE, AKS), and
-  // TokenReview sends our own token and the caller's.
-  const apiServer = raw['k8s-api-server'] ?? 'https://kubernetes.default.svc';
+  const apiServer = raw['k8s-api-server'] ?? DEFAULTS['k8s-api-server'].value;
   if (!apiServer.startsWith('https://')) invalid(`--k8s-api-server ${apiServer}: must be an https:// URL`);
   return Object.freeze({
     apiServer,
-    tokenFile: raw['k8s-token-file'] ?? '/var/run/secrets/kubernetes.io/serviceaccount/token',
-    intervalMs: parseDuration(raw['k8s-token-review-interval'] ?? '1m', '--k8s-token-review-interval'),
+    tokenFile: raw['k8s-token-file'] ?? DEFAULTS['k8s-token-file'].value,
+    intervalMs: parseDuration(
+      raw['k8s-token-review-interval'] ?? DEFAULTS['k8s-token-review-interval'].value,
+      '--k8s-token-review-interval',
+    ),
   });
 }
 
@@ -590,7 +581,7 @@ function nameValue(value: string, flag: string, example: string): [string, strin
 }
 
 function parseAuth(raw: RawOptions): AuthConfig {
-  const mode = raw['auth-mode'] ?? 'mtls';
+  const mode = raw['auth-mode'] ?? DEFAULTS['auth-mode'].value;
   if (mode !== 'mtls' && mode !== 'jwt') invalid(`--auth-mode ${JSON.stringify(mode)}: use mtls or jwt`);
   const jwtFlags = (
     ['jwt-transport', 'jwt-audience', 'jwt-bundle-file', 'jwt-issuer', 'jwt-jwks', 'allow-issuer'] as const
@@ -599,7 +590,7 @@ function parseAuth(raw: RawOptions): AuthConfig {
     if (jwtFlags.length > 0) invalid(`--${jwtFlags[0]} needs --auth-mode jwt`);
     return { mode };
   }
-  const transport = raw['jwt-transport'] ?? 'plain';
+  const transport = raw['jwt-transport'] ?? DEFAULTS['jwt-transport'].value;
   if (transport !== 'plain' && transport !== 'tls')
     invalid(`--jwt-transport ${JSON.stringify(transport)}: use plain or tls`);
   const audience = raw['jwt-audience'] ?? [];
@@ -634,7 +625,7 @@ function parseAuth(raw: RawOptions): AuthConfig {
   const allowIssuers = raw['allow-issuer'] ?? [];
   for (const name of allowIssuers)
     if (!issuers.has(name)) invalid(`--allow-issuer ${name}: no --jwt-issuer named "${name}"`);
-  const k8sTrustDomain = parseTrustDomain(raw['k8s-trust-domain'] ?? 'cluster.local');
+  const k8sTrustDomain = parseTrustDomain(raw['k8s-trust-domain'] ?? DEFAULTS['k8s-trust-domain'].value);
   const bundleFiles = (raw['jwt-bundle-file'] ?? []).map((value) => {
     const [td, file] = nameValue(value, 'jwt-bundle-file', 'TRUST_DOMAIN=FILE');
     try {
@@ -648,11 +639,17 @@ function parseAuth(raw: RawOptions): AuthConfig {
       `--k8s-trust-domain ${k8sTrustDomain}: a JWT-SVID trust domain too; Kubernetes service accounts need a trust domain of their own`,
     );
   }
-  const issuerHeader = parseHeaderName(raw['jwt-issuer-header'] ?? 'x-jwt-issuer', '--jwt-issuer-header');
-  const subjectHeader = parseHeaderName(raw['jwt-subject-header'] ?? 'x-jwt-subject', '--jwt-subject-header');
+  const issuerHeader = parseHeaderName(
+    raw['jwt-issuer-header'] ?? DEFAULTS['jwt-issuer-header'].value,
+    '--jwt-issuer-header',
+  );
+  const subjectHeader = parseHeaderName(
+    raw['jwt-subject-header'] ?? DEFAULTS['jwt-subject-header'].value,
+    '--jwt-subject-header',
+  );
   // An issuer or subject written under an identity header name would be a spoofed identity.
   const identityNames = new Set([
-    ...(raw['identity-header'] ?? DEFAULTS.identityHeaders).map((h) => h.toLowerCase()),
+    ...(raw['identity-header'] ?? DEFAULTS['identity-header'].value).map((h) => h.toLowerCase()),
     'x-forwarded-client-cert',
   ]);
   if (issuerHeader === subjectHeader || identityNames.has(issuerHeader) || identityNames.has(subjectHeader)) {
@@ -667,7 +664,7 @@ function parseAuth(raw: RawOptions): AuthConfig {
     k8sTrustDomain,
     caFile: raw['jwt-ca-file'],
     allowIssuers: Object.freeze([...allowIssuers]),
-    forwardToken: raw['jwt-forward-token'] ?? false,
+    forwardToken: raw['jwt-forward-token'] ?? DEFAULTS['jwt-forward-token'].value,
     issuerHeader,
     subjectHeader,
     tokenReview: parseTokenReview(raw, [...issuers.values()]),
@@ -711,14 +708,14 @@ function parsePolicyFlags(raw: RawOptions, inbound: boolean): Config['policy'] {
     invalid(
       '--policy-file replaces --allow, --allow-any and --allow-issuer: write them as rules in the file (a rule without path or methods matches any request)',
     );
-  return Object.freeze({ file, dryRun: mode === 'dry-run' });
+  return Object.freeze({ file, dryRun: (mode ?? DEFAULTS['policy-mode'].value) === 'dry-run' });
 }
 
 /** Validates raw options into the one Config. Throws SidecarError on the first problem. */
 export function buildConfig(raw: RawOptions): Config {
   const auth = parseAuth(raw);
   const tcp = parseTcpMode(raw, auth);
-  const workers = parseWorkers(raw.workers);
+  const workers = parseWorkers(raw.workers ?? DEFAULTS.workers.value);
   const outbound = (raw.outbound ?? []).map(parseOutbound);
   // An outbound-only sidecar (the calling side) needs no app behind it and no allow rules.
   const inbound = raw.upstream !== undefined || outbound.length === 0;
@@ -747,7 +744,7 @@ export function buildConfig(raw: RawOptions): Config {
     );
   }
   const allow = raw.allow ?? [];
-  const allowAny = raw['allow-any'] ?? false;
+  const allowAny = raw['allow-any'] ?? DEFAULTS['allow-any'].value;
   if (inbound && allow.length === 0 && !allowAny && !policy) {
     throw new SidecarError(
       'ERR_NO_ALLOW_RULE',
@@ -756,16 +753,15 @@ export function buildConfig(raw: RawOptions): Config {
   }
   if (allow.length > 0 && allowAny)
     invalid('--allow and --allow-any exclude each other: --allow-any admits every authenticated peer');
-  for (const rule of allow) {
-    try {
-      compileAllowRules([rule]);
-    } catch (err) {
-      throw new SidecarError((err as SidecarError).code, `--allow: ${(err as Error).message}`, { cause: err });
-    }
+  let allowRules: IdMatcher;
+  try {
+    allowRules = compileAllowRules(allow);
+  } catch (err) {
+    throw new SidecarError((err as SidecarError).code, `--allow: ${(err as Error).message}`, { cause: err });
   }
-  const listen = parseHostPort(raw.listen ?? DEFAULTS.listen, '--listen');
+  const listen = parseHostPort(raw.listen ?? DEFAULTS.listen.value, '--listen');
   checkPlaintextJwt(raw, auth, inbound, listen.host);
-  const logLevel = (raw['log-level'] ?? DEFAULTS.logLevel) as LogLevel;
+  const logLevel = (raw['log-level'] ?? DEFAULTS['log-level'].value) as LogLevel;
   if (!LOG_LEVELS.includes(logLevel))
     invalid(`--log-level ${JSON.stringify(logLevel)}: use one of ${LOG_LEVELS.join(', ')}`);
 
@@ -779,21 +775,24 @@ export function buildConfig(raw: RawOptions): Config {
     upstreamProtocol: parseUpstreamProtocol(raw['upstream-protocol'], tcp !== undefined),
     tcp,
     upstream:
-      inbound && !tcp ? parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? false) : new URL('http://127.0.0.1:0'),
+      inbound && !tcp
+        ? parseUpstream(raw.upstream, raw['unsafe-upstream'] ?? DEFAULTS['unsafe-upstream'].value)
+        : new URL('http://127.0.0.1:0'),
     source,
     allow: Object.freeze([...allow]),
+    allowRules,
     allowAny,
     policy,
     apiKeysFile: raw['api-keys-file'],
-    identityHeaders: Object.freeze(parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS.identityHeaders)),
-    xfcc: raw.xfcc ?? DEFAULTS.xfcc,
+    identityHeaders: Object.freeze(parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS['identity-header'].value)),
+    xfcc: raw.xfcc ?? DEFAULTS.xfcc.value,
     logLevel,
-    watch: raw.watch ?? DEFAULTS.watch,
+    watch: raw.watch ?? DEFAULTS.watch.value,
     reloadIntervalMs: raw['reload-interval'] ? parseReloadInterval(raw['reload-interval']) : undefined,
     logFormat: parseLogFormat(raw['log-format']),
-    admin: Object.freeze(parseHostPort(raw['admin-listen'] ?? DEFAULTS.adminListen, '--admin-listen')),
-    readyRequiresUpstream: raw['ready-requires-upstream'] ?? false,
-    drainTimeoutMs: parseDuration(raw['drain-timeout'] ?? DEFAULTS.drainTimeout, '--drain-timeout'),
+    admin: Object.freeze(parseHostPort(raw['admin-listen'] ?? DEFAULTS['admin-listen'].value, '--admin-listen')),
+    readyRequiresUpstream: raw['ready-requires-upstream'] ?? DEFAULTS['ready-requires-upstream'].value,
+    drainTimeoutMs: parseDuration(raw['drain-timeout'] ?? DEFAULTS['drain-timeout'].value, '--drain-timeout'),
     limits: Object.freeze(parseLimits(raw)),
   });
 }

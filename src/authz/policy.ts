@@ -4,7 +4,7 @@
 // bounded reason (for the audit log and metrics), never a thrown error.
 import type { PeerIdentity } from '../authn/identity.js';
 import { routeAllowed } from '../authn/api-keys.js';
-import { compileAllowRules } from '../spiffe/match.js';
+import { compileAllowRules, type IdMatcher } from '../spiffe/match.js';
 import { normalizeRequestPath } from './path-match.js';
 import type { CompiledPolicy } from './policy-file.js';
 import type { RateLimit } from './rate-limiter.js';
@@ -21,6 +21,8 @@ export interface Authorizer {
 
 export interface AllowFlags {
   allow: readonly string[];
+  /** `allow` as buildConfig compiled it (Config.allowRules); compiled here only when absent. */
+  allowRules?: IdMatcher;
   /** Explicit opt-in to admit any authenticated peer. */
   allowAny: boolean;
   /** JWT mode: issuer names whose every valid token is admitted (OIDC identities without a SPIFFE ID). */
@@ -38,9 +40,9 @@ function keyRouteRefused(caller: PeerIdentity, method: string, path: string | un
   return !routeAllowed(routes, method, path) && !(method === 'HEAD' && routeAllowed(routes, 'GET', path));
 }
 
-/** The allow flags (throws ERR_INVALID_ALLOW_RULE on a bad rule). */
+/** The allow flags (without `allowRules`, throws ERR_INVALID_ALLOW_RULE on a bad rule). */
 export function createFlagAuthorizer(flags: AllowFlags): Authorizer {
-  const match = compileAllowRules(flags.allow);
+  const match = flags.allowRules ?? compileAllowRules(flags.allow);
   const issuers = new Set(flags.allowIssuers ?? []);
   const byCaller = (caller: PeerIdentity): Decision => {
     if (flags.allowAny) return { allow: true, rule: '--allow-any' };

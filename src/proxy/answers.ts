@@ -60,13 +60,18 @@ export function writeAnswerH1(res: http.ServerResponse, a: Answer, keepAlive = f
 
 /**
  * On an HTTP/2 stream. A request whose body is still coming is reset with NO_ERROR once the answer is out
- * (RFC 9113 §8.1): its body is not waited for.
+ * (RFC 9113 §8.1): its body is not waited for. Only after 'finish': close() on a stream still ending, in a
+ * session being torn down, made Node grow the session's outgoing buffer without bound (gigabytes in
+ * seconds; test/e2e/http2-callers-that-leave-mid-request-cannot-exhaust-memory).
  */
 export function writeAnswerH2(stream: http2.ServerHttp2Stream, a: Answer): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond({ ':status': a.status, 'content-type': 'application/json', ...a.headers });
   stream.end(answerBody(a));
-  if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  stream.once('finish', () => {
+    if (stream.destroyed || stream.closed || stream.readableEnded || stream.session?.destroyed) return;
+    stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  });
 }
 
 /** On a socket the HTTP server has handed over (an upgrade request): the whole response, then close. */

@@ -8,6 +8,7 @@ import { answer } from './answers.js';
 import {
   contentTypeOf,
   type ForwardContext,
+  isGrpc,
   type ForwardTarget,
   type Reply,
   requestBodyWatch,
@@ -32,6 +33,9 @@ export function forwardToH2c(
 ): void {
   const { upstream, limits } = ctx;
   const { headers, host } = h1FieldsToH2(target.fields);
+  // gRPC requires `te: trailers` (the one TE value HTTP/2 allows); it went with the hop-by-hop fields, and
+  // servers such as grpc-java refuse a call without it.
+  if (isGrpc(contentTypeOf(target.fields))) headers.te = 'trailers';
   let up: http2.ClientHttp2Stream;
   try {
     up = (ctx.h2c as NonNullable<ForwardContext['h2c']>).request(

@@ -64,11 +64,17 @@ export function logStall(ctx: ForwardContext, reason: StallReason, socket: Socke
   ctx.log.warn({ event: 'request_timeout', reason, remote: socket.remoteAddress }, 'the caller stalled');
 }
 
+/** A gRPC request (gRPC over HTTP/2: `application/grpc`, `application/grpc+proto`, …). */
+export function isGrpc(contentType: string | string[] | undefined): boolean {
+  return typeof contentType === 'string' && contentType.startsWith('application/grpc');
+}
+
 /**
  * `--request-body-timeout`: a caller that stops sending its body while we wait for it; and
  * `--request-body-min-rate`: one that trickles it. `onStall` answers (408, or cuts a response under way)
- * and closes; this logs. gRPC streams are exempt from the rate: a client stream may rightly send one
- * message a minute.
+ * and closes; this logs. gRPC streams are exempt from both: a client or bidi stream (a watch, xDS) may
+ * rightly send nothing for minutes, and gRPC keepalive (HTTP/2 PING) is what tells a live one from a dead
+ * one; the idle HTTP/2 connection timeout still applies.
  */
 export function requestBodyWatch(
   ctx: ForwardContext,
@@ -77,9 +83,9 @@ export function requestBodyWatch(
   onStall: (reason: BodyTimeoutReason) => void,
 ): RelayWatch {
   const { requestBodyTimeoutMs, requestBodyMinRate } = ctx.limits;
-  const grpc = typeof contentType === 'string' && contentType.startsWith('application/grpc');
+  const grpc = isGrpc(contentType);
   return {
-    sourceIdleMs: requestBodyTimeoutMs,
+    sourceIdleMs: grpc ? undefined : requestBodyTimeoutMs,
     sourceMinRate:
       requestBodyMinRate > 0 && !grpc ? { bytesPerSecond: requestBodyMinRate, afterMs: MIN_RATE_GRACE_MS } : undefined,
     onStall: (stall) => {

@@ -163,11 +163,27 @@ describe('inactivity timeouts', () => {
       }).finally(() => clearInterval(tick));
     };
     try {
+      // A gRPC client stream silent for longer than --request-body-timeout (1 s here), then ended: a watch
+      // or a subscription may rightly send nothing for minutes.
+      const silent = session.request(
+        { ':method': 'POST', ':path': '/grpc-silent', 'content-type': 'application/grpc' },
+        { endStream: false },
+      );
+      silent.write('x');
+      const silentAnswer = new Promise<number>((resolve, reject) => {
+        silent.on('response', (h) => resolve(Number(h[':status'])));
+        silent.on('error', reject);
+      });
+      silent.resume();
       const [trickled, grpc] = await Promise.all([
         trickle('/trickled', {}),
         // Past the 5 s grace at the same trickle, then the client ends its stream: served in full.
         trickle('/grpc-trickled', { 'content-type': 'application/grpc' }, 6_000),
       ]);
+      // Six seconds have passed with nothing on the silent stream: it was not cut, and ends normally.
+      silent.end();
+      expect(await silentAnswer).toBe(200);
+      expect(completed).toContain('/grpc-silent');
       expect(trickled[0]).toBe(408);
       expect(JSON.parse(trickled[1])).toEqual({ error: 'request_timeout', reason: 'request_body_too_slow' });
       expect(completed).not.toContain('/trickled');

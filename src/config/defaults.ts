@@ -1,0 +1,133 @@
+// The default of every `run` and `inject-webhook` flag, as data: the parsers, `--help` and the README test
+// all read this one table, so what the help promises is what the code does. Nothing here can fail.
+
+/**
+ * A flag's default. `value` is what the code uses when the flag is absent, written as on the command line
+ * (a string, a list for a repeatable flag, a boolean for a switch), so it goes through the flag's own
+ * parser. A flag without such a value has `shown` instead: what its absence means, in words (Markdown).
+ */
+export type FlagDefault =
+  | { readonly value: string | boolean | readonly string[]; readonly shown?: undefined }
+  | { readonly value?: undefined; readonly shown: string };
+
+function freeze<T extends Record<string, FlagDefault>>(table: T): T {
+  for (const entry of Object.values(table)) {
+    if (Array.isArray(entry.value)) Object.freeze(entry.value);
+    Object.freeze(entry);
+  }
+  return Object.freeze(table);
+}
+
+const NONE = { shown: 'none' } as const;
+const REQUIRED = { shown: '(required)' } as const;
+const OFF = { value: false } as const;
+
+/** `spiffe-sidecar run`: one entry per flag, in the order of the README's table. */
+export const RUN_DEFAULTS = freeze({
+  listen: { value: '0.0.0.0:8443' },
+  outbound: NONE,
+  upstream: REQUIRED,
+  'unsafe-upstream': OFF,
+  protocol: { value: 'http' },
+  'proxy-protocol': { shown: 'off' },
+  workers: { value: '1' },
+  'upstream-protocol': { value: 'h1' },
+  // SPIFFE_ENDPOINT_SOCKET, when set, stands in for the flag (Workload Endpoint §4): an environment
+  // variable, not a default.
+  'workload-api-socket': NONE,
+  'svid-hint': { shown: 'the first SVID' },
+  'mtls-cert-file': REQUIRED,
+  'mtls-key-file': REQUIRED,
+  'mtls-ca-file': REQUIRED,
+  'federated-bundle': NONE,
+  allow: NONE,
+  'allow-any': OFF,
+  'policy-file': NONE,
+  'policy-mode': { value: 'enforce' },
+  'api-keys-file': NONE,
+  'identity-header': { value: ['x-spiffe-id'] },
+  xfcc: { value: true },
+  'log-level': { value: 'info' },
+  watch: { value: true },
+  'reload-interval': { shown: 'never' },
+  'admin-listen': { value: '127.0.0.1:15000' },
+  'ready-requires-upstream': OFF,
+  'drain-timeout': { value: '30s' },
+  // Timeouts as nginx has them (client_body_timeout, send_timeout: 60 s); the tunnel idle timeout as
+  // Envoy's stream_idle_timeout (5 min), long enough for WebSocket pings.
+  'handshake-timeout': { value: '10s' },
+  'header-timeout': { value: '10s' },
+  'idle-timeout': { value: '60s' },
+  'upstream-timeout': { value: '60s' },
+  'request-body-timeout': { value: '60s' },
+  // Kestrel's MinRequestBodyDataRate: slow enough for any real client, too fast for a trickle.
+  'request-body-min-rate': { value: '240' },
+  'response-write-timeout': { value: '60s' },
+  'tunnel-idle-timeout': { value: '5m' },
+  'max-header-bytes': { value: '16384' },
+  'max-header-count': { value: '100' },
+  'max-connections': { value: '10000' },
+  'log-format': { value: 'json' },
+  config: NONE,
+  'auth-mode': { value: 'mtls' },
+  'jwt-transport': { value: 'plain' },
+  'unsafe-plaintext-jwt': OFF,
+  'jwt-audience': { shown: '(required in JWT mode)' },
+  'jwt-bundle-file': NONE,
+  'jwt-issuer': NONE,
+  'jwt-jwks': { shown: 'OIDC discovery' },
+  'jwt-ca-file': { shown: 'system roots' },
+  'k8s-trust-domain': { value: 'cluster.local' },
+  'allow-issuer': NONE,
+  'jwt-forward-token': OFF,
+  'jwt-issuer-header': { value: 'x-jwt-issuer' },
+  'jwt-subject-header': { value: 'x-jwt-subject' },
+  'k8s-token-review': OFF,
+  // The in-cluster API server, not the issuer URL: that may be a public OIDC host (EKS, GKE, AKS), and
+  // TokenReview sends our own token and the caller's.
+  'k8s-api-server': { value: 'https://kubernetes.default.svc' },
+  'k8s-token-file': { value: '/var/run/secrets/kubernetes.io/serviceaccount/token' },
+  'k8s-token-review-interval': { value: '1m' },
+} as const);
+
+/** `spiffe-sidecar inject-webhook`. */
+export const INJECT_WEBHOOK_DEFAULTS = freeze({
+  listen: { value: '0.0.0.0:9443' },
+  'tls-cert-file': REQUIRED,
+  'tls-key-file': REQUIRED,
+  image: REQUIRED,
+  'image-pull-policy': { value: 'IfNotPresent' },
+  'default-mode': { value: 'spire' },
+  'sidecar-port': { value: '8443' },
+  'admin-port': { value: '15020' },
+  'k8s-issuer': { value: 'https://kubernetes.default.svc.cluster.local' },
+  'k8s-trust-domain': { value: 'cluster.local' },
+  'k8s-token-audience': { shown: '`--k8s-issuer`' },
+  'cpu-request': { value: '50m' },
+  'memory-request': { value: '64Mi' },
+  'memory-limit': { value: '256Mi' },
+  'request-timeout': { value: '10s' },
+  'log-level': { value: 'info' },
+  'log-format': { value: 'json' },
+} as const);
+
+/** The default as the README's flag tables write it: a value in backticks, a switch on or off, or words. */
+export function defaultInMarkdown(entry: FlagDefault): string {
+  if (typeof entry.value === 'boolean') return entry.value ? 'on' : 'off';
+  if (entry.value !== undefined)
+    return [entry.value]
+      .flat()
+      .map((v) => `\`${v}\``)
+      .join(', ');
+  return entry.shown;
+}
+
+/** The default as `--help` writes it after a flag's text; empty when absence needs no words (none, off). */
+export function defaultInHelp(flag: string, entry: FlagDefault | undefined): string {
+  if (entry === undefined) return '';
+  if (typeof entry.value === 'boolean') return entry.value ? `(default on; --no-${flag} to turn off)` : '';
+  if (entry.value !== undefined) return `(default ${[entry.value].flat().join(', ')})`;
+  const words = entry.shown.replaceAll('`', '');
+  if (words === 'none' || words === 'off') return '';
+  return words.startsWith('(') ? words : `(default: ${words})`;
+}
