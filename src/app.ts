@@ -3,7 +3,7 @@
 // loaded (gRPC, jose, YAML, the outbound proxy): startup time and memory are per pod, times the fleet.
 import { type AddressInfo, connect } from 'node:net';
 import type { Metrics } from './admin/metrics.js';
-import { DeferredMetrics } from './admin/proxy-metrics.js';
+import { DeferredMetrics } from './proxy/proxy-metrics.js';
 
 /** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, without loading prom-client. */
 const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -11,7 +11,7 @@ import { AdminServer, certsDocument, type Readiness } from './admin/server.js';
 import { createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
 import type { Config, IdentitySourceConfig } from './config.js';
 import { FileIdentitySource } from './identity/file-source.js';
-import { type FileWatcher, watchIdentityFiles } from './identity/file-watcher.js';
+import { type FileWatcher, watchIdentityFiles } from './file-watcher.js';
 import type { WorkloadApiIdentitySource } from './identity/workload-api-source.js';
 import type { JwtMode } from './jwt-mode.js';
 import type { Logger } from './log.js';

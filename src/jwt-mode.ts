@@ -3,11 +3,12 @@
 // Key files reload like the identity files: on change (unless --no-watch), on SIGHUP (`reload()`), and
 // every --reload-interval; --no-watch turns off only the watcher.
 import { readFile } from 'node:fs/promises';
-import { JwtAuthenticator, type JwksProvider, type OidcIssuer } from './authn/jwt.js';
+import { JwtAuthenticator, type OidcIssuer } from './authn/jwt.js';
+import type { JwksProvider } from './identity/jwks-provider.js';
 import { createTokenReviewer } from './authn/token-review.js';
 import type { AuthConfig, Config } from './config.js';
 import { SidecarError } from './errors.js';
-import { watchIdentityFiles } from './identity/file-watcher.js';
+import { watchIdentityFiles } from './file-watcher.js';
 import { type JwtBundleSource, JwtBundleFiles, WorkloadApiJwtBundles } from './identity/jwt-bundles.js';
 import { RemoteJwks } from './identity/remote-jwks.js';
 import { WorkloadApiClient } from './identity/workload-api-client.js';

@@ -3,7 +3,7 @@
 // flag; on reload it is logged and the last good content stays in force (never an empty policy).
 import { isSidecarError } from './errors.js';
 import { readFlagFile } from './flag-file.js';
-import { type FileWatcher, watchIdentityFiles } from './identity/file-watcher.js';
+import { type FileWatcher, watchIdentityFiles } from './file-watcher.js';
 import type { Logger } from './log.js';
 
 /** Parses the text; throws a SidecarError whose message starts with `label` (flag and file). */

@@ -6,7 +6,7 @@ import { chainNotAfter } from '../identity/expiry.js';
 import type { FileIdentitySource } from '../identity/file-source.js';
 import type { WorkloadApiIdentitySource } from '../identity/workload-api-source.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
-import type { ProxyMetrics } from './proxy-metrics.js';
+import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
 
 const PREFIX = 'spiffe_sidecar_';
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

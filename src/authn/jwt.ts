@@ -8,21 +8,12 @@ import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErro
 import { isSidecarError } from '../errors.js';
 import { parseSpiffeId, quoteInput, type SpiffeId } from '../spiffe/id.js';
 import { ALLOWED_JWT_ALGS, type JWKS, verifyJwtSvid } from '../spiffe/jwtsvid.js';
+import type { JwksProvider } from '../identity/jwks-provider.js';
 import type { PeerIdentity, Rejection } from './identity.js';
 import type { TokenReviewer } from './token-review.js';
 
 export type JwtAuthnResult =
   { ok: true; identity: PeerIdentity } | { ok: false; rejection: Rejection; status: 401 | 503 };
-
-/** Where an issuer's keys come from: a remote JWKS, a file. `version` changes whenever the keys do. */
-export interface JwksProvider {
-  current(): JWKS | undefined;
-  readonly version: number;
-  /** A token named a key we do not have: maybe the issuer rotated (rate limited by the provider). */
-  keyMissed(): void;
-  /** Refreshes that kept the last keys, by bounded reason (remote JWKS only). */
-  readonly failureCounts?: Readonly<Record<string, number>>;
-}
 
 export interface OidcIssuer {
   /** The name used in flags, headers and logs (`k8s`, `keycloak`). */

@@ -5,7 +5,7 @@
 // broken issuer, not a revocation. Errors are logged and counted, never thrown.
 import { request } from 'node:https';
 import { rootCertificates } from 'node:tls';
-import type { JwksProvider } from '../authn/jwt.js';
+import type { JwksProvider } from './jwks-provider.js';
 import { isSidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ALLOWED_JWT_ALGS, type JWK, type JWKS } from '../spiffe/jwtsvid.js';

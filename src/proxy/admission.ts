@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { ProxyMetrics } from '../admin/proxy-metrics.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
 import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
 import { describePeer, type PeerIdentity, type Rejection } from '../authn/identity.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';

@@ -3,7 +3,7 @@
 // or an app that fails (502/504): logged, counted, answered from the one catalogue.
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
-import type { ProxyMetrics } from '../admin/proxy-metrics.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
 import type { Logger } from '../log.js';
 import { type Answer, answer } from './answers.js';
 import type { H2cUpstream } from './h2c-upstream.js';

@@ -8,7 +8,7 @@ import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { noMetrics, type ProxyMetrics } from '../admin/proxy-metrics.js';
+import { noMetrics, type ProxyMetrics } from './proxy-metrics.js';
 import type { ApiKeySet } from '../authn/api-keys.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
 import type { Authorizer } from '../authz/policy.js';

@@ -2,7 +2,7 @@
 // peer authenticated (authn/mtls.ts). A refused peer is logged, counted and disconnected here, before a
 // byte reaches the app.
 import type { TLSSocket } from 'node:tls';
-import type { ProxyMetrics } from '../admin/proxy-metrics.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
 import type { PeerIdentity } from '../authn/identity.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { IdentitySource } from '../identity/source.js';

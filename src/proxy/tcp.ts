@@ -4,7 +4,7 @@
 // PROXY v2 header with the peer's addresses and verified SPIFFE ID.
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
-import { noMetrics, type ProxyMetrics } from '../admin/proxy-metrics.js';
+import { noMetrics, type ProxyMetrics } from './proxy-metrics.js';
 import { describePeer } from '../authn/identity.js';
 import { admitPeer } from './peer-gate.js';
 import type { Authorizer } from '../authz/policy.js';

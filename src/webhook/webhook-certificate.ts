@@ -6,7 +6,7 @@ import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { SidecarError } from '../errors.js';
 import { readFlagFile } from '../flag-file.js';
-import { type FileWatcher, watchIdentityFiles } from '../identity/file-watcher.js';
+import { type FileWatcher, watchIdentityFiles } from '../file-watcher.js';
 import type { Logger } from '../log.js';
 
 export interface CertificatePair {

@@ -4,7 +4,7 @@
 // coalesce safely. Watch errors are logged, never thrown.
 import { dirname, resolve } from 'node:path';
 import { watch } from 'chokidar';
-import type { Logger } from '../log.js';
+import type { Logger } from './log.js';
 
 export interface WatchOptions {
   /** Quiet time after the last event before reloading. */
