@@ -22,6 +22,7 @@ import type { OutboundProxy } from './proxy/outbound.js';
 import type { TcpOutboundProxy } from './proxy/tcp-outbound.js';
 import type { H2OutboundProxy } from './proxy/h2-outbound.js';
 import { ReloadingFile } from './reloading-file.js';
+import { Teardown } from './teardown.js';
 
 export interface Sidecar {
   /** Our X.509 identity; undefined in JWT mode over plain HTTP without an identity source. */
@@ -98,6 +99,22 @@ function upstreamReachable(config: Config, timeoutMs = 1000): Promise<boolean> {
 
 /** `worker`: one of `--workers` (the primary serves the admin endpoints; this process answers it). */
 export async function startSidecar(config: Config, log: Logger, role: 'alone' | 'worker' = 'alone'): Promise<Sidecar> {
+  const teardown = new Teardown();
+  try {
+    return await openSidecar(config, log, role, teardown);
+  } catch (err) {
+    await teardown.closeAll().catch(() => {});
+    throw err;
+  }
+}
+
+/** Opens everything in order, each thing's closing registered on `teardown` as soon as it is open. */
+async function openSidecar(
+  config: Config,
+  log: Logger,
+  role: 'alone' | 'worker',
+  teardown: Teardown,
+): Promise<Sidecar> {
   const { source, auth } = config;
   // The policy and API key files come first: a broken one stops the start before anything listens.
   const policyFile = config.policy
@@ -116,6 +133,8 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
         log,
       )
     : undefined;
+  if (policyFile) teardown.defer(() => policyFile.close());
+  if (apiKeysFile) teardown.defer(() => apiKeysFile.close());
   const authorizer = policyFile
     ? createFileAuthorizer(() => policyFile.current())
     : createFlagAuthorizer({
@@ -139,6 +158,8 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
             }),
             stopTriggers: async () => {},
           };
+  teardown.defer(() => identity?.close());
+  teardown.defer(stopTriggers);
   // The rule files reload like the identity files: on change, on SIGHUP, and every --reload-interval.
   const ruleFiles = [policyFile, apiKeysFile].filter((f) => f !== undefined);
   const ruleInterval = config.reloadIntervalMs
@@ -146,15 +167,10 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
         for (const f of ruleFiles) void f.reload('interval');
       }, config.reloadIntervalMs).unref()
     : undefined;
-  const closeRuleFiles = async () => {
-    clearInterval(ruleInterval);
-    for (const f of ruleFiles) await f.close();
-  };
+  teardown.defer(() => clearInterval(ruleInterval));
   const servesTls = config.inbound && (auth.mode === 'mtls' || auth.transport === 'tls');
   const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:');
-  let jwt: JwtMode | undefined;
   let admin: AdminServer | undefined;
-  let inbound: InboundProxy | TcpInboundProxy | undefined;
   const outbound: (OutboundProxy | TcpOutboundProxy | H2OutboundProxy)[] = [];
   const outboundClosers: (() => void)[] = [];
   let draining = false;
@@ -162,122 +178,124 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
   let metricsLoaded: Promise<Metrics> | undefined;
   /** Ready only once the listener is bound, and not while draining. */
   let serving = false;
-  try {
-    if (config.watch) for (const f of ruleFiles) await f.watch();
-    jwt = auth.mode === 'jwt' ? await (await import('./jwt-mode.js')).openJwt(config, auth, log) : undefined;
-    /** Everything but the upstream probe: cheap enough for a metrics scrape. */
-    const readyNow = (): Readiness => {
-      const status = identity?.status();
-      if (status && !status.ready && servesTls) return { ready: false, reason: status.reason };
-      if (jwt && !jwt.hasKeys()) return { ready: false, reason: 'waiting_for_jwt_keys' };
-      if (draining) return { ready: false, reason: 'draining' };
-      if (!serving) return { ready: false, reason: 'starting' };
-      return { ready: true };
-    };
-    const jwtAuthenticator = jwt?.authenticator;
-    // prom-client is loaded once we serve (or at the first scrape): it is 50 ms of startup otherwise.
-    const loadMetrics = (): Promise<Metrics> =>
-      (metricsLoaded ??= import('./admin/metrics.js').then((m) => {
-        const real = m.createMetrics(identity, jwtAuthenticator, () => readyNow().ready);
-        proxyMetrics.attach(real.proxy);
-        return real;
-      }));
-    const readiness = async (): Promise<Readiness> => {
-      const now = readyNow();
-      if (!now.ready) return now;
-      if (config.readyRequiresUpstream && !(await upstreamReachable(config))) {
-        return { ready: false, reason: 'upstream_unreachable' };
-      }
-      return { ready: true };
-    };
-    if (role === 'worker') {
-      const { serveAdminToPrimary } = await import('./workers.js');
-      serveAdminToPrimary((await loadMetrics()).registry, readiness, () =>
-        certsDocument(identity, source?.kind ?? 'none'),
-      );
-    } else {
-      admin = await AdminServer.start({
-        ...config.admin,
-        registry: {
-          metrics: async () => (await loadMetrics()).registry.metrics(),
-          contentType: PROMETHEUS_CONTENT_TYPE,
-        },
-        identity,
-        source: source?.kind ?? 'none',
-        readiness,
-      });
+  if (config.watch) for (const f of ruleFiles) await f.watch();
+  const jwt: JwtMode | undefined =
+    auth.mode === 'jwt' ? await (await import('./jwt-mode.js')).openJwt(config, auth, log) : undefined;
+  if (jwt) teardown.defer(() => jwt.close());
+  /** Everything but the upstream probe: cheap enough for a metrics scrape. */
+  const readyNow = (): Readiness => {
+    const status = identity?.status();
+    if (status && !status.ready && servesTls) return { ready: false, reason: status.reason };
+    if (jwt && !jwt.hasKeys()) return { ready: false, reason: 'waiting_for_jwt_keys' };
+    if (draining) return { ready: false, reason: 'draining' };
+    if (!serving) return { ready: false, reason: 'starting' };
+    return { ready: true };
+  };
+  const jwtAuthenticator = jwt?.authenticator;
+  // prom-client is loaded once we serve (or at the first scrape): it is 50 ms of startup otherwise.
+  const loadMetrics = (): Promise<Metrics> =>
+    (metricsLoaded ??= import('./admin/metrics.js').then((m) => {
+      const real = m.createMetrics(identity, jwtAuthenticator, () => readyNow().ready);
+      proxyMetrics.attach(real.proxy);
+      return real;
+    }));
+  const readiness = async (): Promise<Readiness> => {
+    const now = readyNow();
+    if (!now.ready) return now;
+    if (config.readyRequiresUpstream && !(await upstreamReachable(config))) {
+      return { ready: false, reason: 'upstream_unreachable' };
     }
-    if (identity?.kind === 'workload_api' && (servesTls || outboundNeedsSvid)) {
-      const spire = identity as WorkloadApiIdentitySource;
-      log.info(
-        { event: 'waiting_for_identity', endpoint: spire.endpoint.address },
-        'waiting for an SVID from the Workload API',
-      );
-      await spire.firstIdentity();
-    }
-    if (config.outbound.length > 0) {
-      const { OutboundProxy } = await import('./proxy/outbound.js');
-      const { TcpOutboundProxy } = await import('./proxy/tcp-outbound.js');
-      const { outboundRoute, tcpOutboundRoute } = await import('./outbound-routes.js');
-      for (const route of config.outbound) {
-        outbound.push(
-          route.protocol === 'tcp'
-            ? await TcpOutboundProxy.start(tcpOutboundRoute(route, config), identity, log)
-            : route.protocol === 'h2'
-              ? await (
-                  await import('./proxy/h2-outbound.js')
-                ).H2OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log)
-              : await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
-        );
-      }
-    }
-    inbound = !config.inbound
-      ? undefined
-      : config.tcp
-        ? await (
-            await import('./proxy/tcp.js')
-          ).TcpInboundProxy.start({
-            host: config.listen.host,
-            port: config.listen.port,
-            upstream: config.tcp.upstream,
-            identity: identity as NonNullable<typeof identity>,
-            authorizer,
-            proxyProtocol: config.tcp.proxyProtocol,
-            log,
-            limits: config.limits,
-            metrics: proxyMetrics,
-          })
-        : await InboundProxy.start({
-            host: config.listen.host,
-            port: config.listen.port,
-            upstream: config.upstream,
-            identity: servesTls ? identity : undefined,
-            auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
-            authorizer,
-            upstreamProtocol: config.upstreamProtocol,
-            dryRun: config.policy?.dryRun,
-            apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
-            headers: {
-              identityHeaders: config.identityHeaders,
-              xfcc: config.xfcc,
-              issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
-              subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
-              stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
-            },
-            log,
-            limits: config.limits,
-            metrics: proxyMetrics,
-          });
-    setImmediate(() => void loadMetrics());
-  } catch (err) {
-    for (const route of outbound) await route.close();
-    await stopTriggers();
-    await identity?.close();
-    await jwt?.close();
-    await admin?.close();
-    await closeRuleFiles();
-    throw err;
+    return { ready: true };
+  };
+  if (role === 'worker') {
+    const { serveAdminToPrimary } = await import('./workers.js');
+    serveAdminToPrimary((await loadMetrics()).registry, readiness, () =>
+      certsDocument(identity, source?.kind ?? 'none'),
+    );
+  } else {
+    admin = await AdminServer.start({
+      ...config.admin,
+      registry: {
+        metrics: async () => (await loadMetrics()).registry.metrics(),
+        contentType: PROMETHEUS_CONTENT_TYPE,
+      },
+      identity,
+      source: source?.kind ?? 'none',
+      readiness,
+    });
+    const adminServer = admin;
+    teardown.defer(() => adminServer.close());
   }
+  if (identity?.kind === 'workload_api' && (servesTls || outboundNeedsSvid)) {
+    const spire = identity as WorkloadApiIdentitySource;
+    log.info(
+      { event: 'waiting_for_identity', endpoint: spire.endpoint.address },
+      'waiting for an SVID from the Workload API',
+    );
+    await spire.firstIdentity();
+  }
+  // The outbound routes' own clients (Workload API JWT-SVID fetchers), then the routes' listeners.
+  teardown.defer(() => {
+    for (const closeClient of outboundClosers) closeClient();
+  });
+  teardown.defer(async () => {
+    for (const route of outbound) await route.close();
+  });
+  if (config.outbound.length > 0) {
+    const { OutboundProxy } = await import('./proxy/outbound.js');
+    const { TcpOutboundProxy } = await import('./proxy/tcp-outbound.js');
+    const { outboundRoute, tcpOutboundRoute } = await import('./outbound-routes.js');
+    for (const route of config.outbound) {
+      outbound.push(
+        route.protocol === 'tcp'
+          ? await TcpOutboundProxy.start(tcpOutboundRoute(route, config), identity, log)
+          : route.protocol === 'h2'
+            ? await (
+                await import('./proxy/h2-outbound.js')
+              ).H2OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log)
+            : await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
+      );
+    }
+  }
+  const inbound: InboundProxy | TcpInboundProxy | undefined = !config.inbound
+    ? undefined
+    : config.tcp
+      ? await (
+          await import('./proxy/tcp.js')
+        ).TcpInboundProxy.start({
+          host: config.listen.host,
+          port: config.listen.port,
+          upstream: config.tcp.upstream,
+          identity: identity as NonNullable<typeof identity>,
+          authorizer,
+          proxyProtocol: config.tcp.proxyProtocol,
+          log,
+          limits: config.limits,
+          metrics: proxyMetrics,
+        })
+      : await InboundProxy.start({
+          host: config.listen.host,
+          port: config.listen.port,
+          upstream: config.upstream,
+          identity: servesTls ? identity : undefined,
+          auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
+          authorizer,
+          upstreamProtocol: config.upstreamProtocol,
+          dryRun: config.policy?.dryRun,
+          apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
+          headers: {
+            identityHeaders: config.identityHeaders,
+            xfcc: config.xfcc,
+            issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
+            subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
+            stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
+          },
+          log,
+          limits: config.limits,
+          metrics: proxyMetrics,
+        });
+  if (inbound) teardown.defer(() => inbound.close());
+  setImmediate(() => void loadMetrics());
   serving = true;
   const svid = identity && identity.status().reason !== 'waiting_for_svid' ? identity.current().svid : undefined;
   log.info(
@@ -306,16 +324,7 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
   );
   const adminServer = admin;
   const jwtKeys = jwt;
-  const close = async () => {
-    await stopTriggers();
-    for (const route of outbound) await route.close();
-    for (const closeClient of outboundClosers) closeClient();
-    await inbound?.close();
-    await identity?.close();
-    await jwtKeys?.close();
-    await adminServer?.close();
-    await closeRuleFiles();
-  };
+  const close = () => teardown.closeAll();
   return {
     identity,
     address: () => {

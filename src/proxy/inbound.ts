@@ -52,12 +52,13 @@ export interface InboundOptions {
 
 const MAX_H2_STREAMS = 100;
 /**
- * HTTP/2 "rapid reset" (CVE-2023-44487): streams a client resets before we answered, per connection per
- * second; more and the connection gets GOAWAY(ENHANCE_YOUR_CALM). A client cancelling its own calls stays
- * far below (nghttp2's own default is 33 per second after a burst of 1000: we never open an app connection
- * for a stream already reset, so a burst costs little, but it must not go on for ever).
+ * HTTP/2 "rapid reset" (CVE-2023-44487), judged as Envoy judges it: once a connection has opened this many
+ * streams, if more than half of them were reset by the client before we answered, the connection gets
+ * GOAWAY(ENHANCE_YOUR_CALM). A count, not a rate: it holds however slowly a busy sidecar reads the flood.
+ * A stream already reset is never forwarded, so a burst costs little; a client that cancels now and then
+ * (timeouts, hedged calls) is nowhere near half.
  */
-const MAX_H2_RESETS_PER_SECOND = 100;
+const MIN_STREAMS_JUDGED = 100;
 
 /**
  * The whole request has arrived: Node says so only after the 'request' event, so a request that frames
@@ -82,8 +83,8 @@ export class InboundProxy {
   private readonly http2: http2.Http2Server;
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   private readonly sessionSockets = new WeakMap<http2.ServerHttp2Session, TLSSocket>();
-  /** Streams each HTTP/2 connection's client reset, in the current second (rapid reset). */
-  private readonly resetBudgets = new WeakMap<http2.ServerHttp2Session, { second: number; resets: number }>();
+  /** Per HTTP/2 connection: streams opened, and streams the client reset before we answered (rapid reset). */
+  private readonly streamCounts = new WeakMap<http2.ServerHttp2Session, { opened: number; reset: number }>();
   private acceptingH2: TLSSocket | undefined;
   private draining = false;
   /** The bundle sets of the current and the previous TLS context (resumed sessions: see mtls.ts). */
@@ -367,7 +368,10 @@ export class InboundProxy {
       if (status) this.metrics.request(status, (performance.now() - started) / 1000, upstreamSeconds);
     });
     // Reset by the client before the end of our answer: counted against the connection's reset budget.
-    stream.once('aborted', () => this.countReset(session));
+    const counts = this.streamCounts.get(session) ?? { opened: 0, reset: 0 };
+    this.streamCounts.set(session, counts);
+    counts.opened++;
+    stream.once('aborted', () => this.countReset(session, counts));
     const reply: Reply = (a) => {
       if (stream.destroyed || stream.closed || stream.headersSent) return;
       status = a.status;
@@ -417,15 +421,10 @@ export class InboundProxy {
     });
   }
 
-  /** One more stream reset by the client; past the budget, the connection goes (ENHANCE_YOUR_CALM). */
-  private countReset(session: http2.ServerHttp2Session): void {
-    const now = Math.floor(performance.now() / 1000);
-    let budget = this.resetBudgets.get(session);
-    if (!budget || budget.second !== now) {
-      budget = { second: now, resets: 0 };
-      this.resetBudgets.set(session, budget);
-    }
-    if (++budget.resets !== MAX_H2_RESETS_PER_SECOND + 1) return;
+  /** One more stream reset by the client before our answer; past half of the streams, the connection goes. */
+  private countReset(session: http2.ServerHttp2Session, counts: { opened: number; reset: number }): void {
+    counts.reset++;
+    if (counts.opened < MIN_STREAMS_JUDGED || counts.reset * 2 <= counts.opened || session.destroyed) return;
     const socket = this.sessionSockets.get(session);
     this.options.log.warn(
       { event: 'connection_closed', reason: 'too_many_resets', remote: socket?.remoteAddress },

@@ -11,7 +11,16 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 
 /** Layers, lowest first: a file may import from its own layer and the ones below. */
 const LAYERS: readonly (readonly string[])[] = [
-  ['errors.ts', 'duration.ts', 'flag-file.ts', 'file-watcher.ts', 'listener.ts', 'log.ts', 'reloading-file.ts'],
+  [
+    'errors.ts',
+    'duration.ts',
+    'flag-file.ts',
+    'file-watcher.ts',
+    'listener.ts',
+    'log.ts',
+    'reloading-file.ts',
+    'teardown.ts',
+  ],
   ['spiffe'],
   ['identity'],
   ['authn'],

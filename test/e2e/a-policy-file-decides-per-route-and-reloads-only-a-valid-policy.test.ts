@@ -266,10 +266,12 @@ describe('without a watch, a reload (SIGHUP) re-reads the policy', () => {
     await mkdir(dir);
     const file = await writePolicy(dir, 'policy.yaml', V1);
     const sidecar = await startTestSidecar({ ...identityFlags(), 'policy-file': file, watch: false });
+    // A control that watches the same file: once it has reloaded, a watch would have.
+    const watching = await startTestSidecar({ ...identityFlags(), 'policy-file': file });
     try {
       await writePolicy(dir, 'policy.yaml', V2);
+      await waitForLog(watching.logs, { event: 'file_reloaded', flag: '--policy-file', trigger: 'watch' });
       // No watch: the old policy holds until told otherwise.
-      await new Promise((r) => setTimeout(r, 300));
       expect(await status(sidecar.port, client, 'GET', '/admin')).toBe(403);
       await sidecar.reload('SIGHUP');
       expect(sidecar.logs.find((l) => l.event === 'file_reloaded')).toMatchObject({
@@ -288,6 +290,7 @@ describe('without a watch, a reload (SIGHUP) re-reads the policy', () => {
       expect(await status(sidecar.port, client, 'GET', '/admin')).toBe(200);
       expect(await status(sidecar.port, other, 'GET', '/admin')).toBe(403);
     } finally {
+      await watching.close();
       await sidecar.close();
     }
   });
@@ -493,9 +496,14 @@ describe('a start that fails after the policy file was opened', () => {
       'policy-file': file,
     });
     await expect(startSidecar(config, log)).rejects.toMatchObject({ code: 'ERR_FILE_READ' });
-    await writePolicy(dir, 'policy.json', V2);
-    // The watch debounces for 50 ms; a leaked one would have reloaded well within this time.
-    await new Promise((r) => setTimeout(r, 750));
+    // A control that watches the same file: once it has reloaded, a leaked watch would have too.
+    const watching = await startTestSidecar({ ...identityFlags(), 'policy-file': file });
+    try {
+      await writePolicy(dir, 'policy.json', V2);
+      await waitForLog(watching.logs, { event: 'file_reloaded', flag: '--policy-file', trigger: 'watch' });
+    } finally {
+      await watching.close();
+    }
     expect(logs.filter((l) => l.event === 'file_reloaded' || l.event === 'reload_failed')).toEqual([]);
   });
 });

@@ -232,19 +232,23 @@ describe('triggers', () => {
       CLIENT_ID,
       '--no-watch',
     ]);
+    // A control that does watch the same volume: once it has applied the swap, a watch would have.
+    const watching = await startTestSidecar(flags(hup));
     try {
       const started = await waitForEvent(running, 'started');
       const port = (started.listen as { port: number }).port;
       const next = await issueSvid(ca, { id: SERVER_ID });
       await writeSecretVolume(hup, { 'tls.crt': next.chainPem, 'tls.key': next.keyPem, 'ca.crt': ca.certPem });
-      await new Promise((r) => setTimeout(r, 300));
+      await nextReload(watching, 0, { event: 'identity_updated', trigger: 'watch', serial: next.serialNumber });
       expect(await servedSerial(port, client)).toBe(normalizeSerial(first.serialNumber));
+      expect(running.stdout()).not.toContain('"event":"identity_updated"');
       running.child.kill('SIGHUP');
       const updated = await waitForEvent(running, 'identity_updated');
       expect(updated).toMatchObject({ trigger: 'SIGHUP', serial: next.serialNumber });
       expect(await servedSerial(port, client)).toBe(normalizeSerial(next.serialNumber));
       expect((await requestVia(port, client)).status).toBe(200);
     } finally {
+      await watching.close();
       running.child.kill('SIGTERM');
       expect((await running.exited).code).toBe(0);
     }

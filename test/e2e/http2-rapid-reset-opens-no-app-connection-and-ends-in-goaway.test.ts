@@ -1,6 +1,6 @@
 // HTTP/2 rapid reset (CVE-2023-44487): HEADERS then RST_STREAM, over and over, in a few packets. The sidecar
-// must not open an app connection for a stream that is already reset, and past 100 resets in a second the
-// connection gets GOAWAY(ENHANCE_YOUR_CALM). Other callers are served throughout. Frames are written by
+// must not open an app connection for a stream that is already reset, and once the connection has opened
+// 100 streams of which more than half were reset before an answer, it gets GOAWAY(ENHANCE_YOUR_CALM). Other callers are served throughout. Frames are written by
 // hand (RFC 9113 §4, §6; HPACK static table, RFC 7541 Appendix A), as an attacker would.
 import { createServer, type Server } from 'node:http';
 import * as http2 from 'node:http2';

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type CertificateAuthority, type IssuedCertificate, issueIntermediateCa } from '../../src/certs/dev-ca.js';
 import { expectRejected, requestVia } from '../helpers/client.js';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
-import { startLoad } from '../helpers/load.js';
+import { newConnectionsSee, startLoad } from '../helpers/load.js';
 import { createDevCa, issueSvid, tempDir } from '../helpers/pki.js';
 import { normalizeSerial, servedSerial } from '../helpers/server-serial.js';
 import { type SpireTestSidecar, startSpireTestSidecar } from '../helpers/sidecar.js';
@@ -92,7 +92,7 @@ describe('in SPIRE mode the sidecar serves and rotates what the agent pushes', (
     }
     const elapsed = Date.now() - start;
     await expect.poll(() => s.identity.current().svid.chain[0].serialNumber).toBe(svids[steps].serialNumber);
-    await new Promise((r) => setTimeout(r, 300));
+    await newConnectionsSee(load, normalizeSerial(svids[steps].serialNumber));
     await load.stop();
     expect(load.failures).toEqual([]);
     expect(load.ok).toBeGreaterThan(500);

@@ -100,22 +100,28 @@ async function appConnect(sidecar: Pick<TestSidecar, 'outboundAddresses'>): Prom
   return socket;
 }
 
-/** A TLS server with a valid SVID (of `id`, issued by `issuer`) that records every byte it decrypts. */
+/**
+ * A TLS server with a valid SVID (of `id`, issued by `issuer`) that records every byte it decrypts.
+ * `ended` counts connections that are over on its side (a failed handshake, or a closed TLS socket, which
+ * comes after its last byte): once it equals `connections`, `received` is final.
+ */
 async function impostor(issuer: CertificateAuthority, id: string) {
   const svid = await issueSvid(issuer, { id });
   let received = 0;
   let connections = 0;
+  let ended = 0;
   const server: TlsServer = createTlsServer({ cert: svid.chainPem, key: svid.keyPem }, (socket) => {
     socket.on('data', (d: Buffer) => (received += d.length));
     socket.on('error', () => {});
+    socket.on('close', () => ended++);
   });
   // TCP connections (the sidecar came), whether or not it completed the handshake on our side.
   server.on('connection', () => connections++);
-  server.on('tlsClientError', () => {});
+  server.on('tlsClientError', () => ended++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
   cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { port, received: () => received, connections: () => connections };
+  return { port, received: () => received, connections: () => connections, ended: () => ended };
 }
 
 beforeAll(async () => {
@@ -183,8 +189,8 @@ describe('outbound tcp routes carry an app’s bytes over mTLS to a verified rem
     socket.on('data', (d: Buffer) => (back += d.length));
     socket.write('password=hunter2\n');
     await peerGone(socket);
-    // Give a byte that was sent anyway the time to arrive.
-    await new Promise((r) => setTimeout(r, 200));
+    // The remote's side of the connection is over too: a byte sent anyway would have arrived before that.
+    await expect.poll(() => fake.connections() > 0 && fake.ended() === fake.connections()).toBe(true);
     expect(back).toBe(0);
     expect(fake.connections()).toBe(1);
     expect(fake.received()).toBe(0);
@@ -201,7 +207,7 @@ describe('outbound tcp routes carry an app’s bytes over mTLS to a verified rem
     socket.on('error', () => {});
     socket.write('password=hunter2\n');
     await peerGone(socket);
-    await new Promise((r) => setTimeout(r, 200));
+    await expect.poll(() => fake.connections() > 0 && fake.ended() === fake.connections()).toBe(true);
     expect(fake.connections()).toBe(1);
     expect(fake.received()).toBe(0);
     await expect.poll(() => route.logs.some((l) => l.event === 'outbound_rejected')).toBe(true);

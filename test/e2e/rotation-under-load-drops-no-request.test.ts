@@ -12,7 +12,7 @@ import {
   issueSvid,
 } from '../../src/certs/dev-ca.js';
 import { expectRejected, requestVia } from '../helpers/client.js';
-import { startLoad } from '../helpers/load.js';
+import { newConnectionsSee, startLoad } from '../helpers/load.js';
 
 import { writeSecretVolume } from '../helpers/secret-volume.js';
 import { normalizeSerial } from '../helpers/server-serial.js';
@@ -95,7 +95,7 @@ describe('rotation under load drops no request', { timeout: 60_000 }, () => {
       );
       const elapsed = await onSchedule((step) => writeSecretVolume(volume, serverFiles(svids[step], ca.certPem)));
       await applied(sidecar, svids[STEPS].serialNumber);
-      await sleep(300);
+      await newConnectionsSee(load, normalizeSerial(svids[STEPS].serialNumber));
       await load.stop();
 
       expect(load.failures).toEqual([]);
@@ -146,7 +146,7 @@ describe('rotation under load drops no request', { timeout: 60_000 }, () => {
         await applied(sidecar, servers[step].serialNumber);
         generation = step;
       });
-      await sleep(300);
+      await newConnectionsSee(load, normalizeSerial(servers[STEPS].serialNumber));
       await load.stop();
 
       expect(load.failures).toEqual([]);

@@ -61,3 +61,23 @@ export function startLoad(port: number, cert: () => ClientCert, resumingCert: ()
   };
   return load;
 }
+
+/**
+ * Resolves once `count` responses from now on came over new connections served the certificate `serial`:
+ * proof that the load kept running after a rotation, whatever the machine's speed. Rejects after `timeoutMs`.
+ */
+export async function newConnectionsSee(
+  load: Load,
+  serial: string,
+  count = NEW_CONNECTION_WORKERS,
+  timeoutMs = 10_000,
+) {
+  const from = load.serials.length;
+  const deadline = Date.now() + timeoutMs;
+  const seen = () => load.serials.slice(from).filter((s) => s === serial).length;
+  while (seen() < count) {
+    if (Date.now() > deadline)
+      throw new Error(`${seen()}/${count} new connections saw serial ${serial} in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -126,7 +126,12 @@ describe('the Workload API identity source', () => {
     const { source: s, logs } = source(api.address);
     await expect(s.firstIdentity()).rejects.toMatchObject({ code: 'ERR_WORKLOAD_API' });
     expect(s.status()).toEqual({ ready: false, reason: 'workload_api_failed' });
-    await new Promise((r) => setTimeout(r, 300));
+    // A control with the same backoff against an agent that is not there: once it has ended its 5th stream
+    // it has waited 0 + 50 + 100 + 200 ms, past the slowest retry (maxMs) the failed source could schedule.
+    const control = source(`unix://${join(dir.path, 'no-agent-here.sock')}`);
+    await expect
+      .poll(() => control.logs.filter((l) => l.event === 'workload_api_stream_ended').length)
+      .toBeGreaterThanOrEqual(5);
     expect(api.calls.filter((c) => c.method === 'FetchX509SVID')).toHaveLength(1);
     expect(logs.some((l) => l.event === 'workload_api_failed' && l.code === 'INVALID_ARGUMENT')).toBe(true);
   });
