@@ -3,8 +3,7 @@
 // interface and never touches prom-client; identity metrics are read from the sources at scrape time.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { chainNotAfter } from '../identity/expiry.js';
-import type { FileIdentitySource } from '../identity/file-source.js';
-import type { WorkloadApiIdentitySource } from '../identity/workload-api-source.js';
+import type { IdentitySource } from '../identity/source.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
 import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
 
@@ -17,7 +16,7 @@ export interface Metrics {
 }
 
 export function createMetrics(
-  identity: FileIdentitySource | WorkloadApiIdentitySource | undefined,
+  identity: IdentitySource | undefined,
   jwt?: Pick<JwtAuthenticator, 'counters'> & Partial<Pick<JwtAuthenticator, 'jwksFailures'>>,
   /** The readiness /readyz reports (without its upstream probe); defaults to the identity's. */
   ready?: () => boolean,
@@ -121,15 +120,10 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      if (identity?.kind === 'file') {
-        const reloads = (identity as FileIdentitySource).reloads;
-        for (const [result, n] of Object.entries(reloads)) this.inc({ source: 'file', result }, n);
-      } else if (identity) {
-        const c = (identity as WorkloadApiIdentitySource).counters;
-        this.inc({ source: 'workload_api', result: 'updated' }, c.updated);
-        this.inc({ source: 'workload_api', result: 'unchanged' }, c.unchanged);
-        this.inc({ source: 'workload_api', result: 'failed' }, c.rejected);
-      }
+      if (!identity) return;
+      const stats = identity.stats();
+      for (const result of ['updated', 'unchanged', 'failed'] as const)
+        this.inc({ source: identity.kind, result }, stats[result]);
     },
   });
   new Gauge({
@@ -137,7 +131,7 @@ export function createMetrics(
     help: 'SPIRE mode: 1 while a Workload API stream is open and has delivered',
     registers: [registry],
     collect() {
-      this.set(identity?.kind === 'workload_api' && (identity as WorkloadApiIdentitySource).connected ? 1 : 0);
+      this.set(identity?.stats().connected ? 1 : 0);
     },
   });
   new Counter({
@@ -146,7 +140,7 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(identity?.kind === 'workload_api' ? (identity as WorkloadApiIdentitySource).counters.reconnects : 0);
+      this.inc(identity?.stats().reconnects ?? 0);
     },
   });
   new Counter({

@@ -7,7 +7,7 @@
 // base64url) is printed once by `spiffe-sidecar apikey new` and never stored.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { compilePathPattern } from '../authz/path-match.js';
+import { compilePathPattern } from '../path-match.js';
 import { SidecarError } from '../errors.js';
 import type { KeyRoute, PeerIdentity, Rejection } from './identity.js';
 

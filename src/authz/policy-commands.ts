@@ -6,7 +6,7 @@ import type { PeerIdentity } from '../authn/identity.js';
 import { SidecarError } from '../errors.js';
 import { readFlagFile } from '../flag-file.js';
 import { parseSpiffeId } from '../spiffe/id.js';
-import { normalizeRequestPath, type PathPattern } from './path-match.js';
+import { normalizeRequestPath, type PathPattern } from '../path-match.js';
 import { createFileAuthorizer } from './policy.js';
 import { type CompiledPolicy, parsePolicy } from './policy-file.js';
 import { type CompiledRule, methodCovered } from './rule-engine.js';

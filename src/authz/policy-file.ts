@@ -22,7 +22,7 @@ import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
 import { compileAllowRules } from '../spiffe/match.js';
 import type { ClaimCondition, Scalar } from './claim-condition.js';
-import { compilePathPattern, type PathPattern } from './path-match.js';
+import { compilePathPattern, type PathPattern } from '../path-match.js';
 import { RateLimiter } from './rate-limiter.js';
 import type { CallerConditions, CompiledRule } from './rule-engine.js';
 

@@ -5,7 +5,7 @@
 import type { PeerIdentity } from '../authn/identity.js';
 import { routeAllowed } from '../authn/api-keys.js';
 import { compileAllowRules, type IdMatcher } from '../spiffe/match.js';
-import { normalizeRequestPath } from './path-match.js';
+import { normalizeRequestPath } from '../path-match.js';
 import type { CompiledPolicy } from './policy-file.js';
 import type { RateLimit } from './rate-limiter.js';
 import { type Decision, evaluateRules } from './rule-engine.js';

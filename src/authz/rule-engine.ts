@@ -4,7 +4,7 @@
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { type ClaimCondition, conditionHolds } from './claim-condition.js';
-import type { PathMatcher, PathPattern } from './path-match.js';
+import type { PathMatcher, PathPattern } from '../path-match.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export type DenyReason =

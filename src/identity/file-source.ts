@@ -8,7 +8,13 @@ import type { Logger } from '../log.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/bundle.js';
 import { parsePemCertificates } from '../spiffe/certificate.js';
 import { ExpiryWatch, chainNotAfter } from './expiry.js';
-import { type IdentitySource, type IdentityStatus, notifyAll, type X509Identity } from './source.js';
+import {
+  type IdentitySource,
+  type IdentitySourceStats,
+  type IdentityStatus,
+  notifyAll,
+  type X509Identity,
+} from './source.js';
 import { assembleX509Identity } from './x509-identity.js';
 
 export interface FileIdentityOptions {
@@ -139,6 +145,10 @@ export interface ReloadResult {
 export class FileIdentitySource implements IdentitySource {
   readonly kind = 'file';
   readonly reloads: Record<ReloadOutcome, number> = { updated: 0, unchanged: 0, failed: 0 };
+
+  stats(): IdentitySourceStats {
+    return { ...this.reloads };
+  }
   private identity: X509Identity;
   private fingerprint: string;
   private queue: Promise<unknown> = Promise.resolve();

@@ -37,7 +37,20 @@ export interface IdentitySource {
   onUpdate(listener: (identity: X509Identity) => void): () => void;
   /** SPIRE mode: called when the Workload API withdraws our identity. */
   onRevoked?(listener: () => void): () => void;
+  /** What the metrics report of it, whatever the kind. */
+  stats(): IdentitySourceStats;
   close(): Promise<void>;
+}
+
+/** Counts since start: identity updates by outcome; and for the Workload API, its stream. */
+export interface IdentitySourceStats {
+  readonly updated: number;
+  readonly unchanged: number;
+  readonly failed: number;
+  /** SPIRE mode: a stream is open and has delivered. */
+  readonly connected?: boolean;
+  /** SPIRE mode: streams re-opened after they ended. */
+  readonly reconnects?: number;
 }
 
 /** Tells every listener of a new identity; one that throws is logged and does not stop the others. */

@@ -11,7 +11,13 @@ import { type X509Bundle, x509BundleFromCertificates } from '../spiffe/bundle.js
 import { parseDerCertificates } from '../spiffe/certificate.js';
 import { parseTrustDomain, quoteInput } from '../spiffe/id.js';
 import { ExpiryWatch, chainNotAfter } from './expiry.js';
-import { type IdentitySource, type IdentityStatus, notifyAll, type X509Identity } from './source.js';
+import {
+  type IdentitySource,
+  type IdentitySourceStats,
+  type IdentityStatus,
+  notifyAll,
+  type X509Identity,
+} from './source.js';
 import { WorkloadApiClient, type X509SvidResponseMessage } from './workload-api-client.js';
 import type { WorkloadEndpoint } from './workload-endpoint.js';
 import { assembleX509Identity } from './x509-identity.js';
@@ -94,6 +100,11 @@ const FATAL_CODES = new Set([GrpcStatus.INVALID_ARGUMENT, GrpcStatus.UNIMPLEMENT
 export class WorkloadApiIdentitySource implements IdentitySource {
   readonly kind = 'workload_api';
   readonly counters = { updated: 0, unchanged: 0, rejected: 0, reconnects: 0 };
+
+  stats(): IdentitySourceStats {
+    const { updated, unchanged, rejected, reconnects } = this.counters;
+    return { updated, unchanged, failed: rejected, connected: this.connected, reconnects };
+  }
   private readonly client: WorkloadApiClient;
   private readonly expiry: ExpiryWatch;
   private readonly listeners = new Set<(identity: X509Identity) => void>();

@@ -1,7 +1,7 @@
 // The request path as the policy sees it (one normal form, or refused), and the three ways a rule names
 // paths: exact, prefix on a segment boundary, and glob (`*` one segment, trailing `**` any number).
 import { describe, expect, it } from 'vitest';
-import { compilePathPattern, normalizeRequestPath, type PathPattern } from '../../src/authz/path-match.js';
+import { compilePathPattern, normalizeRequestPath, type PathPattern } from '../src/path-match.js';
 
 describe('a request target has one normal form, or is refused', () => {
   const cases: [target: string, normal: string | undefined][] = [
