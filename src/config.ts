@@ -115,6 +115,8 @@ export interface OutboundRouteConfig {
   readonly remote: URL;
   /** The remote's expected SPIFFE ID, in allow-rule syntax; required for https remotes. */
   readonly id: string | undefined;
+  /** `id`, compiled once (here, where it is validated). */
+  readonly idRule: IdMatcher | undefined;
   readonly auth: 'mtls' | 'jwt';
   readonly audience: string | undefined;
   readonly tokenFile: string | undefined;
@@ -539,9 +541,10 @@ function parseOutbound(value: string): OutboundRouteConfig {
   const auth = options.get('auth') ?? 'mtls';
   if (auth !== 'mtls' && auth !== 'jwt') bad('auth must be mtls or jwt');
   const id = options.get('id');
+  let idRule: IdMatcher | undefined;
   if (id !== undefined) {
     try {
-      compileAllowRules([id]);
+      idRule = compileAllowRules([id]);
     } catch (err) {
       return bad((err as Error).message);
     }
@@ -567,6 +570,7 @@ function parseOutbound(value: string): OutboundRouteConfig {
     ...listen,
     remote,
     id,
+    idRule,
     auth: auth as 'mtls' | 'jwt',
     audience: options.get('audience'),
     tokenFile: options.get('token-file'),

@@ -8,7 +8,6 @@ import type { IdentitySource } from './identity/source.js';
 import type { Logger } from './log.js';
 import type { OutboundRoute } from './proxy/outbound.js';
 import type { TcpOutboundRoute } from './proxy/tcp-outbound.js';
-import { compileAllowRules } from './spiffe/match.js';
 
 /** An outbound route from its config: the remote's rule, and where a JWT route's token comes from. */
 export function outboundRoute(
@@ -73,7 +72,7 @@ export function outboundRoute(
     host: route.host,
     port: route.port,
     remote: route.remote,
-    expect: route.id === undefined ? undefined : compileAllowRules([route.id]),
+    expect: route.idRule,
     expectText: route.id,
     auth: route.auth,
     token,
@@ -88,7 +87,7 @@ export function tcpOutboundRoute(route: OutboundRouteConfig, config: Config): Tc
     host: route.host,
     port: route.port,
     remote: route.remote,
-    expect: compileAllowRules([id]),
+    expect: route.idRule as NonNullable<OutboundRouteConfig['idRule']>,
     expectText: id,
     limits: config.limits,
   };

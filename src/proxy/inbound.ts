@@ -15,7 +15,6 @@ import type { Authorizer } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
 import type { Logger } from '../log.js';
-import type { X509BundleSet } from '../spiffe/bundle.js';
 import { type Admission, type RequestHead, RequestAdmission } from './admission.js';
 import { answer, writeAnswerH1, writeAnswerH2, writeAnswerRaw } from './answers.js';
 import { forwardH1 } from './forward-h1.js';
@@ -28,6 +27,7 @@ import { type HeaderPolicy, upstreamRequestHeaders } from './headers.js';
 import { h2RequestToH1 } from './http2-headers.js';
 import type { InboundLimits } from './limits.js';
 import { serverTlsOptions as tlsOptions } from './server-tls.js';
+import { followRotation, type RotationFollower } from './tls-listener.js';
 
 export interface InboundOptions {
   host: string;
@@ -75,7 +75,8 @@ export class InboundProxy {
   private readonly admission: RequestAdmission;
   private readonly forwarding: ForwardContext;
   private readonly headerPolicy: HeaderPolicy;
-  private readonly unsubscribe: () => void;
+  /** Our identity's rotation, followed by the TLS server (absent: JWT mode over plain HTTP). */
+  private readonly rotation: RotationFollower | undefined;
   private readonly metrics: ProxyMetrics;
   /** Upgraded (WebSocket) sockets: the HTTP server no longer tracks them, a drain must. */
   private readonly tunnels = new Set<Socket>();
@@ -87,14 +88,10 @@ export class InboundProxy {
   private readonly streamCounts = new WeakMap<http2.ServerHttp2Session, { opened: number; reset: number }>();
   private acceptingH2: TLSSocket | undefined;
   private draining = false;
-  /** The bundle sets of the current and the previous TLS context (resumed sessions: see mtls.ts). */
-  private currentBundles: X509BundleSet | undefined;
-  private previousBundles: X509BundleSet | undefined;
 
   private constructor(private readonly options: InboundOptions) {
     const { identity, log, limits, auth } = options;
     this.metrics = options.metrics ?? noMetrics;
-    this.currentBundles = identity?.status().ready ? identity.current().bundles : undefined;
     this.headerPolicy = {
       ...options.headers,
       apiKeys: options.apiKeys !== undefined,
@@ -180,23 +177,17 @@ export class InboundProxy {
     this.server.on('checkContinue', (req, res) => this.handle(req, res, true));
     this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head));
     // New identity material applies to new connections only; open ones finish on the old.
-    const offUpdate =
-      identity?.onUpdate((next) => {
-        this.previousBundles = this.currentBundles;
-        this.currentBundles = next.bundles;
-        (this.server as https.Server).setSecureContext(tlsOptions(next));
-      }) ?? (() => {});
-    // On revocation, idle keep-alive connections and tunnels go too (requests on busy ones get 503).
-    const offRevoke =
-      identity?.onRevoked?.(() => {
-        this.server.closeIdleConnections();
-        for (const tunnel of this.tunnels) tunnel.destroy();
-        for (const session of this.h2Sessions) session.close();
-      }) ?? (() => {});
-    this.unsubscribe = () => {
-      offUpdate();
-      offRevoke();
-    };
+    this.rotation = identity
+      ? followRotation(this.server as https.Server, identity, {
+          initialBundles: identity.status().ready ? identity.current().bundles : undefined,
+          // On revocation, idle keep-alive connections and tunnels go too (requests on busy ones get 503).
+          onRevoked: () => {
+            this.server.closeIdleConnections();
+            for (const tunnel of this.tunnels) tunnel.destroy();
+            for (const session of this.h2Sessions) session.close();
+          },
+        })
+      : undefined;
   }
 
   static async start(options: InboundOptions): Promise<InboundProxy> {
@@ -233,7 +224,7 @@ export class InboundProxy {
   }
 
   async close(): Promise<void> {
-    this.unsubscribe();
+    this.rotation?.stop();
     for (const session of this.h2Sessions) session.destroy();
     await closeNow(this.server);
     this.forwarding.agent.destroy();
@@ -253,7 +244,7 @@ export class InboundProxy {
     this.server.removeAllListeners('secureConnection');
     this.server.on('secureConnection', (socket: TLSSocket) => {
       if (mtls) {
-        this.admission.connect(socket, this.previousBundles);
+        this.admission.connect(socket, this.rotation?.previousBundles());
         if (socket.destroyed) return;
       }
       if (socket.alpnProtocol !== 'h2') {

@@ -7,6 +7,7 @@ import type { IdentitySource } from '../identity/source.js';
 import { listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import type { IdMatcher } from '../spiffe/match.js';
+import { relayBytes } from './byte-relay.js';
 import { connectVerified } from './verified-connect.js';
 
 export interface TcpOutboundRoute {
@@ -87,26 +88,8 @@ export class TcpOutboundProxy {
   }
 
   private relay(app: Socket, remote: Socket): void {
-    const end = () => {
-      app.destroy();
-      remote.destroy();
-    };
-    remote.on('error', end);
-    app.pipe(remote);
-    remote.pipe(app);
+    relayBytes(app, remote, { idleTimeoutMs: this.route.limits.idleTimeoutMs });
+    // Paused since it was accepted (pauseOnConnect): its bytes flow only now that the remote is verified.
     app.resume();
-    app.setTimeout(this.route.limits.idleTimeoutMs, end);
-    let ended = 0;
-    const oneEnded = () => {
-      if (++ended === 2) {
-        app.destroySoon();
-        remote.destroySoon();
-      }
-    };
-    app.once('end', oneEnded);
-    remote.once('end', oneEnded);
-    remote.once('close', () => {
-      if (!app.writableEnded) app.destroySoon();
-    });
   }
 }

@@ -9,12 +9,13 @@ import { describePeer } from '../authn/identity.js';
 import { admitPeer } from './peer-gate.js';
 import type { Authorizer } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
-import type { X509BundleSet } from '../spiffe/bundle.js';
 import { listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import type { InboundLimits } from './limits.js';
 import { proxyV2Header } from './proxy-protocol.js';
+import { relayBytes } from './byte-relay.js';
 import { serverTlsOptions } from './server-tls.js';
+import { followRotation, type RotationFollower } from './tls-listener.js';
 
 export type TcpUpstream = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
@@ -36,10 +37,7 @@ export class TcpInboundProxy {
   private readonly metrics: ProxyMetrics;
   /** Every accepted connection, so that a drain or a revocation can end them. */
   private readonly sockets = new Set<Socket>();
-  private readonly unsubscribe: () => void;
-  /** The bundle sets of the current and the previous TLS context (resumed sessions: see mtls.ts). */
-  private currentBundles: X509BundleSet;
-  private previousBundles: X509BundleSet | undefined;
+  private readonly rotation: RotationFollower;
 
   private constructor(private readonly options: TcpInboundOptions) {
     const { identity, limits, log } = options;
@@ -72,18 +70,11 @@ export class TcpInboundProxy {
       log.info({ event: 'tls_rejected', reason, remote: socket.remoteAddress }, err.message);
     });
     this.server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
-    this.currentBundles = identity.current().bundles;
-    const offUpdate = identity.onUpdate((next) => {
-      this.previousBundles = this.currentBundles;
-      this.currentBundles = next.bundles;
-      this.server.setSecureContext(serverTlsOptions(next));
+    this.rotation = followRotation(this.server, identity, {
+      initialBundles: identity.current().bundles,
+      // A revoked identity ends every relayed connection: nothing may pass in its name.
+      onRevoked: () => this.destroyAll(),
     });
-    // A revoked identity ends every relayed connection: nothing may pass in its name.
-    const offRevoke = identity.onRevoked?.(() => this.destroyAll()) ?? (() => {});
-    this.unsubscribe = () => {
-      offUpdate();
-      offRevoke();
-    };
   }
 
   static async start(options: TcpInboundOptions): Promise<TcpInboundProxy> {
@@ -105,7 +96,7 @@ export class TcpInboundProxy {
   }
 
   async close(): Promise<void> {
-    this.unsubscribe();
+    this.rotation.stop();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.destroyAll();
     await closed;
@@ -117,7 +108,7 @@ export class TcpInboundProxy {
 
   private accept(socket: TLSSocket): void {
     const { identity, authorizer, log } = this.options;
-    const gate = admitPeer(socket, identity, this.previousBundles, log, this.metrics);
+    const gate = admitPeer(socket, identity, this.rotation.previousBundles(), log, this.metrics);
     if (!gate.admitted) return;
     if (!gate.identity) {
       socket.destroy();
@@ -165,35 +156,15 @@ export class TcpInboundProxy {
     }
     let reached = false;
     app.once('connect', () => (reached = true));
-    const end = (err?: Error) => {
-      if (err && !reached) {
+    relayBytes(socket, app, {
+      idleTimeoutMs: limits.idleTimeoutMs,
+      // An error before the app accepted our connection means it is unreachable; later ones just end the relay.
+      onError: (err) => {
+        if (reached) return;
         const reason = (err as NodeJS.ErrnoException).code ?? 'upstream_unreachable';
         this.metrics.upstreamError('upstream_unreachable');
         log.warn({ event: 'upstream_error', reason }, err.message);
-      }
-      socket.destroy();
-      app.destroy();
-    };
-    app.on('error', end);
-    socket.on('error', end);
-    // pipe() ends the other side when one side ends (half-close) and pauses a fast writer (back-pressure).
-    socket.pipe(app);
-    app.pipe(socket);
-    // All bytes cross the client socket, so its inactivity is the connection's.
-    socket.setTimeout(limits.idleTimeoutMs, () => end());
-    // Once both directions have ended, nothing is left to relay.
-    let ended = 0;
-    const oneEnded = () => {
-      if (++ended === 2) {
-        socket.destroySoon();
-        app.destroySoon();
-      }
-    };
-    socket.once('end', oneEnded);
-    app.once('end', oneEnded);
-    socket.once('close', () => app.destroy());
-    app.once('close', () => {
-      if (!socket.writableEnded) socket.destroySoon();
+      },
     });
   }
 }
