@@ -3,14 +3,16 @@
 // loaded (gRPC, jose, YAML, the outbound proxy): startup time and memory are per pod, times the fleet.
 import { type AddressInfo, connect } from 'node:net';
 import type { Metrics } from './admin/metrics.js';
-import { DeferredMetrics } from './proxy/proxy-metrics.js';
+import { DeferredMetrics, type ProxyMetrics } from './proxy/proxy-metrics.js';
 
 /** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, without loading prom-client. */
 const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 import { AdminServer, certsDocument, type Readiness } from './admin/server.js';
-import { createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
+import type { ApiKeySet } from './authn/api-keys.js';
+import { type Authorizer, createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
 import type { Config, IdentitySourceConfig } from './config.js';
 import { FileIdentitySource } from './identity/file-source.js';
+import type { IdentitySource } from './identity/source.js';
 import { type FileWatcher, watchIdentityFiles } from './file-watcher.js';
 import type { WorkloadApiIdentitySource } from './identity/workload-api-source.js';
 import type { JwtMode } from './jwt-mode.js';
@@ -97,6 +99,102 @@ function upstreamReachable(config: Config, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
+/** The egress routes' listeners, and the Workload API clients of their JWT routes, closed by `teardown`. */
+async function openOutbound(
+  config: Config,
+  identity: IdentitySource | undefined,
+  log: Logger,
+  teardown: Teardown,
+): Promise<(OutboundProxy | TcpOutboundProxy | H2OutboundProxy)[]> {
+  const outbound: (OutboundProxy | TcpOutboundProxy | H2OutboundProxy)[] = [];
+  const outboundClosers: (() => void)[] = [];
+  // The routes' own clients (Workload API JWT-SVID fetchers), then the routes' listeners.
+  teardown.defer(() => {
+    for (const closeClient of outboundClosers) closeClient();
+  });
+  teardown.defer(async () => {
+    for (const route of outbound) await route.close();
+  });
+  if (config.outbound.length > 0) {
+    const { OutboundProxy } = await import('./proxy/outbound.js');
+    const { TcpOutboundProxy } = await import('./proxy/tcp-outbound.js');
+    const { outboundRoute, tcpOutboundRoute } = await import('./outbound-routes.js');
+    for (const route of config.outbound) {
+      outbound.push(
+        route.protocol === 'tcp'
+          ? await TcpOutboundProxy.start(tcpOutboundRoute(route, config), identity, log)
+          : route.protocol === 'h2'
+            ? await (
+                await import('./proxy/h2-outbound.js')
+              ).H2OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log)
+            : await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
+      );
+    }
+  }
+  return outbound;
+}
+
+/** The inbound listener: HTTP (mTLS or JWT) or, with --protocol tcp, bytes; none without --upstream. */
+async function openInbound(
+  config: Config,
+  deps: {
+    identity: IdentitySource | undefined;
+    servesTls: boolean;
+    authorizer: Authorizer;
+    jwt: JwtMode | undefined;
+    apiKeys: (() => ApiKeySet) | undefined;
+    log: Logger;
+    metrics: ProxyMetrics;
+  },
+): Promise<InboundProxy | TcpInboundProxy | undefined> {
+  const { auth } = config;
+  return !config.inbound
+    ? undefined
+    : config.tcp
+      ? await (
+          await import('./proxy/tcp.js')
+        ).TcpInboundProxy.start({
+          host: config.listen.host,
+          port: config.listen.port,
+          upstream: config.tcp.upstream,
+          identity: deps.identity as NonNullable<typeof deps.identity>,
+          authorizer: deps.authorizer,
+          proxyProtocol: config.tcp.proxyProtocol,
+          log: deps.log,
+          limits: config.limits,
+          metrics: deps.metrics,
+        })
+      : await InboundProxy.start({
+          host: config.listen.host,
+          port: config.listen.port,
+          upstream: config.upstream,
+          identity: deps.servesTls ? deps.identity : undefined,
+          auth: deps.jwt ? { mode: 'jwt', authenticator: deps.jwt.authenticator } : { mode: 'mtls' },
+          authorizer: deps.authorizer,
+          upstreamProtocol: config.upstreamProtocol,
+          dryRun: config.policy?.dryRun,
+          apiKeys: deps.apiKeys,
+          headers: {
+            identityHeaders: config.identityHeaders,
+            xfcc: config.xfcc,
+            issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
+            subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
+            stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
+          },
+          log: deps.log,
+          limits: config.limits,
+          metrics: deps.metrics,
+        });
+}
+
+/** The app, as the started line names it. */
+function upstreamLabel(config: Config): string {
+  const tcp = config.tcp?.upstream;
+  if (!tcp) return config.upstream.origin;
+  if (tcp.kind === 'unix') return `unix://${tcp.path}`;
+  return `tcp://${tcp.host.includes(':') ? `[${tcp.host}]` : tcp.host}:${tcp.port}`;
+}
+
 /** `worker`: one of `--workers` (the primary serves the admin endpoints; this process answers it). */
 export async function startSidecar(config: Config, log: Logger, role: 'alone' | 'worker' = 'alone'): Promise<Sidecar> {
   const teardown = new Teardown();
@@ -171,8 +269,6 @@ async function openSidecar(
   const servesTls = config.inbound && (auth.mode === 'mtls' || auth.transport === 'tls');
   const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:');
   let admin: AdminServer | undefined;
-  const outbound: (OutboundProxy | TcpOutboundProxy | H2OutboundProxy)[] = [];
-  const outboundClosers: (() => void)[] = [];
   let draining = false;
   const proxyMetrics = new DeferredMetrics();
   let metricsLoaded: Promise<Metrics> | undefined;
@@ -234,66 +330,16 @@ async function openSidecar(
     );
     await spire.firstIdentity();
   }
-  // The outbound routes' own clients (Workload API JWT-SVID fetchers), then the routes' listeners.
-  teardown.defer(() => {
-    for (const closeClient of outboundClosers) closeClient();
+  const outbound = await openOutbound(config, identity, log, teardown);
+  const inbound = await openInbound(config, {
+    identity,
+    servesTls,
+    authorizer,
+    jwt,
+    apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
+    log,
+    metrics: proxyMetrics,
   });
-  teardown.defer(async () => {
-    for (const route of outbound) await route.close();
-  });
-  if (config.outbound.length > 0) {
-    const { OutboundProxy } = await import('./proxy/outbound.js');
-    const { TcpOutboundProxy } = await import('./proxy/tcp-outbound.js');
-    const { outboundRoute, tcpOutboundRoute } = await import('./outbound-routes.js');
-    for (const route of config.outbound) {
-      outbound.push(
-        route.protocol === 'tcp'
-          ? await TcpOutboundProxy.start(tcpOutboundRoute(route, config), identity, log)
-          : route.protocol === 'h2'
-            ? await (
-                await import('./proxy/h2-outbound.js')
-              ).H2OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log)
-            : await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
-      );
-    }
-  }
-  const inbound: InboundProxy | TcpInboundProxy | undefined = !config.inbound
-    ? undefined
-    : config.tcp
-      ? await (
-          await import('./proxy/tcp.js')
-        ).TcpInboundProxy.start({
-          host: config.listen.host,
-          port: config.listen.port,
-          upstream: config.tcp.upstream,
-          identity: identity as NonNullable<typeof identity>,
-          authorizer,
-          proxyProtocol: config.tcp.proxyProtocol,
-          log,
-          limits: config.limits,
-          metrics: proxyMetrics,
-        })
-      : await InboundProxy.start({
-          host: config.listen.host,
-          port: config.listen.port,
-          upstream: config.upstream,
-          identity: servesTls ? identity : undefined,
-          auth: jwt ? { mode: 'jwt', authenticator: jwt.authenticator } : { mode: 'mtls' },
-          authorizer,
-          upstreamProtocol: config.upstreamProtocol,
-          dryRun: config.policy?.dryRun,
-          apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
-          headers: {
-            identityHeaders: config.identityHeaders,
-            xfcc: config.xfcc,
-            issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
-            subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
-            stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
-          },
-          log,
-          limits: config.limits,
-          metrics: proxyMetrics,
-        });
   if (inbound) teardown.defer(() => inbound.close());
   setImmediate(() => void loadMetrics());
   serving = true;
@@ -308,11 +354,7 @@ async function openSidecar(
           config.outbound[i].protocol === 'tcp' ? config.outbound[i].remote.href : config.outbound[i].remote.origin,
       })),
       admin: admin?.address(),
-      upstream: config.tcp
-        ? config.tcp.upstream.kind === 'unix'
-          ? `unix://${config.tcp.upstream.path}`
-          : `tcp://${config.tcp.upstream.host.includes(':') ? `[${config.tcp.upstream.host}]` : config.tcp.upstream.host}:${config.tcp.upstream.port}`
-        : config.upstream.origin,
+      upstream: upstreamLabel(config),
       auth: auth.mode,
       transport: servesTls ? 'tls' : 'plain',
       source: source?.kind ?? 'none',
