@@ -4,8 +4,10 @@
 import * as http from 'node:http';
 import { answer } from './answers.js';
 import {
+  bodyArrived,
   type ForwardContext,
   type ForwardTarget,
+  type Reply,
   requestBodyWatch,
   responseWatch,
   upstreamFailed,
@@ -13,7 +15,6 @@ import {
 import { downstreamResponseHeaders } from './headers.js';
 import { relay } from './relay.js';
 import { startResponseTimer } from './response-timer.js';
-import type { Reply } from './forwarding.js';
 
 export function forwardH1(
   ctx: ForwardContext,
@@ -81,13 +82,16 @@ export function forwardH1(
     (err) => {
       if (err && !upstreamReq.destroyed) fail(err);
     },
-    requestBodyWatch(ctx, req.socket, req.headers['content-type'], (reason) => {
-      stalled = true;
-      timer.clear();
-      upstreamReq.destroy();
-      if (res.headersSent) res.destroy();
-      else reply(answer(408, reason));
-    }),
+    // A request without a body (most of them) needs no watch: no timer per request.
+    bodyArrived(req)
+      ? undefined
+      : requestBodyWatch(ctx, req.socket, req.headers['content-type'], (reason) => {
+          stalled = true;
+          timer.clear();
+          upstreamReq.destroy();
+          if (res.headersSent) res.destroy();
+          else reply(answer(408, reason));
+        }),
   );
   res.on('close', () => {
     timer.clear();

@@ -49,6 +49,16 @@ type StallReason = BodyTimeoutReason | 'response_write_timeout' | 'tunnel_idle_t
 /** `--request-body-min-rate` applies once a body has been read for this long (Kestrel's grace period). */
 const MIN_RATE_GRACE_MS = 5_000;
 
+/**
+ * The whole request has arrived: Node says so only after the 'request' event, so a request that frames
+ * no body (RFC 9112 §6.3: neither Content-Length nor Transfer-Encoding) counts as arrived from the start.
+ */
+export function bodyArrived(req: http.IncomingMessage): boolean {
+  if (req.complete) return true;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
+}
+
 /** Who connected, for X-Forwarded-For and X-Forwarded-Proto. */
 export function originOf(ctx: ForwardContext, socket: Socket): RequestOrigin {
   return { address: socket.remoteAddress, proto: ctx.tls ? 'https' : 'http' };

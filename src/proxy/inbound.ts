@@ -21,7 +21,7 @@ import { forwardH1 } from './forward-h1.js';
 import { forwardH2ToH1 } from './forward-h2.js';
 import { forwardToH2c } from './forward-h2c.js';
 import { isWebSocketUpgrade, tunnelWebSocket } from './forward-websocket.js';
-import { type ForwardContext, type ForwardTarget, originOf, type Reply } from './forwarding.js';
+import { bodyArrived, type ForwardContext, type ForwardTarget, originOf, type Reply } from './forwarding.js';
 import { H2cUpstream } from './h2c-upstream.js';
 import { type HeaderPolicy, upstreamRequestHeaders } from './headers.js';
 import { h2RequestToH1 } from './http2-headers.js';
@@ -59,16 +59,6 @@ const MAX_H2_STREAMS = 100;
  * (timeouts, hedged calls) is nowhere near half.
  */
 const MIN_STREAMS_JUDGED = 100;
-
-/**
- * The whole request has arrived: Node says so only after the 'request' event, so a request that frames
- * no body (RFC 9112 §6.3: neither Content-Length nor Transfer-Encoding) counts as arrived from the start.
- */
-function bodyArrived(req: IncomingMessage): boolean {
-  if (req.complete) return true;
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
-}
 
 export class InboundProxy {
   private readonly server: http.Server;
