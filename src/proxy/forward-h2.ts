@@ -44,7 +44,9 @@ export function forwardH2ToH1(
   });
   const abort = () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   let stalled = false;
+  let timedOut = false;
   const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
+    timedOut = true;
     upstreamReq.destroy();
     upstreamFailed(ctx, 'upstream_timeout', stream.headersSent, reply, abort);
   });
@@ -77,7 +79,8 @@ export function forwardH2ToH1(
   });
   upstreamReq.on('error', () => {
     timer.clear();
-    if (stalled) return;
+    // Our own doing (a timeout or a stalled caller, already answered and counted): not the app's failure.
+    if (stalled || timedOut) return;
     upstreamFailed(ctx, 'upstream_unreachable', stream.headersSent, reply, abort);
   });
   if (target.endStream) upstreamReq.end();

@@ -1,6 +1,7 @@
 // An admitted request, from an HTTP/1.1 or HTTP/2 caller, to an app that speaks cleartext HTTP/2
 // (`--upstream-protocol h2c`, for gRPC): streams both ways, trailers and trailers-only responses included
 // for HTTP/2 callers, under the same watches and --upstream-timeout as the other forwarders.
+import { cancelStream } from './cancel-stream.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
@@ -58,11 +59,11 @@ export function forwardToH2c(
   const abort = () => (h2 ? h2.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : (res as ServerResponse).destroy());
   let stalled = false;
   const timer = startResponseTimer(up, limits.upstreamTimeoutMs, () => {
-    up.close(http2.constants.NGHTTP2_CANCEL);
+    cancelStream(up);
     upstreamFailed(ctx, 'upstream_timeout', sent(), reply, abort);
   });
   const cut = () => {
-    up.close(http2.constants.NGHTTP2_CANCEL);
+    cancelStream(up);
     abort();
   };
   up.on('response', (responseHeaders) => {
@@ -79,7 +80,7 @@ export function forwardToH2c(
     try {
       out.writeHead(status, h2ResponseToH1(responseHeaders));
     } catch {
-      up.close(http2.constants.NGHTTP2_CANCEL);
+      cancelStream(up);
       reply(answer(502, 'bad_response'));
       return;
     }
@@ -99,7 +100,7 @@ export function forwardToH2c(
       requestBodyWatch(ctx, socket, contentTypeOf(target.fields), (reason) => {
         stalled = true;
         timer.clear();
-        up.close(http2.constants.NGHTTP2_CANCEL);
+        cancelStream(up);
         if (sent()) abort();
         else reply(answer(408, reason));
       }),
@@ -107,6 +108,6 @@ export function forwardToH2c(
   }
   (h2 ?? (res as ServerResponse)).once('close', () => {
     timer.clear();
-    if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+    cancelStream(up);
   });
 }

@@ -3,6 +3,7 @@
 // over one HTTP/2 session with the remote, opened with our SVID (or a bearer token) and only once the
 // remote proved the expected SPIFFE ID. Streams flow both ways, trailers included. A new SVID or
 // bundle retires the session: the next stream opens a new, re-verified one.
+import { cancelStream } from './cancel-stream.js';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
@@ -155,7 +156,7 @@ export class H2OutboundProxy {
       { endStream: stream.endAfterHeaders },
     );
     const timer = startResponseTimer(up, route.limits.upstreamTimeoutMs, () => {
-      up.close(http2.constants.NGHTTP2_CANCEL);
+      cancelStream(up);
       reply(504, 'gateway_timeout', 'remote_timeout');
     });
     up.on('response', (responseHeaders) => {
@@ -171,7 +172,7 @@ export class H2OutboundProxy {
     if (!stream.endAfterHeaders) relay(stream, up);
     stream.once('close', () => {
       timer.clear();
-      if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+      cancelStream(up);
     });
   }
 }

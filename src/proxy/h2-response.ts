@@ -2,7 +2,8 @@
 // fields, the body as it streams, and the trailers (gRPC's status lives there). A response without body or
 // trailers, such as gRPC's "Trailers-Only" (its status in these very headers), stays one HEADERS frame
 // that ends the stream, as it was sent.
-import * as http2 from 'node:http2';
+import { cancelStream } from './cancel-stream.js';
+import type * as http2 from 'node:http2';
 import { h2ResponseToH1, respondH2 } from './http2-headers.js';
 import { relay, type RelayWatch } from './relay.js';
 
@@ -22,7 +23,7 @@ export function forwardH2Response(
     return respondH2(down, status, fields, { endStream: true });
   }
   if (!respondH2(down, status, fields, { waitForTrailers: true })) {
-    up.close(http2.constants.NGHTTP2_CANCEL);
+    cancelStream(up);
     return false;
   }
   // 'trailers' comes before the end of `up`, and so before `down` asks for them.
