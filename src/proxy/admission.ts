@@ -129,7 +129,8 @@ export class RequestAdmission {
       return { admitted: false, answer: answer(malformed.status, malformed.reason) };
     }
     if (auth.mode === 'jwt') {
-      if (this.options.apiKeys && presentedApiKey(head.headers) !== undefined) return this.admitKey(head);
+      const presented = this.options.apiKeys ? presentedApiKey(head.headers) : undefined;
+      if (presented !== undefined) return this.admitKey(head, presented);
       return auth.authenticator.authenticate(head.headers.authorization).then((result) => {
         if (result.ok) return this.decide(head, result.identity);
         this.rejected(head, 'jwt', result.rejection);
@@ -145,13 +146,12 @@ export class RequestAdmission {
     // A revoked identity: nothing may pass in its name, not even on connections opened before.
     if (this.options.identity?.status().reason === 'identity_revoked')
       return { admitted: false, answer: answer(503, 'identity_revoked') };
-    if (!state.identity) return this.admitKey(head);
+    if (!state.identity) return this.admitKey(head, presentedApiKey(head.headers));
     return this.decide(head, state.identity, state);
   }
 
   /** A caller with an API key (`x-api-key` or `Authorization: Bearer sk_...`): one key, known, unexpired. */
-  private admitKey(head: RequestHead): Admission {
-    const presented = presentedApiKey(head.headers);
+  private admitKey(head: RequestHead, presented: ReturnType<typeof presentedApiKey>): Admission {
     const result =
       presented === undefined
         ? ({

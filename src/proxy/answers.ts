@@ -14,6 +14,7 @@ const ERROR_OF_STATUS: Readonly<Record<number, string>> = {
   408: 'request_timeout',
   429: 'too_many_requests',
   431: 'headers_too_large',
+  500: 'internal_error',
   501: 'not_implemented',
   502: 'bad_gateway',
   503: 'unavailable',

@@ -3,6 +3,7 @@
 // over one HTTP/2 session with the remote, opened with our SVID (or a bearer token) and only once the
 // remote proved the expected SPIFFE ID. Streams flow both ways, trailers included. A new SVID or
 // bundle retires the session: the next stream opens a new, re-verified one.
+import { answer, writeAnswerH2 } from './answers.js';
 import { cancelStream } from './cancel-stream.js';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -12,7 +13,7 @@ import { listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import { forwardH2Response } from './h2-response.js';
 import { h1FieldsToH2, h2RequestToH1 } from './http2-headers.js';
-import { type OutboundRoute, routeToken } from './outbound.js';
+import { type OutboundRoute, routeCredential } from './outbound.js';
 import { relay } from './relay.js';
 import { startResponseTimer } from './response-timer.js';
 import { connectVerified, RemoteIdentityError } from './verified-connect.js';
@@ -114,19 +115,10 @@ export class H2OutboundProxy {
     // A reset stream is an 'error' on it, never the process's.
     stream.on('error', () => {});
     const { route, log } = this;
-    const reply = (status: number, error: string, reason: string) => {
-      if (stream.destroyed || stream.closed || stream.headersSent) return;
-      stream.respond({ ':status': status, 'content-type': 'application/json' });
-      stream.end(JSON.stringify({ error, reason }));
-    };
-    if (route.auth === 'mtls' && this.identity?.status().ready === false) {
-      return reply(503, 'unavailable', 'no_identity');
-    }
-    let token: string | undefined;
-    if (route.auth === 'jwt') {
-      token = await routeToken(route);
-      if (!token) return reply(503, 'unavailable', 'no_token');
-    }
+    const reply = (status: number, reason: string) => writeAnswerH2(stream, answer(status, reason));
+    const credential = await routeCredential(route, this.identity);
+    if ('refused' in credential) return writeAnswerH2(stream, credential.refused);
+    const { token } = credential;
     let session: http2.ClientHttp2Session;
     try {
       session = await this.remoteSession();
@@ -136,7 +128,7 @@ export class H2OutboundProxy {
         { event: 'outbound_rejected', remote: route.remote.origin, expected: route.expectText, reason },
         (err as Error).message,
       );
-      return reply(502, 'bad_gateway', reason);
+      return reply(502, reason);
     }
     // The app's fields, minus what we set: the remote's authority, and for JWT routes our token.
     const fields = h2RequestToH1(raw).filter((_, i, all) => {
@@ -157,16 +149,16 @@ export class H2OutboundProxy {
     );
     const timer = startResponseTimer(up, route.limits.upstreamTimeoutMs, () => {
       cancelStream(up);
-      reply(504, 'gateway_timeout', 'remote_timeout');
+      reply(504, 'remote_timeout');
     });
     up.on('response', (responseHeaders) => {
       timer.clear();
       if (stream.destroyed) return;
-      if (!forwardH2Response(up, stream, responseHeaders)) reply(502, 'bad_gateway', 'bad_response');
+      if (!forwardH2Response(up, stream, responseHeaders)) reply(502, 'bad_response');
     });
     up.on('error', () => {
       timer.clear();
-      if (!stream.headersSent) reply(502, 'bad_gateway', 'remote_unreachable');
+      if (!stream.headersSent) reply(502, 'remote_unreachable');
       else stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     });
     if (!stream.endAfterHeaders) relay(stream, up);

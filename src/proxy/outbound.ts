@@ -3,6 +3,7 @@
 // bundle of its trust domain and its SPIFFE ID against the route's rule, no DNS name check), or a
 // bearer JWT-SVID. A socket reaches the request only after the remote is verified, so not one byte goes
 // to an unverified peer. Mismatch: 502 and an audit line; no identity yet: 503.
+import { type Answer, answer, writeAnswerH1 } from './answers.js';
 import * as http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
@@ -49,6 +50,20 @@ export async function routeToken(route: OutboundRoute): Promise<string | undefin
   return token && COMPACT_JWS.test(token) ? token : undefined;
 }
 
+/**
+ * What a request on this route is sent with, checked before the remote is dialled (HTTP/1.1 and h2 routes
+ * alike): an mTLS route needs our identity, a JWT route a token fit to send; else the app gets a 503.
+ */
+export async function routeCredential(
+  route: OutboundRoute,
+  identity: IdentitySource | undefined,
+): Promise<{ token?: string } | { refused: Answer }> {
+  if (route.auth === 'mtls' && identity?.status().ready === false) return { refused: answer(503, 'no_identity') };
+  if (route.auth !== 'jwt') return {};
+  const token = await routeToken(route);
+  return token ? { token } : { refused: answer(503, 'no_token') };
+}
+
 /** An https.Agent whose sockets are handed out only once the remote proved the expected identity. */
 class VerifyingAgent extends https.Agent {
   /** Bumped when our SVID or the bundles change: older connections are retired as they go free. */
@@ -85,8 +100,9 @@ class VerifyingAgent extends https.Agent {
   }
 }
 
-function json(res: ServerResponse, status: number, error: string, reason: string): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ error, reason }));
+/** One of our answers to the app: from the catalogue; the app's connection stays (it is on loopback). */
+function reply(res: ServerResponse, status: number, reason: string): void {
+  writeAnswerH1(res, answer(status, reason), true);
 }
 
 export class OutboundProxy {
@@ -105,7 +121,7 @@ export class OutboundProxy {
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         log.error({ event: 'internal_error', err }, 'outbound request failed');
-        if (!res.headersSent) json(res, 500, 'internal_error', 'internal_error');
+        if (!res.headersSent) reply(res, 500, 'internal_error');
         else res.destroy();
       });
     });
@@ -141,14 +157,9 @@ export class OutboundProxy {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { route, log } = this;
-    if (route.auth === 'mtls' && this.identity?.status().ready === false) {
-      return json(res, 503, 'unavailable', 'no_identity');
-    }
-    let token: string | undefined;
-    if (route.auth === 'jwt') {
-      token = await routeToken(route);
-      if (!token) return json(res, 503, 'unavailable', 'no_token');
-    }
+    const credential = await routeCredential(route, this.identity);
+    if ('refused' in credential) return writeAnswerH1(res, credential.refused, true);
+    const { token } = credential;
     // An absolute-form target (GET http://elsewhere/x) is reduced to its path: the remote is fixed.
     let path = req.url ?? '/';
     if (!path.startsWith('/')) {
@@ -156,7 +167,7 @@ export class OutboundProxy {
         const target = new URL(path);
         path = `${target.pathname}${target.search}`;
       } catch {
-        return json(res, 400, 'bad_request', 'bad_target');
+        return reply(res, 400, 'bad_target');
       }
     }
     const headers = forwardableHeaders(req.rawHeaders, token ? OWNED_OUTBOUND_JWT : OWNED_OUTBOUND);
@@ -212,7 +223,7 @@ export class OutboundProxy {
         },
         err.message,
       );
-      if (!res.headersSent) json(res, timedOut ? 504 : 502, timedOut ? 'gateway_timeout' : 'bad_gateway', reason);
+      if (!res.headersSent) reply(res, timedOut ? 504 : 502, reason);
       else res.destroy();
     });
     relay(req, upstream);
