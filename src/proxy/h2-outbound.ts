@@ -13,7 +13,8 @@ import { listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import { forwardH2Response } from './h2-response.js';
 import { h1FieldsToH2, h2RequestToH1 } from './http2-headers.js';
-import { type OutboundRoute, routeCredential } from './outbound.js';
+import { contentTypeOf, isGrpc } from './forwarding.js';
+import { outboundFields, type OutboundRoute, routeCredential } from './outbound.js';
 import { relay } from './relay.js';
 import { startResponseTimer } from './response-timer.js';
 import { connectVerified, RemoteIdentityError } from './verified-connect.js';
@@ -130,12 +131,11 @@ export class H2OutboundProxy {
       );
       return reply(502, reason);
     }
-    // The app's fields, minus what we set: the remote's authority, and for JWT routes our token.
-    const fields = h2RequestToH1(raw).filter((_, i, all) => {
-      const name = all[i - (i % 2)].toLowerCase();
-      return name !== 'host' && !(token && name === 'authorization');
-    });
+    // The app's fields by the same rules as HTTP/1.1 routes, minus what we set: the remote's authority,
+    // and for JWT routes our token. gRPC's `te: trailers` goes with the hop-by-hop fields: restated.
+    const fields = outboundFields(h2RequestToH1(raw), token !== undefined);
     const { headers: out } = h1FieldsToH2(fields);
+    if (isGrpc(contentTypeOf(fields))) out.te = 'trailers';
     if (token) out.authorization = `Bearer ${token}`;
     const up = session.request(
       {

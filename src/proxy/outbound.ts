@@ -35,9 +35,14 @@ export interface OutboundRoute {
   limits: { handshakeTimeoutMs: number; upstreamTimeoutMs: number; maxConnections: number };
 }
 
-/** Names the sidecar sets itself on the way out (compared folded, like inbound). */
+/** Names the sidecar sets itself on the way out (compared folded, like inbound), for HTTP/1.1 and h2 routes. */
 const OWNED_OUTBOUND = new Set(['host']);
 const OWNED_OUTBOUND_JWT = new Set(['host', 'authorization']);
+
+/** The app's fields, as they may travel to the remote: the shared rules, minus what this route sets. */
+export function outboundFields(rawHeaders: readonly string[], withToken: boolean): string[] {
+  return forwardableHeaders(rawHeaders, withToken ? OWNED_OUTBOUND_JWT : OWNED_OUTBOUND);
+}
 /** A compact JWS: what a bearer token must look like before it goes into a header. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
@@ -170,7 +175,7 @@ export class OutboundProxy {
         return reply(res, 400, 'bad_target');
       }
     }
-    const headers = forwardableHeaders(req.rawHeaders, token ? OWNED_OUTBOUND_JWT : OWNED_OUTBOUND);
+    const headers = outboundFields(req.rawHeaders, token !== undefined);
     headers.push('host', route.remote.host);
     if (token) headers.push('authorization', `Bearer ${token}`);
     const upstream = (route.remote.protocol === 'https:' ? https : http).request({
