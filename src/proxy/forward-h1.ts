@@ -1,7 +1,7 @@
 // An admitted HTTP/1.1 request to an HTTP/1.1 app: the request head with the fields set for the app, the
 // body relayed under the caller-stall watches, the app's response (never its reason phrase) relayed back
 // under the write watch; --upstream-timeout counted from the end of the request.
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import { answer } from './answers.js';
 import {
   bodyArrived,
@@ -9,6 +9,7 @@ import {
   type ForwardTarget,
   type Reply,
   requestBodyWatch,
+  requestToApp,
   responseWatch,
   upstreamFailed,
 } from './forwarding.js';
@@ -24,16 +25,8 @@ export function forwardH1(
   reply: Reply,
   reached: () => void,
 ): void {
-  const { upstream, limits } = ctx;
-  const upstreamReq = http.request({
-    host: upstream.hostname,
-    port: upstream.port,
-    method: target.method,
-    path: target.url,
-    headers: target.fields,
-    setHost: false,
-    agent: ctx.agent,
-  });
+  const { limits } = ctx;
+  const upstreamReq = requestToApp(ctx, target);
   let timedOut = false;
   let stalled = false;
   const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {

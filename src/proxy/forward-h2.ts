@@ -1,7 +1,6 @@
 // An admitted HTTP/2 request to an HTTP/1.1 app: the body framed for HTTP/1.1 (chunked when its length is
 // unknown, so that it can never be read as a second request), the response's fields carried back as
 // HTTP/2 allows (else 502), under the same watches and --upstream-timeout as HTTP/1.1.
-import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { answer } from './answers.js';
@@ -11,6 +10,7 @@ import {
   type ForwardTarget,
   type Reply,
   requestBodyWatch,
+  requestToApp,
   responseWatch,
   upstreamFailed,
 } from './forwarding.js';
@@ -27,21 +27,13 @@ export function forwardH2ToH1(
   reply: Reply,
   reached: (status: number) => void,
 ): void {
-  const { upstream, limits } = ctx;
+  const { limits } = ctx;
   const fields = [...target.fields];
   // A body of unknown length must be framed for HTTP/1.1, whatever the method: an unframed body would be
   // read by the app as a second request.
   const hasLength = fields.some((_, i) => i % 2 === 0 && fields[i].toLowerCase() === 'content-length');
   if (!target.endStream && !hasLength) fields.push('transfer-encoding', 'chunked');
-  const upstreamReq = http.request({
-    host: upstream.hostname,
-    port: upstream.port,
-    method: target.method,
-    path: target.url,
-    headers: fields,
-    setHost: false,
-    agent: ctx.agent,
-  });
+  const upstreamReq = requestToApp(ctx, { ...target, fields });
   const abort = () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   let stalled = false;
   let timedOut = false;

@@ -1,11 +1,11 @@
 // An admitted WebSocket upgrade: the upgrade request to the app with the fields set for it, the app's
 // answer relayed, then bytes both ways until either side closes or --tunnel-idle-timeout passes with no
 // byte either way. Any other upgrade is refused: after a switch of protocol nothing could strip headers.
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { answer, writeAnswerRaw } from './answers.js';
-import { type ForwardContext, type ForwardTarget, logStall } from './forwarding.js';
+import { type ForwardContext, type ForwardTarget, logStall, requestToApp } from './forwarding.js';
 
 /** Whether this upgrade request asks for WebSocket, the only protocol we tunnel. */
 export function isWebSocketUpgrade(req: http.IncomingMessage): boolean {
@@ -20,18 +20,10 @@ export function tunnelWebSocket(
   target: ForwardTarget,
   tunnels: Set<Socket>,
 ): void {
-  const { upstream, limits } = ctx;
+  const { limits } = ctx;
   tunnels.add(socket);
   socket.once('close', () => tunnels.delete(socket));
-  const upstreamReq = http.request({
-    host: upstream.hostname,
-    port: upstream.port,
-    method: target.method,
-    path: target.url,
-    headers: target.fields,
-    setHost: false,
-    agent: false,
-  });
+  const upstreamReq = requestToApp(ctx, target, false);
   const timer = setTimeout(() => {
     upstreamReq.destroy();
     writeAnswerRaw(socket, answer(504, 'upstream_timeout'));

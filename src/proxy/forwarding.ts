@@ -2,6 +2,7 @@
 // handling of a caller that stalls (--request-body-timeout, --request-body-min-rate, --response-write-timeout)
 // or an app that fails (502/504): logged, counted, answered from the one catalogue.
 import type * as http from 'node:http';
+import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import type { Logger } from '../log.js';
@@ -57,6 +58,26 @@ export function bodyArrived(req: http.IncomingMessage): boolean {
   if (req.complete) return true;
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
+}
+
+/**
+ * The request to an HTTP/1.1 app: the target's line and fields as given (Host among them: never set by
+ * Node), over the pooled connections, or a connection of its own (`agent: false`, an upgrade).
+ */
+export function requestToApp(
+  ctx: ForwardContext,
+  target: ForwardTarget,
+  agent: http.Agent | false = ctx.agent,
+): http.ClientRequest {
+  return httpRequest({
+    host: ctx.upstream.hostname,
+    port: ctx.upstream.port,
+    method: target.method,
+    path: target.url,
+    headers: target.fields,
+    setHost: false,
+    agent,
+  });
 }
 
 /** Who connected, for X-Forwarded-For and X-Forwarded-Proto. */

@@ -4,26 +4,17 @@
 // sidecar must stay small and keep answering.
 import { readFile } from 'node:fs/promises';
 import * as http2 from 'node:http2';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { createDevCa, issueSvid, writeServingFiles } from '../helpers/pki.js';
 import { type Running, startCli, waitForEvent } from '../helpers/process.js';
+import { closedPort } from '../helpers/tcp-echo-app.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
 const CLIENT_ID = 'spiffe://example.org/client';
 const ws = useWorkspace();
 let client: IssuedCertificate;
 const sidecars: Running[] = [];
-
-/** A loopback port with nothing listening on it: the app is down. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   const ca = await createDevCa({ trustDomain: 'example.org' });
