@@ -3,17 +3,22 @@
 import { once } from 'node:events';
 import * as http from 'node:http';
 import type * as http2 from 'node:http2';
+import { connect as connectH2, createServer as createH2Server } from 'node:http2';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { expect } from 'vitest';
 import type { PeerIdentity } from '../../src/authn/identity.js';
-import { type ForwardContext, type ForwardTarget, originOf } from '../../src/proxy/forwarding.js';
+import { writeAnswerH2 } from '../../src/proxy/answers.js';
+import { type ForwardContext, type ForwardTarget, originOf, type Reply } from '../../src/proxy/forwarding.js';
+import { h2RequestToH1 } from '../../src/proxy/http2-headers.js';
 import { H2cUpstream } from '../../src/proxy/h2c-upstream.js';
 import { type HeaderPolicy, protectedNames, upstreamRequestHeaders } from '../../src/proxy/headers.js';
 import type { InboundLimits } from '../../src/proxy/limits.js';
 import type { ProxyMetrics } from '../../src/proxy/proxy-metrics.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
 import { capturingLogger } from './sidecar.js';
+
+export { closedPort } from './tcp-echo-app.js';
 
 export type MetricCall = [name: keyof ProxyMetrics, ...args: unknown[]];
 
@@ -104,9 +109,12 @@ export function forwardContext(
 }
 
 /** The request as inbound.ts builds it for the app: identity first, the caller's fields stripped. */
+/** What targetFor reads of a request. */
+export type TargetHead = { method?: string; url?: string; rawHeaders: readonly string[]; socket: Socket };
+
 export function targetFor(
   ctx: ForwardContext,
-  head: { method?: string; url?: string; rawHeaders: readonly string[]; socket: Socket },
+  head: TargetHead,
   endStream: boolean,
   upgrade?: 'websocket',
 ): ForwardTarget {
@@ -127,12 +135,28 @@ export async function listenOn<S extends Server | http2.Http2Server>(server: S):
   return (server.address() as AddressInfo).port;
 }
 
-/** A port nothing listens on (bound, then closed). */
-export async function deadPort(): Promise<number> {
-  const server = net.createServer();
+/**
+ * An h2c server handing each stream to `forward` as inbound.ts does (its head in HTTP/1.1 field form, the
+ * session's socket, our answers), and a client session to it.
+ */
+export async function startH2Front(
+  forward: (stream: http2.ServerHttp2Stream, socket: Socket, head: TargetHead, reply: Reply) => void,
+): Promise<{ server: http2.Http2Server; session: http2.ClientHttp2Session }> {
+  const server = createH2Server();
+  server.on(
+    'stream',
+    (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      stream.on('error', () => {});
+      const socket = stream.session?.socket as Socket;
+      const head = { method: headers[':method'], url: headers[':path'], rawHeaders: h2RequestToH1(rawHeaders), socket };
+      forward(stream, socket, head, (a) => writeAnswerH2(stream, a));
+    },
+  );
   const port = await listenOn(server);
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  const session = connectH2(`http://127.0.0.1:${port}`);
+  session.on('error', () => {});
+  await once(session, 'connect');
+  return { server, session };
 }
 
 /** Closes a server and every connection it holds. */

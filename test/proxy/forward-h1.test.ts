@@ -12,7 +12,7 @@ import type { InboundLimits } from '../../src/proxy/limits.js';
 import {
   answerJson,
   closeServer,
-  deadPort,
+  closedPort,
   forwardContext,
   h1Request,
   listenOn,
@@ -161,7 +161,7 @@ describe('forwardH1', () => {
   });
 
   it('a dead app: 502 upstream_unreachable, logged and counted, the connection kept', async () => {
-    const f = await startFront(await deadPort());
+    const f = await startFront(await closedPort());
     const agent = new http.Agent({ keepAlive: true });
     const got = await h1Request(f.port, { path: '/', agent }).finally(() => agent.destroy());
     expect(got.status).toBe(502);

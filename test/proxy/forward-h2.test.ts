@@ -1,21 +1,16 @@
 // forwardH2ToH1 between a real HTTP/2 caller (h2c on loopback) and a real HTTP/1.1 app: the request and its
 // body framed for HTTP/1.1, the response carried back (or 502 when HTTP/2 cannot carry it), 502/504/408.
-import { once } from 'node:events';
 import * as http2 from 'node:http2';
-import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { writeAnswerH2 } from '../../src/proxy/answers.js';
 import { forwardH2ToH1 } from '../../src/proxy/forward-h2.js';
-import type { Reply } from '../../src/proxy/forwarding.js';
-import { h2RequestToH1 } from '../../src/proxy/http2-headers.js';
 import type { InboundLimits } from '../../src/proxy/limits.js';
 import {
   answerJson,
   closeServer,
-  deadPort,
+  closedPort,
+  startH2Front,
   forwardContext,
   h2Collect,
-  listenOn,
   logLine,
   namesOf,
   startRecordingApp,
@@ -39,22 +34,11 @@ afterEach(async () => {
 async function startFront(appPort: number, overrides: Partial<InboundLimits> = {}) {
   const c = (ctx = forwardContext(`http://127.0.0.1:${appPort}`, overrides));
   const reached: number[] = [];
-  const server = http2.createServer();
-  front = server;
-  server.on(
-    'stream',
-    (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-      stream.on('error', () => {});
-      const socket = stream.session!.socket as Socket;
-      const head = { method: headers[':method'], url: headers[':path'], rawHeaders: h2RequestToH1(rawHeaders), socket };
-      const reply: Reply = (a) => writeAnswerH2(stream, a);
-      forwardH2ToH1(c, stream, socket, targetFor(c, head, stream.endAfterHeaders), reply, (s) => reached.push(s));
-    },
+  const started = await startH2Front((stream, socket, head, reply) =>
+    forwardH2ToH1(c, stream, socket, targetFor(c, head, stream.endAfterHeaders), reply, (s) => reached.push(s)),
   );
-  const port = await listenOn(server);
-  client = http2.connect(`http://127.0.0.1:${port}`);
-  client.on('error', () => {});
-  await once(client, 'connect');
+  front = started.server;
+  client = started.session;
   return { ctx: c, session: client, reached };
 }
 
@@ -132,7 +116,7 @@ describe('forwardH2ToH1', () => {
   });
 
   it('a dead app: 502 upstream_unreachable', async () => {
-    const f = await startFront(await deadPort());
+    const f = await startFront(await closedPort());
     const got = await h2Collect(f.session.request({ ':path': '/' }, { endStream: true }));
     expect(got.headers[':status']).toBe(502);
     expect(answerJson(got.body).reason).toBe('upstream_unreachable');

@@ -1,20 +1,18 @@
 // forwardToH2c between real HTTP/1.1 and HTTP/2 callers and a real h2c app on loopback: the request as the
 // app sees it (te: trailers for gRPC), bodies, trailers and trailers-only answers, 502/504/408.
-import { once } from 'node:events';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { writeAnswerH1, writeAnswerH2 } from '../../src/proxy/answers.js';
+import { writeAnswerH1 } from '../../src/proxy/answers.js';
 import { forwardToH2c } from '../../src/proxy/forward-h2c.js';
 import type { Reply } from '../../src/proxy/forwarding.js';
-import { h2RequestToH1 } from '../../src/proxy/http2-headers.js';
 import type { InboundLimits } from '../../src/proxy/limits.js';
 import {
   answerJson,
   closeServer,
-  deadPort,
+  closedPort,
+  startH2Front as startH2FrontWith,
   forwardContext,
   h1Request,
   h2Collect,
@@ -87,22 +85,11 @@ async function startH1Front(appPort: number, overrides: Partial<InboundLimits> =
 /** An HTTP/2 caller's side: forwardToH2c with { h2 }; and a client session to it. */
 async function startH2Front(appPort: number, overrides: Partial<InboundLimits> = {}) {
   const c = (ctx = forwardContext(`http://127.0.0.1:${appPort}`, overrides, 'h2c'));
-  const server = http2.createServer();
-  front = server;
-  server.on(
-    'stream',
-    (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-      stream.on('error', () => {});
-      const socket = stream.session!.socket as Socket;
-      const head = { method: headers[':method'], url: headers[':path'], rawHeaders: h2RequestToH1(rawHeaders), socket };
-      const reply: Reply = (a) => writeAnswerH2(stream, a);
-      forwardToH2c(c, { h2: stream }, socket, targetFor(c, head, stream.endAfterHeaders), reply, () => {});
-    },
+  const started = await startH2FrontWith((stream, socket, head, reply) =>
+    forwardToH2c(c, { h2: stream }, socket, targetFor(c, head, stream.endAfterHeaders), reply, () => {}),
   );
-  const port = await listenOn(server);
-  client = http2.connect(`http://127.0.0.1:${port}`);
-  client.on('error', () => {});
-  await once(client, 'connect');
+  front = started.server;
+  client = started.session;
   return { ctx: c, session: client };
 }
 
@@ -138,7 +125,7 @@ describe('forwardToH2c from an HTTP/1.1 caller', () => {
   });
 
   it('a dead app: 502 upstream_unreachable, counted', async () => {
-    const f = await startH1Front(await deadPort());
+    const f = await startH1Front(await closedPort());
     const got = await h1Request(f.port, { path: '/' });
     expect(got.status).toBe(502);
     expect(answerJson(got.body).reason).toBe('upstream_unreachable');
@@ -245,7 +232,7 @@ describe('forwardToH2c from an HTTP/2 caller', () => {
   });
 
   it('a dead app: 502 on the stream', async () => {
-    const f = await startH2Front(await deadPort());
+    const f = await startH2Front(await closedPort());
     const got = await h2Collect(f.session.request({ ':path': '/' }, { endStream: true }));
     expect(got.headers[':status']).toBe(502);
     expect(answerJson(got.body).reason).toBe('upstream_unreachable');

@@ -9,7 +9,7 @@ import { isWebSocketUpgrade, tunnelWebSocket } from '../../src/proxy/forward-web
 import type { InboundLimits } from '../../src/proxy/limits.js';
 import {
   closeServer,
-  deadPort,
+  closedPort,
   forwardContext,
   listenOn,
   logLine,
@@ -184,7 +184,7 @@ describe('tunnelWebSocket', () => {
   });
 
   it('a dead app: 502 upstream_unreachable on the raw socket', async () => {
-    const f = await startFront(await deadPort());
+    const f = await startFront(await closedPort());
     const socket = net.connect(f.port, '127.0.0.1');
     socket.write(UPGRADE);
     const text = (await readToClose(socket)).toString();
