@@ -81,7 +81,9 @@ function auditPath(url: string | undefined): string {
 function carriesKeyInAuthorization(head: RequestHead): boolean {
   const raw = head.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].toLowerCase() === 'authorization' && API_KEY_BEARER.test(raw[i + 1])) return true;
+    const name = raw[i];
+    // Only a name of this length can match: most fields are passed over without lower-casing them.
+    if (name.length === 13 && name.toLowerCase() === 'authorization' && API_KEY_BEARER.test(raw[i + 1])) return true;
   }
   return false;
 }
