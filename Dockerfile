@@ -7,12 +7,12 @@
 #   docker run --rm spiffe-sidecar:0.1.0 --version
 ARG NODE_MAJOR=20
 
-# 1. Compile TypeScript to dist/ (needs the dev dependencies).
+# 1. Compile TypeScript to dist/ and bundle the CLI into dist/main.js (needs the dev dependencies).
 FROM node:${NODE_MAJOR}-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json rolldown.config.js ./
 COPY src ./src
 RUN npm run build
 

@@ -154,6 +154,7 @@ describe('the production install runs from a pruned tree as the image does', () 
       '!package-lock.json',
       '!tsconfig.json',
       '!tsconfig.build.json',
+      '!rolldown.config.js',
       '!src/**',
     ]);
   });
