@@ -1,5 +1,6 @@
 // JWT mode, composed: the authenticator and where its keys come from (bundle files, the Workload API,
-// OIDC issuers, TokenReview). Loaded only in JWT mode, so that mTLS mode never loads jose or gRPC.
+// OIDC issuers, TokenReview). Loaded only in JWT mode, so that mTLS mode never loads jose; gRPC is loaded
+// only when the keys come from the Workload API.
 // Key files reload like the identity files: on change (unless --no-watch), on SIGHUP (`reload()`), and
 // every --reload-interval; --no-watch turns off only the watcher.
 import { readFile } from 'node:fs/promises';
@@ -9,9 +10,8 @@ import { createTokenReviewer } from './authn/token-review.js';
 import type { AuthConfig, Config } from './config.js';
 import { SidecarError } from './errors.js';
 import { watchIdentityFiles } from './file-watcher.js';
-import { type JwtBundleSource, JwtBundleFiles, WorkloadApiJwtBundles } from './identity/jwt-bundles.js';
+import { type JwtBundleSource, JwtBundleFiles } from './identity/jwt-bundles.js';
 import { RemoteJwks } from './identity/remote-jwks.js';
-import { WorkloadApiClient } from './identity/workload-api-client.js';
 import type { Logger } from './log.js';
 
 export type JwtMode = Awaited<ReturnType<typeof openJwt>>;
@@ -35,6 +35,10 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
       closers.push(() => watcher.close());
     }
   } else if (config.source?.kind === 'workload-api') {
+    const [{ WorkloadApiClient }, { WorkloadApiJwtBundles }] = await Promise.all([
+      import('./identity/workload-api-client.js'),
+      import('./identity/workload-api-jwt-bundles.js'),
+    ]);
     const client = new WorkloadApiClient(config.source.endpoint);
     svid = new WorkloadApiJwtBundles(client, log);
     closers.push(() => client.close());
