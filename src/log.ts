@@ -30,7 +30,7 @@ export function escapeUnprintable(text: string): string {
  * escapes newlines; this format would not, so every line is escaped: a token claim or a path with a
  * newline cannot forge a log line.
  */
-export function prettyDestination(out: NodeJS.WritableStream = stdoutDestination()): NodeJS.WritableStream {
+export function prettyDestination(out: { write(text: string): unknown } = stdoutDestination()): NodeJS.WritableStream {
   let pending = '';
   return new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -59,18 +59,71 @@ export function prettyDestination(out: NodeJS.WritableStream = stdoutDestination
 
 let guarded = false;
 
+/** A stalled reader (or an async stream that cannot keep up) gets at most this much queued; the rest is dropped. */
+const MAX_UNWRITTEN_BYTES = 4 * 1024 * 1024;
+
 /**
- * stdout for the log. Node's own stream, not pino's SonicBoom: on a pipe it writes without blocking, and it
- * never retries a write that failed (SonicBoom's exit-time flushSync retries an EPIPE forever, so `exit()`
- * never returned). A write error is swallowed here: the log is lost, the process carries on.
+ * Lines logged in one turn of the event loop leave in one write. stdout on a file or a pipe is synchronous
+ * on Linux, so a write per line would cost every request a write(2) for its audit line; batched, it costs
+ * the JSON and a share of one syscall (bench: the audit line went from ~12% to ~2% of a request's CPU).
+ * Nothing waits on the log: lines that would queue beyond MAX_UNWRITTEN_BYTES are dropped and counted.
  */
-export function stdoutDestination(): NodeJS.WritableStream {
+export class BatchedLines {
+  /** Lines dropped because the reader fell behind. */
+  dropped = 0;
+  private pending: string[] = [];
+  private scheduled = false;
+
+  constructor(private readonly out: NodeJS.WritableStream) {}
+
+  write(text: string): boolean {
+    this.pending.push(text);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+    return true;
+  }
+
+  /** Writes what is pending now (also called at exit, so that no line logged before it is lost). */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const lines = this.pending;
+    this.pending = [];
+    if ((this.out as Writable).writableLength > MAX_UNWRITTEN_BYTES) {
+      this.dropped += lines.length;
+      return;
+    }
+    this.out.write(lines.length === 1 ? lines[0] : lines.join(''));
+  };
+}
+
+let stdoutLines: BatchedLines | undefined;
+
+/** Log lines this process dropped because stdout's reader fell behind (a metric). */
+export function droppedLogLines(): number {
+  return stdoutLines?.dropped ?? 0;
+}
+
+/**
+ * stdout for the log, batched (above). Node's own stream, not pino's SonicBoom: on a pipe it writes without
+ * blocking, and it never retries a write that failed (SonicBoom's exit-time flushSync retries an EPIPE
+ * forever, so `exit()` never returned). A write error is swallowed here: the log is lost, the process
+ * carries on.
+ */
+export function stdoutDestination(): BatchedLines {
   if (!guarded) {
     guarded = true;
     process.stdout.on('error', () => {});
     process.stderr.on('error', () => {});
   }
-  return process.stdout;
+  if (!stdoutLines) {
+    const lines = new BatchedLines(process.stdout);
+    stdoutLines = lines;
+    process.on('exit', lines.flush);
+  }
+  return stdoutLines;
 }
 
 /**
@@ -78,6 +131,7 @@ export function stdoutDestination(): NodeJS.WritableStream {
  * whichever comes first: a shutdown waits for its last log lines, but never on a stalled or vanished reader.
  */
 export function logWritten(timeoutMs: number, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  if (out === process.stdout) stdoutLines?.flush();
   const stream = out as Writable;
   if (stream.destroyed || stream.writableLength === 0) return Promise.resolve();
   return new Promise((resolve) => {
@@ -93,7 +147,7 @@ export function logWritten(timeoutMs: number, out: NodeJS.WritableStream = proce
   });
 }
 
-export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
+export function createLogger(level: LogLevel, destination?: { write(text: string): unknown }): Logger {
   return pino(
     {
       level,

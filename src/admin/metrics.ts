@@ -5,6 +5,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { chainNotAfter } from '../identity/expiry.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
+import { droppedLogLines } from '../log.js';
 import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
 
 const PREFIX = 'spiffe_sidecar_';
@@ -104,6 +105,15 @@ export function createMetrics(
   };
   countBundles();
   identity?.onUpdate(() => countBundles());
+  new Counter({
+    name: `${PREFIX}log_lines_dropped_total`,
+    help: 'Log lines dropped because the reader of stdout fell more than 4 MiB behind',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(droppedLogLines());
+    },
+  });
   new Counter({
     name: `${PREFIX}bundle_updates_total`,
     help: 'Times the set of trusted authorities changed',
