@@ -145,10 +145,12 @@ async function main() {
             return undefined;
           })
         : undefined;
-    if (startup)
-      say(
-        `startup to ready: median ${fmt(startup.sidecarMedianMs)} ms (bare Node ${fmt(startup.bareNodeMedianMs)} ms)`,
+    if (startup) {
+      const modes = Object.entries(startup.modes).map(([mode, s]) =>
+        s.error ? `${mode} failed (${s.error})` : `${mode} ${fmt(s.medianMs)} ms (CPU ${fmt(s.cpuMedianMs)} ms)`,
       );
+      say(`startup to ready, medians: ${modes.join(', ')}; bare Node ${fmt(startup.bareNode.medianMs)} ms`);
+    }
 
     await runRounds({ records, running, loadgen, options, appPid, say });
 

@@ -75,12 +75,28 @@ export function markdownReport({ meta, rows, startup, rotation, targets, notes }
     );
   }
   if (startup) {
+    // A table needs a blank line before it, and the line above may already be one.
+    if (lines.at(-1) !== '') lines.push('');
     lines.push(
-      `Startup to ready (file mode, spawn → /readyz 200): median ${num(startup.sidecarMedianMs)} ms ` +
-        `(runs: ${startup.sidecarMs.map((v) => v.toFixed(0)).join(', ')} ms; CPU to ready: median ` +
-        `${num(startup.sidecarCpuMedianMs)} ms); a bare Node process serving /readyz: ` +
-        `${num(startup.bareNodeMedianMs)} ms.`,
+      `Startup to ready (spawn → /readyz 200), ${startup.runs} runs per mode, the modes taking turns within each run:`,
     );
+    lines.push('');
+    lines.push('| mode | median ms | CPU median ms | runs ms |');
+    lines.push('|---|--:|--:|---|');
+    /** @type {[string, import('./startup.js').StartupSeries][]} */
+    const series = [
+      ['file (PEM files, mTLS)', startup.modes.file],
+      ['jwt (JWT bundle file, plain)', startup.modes.jwt],
+      ['spire (Workload API socket, mTLS)', startup.modes.spire],
+      ['bare Node serving /readyz (for scale)', startup.bareNode],
+    ];
+    for (const [label, s] of series) {
+      const runs = s.ms.map((v) => v.toFixed(0)).join(', ') || '–';
+      lines.push(
+        `| ${label} | ${num(s.medianMs)} | ${num(s.cpuMedianMs)} | ${runs}${s.error ? `; failed: ${s.error}` : ''} |`,
+      );
+    }
+    lines.push('');
   }
   if (rotation) {
     lines.push(

@@ -30,10 +30,12 @@ export async function sidecarFeatures(cli) {
 /**
  * The command line of a sidecar in `mode`.
  * @param {SidecarMode} mode
- * @param {{ port: number, adminPort: number, appPort: number, certDir: string, jwksFile: string }} where
+ * @param {{ port: number, adminPort: number, appPort: number, certDir: string, jwksFile: string,
+ *   workloadApiSocket?: string }} where `workloadApiSocket`: take the SVID from this Workload API (SPIRE mode)
+ *   instead of certDir's files
  * @returns {string[]}
  */
-export function sidecarArgs(mode, { port, adminPort, appPort, certDir, jwksFile }) {
+export function sidecarArgs(mode, { port, adminPort, appPort, certDir, jwksFile, workloadApiSocket }) {
   const args = [
     'run',
     '--listen',
@@ -49,6 +51,8 @@ export function sidecarArgs(mode, { port, adminPort, appPort, certDir, jwksFile 
   if (mode.auth === 'jwt') {
     args.push('--auth-mode', 'jwt', '--jwt-transport', 'plain', '--jwt-audience', JWT_AUDIENCE);
     args.push('--jwt-bundle-file', `${TRUST_DOMAIN}=${jwksFile}`);
+  } else if (workloadApiSocket) {
+    args.push('--workload-api-socket', `unix://${workloadApiSocket}`);
   } else {
     args.push('--mtls-cert-file', join(certDir, 'tls.crt'), '--mtls-key-file', join(certDir, 'tls.key'));
     args.push('--mtls-ca-file', join(certDir, 'ca.crt'));
