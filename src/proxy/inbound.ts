@@ -17,6 +17,7 @@ import { closeNow, listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import { type Admission, type RequestHead, RequestAdmission } from './admission.js';
 import { answer, writeAnswerH1, writeAnswerH2, writeAnswerRaw } from './answers.js';
+import { accountConnections } from './connection-accounting.js';
 import { forwardH1 } from './forward-h1.js';
 import { forwardH2ToH1 } from './forward-h2.js';
 import { forwardToH2c } from './forward-h2c.js';
@@ -127,15 +128,7 @@ export class InboundProxy {
           ...httpOptions,
         })
       : http.createServer(httpOptions);
-    this.server.maxConnections = limits.maxConnections;
-    this.server.on('drop', () => {
-      this.metrics.connectionDropped();
-      log.warn({ event: 'connection_dropped', reason: 'max_connections' }, 'connection limit reached');
-    });
-    this.server.on('connection', (socket: Socket) => {
-      this.metrics.connectionOpened();
-      socket.once('close', () => this.metrics.connectionClosed());
-    });
+    accountConnections(this.server, { maxConnections: limits.maxConnections, metrics: this.metrics, log });
     this.forwarding = {
       upstream: options.upstream,
       agent: new http.Agent({ keepAlive: true, scheduling: 'lifo', maxSockets: limits.maxConnections }),
@@ -156,11 +149,6 @@ export class InboundProxy {
       maxHeaderListPairs: limits.maxHeaderCount + 16,
     });
     if (identity) this.dispatchByAlpn(auth.mode === 'mtls', limits);
-    this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
-      const reason = err.code ?? 'ERR_TLS';
-      this.metrics.handshake('failure', reason);
-      log.info({ event: 'tls_rejected', reason, remote: socket.remoteAddress }, err.message);
-    });
     this.server.on('request', (req, res) => this.handle(req, res));
     // `Expect: 100-continue`: answered by us, and only once the caller is admitted. A refused caller gets
     // its 401/403 and never an invitation to send the body.

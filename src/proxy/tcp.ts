@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import type { InboundLimits } from './limits.js';
 import { proxyV2Header } from './proxy-protocol.js';
 import { relayBytes } from './byte-relay.js';
+import { accountConnections } from './connection-accounting.js';
 import { serverTlsOptions } from './server-tls.js';
 import { followRotation, type RotationFollower } from './tls-listener.js';
 
@@ -51,23 +52,9 @@ export class TcpInboundProxy {
       // Each direction ends on its own: a client that has sent everything may still read the answer.
       allowHalfOpen: true,
     });
-    this.server.maxConnections = limits.maxConnections;
-    this.server.on('drop', () => {
-      this.metrics.connectionDropped();
-      log.warn({ event: 'connection_dropped', reason: 'max_connections' }, 'connection limit reached');
-    });
-    this.server.on('connection', (socket: Socket) => {
-      this.metrics.connectionOpened();
+    accountConnections(this.server, { maxConnections: limits.maxConnections, metrics: this.metrics, log }, (socket) => {
       this.sockets.add(socket);
-      socket.once('close', () => {
-        this.sockets.delete(socket);
-        this.metrics.connectionClosed();
-      });
-    });
-    this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
-      const reason = err.code ?? 'ERR_TLS';
-      this.metrics.handshake('failure', reason);
-      log.info({ event: 'tls_rejected', reason, remote: socket.remoteAddress }, err.message);
+      socket.once('close', () => this.sockets.delete(socket));
     });
     this.server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
     this.rotation = followRotation(this.server, identity, {
