@@ -159,6 +159,13 @@ export function benchRows(ctx) {
       start: () => startSidecarRow(ctx, { auth: 'mtls' }, 'sidecar-mtls'),
     },
     {
+      key: 'sidecar-mtls-quiet',
+      label: 'the same without the audit line (`--log-level warn`)',
+      kind: 'sidecar',
+      tls: true,
+      start: () => startSidecarRow(ctx, { auth: 'mtls', quiet: true }, 'sidecar-mtls-quiet'),
+    },
+    {
       key: 'sidecar-mtls-w2',
       label: 'spiffe-sidecar mTLS L7, `--workers 2`',
       kind: 'sidecar',

@@ -25,6 +25,7 @@ export async function sidecarFeatures(cli) {
  * @typedef {object} SidecarMode
  * @property {'mtls' | 'jwt' | 'l4'} auth
  * @property {number} [workers]
+ * @property {boolean} [quiet] `--log-level warn`: no per-request audit line (the row that prices it)
  */
 
 /**
@@ -59,6 +60,7 @@ export function sidecarArgs(mode, { port, adminPort, appPort, certDir, jwksFile,
   }
   if (mode.auth === 'l4') args.push('--protocol', 'tcp');
   if (mode.workers) args.push('--workers', String(mode.workers));
+  if (mode.quiet) args.push('--log-level', 'warn');
   return args;
 }
 

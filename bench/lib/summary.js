@@ -104,6 +104,7 @@ export function summarize(records) {
         ),
       },
       rssIdleBytes: record.rssIdleBytes,
+      rssKeepAliveBytes: max(rounds.map((r) => r?.keepAlive.rssPeakBytes)),
       rssLoadedBytes: max(
         rounds.map((r) => (r ? Math.max(r.keepAlive.rssPeakBytes, r.newConn.rssPeakBytes) : undefined)),
       ),
@@ -122,6 +123,7 @@ export function summarize(records) {
       },
       vsSidecarMtls: {
         keepAliveRps: perRound(record, sidecarMtls, keepAliveRps),
+        cpuUsPerRequest: perRound(record, sidecarMtls, keepAliveCpu),
         newConnRps: perRound(record, sidecarMtls, newConnRps),
       },
       rounds,
