@@ -2,8 +2,8 @@
 // missing), three minimal Node reference proxies and the sidecar in each mode this build has, then measures
 // them in interleaved rounds with its own load generator (a separate process that presents a client
 // certificate), and prints a Markdown table, the targets with PASS/MISS, and JSON (also written to
-// bench/results/latest.json). Environment: BENCH_QUICK=1, BENCH_ROUNDS, BENCH_SECONDS, BENCH_ONLY, see
-// bench/README.md.
+// bench/results/latest.json). `--soak` (or BENCH_SOAK=1) runs the soak instead (bench/lib/soak.js).
+// Environment: BENCH_QUICK=1, BENCH_ROUNDS, BENCH_SECONDS, BENCH_ONLY, BENCH_SIDECAR_NODE, see bench/README.md.
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -23,10 +23,11 @@ import { measureRotation } from './lib/rotation.js';
 import { canPin } from './lib/affinity.js';
 import { runRounds } from './lib/rounds.js';
 import { benchRows } from './lib/rows.js';
-import { sidecarFeatures } from './lib/sidecar.js';
+import { nodeVersion, sidecarFeatures } from './lib/sidecar.js';
+import { measureSoak } from './lib/soak.js';
 import { measureStartup } from './lib/startup.js';
 import { summarize } from './lib/summary.js';
-import { checkTargets } from './lib/targets.js';
+import { checkTargets, soakTargets } from './lib/targets.js';
 
 const say = (/** @type {string} */ line) => process.stderr.write(`bench: ${line}\n`);
 const fmt = (/** @type {number | undefined} */ v, digits = 0) => (v === undefined ? '?' : v.toFixed(digits));
@@ -65,18 +66,27 @@ async function machine(nginx) {
 async function main() {
   const options = benchOptions();
   if (!existsSync(options.cli)) throw new Error(`${options.cli} not found: run \`npm run build\` first`);
+  if (!existsSync(options.sidecarNode)) throw new Error(`BENCH_SIDECAR_NODE=${options.sidecarNode} not found`);
+  const sidecarNode = {
+    path: options.sidecarNode,
+    version: await nodeVersion(options.sidecarNode),
+    custom: options.sidecarNode !== process.execPath,
+  };
   const started = new Date();
   const tmp = await mkdtemp(join(os.tmpdir(), 'spiffe-sidecar-bench-'));
   workDir = options.keepTmp ? undefined : tmp;
-  say(`${options.quick ? 'quick run' : 'full run'}; work directory ${tmp} (certificates, logs; removed at the end)`);
+  const kind = options.soak ? `soak of ${options.soakSeconds} s` : options.quick ? 'quick run' : 'full run';
+  say(`${kind}; work directory ${tmp} (certificates, logs; removed at the end)`);
+  say(`sidecar on Node ${sidecarNode.version} (${sidecarNode.path}); bench on Node ${process.version}`);
   /** @type {{ label: string, stop: () => Promise<void> }[]} */
   const stops = [];
   let loadgen;
   try {
     const [features, pki, nginx] = await Promise.all([
-      sidecarFeatures(options.cli),
+      sidecarFeatures(options.cli, options.sidecarNode),
       makePki(options.cli, join(tmp, 'pki'), 3),
-      ensureNginx(say),
+      // The soak measures the sidecar alone: no nginx to install.
+      options.soak ? undefined : ensureNginx(say),
     ]);
     say(
       `sidecar features: --workers ${features.workers ? 'yes' : 'no'}, --protocol ${features.protocol ? 'yes' : 'no'}`,
@@ -110,90 +120,138 @@ async function main() {
     };
     loadgen = new LoadGenerator();
 
-    // Start every row, then read its idle RSS once all have settled.
-    /** @type {import('./lib/summary.js').RowRecord[]} */
-    const records = [];
-    /** @type {Map<string, import('./lib/rows.js').Started>} */
-    const running = new Map();
-    for (const row of benchRows(ctx)) {
-      const record = { row, unavailable: row.unavailable, rounds: [], failures: [] };
-      records.push(record);
-      if (row.unavailable) {
-        say(`${row.key}: ${row.unavailable}`);
-        continue;
+    /** @type {ReturnType<typeof summarize>} */
+    let rows = [];
+    /** @type {Awaited<ReturnType<typeof measureStartup>> | undefined} */
+    let startup;
+    /** @type {Awaited<ReturnType<typeof measureRotation>> | undefined} */
+    let rotation;
+    /** @type {import('./lib/soak.js').SoakResult | undefined} */
+    let soak;
+    /** @type {string[]} */
+    let notes = [];
+    /** @type {import('./lib/targets.js').TargetResult[]} */
+    let targets;
+    if (options.soak) {
+      soak = await measureSoak({ options, pki, tmp, appPort, appPid, loadgen, clientTls, say }).catch((err) => {
+        say(`soak: failed: ${err.message}`);
+        return undefined;
+      });
+      if (soak) {
+        say(
+          `soak: ${soak.failures} failed of ${soak.requests} requests, ${soak.rotations} rotations, RSS ` +
+            `${fmt(soak.rss.growthPercent, 1)}% after warm-up`,
+        );
       }
-      try {
-        const s = await row.start();
-        running.set(row.key, s);
-        stops.push({ label: row.key, stop: s.stop });
-        record.readyMs = s.readyMs;
-      } catch (err) {
-        record.failures.push(`start: ${/** @type {Error} */ (err).message}`);
-        say(`${row.key}: could not start: ${/** @type {Error} */ (err).message}`);
-      }
+      targets = soakTargets(soak);
+    } else {
+      ({ rows, startup, rotation, notes, targets } = await measureTable({ ctx, loadgen, stops }));
     }
-    await delay(500);
-    for (const record of records) {
-      const s = running.get(record.row.key);
-      if (s && record.row.kind !== 'direct') record.rssIdleBytes = rssBytes(processTree(s.pid));
-    }
-
-    const startup =
-      !options.only || options.only.includes('startup')
-        ? await measureStartup({ options, pki, tmp, appPort }).catch((err) => {
-            say(`startup: failed: ${err.message}`);
-            return undefined;
-          })
-        : undefined;
-    if (startup) {
-      const modes = Object.entries(startup.modes).map(([mode, s]) =>
-        s.error ? `${mode} failed (${s.error})` : `${mode} ${fmt(s.medianMs)} ms (CPU ${fmt(s.cpuMedianMs)} ms)`,
-      );
-      say(`startup to ready, medians: ${modes.join(', ')}; bare Node ${fmt(startup.bareNode.medianMs)} ms`);
-    }
-
-    await runRounds({ records, running, loadgen, options, appPid, say });
-
-    const rotation =
-      !options.only || options.only.includes('rotation')
-        ? await measureRotation({ options, pki, tmp, appPort, loadgen, clientTls }).catch((err) => {
-            say(`rotation: failed: ${err.message}`);
-            return undefined;
-          })
-        : undefined;
-    if (rotation) say(`rotation: ${rotation.failures} failed requests over ${rotation.rotations} rotations`);
-
     for (const { stop } of stops.splice(0).reverse()) await stop();
 
-    const rows = summarize(records);
-    const notes = await runNotes(rows, tmp);
-    const ran = (/** @type {string} */ key) => !options.only || options.only.includes(key);
-    const targets = checkTargets(rows, startup, rotation, { startup: ran('startup'), rotation: ran('rotation') });
     const meta = {
       date: started.toISOString(),
       durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
       machine: await machine(nginx),
+      sidecarNode,
       options: { ...options, cli: relative(process.cwd(), options.cli) },
       sidecarFeatures: { workers: features.workers, protocol: features.protocol },
       latencyPinned: canPin(),
     };
-    const markdown = markdownReport({ meta, rows, startup, rotation, targets, notes });
-    const json = { meta, rows, startup, rotation, targets };
+    const markdown = markdownReport({ meta, rows, startup, rotation, soak, targets, notes });
+    const json = options.soak ? { meta, soak, targets } : { meta, rows, startup, rotation, targets };
     await mkdir(dirname(options.out), { recursive: true });
     await writeFile(options.out, await formatJson(json, options.out));
-    const compact = {
-      ...json,
-      rows: rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'rounds'))),
-    };
+    // On the terminal, without what only the file needs (every round, every RSS sample).
+    const compact = soak
+      ? {
+          ...json,
+          soak: { ...soak, rss: { ...soak.rss, samplesMb: `${soak.rss.samplesMb.length} samples, in the file` } },
+        }
+      : {
+          ...json,
+          rows: rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'rounds'))),
+        };
     process.stdout.write(`${markdown}\n`);
     process.stdout.write(`\n\`\`\`json\n${JSON.stringify(compact, null, 2)}\n\`\`\`\n`);
-    say(`JSON (with every round) written to ${relative(process.cwd(), options.out)}; took ${meta.durationSeconds} s`);
+    say(
+      `JSON (with every ${soak ? 'RSS sample' : 'round'}) written to ${relative(process.cwd(), options.out)}; took ${meta.durationSeconds} s`,
+    );
   } finally {
     loadgen?.close();
     for (const { stop } of stops.reverse()) await stop().catch(() => {});
     if (options.keepTmp) say(`kept ${tmp}`);
     else await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * The table: every row in interleaved rounds, startup and the rotation row.
+ * @param {{ ctx: import('./lib/rows.js').RowContext, loadgen: LoadGenerator,
+ *   stops: { label: string, stop: () => Promise<void> }[] }} input
+ */
+async function measureTable({ ctx, loadgen, stops }) {
+  const { options, pki, tmp, appPort, appPid, clientTls } = ctx;
+  // Start every row, then read its idle RSS once all have settled.
+  /** @type {import('./lib/summary.js').RowRecord[]} */
+  const records = [];
+  /** @type {Map<string, import('./lib/rows.js').Started>} */
+  const running = new Map();
+  for (const row of benchRows(ctx)) {
+    const record = { row, unavailable: row.unavailable, rounds: [], failures: [] };
+    records.push(record);
+    if (row.unavailable) {
+      say(`${row.key}: ${row.unavailable}`);
+      continue;
+    }
+    try {
+      const s = await row.start();
+      running.set(row.key, s);
+      stops.push({ label: row.key, stop: s.stop });
+      record.readyMs = s.readyMs;
+    } catch (err) {
+      record.failures.push(`start: ${/** @type {Error} */ (err).message}`);
+      say(`${row.key}: could not start: ${/** @type {Error} */ (err).message}`);
+    }
+  }
+  await delay(500);
+  for (const record of records) {
+    const s = running.get(record.row.key);
+    if (s && record.row.kind !== 'direct') record.rssIdleBytes = rssBytes(processTree(s.pid));
+  }
+
+  const startup =
+    !options.only || options.only.includes('startup')
+      ? await measureStartup({ options, pki, tmp, appPort }).catch((err) => {
+          say(`startup: failed: ${err.message}`);
+          return undefined;
+        })
+      : undefined;
+  if (startup) {
+    const modes = Object.entries(startup.modes).map(([mode, s]) =>
+      s.error ? `${mode} failed (${s.error})` : `${mode} ${fmt(s.medianMs)} ms (CPU ${fmt(s.cpuMedianMs)} ms)`,
+    );
+    say(`startup to ready, medians: ${modes.join(', ')}; bare Node ${fmt(startup.bareNode.medianMs)} ms`);
+  }
+
+  await runRounds({ records, running, loadgen, options, appPid, say });
+
+  const rotation =
+    !options.only || options.only.includes('rotation')
+      ? await measureRotation({ options, pki, tmp, appPort, loadgen, clientTls }).catch((err) => {
+          say(`rotation: failed: ${err.message}`);
+          return undefined;
+        })
+      : undefined;
+  if (rotation) say(`rotation: ${rotation.failures} failed requests over ${rotation.rotations} rotations`);
+
+  for (const { stop } of stops.splice(0).reverse()) await stop();
+
+  const rows = summarize(records);
+  const notes = await runNotes(rows, tmp);
+  const ran = (/** @type {string} */ key) => !options.only || options.only.includes(key);
+  const targets = checkTargets(rows, startup, rotation, { startup: ran('startup'), rotation: ran('rotation') });
+  return { rows, startup, rotation, notes, targets };
 }
 
 for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {

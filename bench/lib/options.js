@@ -1,5 +1,5 @@
-// Bench settings, from the environment. Defaults give a full run of about 4 minutes on 2 cores;
-// BENCH_QUICK=1 a smoke run of about 1 minute.
+// Bench settings, from the environment (and `--soak` on the command line). Defaults give a full run of about
+// 4 minutes on 2 cores; BENCH_QUICK=1 a smoke run of about 1 minute; the soak 10 minutes.
 import { fileURLToPath, URL } from 'node:url';
 import process from 'node:process';
 
@@ -21,6 +21,12 @@ import process from 'node:process';
  * @property {string} out the JSON results file
  * @property {boolean} keepTmp keep the temporary directory (certs, logs) for inspection
  * @property {boolean} resumption also measure new connections that resume a TLS session (BENCH_RESUMPTION=1)
+ * @property {string} sidecarNode the node binary that runs the sidecar (BENCH_SIDECAR_NODE), so that the Node
+ *   version of the image can be chosen by numbers; the bench itself and the reference rows stay on this one
+ * @property {boolean} soak run the soak instead of the table (`--soak` or BENCH_SOAK=1)
+ * @property {number} soakSeconds how long the soak drives the sidecar
+ * @property {number} soakRotateSeconds the soak replaces the SVID files this often
+ * @property {number} soakNewConnShare the share of the soak's requests sent on new TLS connections
  */
 
 /** @param {string} name @param {number} fallback */
@@ -40,6 +46,9 @@ function words(name) {
 /** @returns {BenchOptions} */
 export function benchOptions() {
   const quick = process.env.BENCH_QUICK === '1';
+  const soak = process.argv.includes('--soak') || process.env.BENCH_SOAK === '1';
+  const share = number('BENCH_SOAK_NEWCONN_SHARE', 0.01);
+  if (share >= 1) throw new Error(`BENCH_SOAK_NEWCONN_SHARE=${share}: expected a fraction below 1`);
   const only = process.env.BENCH_ONLY?.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
@@ -57,8 +66,16 @@ export function benchOptions() {
     cli: process.env.BENCH_CLI ?? fileURLToPath(new URL('../../dist/main.js', import.meta.url)),
     sidecarArgs: words('BENCH_SIDECAR_ARGS'),
     sidecarNodeArgs: words('BENCH_SIDECAR_NODE_ARGS'),
-    out: process.env.BENCH_OUT ?? fileURLToPath(new URL('../results/latest.json', import.meta.url)),
+    // A soak does not overwrite the table's results.
+    out:
+      process.env.BENCH_OUT ??
+      fileURLToPath(new URL(soak ? '../results/soak.json' : '../results/latest.json', import.meta.url)),
     keepTmp: process.env.BENCH_KEEP_TMP === '1',
     resumption: process.env.BENCH_RESUMPTION === '1',
+    sidecarNode: process.env.BENCH_SIDECAR_NODE || process.execPath,
+    soak,
+    soakSeconds: number('BENCH_SOAK_SECONDS', 600),
+    soakRotateSeconds: number('BENCH_SOAK_ROTATE_SECONDS', 5),
+    soakNewConnShare: share,
   };
 }

@@ -1,5 +1,5 @@
 // The Markdown report: the machine, the table of rows with ratios against nginx and the direct connection,
-// startup, rotation, and the targets with PASS/MISS.
+// startup, rotation, and the targets with PASS/MISS; or, for `--soak`, the machine and the soak.
 
 const MB = 1024 * 1024;
 
@@ -19,17 +19,33 @@ const mb = (v) => (v === undefined ? '–' : (v / MB).toFixed(1));
  * @param {ReturnType<typeof import('./summary.js').summarize>} input.rows
  * @param {Awaited<ReturnType<typeof import('./startup.js').measureStartup>> | undefined} input.startup
  * @param {Awaited<ReturnType<typeof import('./rotation.js').measureRotation>> | undefined} input.rotation
+ * @param {import('./soak.js').SoakResult | undefined} [input.soak]
  * @param {import('./targets.js').TargetResult[]} input.targets
  * @param {string[]} input.notes
  */
-export function markdownReport({ meta, rows, startup, rotation, targets, notes }) {
+export function markdownReport({ meta, rows, startup, rotation, soak, targets, notes }) {
   const m = /** @type {any} */ (meta);
   const lines = [];
-  lines.push(`## spiffe-sidecar benchmark, ${m.date}`);
+  lines.push(`## spiffe-sidecar ${m.options.soak ? 'soak' : 'benchmark'}, ${m.date}`);
   lines.push('');
-  lines.push(
+  // The sidecar may run on another Node than the bench (BENCH_SIDECAR_NODE): say which ran what.
+  const sidecarNode = m.sidecarNode.custom
+    ? `sidecar on Node ${m.sidecarNode.version} (\`BENCH_SIDECAR_NODE=${m.sidecarNode.path}\`); ` +
+      `bench, load generator, app and reference rows on Node ${m.machine.node}`
+    : `Node ${m.machine.node} (sidecar, bench and reference rows alike)`;
+  const machineLine =
     `Machine: ${m.machine.cpus} cores (${m.machine.cpuModel}), ${m.machine.memoryGb} GB, ${m.machine.kernel}; ` +
-      `Node ${m.machine.node}; nginx ${m.machine.nginx ?? 'not available'}. ` +
+    `${sidecarNode}; nginx ${m.machine.nginx ?? 'not available'}.`;
+  if (m.options.soak) {
+    lines.push(machineLine);
+    lines.push('');
+    if (soak) lines.push(...soakSection(soak));
+    else lines.push('The soak failed (see the log).', '');
+    lines.push(...targetTable(targets));
+    return lines.join('\n');
+  }
+  lines.push(
+    `${machineLine} ` +
       `${m.options.rounds} interleaved round(s); per phase ${m.options.warmupSeconds} s warm-up + ${m.options.seconds} s; ` +
       `keep-alive: ${m.options.connections} connections, closed loop; new connections: ${m.options.newConnWorkers} workers, ` +
       `one TLS handshake per request, no resumption; unloaded: 1 connection, sequential, ${m.options.latencySeconds} s` +
@@ -122,9 +138,86 @@ export function markdownReport({ meta, rows, startup, rotation, targets, notes }
   }
   for (const note of notes) lines.push(note);
   lines.push('');
-  lines.push('| target | result | measured |');
-  lines.push('|---|---|---|');
-  for (const t of targets) lines.push(`| ${t.target} | **${t.status}** | ${t.measured} |`);
-  lines.push('');
+  lines.push(...targetTable(targets));
   return lines.join('\n');
+}
+
+/** @param {import('./targets.js').TargetResult[]} targets */
+function targetTable(targets) {
+  return [
+    '| target | result | measured |',
+    '|---|---|---|',
+    ...targets.map((t) => `| ${t.target} | **${t.status}** | ${t.measured} |`),
+    '',
+  ];
+}
+
+/**
+ * @param {import('./soak.js').SoakResult} s
+ * @returns {string[]}
+ */
+function soakSection(s) {
+  const growth = s.rss.growthPercent;
+  const pct = growth === undefined ? '–' : `${growth >= 0 ? '+' : ''}${growth.toFixed(1)}%`;
+  const kinds = Object.entries(s.errorKinds)
+    .map(([kind, n]) => `${kind} ${n}`)
+    .join(', ');
+  /** @type {[string, string][]} */
+  const table = [
+    [
+      'keep-alive capacity (sets the rate)',
+      `${num(s.capacity.rps)} req/s, ${num(s.capacity.cpuUsPerRequest)} µs CPU/req`,
+    ],
+    [
+      'rate asked (half the capacity)',
+      `${num(s.rate.keepAlive)} keep-alive req/s over ${s.rate.connections} connections + ` +
+        `${num(s.rate.newConn, 1)} new TLS connections/s over ${s.rate.newConnWorkers} workers`,
+    ],
+    [
+      'rate achieved',
+      `${num(s.achieved.keepAliveRps)} keep-alive req/s + ${num(s.achieved.newConnRps, 1)} new conns/s`,
+    ],
+    [
+      'requests served',
+      `${num(s.requests)} (${num(s.keepAliveRequests)} keep-alive, ${num(s.newConnectionRequests)} on new connections)`,
+    ],
+    ['failed requests', `**${s.failures}**${kinds ? ` (${kinds})` : ''}`],
+    [
+      'keep-alive latency p50 / p99 / max ms',
+      `${num(s.keepAliveLatencyMs.p50, 2)} / ${num(s.keepAliveLatencyMs.p99, 2)} / ${num(s.keepAliveLatencyMs.max, 1)}`,
+    ],
+    [
+      'SVID rotations (identity updates / reload failures in /metrics)',
+      `${s.rotations}${s.rotationErrors ? ` (${s.rotationErrors} failed to write)` : ''} ` +
+        `(${s.identityUpdates ?? '?'} / ${s.reloadFailures ?? '?'}); ${s.distinctServerCertificates} server certificates seen`,
+    ],
+    ['sidecar CPU', `${num(s.cores, 2)} cores, ${num(s.cpuUsPerRequest)} µs/req (new connections included)`],
+    ['audit lines dropped (/metrics)', s.logLinesDropped === undefined ? '–' : num(s.logLinesDropped)],
+    ['RSS idle after ready', `${mb(s.rss.idleBytes)} MB`],
+    [
+      `RSS after warm-up (median of the first 30 samples from ${num(s.warmupSeconds)} s)`,
+      `${mb(s.rss.afterWarmupBytes)} MB`,
+    ],
+    ['RSS at the end (median of the last 30 samples)', `${mb(s.rss.endBytes)} MB`],
+    ['RSS growth after warm-up', pct],
+    ['RSS max (every second, warm-up included)', `${mb(s.rss.maxBytes)} MB`],
+  ];
+  const lines = [
+    `Soak: ${s.seconds} s of one sidecar in file mode (mTLS, as \`sidecar-mtls\`) at half its measured keep-alive ` +
+      `capacity, paced closed loop, ${((s.rate.newConn / s.rate.total) * 100).toFixed(1)}% of the requests on new ` +
+      `TLS connections (full handshake, server chain verified), the SVID files replaced kubelet-style every ` +
+      `${s.rotateSeconds} s; RSS of its process tree sampled every second.`,
+    '',
+    '| soak | measured |',
+    '|---|--:|',
+    ...table.map(([k, v]) => `| ${k} | ${v} |`),
+    '',
+  ];
+  if (s.seconds < 2 * 30 + s.warmupSeconds) {
+    lines.push(
+      `Note: at ${s.seconds} s the first and last 30 samples after the warm-up overlap; the default 600 s keeps them apart.`,
+      '',
+    );
+  }
+  return lines;
 }

@@ -15,7 +15,7 @@ const FILES = ['tls.crt', 'tls.key', 'ca.crt'];
  * A kubelet-style projected directory: `FILE -> ..data/FILE`, `..data -> ..vN`.
  * @param {string} dir
  */
-function secretVolume(dir) {
+export function secretVolume(dir) {
   let version = 0;
   let current;
   return {
@@ -49,6 +49,7 @@ export async function measureRotation({ options, pki, tmp, appPort, loadgen, cli
   const [port, adminPort] = [await freePort(), await freePort()];
   const logFile = join(tmp, 'rotation.log');
   const { child } = await startSidecar({
+    node: options.sidecarNode,
     cli: options.cli,
     nodeArgs: options.sidecarNodeArgs,
     args: [

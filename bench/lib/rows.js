@@ -76,6 +76,7 @@ async function startSidecarRow(ctx, mode, key) {
     jwksFile: ctx.pki.jwksFile,
   });
   const { child, readyMs } = await startSidecar({
+    node: ctx.options.sidecarNode,
     cli: ctx.options.cli,
     nodeArgs: ctx.options.sidecarNodeArgs,
     args: [...args, ...ctx.options.sidecarArgs],

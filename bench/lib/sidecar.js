@@ -12,12 +12,14 @@ import { CLIENT_ID, JWT_AUDIENCE, TRUST_DOMAIN } from './pki.js';
 const run = promisify(execFile);
 
 /**
- * What this build of the CLI can do.
+ * What this build of the CLI can do, asked of the Node that will run it (an unusable BENCH_SIDECAR_NODE
+ * fails here, before anything is measured).
  * @param {string} cli
+ * @param {string} [node] the node binary that runs the sidecar
  * @returns {Promise<{ workers: boolean, protocol: boolean, help: string }>}
  */
-export async function sidecarFeatures(cli) {
-  const { stdout } = await run(process.execPath, [cli, '--help']);
+export async function sidecarFeatures(cli, node = process.execPath) {
+  const { stdout } = await run(node, [cli, '--help']);
   return { workers: /--workers\b/.test(stdout), protocol: /--protocol\b/.test(stdout), help: stdout };
 }
 
@@ -65,14 +67,23 @@ export function sidecarArgs(mode, { port, adminPort, appPort, certDir, jwksFile,
 }
 
 /**
+ * The version of a node binary (`v24.1.0`).
+ * @param {string} node
+ */
+export async function nodeVersion(node) {
+  const { stdout } = await run(node, ['--version']);
+  return stdout.trim();
+}
+
+/**
  * Starts a sidecar and waits for /readyz to answer 200.
- * @param {{ cli: string, nodeArgs: string[], args: string[], adminPort: number, logFile: string,
- *   env?: NodeJS.ProcessEnv }} options
+ * @param {{ node: string, cli: string, nodeArgs: string[], args: string[], adminPort: number, logFile: string,
+ *   env?: NodeJS.ProcessEnv }} options `node`: the binary that runs it (BENCH_SIDECAR_NODE)
  * @returns {Promise<{ child: import('node:child_process').ChildProcess, readyMs: number }>}
  */
-export async function startSidecar({ cli, nodeArgs, args, adminPort, logFile, env }) {
+export async function startSidecar({ node, cli, nodeArgs, args, adminPort, logFile, env }) {
   const spawned = performance.now();
-  const child = spawnChild(process.execPath, [...nodeArgs, cli, ...args], { logFile, env });
+  const child = spawnChild(node, [...nodeArgs, cli, ...args], { logFile, env });
   try {
     const ready = await waitForHttp200(`http://127.0.0.1:${adminPort}/readyz`, { timeoutMs: 15_000, child });
     return { child, readyMs: ready - spawned };

@@ -77,6 +77,7 @@ export async function measureStartup({ options, pki, tmp, appPort }) {
         );
         try {
           const { child, readyMs } = await startSidecar({
+            node: options.sidecarNode,
             cli: options.cli,
             nodeArgs: options.sidecarNodeArgs,
             args: [...args, ...options.sidecarArgs],
@@ -94,7 +95,8 @@ export async function measureStartup({ options, pki, tmp, appPort }) {
 
       const barePort = await freePort();
       const spawned = performance.now();
-      const bare = spawnChild(process.execPath, ['-e', BARE_NODE, String(barePort)], {
+      // The sidecar's Node: the scale is what that Node itself costs to start.
+      const bare = spawnChild(options.sidecarNode, ['-e', BARE_NODE, String(barePort)], {
         logFile: join(tmp, 'startup-node.log'),
       });
       const ready = await waitForHttp200(`http://127.0.0.1:${barePort}/readyz`, { timeoutMs: 10_000, child: bare });

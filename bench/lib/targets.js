@@ -142,3 +142,33 @@ export function checkTargets(rows, startup, rotation, ran) {
   );
   return out;
 }
+
+/**
+ * The soak's targets (`--soak`): memory that does not creep, and no request lost over its length.
+ * @param {import('./soak.js').SoakResult | undefined} soak undefined when it failed
+ * @returns {TargetResult[]}
+ */
+export function soakTargets(soak) {
+  const growth = soak?.rss.growthPercent;
+  const mb = (/** @type {number | undefined} */ v) => (v === undefined ? '?' : (v / MB).toFixed(1));
+  return [
+    {
+      target: 'RSS flat over the soak (≤ 5% growth after warm-up)',
+      status: growth !== undefined && growth <= 5 ? 'PASS' : 'MISS',
+      measured:
+        growth === undefined
+          ? soak
+            ? 'too few RSS samples after the warm-up'
+            : 'failed'
+          : `${growth >= 0 ? '+' : ''}${growth.toFixed(1)}% (${mb(soak?.rss.afterWarmupBytes)} → ${mb(soak?.rss.endBytes)} MB, max ${mb(soak?.rss.maxBytes)} MB)`,
+    },
+    {
+      target: 'Zero failed requests during the soak',
+      status: soak?.failures === 0 ? 'PASS' : 'MISS',
+      measured: soak
+        ? `${soak.failures} failed of ${soak.requests.toLocaleString('en-US')}; ${soak.rotations} rotations, ` +
+          `${soak.distinctServerCertificates} server certificates seen`
+        : 'failed',
+    },
+  ];
+}

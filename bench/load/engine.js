@@ -7,6 +7,10 @@
 //   closes it after the response;
 // - sequential: one keep-alive connection, one request at a time (unloaded latency).
 //
+// With `rate`, keepalive and newconn are paced (the soak): each connection or worker still has at most one
+// request in flight, but starts it at its next slot rather than at once, so that the server is held at a
+// chosen fraction of its capacity instead of saturated.
+//
 // Requests are counted, and latencies recorded, only inside the measurement window (after the warm-up);
 // errors are counted over the whole run (a failure during warm-up is still a failure).
 import { Buffer } from 'node:buffer';
@@ -37,6 +41,8 @@ import { ResponseParser } from './response-parser.js';
  * @property {boolean} [recordServerSerials] remember the serial of each server certificate seen
  * @property {boolean} [resumeSessions] newconn: offer the last TLS session of the worker (resumption), for
  *   servers that issue tickets; off by default (every handshake full)
+ * @property {number} [rate] keepalive, newconn: requests per second over all connections or workers
+ *   (paced closed loop); absent: as fast as the server answers
  */
 
 /**
@@ -109,6 +115,26 @@ function connect(target, session) {
   });
 }
 
+/**
+ * The request slots of one paced connection or worker, `intervalMs` apart.
+ * @param {number} intervalMs 0: no pacing
+ * @param {number} offsetMs the first slot, from now: spreads the connections' slots over an interval so
+ *   that they do not all fire together
+ * @returns {() => number} how long to wait before the next request, in ms
+ */
+function slots(intervalMs, offsetMs) {
+  let next = performance.now() + offsetMs - intervalMs;
+  return () => {
+    if (intervalMs === 0) return 0;
+    next += intervalMs;
+    const now = performance.now();
+    // More than a slot late (a slow response, a busy machine): drop the missed slots instead of sending them
+    // in a burst, which would raise the rate above the one asked for.
+    if (next < now - intervalMs) next = now;
+    return Math.max(0, next - now);
+  };
+}
+
 /** Grows as needed; latencies in milliseconds. */
 class Samples {
   #data = new Float64Array(4096);
@@ -138,6 +164,7 @@ export async function runLoad(spec, onWindow = () => {}) {
   const connections = mode === 'sequential' ? 1 : (spec.connections ?? 1);
   const keepAliveBytes = requestBytes(target, false);
   const closeBytes = requestBytes(target, true);
+  const intervalMs = spec.rate && mode !== 'sequential' ? (connections * 1000) / spec.rate : 0;
   const samples = new Samples();
   const errorKinds = /** @type {Record<string, number>} */ ({});
   const serials = new Set();
@@ -163,13 +190,28 @@ export async function runLoad(spec, onWindow = () => {}) {
     if (spec.maxRequests !== undefined && requests >= spec.maxRequests) running = false;
   };
 
-  /** A keep-alive connection: reconnects when the server closes it, which counts as an error only mid-request. */
-  const keepAlive = () =>
+  /**
+   * A keep-alive connection: reconnects when the server closes it, which counts as an error only mid-request.
+   * @param {number} index
+   */
+  const keepAlive = (index) =>
     new Promise((resolve) => {
       const parser = new ResponseParser();
+      const nextSlot = slots(intervalMs, (intervalMs * index) / connections);
       let started = 0;
       let inFlight = false;
       let socket;
+      /** Sends at the next slot, on the socket of now (a reconnect in between brings its own send). */
+      const paced = () => {
+        const wait = nextSlot();
+        if (wait === 0) return send();
+        const current = socket;
+        setTimeout(() => {
+          if (current !== socket || current.destroyed) return;
+          if (running) send();
+          else current.destroy();
+        }, wait);
+      };
       const open = () => {
         parser.reset();
         socket = connect(target);
@@ -185,7 +227,7 @@ export async function runLoad(spec, onWindow = () => {}) {
           if (status === 0) return;
           inFlight = false;
           done(status, started);
-          if (running) send();
+          if (running) paced();
           else socket.destroy();
         });
         socket.on('error', (err) => {
@@ -198,7 +240,7 @@ export async function runLoad(spec, onWindow = () => {}) {
           if (running) setTimeout(open, hadError ? RETRY_MS : 0);
           else resolve(undefined);
         });
-        send();
+        paced();
       };
       const send = () => {
         inFlight = true;
@@ -208,11 +250,18 @@ export async function runLoad(spec, onWindow = () => {}) {
       open();
     });
 
-  /** A worker opening one connection per request. */
-  const newConnections = async () => {
+  /**
+   * A worker opening one connection per request.
+   * @param {number} index
+   */
+  const newConnections = async (index) => {
+    const nextSlot = slots(intervalMs, (intervalMs * index) / connections);
     /** @type {Buffer | undefined} */
     let session;
     while (running) {
+      const wait = nextSlot();
+      if (wait > 0) await delay(wait);
+      if (!running) break;
       const ok = await new Promise((resolve) => {
         const parser = new ResponseParser();
         const started = performance.now();
@@ -259,7 +308,7 @@ export async function runLoad(spec, onWindow = () => {}) {
   };
 
   const worker = mode === 'newconn' ? newConnections : keepAlive;
-  const all = Promise.all(Array.from({ length: connections }, () => worker()));
+  const all = Promise.all(Array.from({ length: connections }, (_, i) => worker(i)));
   await delay(spec.warmupMs);
   measuring = true;
   onWindow('window-start');
