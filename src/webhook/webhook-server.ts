@@ -47,9 +47,11 @@ function sendJson(res: ServerResponse, status: number, body: object, headers: Re
 function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const tooLarge = () => {
-      // Close the connection once the answer is out: the rest of the body is not worth reading.
-      res.once('finish', () => req.destroy());
-      sendJson(res, 413, { error: 'payload_too_large', limit_bytes: limit }, { connection: 'close' });
+      // The rest of the body is read and dropped, not refused: closing while the client still sends makes
+      // our kernel answer its bytes with a reset, which can destroy the 413 before the client has read it
+      // (the lingering-close problem). --request-timeout bounds how long that goes on.
+      sendJson(res, 413, { error: 'payload_too_large', limit_bytes: limit });
+      req.resume();
       resolve(undefined);
     };
     if (Number(req.headers['content-length'] ?? 0) > limit) return tooLarge();
