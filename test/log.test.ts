@@ -1,9 +1,10 @@
 // The pretty log format writes one line per entry whatever its fields hold (issue 15, finding 5): a
 // newline, a carriage return, an escape sequence or a Unicode line separator in a message or a field is
 // written escaped, so it can neither forge a log line nor rewrite the terminal.
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { createLogger, prettyDestination } from '../src/log.js';
+import { BatchedLines, createLogger, prettyDestination } from '../src/log.js';
 
 /** Logs through the real pretty destination and returns what reached "stdout". */
 async function prettyOutput(write: (log: ReturnType<typeof createLogger>) => void): Promise<string> {
@@ -63,5 +64,64 @@ describe('prettyDestination', () => {
   it('printable text, non-ASCII letters included, is left alone', async () => {
     const text = await prettyOutput((log) => log.info({ who: 'Zoë 佐藤 ~!' }, 'ok'));
     expect(text).toMatch(/ INFO {2}ok who=Zoë 佐藤 ~!\n$/);
+  });
+});
+
+/** A stdout stand-in that records each write, and can hold them unwritten like a stalled pipe. */
+function recordingStream({ stalled = false } = {}) {
+  const writes: string[] = [];
+  const stream = new Writable({
+    highWaterMark: 1,
+    write(chunk: Buffer, _encoding, done) {
+      writes.push(chunk.toString());
+      if (!stalled) done();
+    },
+  });
+  return { stream, writes };
+}
+
+describe('BatchedLines (the log on stdout)', () => {
+  it('the lines of one event-loop turn leave in one write, in order, and the next turn in another', async () => {
+    const { stream, writes } = recordingStream();
+    const log = createLogger('info', new BatchedLines(stream));
+    for (let i = 0; i < 50; i++) log.info({ event: 'authz', n: i }, 'authorization decision');
+    expect(writes).toEqual([]);
+    await nextTurn();
+    expect(writes).toHaveLength(1);
+    expect(
+      writes[0]
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).n),
+    ).toEqual([...Array(50).keys()]);
+    log.info({ event: 'authz', n: 50 }, 'authorization decision');
+    await nextTurn();
+    expect(writes).toHaveLength(2);
+  });
+
+  it('flush() writes what is pending at once (the exit path)', () => {
+    const { stream, writes } = recordingStream();
+    const lines = new BatchedLines(stream);
+    createLogger('info', lines).info({ event: 'stopping' }, 'stopping');
+    lines.flush();
+    expect(JSON.parse(writes[0])).toMatchObject({ event: 'stopping' });
+  });
+
+  it('drops and counts lines once more than 4 MiB wait unwritten, instead of queueing them', async () => {
+    const { stream, writes } = recordingStream({ stalled: true });
+    const lines = new BatchedLines(stream);
+    const big = 'x'.repeat(1024 * 1024);
+    // The first write is taken and never completes; the next three queue behind it: just over 4 MiB unwritten.
+    for (let i = 0; i < 4; i++) {
+      lines.write(`${big}\n`);
+      lines.flush();
+    }
+    expect(lines.dropped).toBe(0);
+    lines.write('one\n');
+    lines.write('two\n');
+    lines.flush();
+    expect(lines.dropped).toBe(2);
+    expect(writes).toHaveLength(1);
+    await nextTurn();
   });
 });
