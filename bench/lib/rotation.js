@@ -15,7 +15,7 @@ const FILES = ['tls.crt', 'tls.key', 'ca.crt'];
  * A kubelet-style projected directory: `FILE -> ..data/FILE`, `..data -> ..vN`.
  * @param {string} dir
  */
-export function secretVolume(dir) {
+function secretVolume(dir) {
   let version = 0;
   let current;
   return {
@@ -39,16 +39,17 @@ export function secretVolume(dir) {
 }
 
 /**
- * @param {{ options: import('./options.js').BenchOptions, pki: import('./pki.js').Pki, tmp: string, appPort: number,
- *   loadgen: import('./loadgen.js').LoadGenerator, clientTls: { cert: string, key: string, ca: string } }} ctx
+ * A file-mode mTLS sidecar whose SVID files live in a Secret-style volume that the caller rotates.
+ * @param {{ options: import('./options.js').BenchOptions, pki: import('./pki.js').Pki, tmp: string, appPort: number }} ctx
+ * @param {string} name the volume directory and the log file's name
  */
-export async function measureRotation({ options, pki, tmp, appPort, loadgen, clientTls }) {
-  const dir = join(tmp, 'rotating-svid');
+export async function startRotatingSidecar({ options, pki, tmp, appPort }, name) {
+  const dir = join(tmp, `${name}-svid`);
   const volume = secretVolume(dir);
   await volume.init(pki.rotationDirs[0]);
   const [port, adminPort] = [await freePort(), await freePort()];
-  const logFile = join(tmp, 'rotation.log');
-  const { child } = await startSidecar({
+  const logFile = join(tmp, `${name}.log`);
+  const { child, readyMs } = await startSidecar({
     node: options.sidecarNode,
     cli: options.cli,
     nodeArgs: options.sidecarNodeArgs,
@@ -59,6 +60,15 @@ export async function measureRotation({ options, pki, tmp, appPort, loadgen, cli
     adminPort,
     logFile,
   });
+  return { child, readyMs, volume, port, adminPort, logFile };
+}
+
+/**
+ * @param {{ options: import('./options.js').BenchOptions, pki: import('./pki.js').Pki, tmp: string, appPort: number,
+ *   loadgen: import('./loadgen.js').LoadGenerator, clientTls: { cert: string, key: string, ca: string } }} ctx
+ */
+export async function measureRotation({ options, pki, tmp, appPort, loadgen, clientTls }) {
+  const { child, volume, port, logFile } = await startRotatingSidecar({ options, pki, tmp, appPort }, 'rotation');
   const verifying = { ...clientTls, verify: true };
   const target = { host: '127.0.0.1', port, tls: verifying };
   let rotations = 0;

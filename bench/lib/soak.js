@@ -6,15 +6,13 @@
 // second: the median of the first 30 samples after a warm-up against the median of the last 30 is the
 // growth, so that one GC cycle's peak does not decide it.
 import http from 'node:http';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { clearInterval, setInterval } from 'node:timers';
 import { setTimeout as delay } from 'node:timers/promises';
-import { freePort, stopChild } from './children.js';
+import { stopChild } from './children.js';
 import { measurePhase } from './measure.js';
 import { cpuMs, processTree, rssBytes } from './proc.js';
-import { secretVolume } from './rotation.js';
-import { sidecarArgs, startSidecar } from './sidecar.js';
+import { startRotatingSidecar } from './rotation.js';
 import { median } from './stats.js';
 
 const MB = 1024 * 1024;
@@ -104,21 +102,10 @@ function reloads(text) {
  * @returns {Promise<SoakResult>}
  */
 export async function measureSoak({ options, pki, tmp, appPort, appPid, loadgen, clientTls, say }) {
-  const dir = join(tmp, 'soak-svid');
-  const volume = secretVolume(dir);
-  await volume.init(pki.rotationDirs[0]);
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const { child, readyMs } = await startSidecar({
-    node: options.sidecarNode,
-    cli: options.cli,
-    nodeArgs: options.sidecarNodeArgs,
-    args: [
-      ...sidecarArgs({ auth: 'mtls' }, { port, adminPort, appPort, certDir: dir, jwksFile: pki.jwksFile }),
-      ...options.sidecarArgs,
-    ],
-    adminPort,
-    logFile: join(tmp, 'soak.log'),
-  });
+  const { child, readyMs, volume, port, adminPort } = await startRotatingSidecar(
+    { options, pki, tmp, appPort },
+    'soak',
+  );
   const pid = /** @type {number} */ (child.pid);
   try {
     await delay(500);
