@@ -43,14 +43,22 @@ function sendJson(res: ServerResponse, status: number, body: object, headers: Re
   res.end(text);
 }
 
+/** How long a connection refused with 413 still reads (and drops) what its client sends. */
+const LINGER_MS = 2000;
+
 /** Reads the body up to `limit` bytes; resolves undefined (after answering 413) past it. */
 function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const tooLarge = () => {
-      // The rest of the body is read and dropped, not refused: closing while the client still sends makes
-      // our kernel answer its bytes with a reset, which can destroy the 413 before the client has read it
-      // (the lingering-close problem). --request-timeout bounds how long that goes on.
-      sendJson(res, 413, { error: 'payload_too_large', limit_bytes: limit });
+      // A lingering close, as nginx does: our side closes once the answer is out, but what the client still
+      // sends is read and dropped for LINGER_MS before the socket goes. Closing at once would make our kernel
+      // answer those bytes with a reset, which can destroy the 413 before the client has read it.
+      const socket = req.socket;
+      socket.destroySoon = () => {
+        socket.end();
+        setTimeout(() => socket.destroy(), LINGER_MS).unref();
+      };
+      sendJson(res, 413, { error: 'payload_too_large', limit_bytes: limit }, { connection: 'close' });
       req.resume();
       resolve(undefined);
     };
