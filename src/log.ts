@@ -101,6 +101,11 @@ export class BatchedLines {
 
 let stdoutLines: BatchedLines | undefined;
 
+/** Writes the batched stdout lines now: before telling another process something they must precede. */
+export function flushStdoutLines(): void {
+  stdoutLines?.flush();
+}
+
 /** Log lines this process dropped because stdout's reader fell behind (a metric). */
 export function droppedLogLines(): number {
   return stdoutLines?.dropped ?? 0;
@@ -131,7 +136,7 @@ export function stdoutDestination(): BatchedLines {
  * whichever comes first: a shutdown waits for its last log lines, but never on a stalled or vanished reader.
  */
 export function logWritten(timeoutMs: number, out: NodeJS.WritableStream = process.stdout): Promise<void> {
-  if (out === process.stdout) stdoutLines?.flush();
+  if (out === process.stdout) flushStdoutLines();
   const stream = out as Writable;
   if (stream.destroyed || stream.writableLength === 0) return Promise.resolve();
   return new Promise((resolve) => {

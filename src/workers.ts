@@ -7,7 +7,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { AdminServer, type Readiness } from './admin/server.js';
 import type { Config } from './config.js';
-import type { Logger } from './log.js';
+import { flushStdoutLines, type Logger } from './log.js';
 
 const ADMIN_REQUEST = 'spiffe-sidecar:admin-request';
 const ADMIN_REPLY = 'spiffe-sidecar:admin-reply';
@@ -42,6 +42,8 @@ export function serveAdminToPrimary(
 
 /** In a worker, once it serves. */
 export function reportStarted(): void {
+  // Our "started" line reaches stdout before the primary can log `workers_started`.
+  flushStdoutLines();
   process.send?.({ type: STARTED });
 }
 
