@@ -233,14 +233,6 @@ async function openSidecar(
     : undefined;
   if (policyFile) teardown.defer(() => policyFile.close());
   if (apiKeysFile) teardown.defer(() => apiKeysFile.close());
-  const authorizer = policyFile
-    ? createFileAuthorizer(() => policyFile.current())
-    : createFlagAuthorizer({
-        allow: config.allow,
-        allowAny: config.allowAny,
-        allowRules: config.allowRules,
-        allowIssuers: auth.mode === 'jwt' ? auth.allowIssuers : [],
-      });
   // File mode fails right here on bad files; SPIRE mode opens its stream and waits below, with the
   // admin listener already up (alive, not ready) so that a startup probe can tell.
   const { identity, stopTriggers } =
@@ -258,6 +250,24 @@ async function openSidecar(
           };
   teardown.defer(() => identity?.close());
   teardown.defer(stopTriggers);
+  // The rate-limit store needs our SVID (rediss://); it never delays the start (see open-shared-rate-limits.ts).
+  const sharedRateLimits =
+    config.rateLimitStore && policyFile
+      ? await (
+          await import('./authz/open-shared-rate-limits.js')
+        ).openSharedRateLimits(config.rateLimitStore, config.workers, identity, log)
+      : undefined;
+  if (sharedRateLimits) teardown.defer(() => sharedRateLimits.close());
+  const authorizer = policyFile
+    ? createFileAuthorizer(() => policyFile.current(), {
+        shared: sharedRateLimits && ((rule, limit) => sharedRateLimits.limiterFor(rule, limit)),
+      })
+    : createFlagAuthorizer({
+        allow: config.allow,
+        allowAny: config.allowAny,
+        allowRules: config.allowRules,
+        allowIssuers: auth.mode === 'jwt' ? auth.allowIssuers : [],
+      });
   // The rule files reload like the identity files: on change, on SIGHUP, and every --reload-interval.
   const ruleFiles = [policyFile, apiKeysFile].filter((f) => f !== undefined);
   const ruleInterval = config.reloadIntervalMs
@@ -291,7 +301,7 @@ async function openSidecar(
   // prom-client is loaded once we serve (or at the first scrape): it is 50 ms of startup otherwise.
   const loadMetrics = (): Promise<Metrics> =>
     (metricsLoaded ??= import('./admin/metrics.js').then((m) => {
-      const real = m.createMetrics(identity, jwtAuthenticator, () => readyNow().ready);
+      const real = m.createMetrics(identity, jwtAuthenticator, () => readyNow().ready, sharedRateLimits);
       proxyMetrics.attach(real.proxy);
       return real;
     }));

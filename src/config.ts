@@ -12,9 +12,14 @@ import type { InboundLimits } from './proxy/limits.js';
 import type { TcpUpstream } from './proxy/tcp.js';
 import { parseTrustDomain } from './spiffe/id.js';
 import { compileAllowRules, type IdMatcher } from './spiffe/match.js';
+import {
+  parseRateLimitStoreFlags,
+  type RateLimitStoreConfig,
+  type RateLimitStoreFlags,
+} from './config/rate-limit-store-flags.js';
 
 /** Options as the CLI hands them over: strings and booleans, keyed by flag name. */
-export interface RawOptions {
+export interface RawOptions extends RateLimitStoreFlags {
   listen?: string;
   upstream?: string;
   'unsafe-upstream'?: boolean;
@@ -152,6 +157,8 @@ export interface Config {
   readonly policy: { readonly file: string; readonly dryRun: boolean } | undefined;
   /** `--api-keys-file`: static API keys, named in the policy file's rules. */
   readonly apiKeysFile: string | undefined;
+  /** `--rate-limit-store` and its flags: the policy's rate limits counted across replicas. */
+  readonly rateLimitStore: RateLimitStoreConfig | undefined;
   readonly identityHeaders: readonly string[];
   readonly xfcc: boolean;
   readonly logLevel: LogLevel;
@@ -788,6 +795,7 @@ export function buildConfig(raw: RawOptions): Config {
     allowAny,
     policy,
     apiKeysFile: raw['api-keys-file'],
+    rateLimitStore: parseRateLimitStoreFlags(raw, policy !== undefined),
     identityHeaders: Object.freeze(parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS['identity-header'].value)),
     xfcc: raw.xfcc ?? DEFAULTS.xfcc.value,
     logLevel,

@@ -7,6 +7,7 @@ import type { IdentitySource } from '../identity/source.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
 import { droppedLogLines } from '../log.js';
 import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
+import type { SharedRateLimitsStats } from '../authz/shared-rate-limits.js';
 
 const PREFIX = 'spiffe_sidecar_';
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -21,6 +22,8 @@ export function createMetrics(
   jwt?: Pick<JwtAuthenticator, 'counters'> & Partial<Pick<JwtAuthenticator, 'jwksFailures'>>,
   /** The readiness /readyz reports (without its upstream probe); defaults to the identity's. */
   ready?: () => boolean,
+  /** `--rate-limit-store`: its metrics exist only when a store is configured. */
+  rateLimitStore?: { stats(): SharedRateLimitsStats },
 ): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -184,6 +187,8 @@ export function createMetrics(
     },
   });
 
+  if (rateLimitStore) registerRateLimitStoreMetrics(registry, rateLimitStore);
+
   const proxy: ProxyMetrics = {
     handshake: (result, reason) => handshakes.inc({ result, reason }),
     decision: (decision, reason) => decisions.inc({ decision, reason }),
@@ -198,4 +203,36 @@ export function createMetrics(
     upstreamError: (reason) => upstreamErrors.inc({ reason }),
   };
   return { registry, proxy };
+}
+
+/** `--rate-limit-store`: whether rate limits are counted in the store now, mode changes, store errors. */
+function registerRateLimitStoreMetrics(registry: Registry, store: { stats(): SharedRateLimitsStats }): void {
+  new Gauge({
+    name: `${PREFIX}rate_limit_store_up`,
+    help: 'Rate limits are counted in the shared store (1) or by --rate-limit-store-failure (0)',
+    registers: [registry],
+    collect() {
+      this.set(store.stats().up ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}rate_limit_store_mode_changes_total`,
+    help: 'Times rate limiting changed mode, by the mode entered (shared, local, allow, deny)',
+    labelNames: ['mode'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [mode, count] of Object.entries(store.stats().modeChanges)) this.inc({ mode }, count);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}rate_limit_store_errors_total`,
+    help: 'Rate-limit decisions the store failed to make, by kind (timeout, error)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [kind, count] of Object.entries(store.stats().errors)) this.inc({ kind }, count);
+    },
+  });
 }

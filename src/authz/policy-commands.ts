@@ -199,7 +199,8 @@ export async function policyCheck(
     return 0;
   }
   const caller = callerOf(options);
-  const decision = createFileAuthorizer(() => policy).decide(caller, method as string, target as string);
+  // Local buckets: a decision here is at once (no store is configured for `policy check`).
+  const decision = await createFileAuthorizer(() => policy).decide(caller, method as string, target as string);
   const lines = decision.allow
     ? [`allow`, `rule: ${decision.rule}`]
     : [`deny`, ...(decision.rule ? [`rule: ${decision.rule}`] : []), `reason: ${decision.reason}`];

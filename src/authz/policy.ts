@@ -7,7 +7,7 @@ import { routeAllowed } from '../authn/api-keys.js';
 import { compileAllowRules, type IdMatcher } from '../spiffe/match.js';
 import { normalizeRequestPath } from '../path-match.js';
 import type { CompiledPolicy } from './policy-file.js';
-import type { RateLimit } from './rate-limiter.js';
+import { type RateLimit, type RuleLimiter, sameLimit } from './rate-limiter.js';
 import { type Decision, evaluateRules } from './rule-engine.js';
 
 export type { Decision, DenyReason } from './rule-engine.js';
@@ -15,8 +15,11 @@ export type { Decision, DenyReason } from './rule-engine.js';
 export interface Authorizer {
   /** False when decisions depend on the caller alone: an mTLS connection is then decided once. */
   readonly perRequest: boolean;
-  /** `target` is the request target as received (path and query). */
-  decide(caller: PeerIdentity, method: string, target: string): Decision;
+  /**
+   * `target` is the request target as received (path and query). A promise only where a rule counts in a
+   * shared rate-limit store.
+   */
+  decide(caller: PeerIdentity, method: string, target: string): Decision | Promise<Decision>;
 }
 
 export interface AllowFlags {
@@ -76,15 +79,29 @@ function keepLimiters(previous: CompiledPolicy, next: CompiledPolicy): void {
   const old = new Map(previous.rules.map((r) => [r.name, r.limiter]));
   for (const rule of next.rules) {
     const limiter = old.get(rule.name);
-    const same = (a: RateLimit, b: RateLimit) =>
-      a.requests === b.requests && a.perMs === b.perMs && a.burst === b.burst;
-    if (rule.limiter && limiter && same(rule.limiter.limit, limiter.limit)) rule.limiter = limiter;
+    if (rule.limiter && limiter && sameLimit(rule.limiter.limit, limiter.limit)) rule.limiter = limiter;
   }
 }
 
-/** A policy file; `current` returns the policy in force (it is swapped on reload). */
-export function createFileAuthorizer(current: () => CompiledPolicy, now: () => number = Date.now): Authorizer {
+/** Where a rule counts when a shared store is configured: its buckets are keyed by name and limit. */
+export type SharedLimiters = (rule: string, limit: RateLimit) => RuleLimiter;
+
+/** Every rate-limited rule of `policy` counts in the shared store (which keeps buckets across reloads). */
+function shareLimiters(policy: CompiledPolicy, shared: SharedLimiters): void {
+  for (const rule of policy.rules) if (rule.limiter) rule.limiter = shared(rule.name, rule.limiter.limit);
+}
+
+/**
+ * A policy file; `current` returns the policy in force (it is swapped on reload). With `shared`, rate
+ * limits count in a store every replica shares (`--rate-limit-store`) instead of this process's buckets.
+ */
+export function createFileAuthorizer(
+  current: () => CompiledPolicy,
+  options: { now?: () => number; shared?: SharedLimiters } = {},
+): Authorizer {
+  const { now = Date.now, shared } = options;
   let inForce = current();
+  if (shared) shareLimiters(inForce, shared);
   return {
     perRequest: true,
     decide(caller, method, target) {
@@ -93,7 +110,8 @@ export function createFileAuthorizer(current: () => CompiledPolicy, now: () => n
       if (keyRouteRefused(caller, method, path)) return { allow: false, reason: 'key_route_denied' };
       const policy = current();
       if (policy !== inForce) {
-        keepLimiters(inForce, policy);
+        if (shared) shareLimiters(policy, shared);
+        else keepLimiters(inForce, policy);
         inForce = policy;
       }
       return evaluateRules(policy.rules, caller, { method, path }, now());

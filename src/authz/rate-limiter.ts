@@ -8,7 +8,25 @@ export interface RateLimit {
   burst: number;
 }
 
-export type Admission = { ok: true } | { ok: false; retryAfterMs: number };
+/**
+ * A take's answer. `store_unavailable`: the shared store could not count this request and
+ * `--rate-limit-store-failure deny` refuses it (see shared-rate-limits.ts).
+ */
+export type Admission = { ok: true } | { ok: false; retryAfterMs: number; unavailable?: true };
+
+/**
+ * What a rate-limited rule holds: local buckets (RateLimiter, answers at once) or buckets in a shared store
+ * (a promise: one round trip). `limit` decides whether a reloaded rule keeps its buckets.
+ */
+export interface RuleLimiter {
+  readonly limit: RateLimit;
+  take(caller: string, now: number): Admission | Promise<Admission>;
+}
+
+/** Whether two limits count the same way: a reloaded rule with the same name and limit keeps its buckets. */
+export function sameLimit(a: RateLimit, b: RateLimit): boolean {
+  return a.requests === b.requests && a.perMs === b.perMs && a.burst === b.burst;
+}
 
 interface Bucket {
   tokens: number;
@@ -17,7 +35,7 @@ interface Bucket {
 
 export const DEFAULT_MAX_KEYS = 10_000;
 
-export class RateLimiter {
+export class RateLimiter implements RuleLimiter {
   /** Map order is recency order: a touched bucket is re-inserted at the end. */
   private readonly buckets = new Map<string, Bucket>();
 

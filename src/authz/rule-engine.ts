@@ -5,10 +5,16 @@ import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { type ClaimCondition, conditionHolds } from './claim-condition.js';
 import type { PathMatcher, PathPattern } from '../path-match.js';
-import type { RateLimiter } from './rate-limiter.js';
+import type { Admission, RuleLimiter } from './rate-limiter.js';
 
 export type DenyReason =
-  'no_matching_rule' | 'rule_denied' | 'claim_mismatch' | 'rate_limited' | 'key_route_denied' | 'path_not_normalized';
+  | 'no_matching_rule'
+  | 'rule_denied'
+  | 'claim_mismatch'
+  | 'rate_limited'
+  | 'rate_limit_unavailable'
+  | 'key_route_denied'
+  | 'path_not_normalized';
 
 export type Decision =
   { allow: true; rule: string } | { allow: false; reason: DenyReason; rule?: string; retryAfterSeconds?: number };
@@ -40,7 +46,7 @@ export interface CompiledRule {
   /** The path as written, for what `policy check` says about the rule (never used to decide). */
   pathPattern?: PathPattern;
   callers?: CallerConditions;
-  limiter?: RateLimiter;
+  limiter?: RuleLimiter;
 }
 
 /**
@@ -69,12 +75,27 @@ function matchCaller(conditions: CallerConditions | undefined, caller: PeerIdent
   return 'match';
 }
 
+/** The decision of a rate-limited rule that matched, from its limiter's answer. */
+function limited(rule: CompiledRule, admission: Admission): Decision {
+  if (admission.ok) return { allow: true, rule: rule.name };
+  return {
+    allow: false,
+    reason: admission.unavailable ? 'rate_limit_unavailable' : 'rate_limited',
+    rule: rule.name,
+    retryAfterSeconds: Math.max(1, Math.ceil(admission.retryAfterMs / 1000)),
+  };
+}
+
+/**
+ * The decision, at once; a promise only when the matching rule counts in a shared store (one round trip:
+ * see shared-rate-limits.ts). Local buckets and rules without limits never make a request wait.
+ */
 export function evaluateRules(
   rules: readonly CompiledRule[],
   caller: PeerIdentity,
   request: RequestFacts,
   now: number,
-): Decision {
+): Decision | Promise<Decision> {
   let claimsFailed = false;
   for (const rule of rules) {
     if (!methodCovered(rule.methods, request.method)) continue;
@@ -86,14 +107,7 @@ export function evaluateRules(
     if (rule.effect === 'deny') return { allow: false, reason: 'rule_denied', rule: rule.name };
     if (rule.limiter) {
       const admission = rule.limiter.take(describePeer(caller), now);
-      if (!admission.ok) {
-        return {
-          allow: false,
-          reason: 'rate_limited',
-          rule: rule.name,
-          retryAfterSeconds: Math.max(1, Math.ceil(admission.retryAfterMs / 1000)),
-        };
-      }
+      return admission instanceof Promise ? admission.then((a) => limited(rule, a)) : limited(rule, admission);
     }
     return { allow: true, rule: rule.name };
   }

@@ -45,6 +45,13 @@ export const RUN_DEFAULTS = freeze({
   'policy-file': NONE,
   'policy-mode': { value: 'enforce' },
   'api-keys-file': NONE,
+  'rate-limit-store': { shown: 'none: each process counts alone' },
+  'rate-limit-store-password-file': NONE,
+  'rate-limit-store-ca-file': { shown: 'the system CAs' },
+  // Envoy's global rate limit service defaults to 20 ms; a loaded 2-core pod needs some margin.
+  'rate-limit-store-timeout': { value: '50ms' },
+  'rate-limit-store-failure': { value: 'local' },
+  'rate-limit-replicas': { value: '1' },
   'identity-header': { value: ['x-spiffe-id'] },
   xfcc: { value: true },
   'log-level': { value: 'info' },

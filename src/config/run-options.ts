@@ -174,6 +174,28 @@ export const RUN_OPTIONS: Readonly<Record<RunFlag, OptionSpec>> = {
     value: 'FILE',
     help: 'static API keys by SHA-256 (made by apikey new; hot-reloaded)',
   },
+  'rate-limit-store': {
+    type: 'string',
+    value: 'URL',
+    help: 'count rate limits in a shared Redis: redis://HOST:PORT[/DB] or rediss:// (TLS, our SVID)',
+  },
+  'rate-limit-store-password-file': { type: 'string', value: 'FILE', help: 'the Redis password (AUTH)' },
+  'rate-limit-store-ca-file': { type: 'string', value: 'FILE', help: "rediss://: the CAs of the store's certificate" },
+  'rate-limit-store-timeout': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'the longest a request waits on the store',
+  },
+  'rate-limit-store-failure': {
+    type: 'string',
+    value: 'MODE',
+    help: 'while the store is down or slow: local (per-process buckets), allow or deny (503)',
+  },
+  'rate-limit-replicas': {
+    type: 'string',
+    value: 'N',
+    help: 'replicas sharing the store: local divides limits by N × workers',
+  },
   watch: { type: 'boolean', help: 'reload the SVID and bundles when their files change' },
   'reload-interval': {
     type: 'string',

@@ -153,7 +153,7 @@ export class RequestAdmission {
   }
 
   /** A caller with an API key (`x-api-key` or `Authorization: Bearer sk_...`): one key, known, unexpired. */
-  private admitKey(head: RequestHead, presented: ReturnType<typeof presentedApiKey>): Admission {
+  private admitKey(head: RequestHead, presented: ReturnType<typeof presentedApiKey>): Admission | Promise<Admission> {
     const result =
       presented === undefined
         ? ({
@@ -179,13 +179,21 @@ export class RequestAdmission {
    * Decides (once per connection when the decision depends on the caller alone), counts and audit-logs.
    * In dry-run mode a denial is logged and counted as such, and the request is let through.
    */
-  private decide(head: RequestHead, identity: PeerIdentity, connection?: PeerState): Admission {
-    const { authorizer, dryRun, metrics, log } = this.options;
-    let decision = connection?.decision;
-    if (!decision) {
-      decision = authorizer.decide(identity, head.method ?? '', head.url ?? '');
-      if (connection && !authorizer.perRequest) connection.decision = decision;
-    }
+  private decide(head: RequestHead, identity: PeerIdentity, connection?: PeerState): Admission | Promise<Admission> {
+    const { authorizer } = this.options;
+    const known = connection?.decision;
+    if (known) return this.judged(head, identity, known);
+    const decision = authorizer.decide(identity, head.method ?? '', head.url ?? '');
+    // Only a shared rate-limit store makes a decision wait (per request, so never cached per connection).
+    if (decision instanceof Promise) return decision.then((d) => this.judged(head, identity, d));
+    if (connection && !authorizer.perRequest) connection.decision = decision;
+    return this.judged(head, identity, decision);
+  }
+
+  /** Counts and audit-logs a decision, and makes it an admission (dry-run: a denial goes through). */
+  private judged(head: RequestHead, identity: PeerIdentity, made: Decision): Admission {
+    const { dryRun, metrics, log } = this.options;
+    let decision = made;
     // Dry-run lifts the rules' denials only: a key's own route limits and unparseable paths still hold.
     const wouldDeny =
       !decision.allow &&

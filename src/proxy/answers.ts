@@ -37,10 +37,16 @@ export function answerBody(a: Answer): string {
   return JSON.stringify({ error: ERROR_OF_STATUS[a.status] ?? 'error', reason: a.reason });
 }
 
-/** A denial of the rules: 429 (with Retry-After) when rate limited, 400 for a path without a normal form. */
+/**
+ * A denial of the rules: 429 (with Retry-After) when rate limited, 503 (with Retry-After) when the shared
+ * rate-limit store could not count it, 400 for a path without a normal form.
+ */
 export function denialAnswer(decision: Decision & { allow: false }): Answer {
   if (decision.reason === 'rate_limited')
     return answer(429, decision.reason, { 'retry-after': String(decision.retryAfterSeconds ?? 1) });
+  // The shared store could not count the request and --rate-limit-store-failure deny says refuse.
+  if (decision.reason === 'rate_limit_unavailable')
+    return answer(503, decision.reason, { 'retry-after': String(decision.retryAfterSeconds ?? 1) });
   if (decision.reason === 'path_not_normalized') return answer(400, decision.reason);
   return answer(403, decision.reason);
 }

@@ -5,9 +5,9 @@
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { noMetrics, type ProxyMetrics } from './proxy-metrics.js';
-import { describePeer } from '../authn/identity.js';
+import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import { admitPeer } from './peer-gate.js';
-import type { Authorizer } from '../authz/policy.js';
+import type { Authorizer, Decision } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
 import { listen } from '../listener.js';
 import type { Logger } from '../log.js';
@@ -103,6 +103,18 @@ export class TcpInboundProxy {
     }
     const peer = gate.identity;
     const decision = authorizer.decide(peer, 'CONNECT', '/');
+    // A shared rate-limit store answers later: the caller may have left meanwhile.
+    if (decision instanceof Promise) {
+      decision.then(
+        (d) => (socket.destroyed ? undefined : this.judged(socket, peer, d)),
+        () => socket.destroy(),
+      );
+    } else this.judged(socket, peer, decision);
+  }
+
+  /** Counts and logs the decision; an allowed peer is relayed to the app, a denied one disconnected. */
+  private judged(socket: TLSSocket, peer: PeerIdentity, decision: Decision): void {
+    const { log } = this.options;
     this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason);
     log.info(
       {

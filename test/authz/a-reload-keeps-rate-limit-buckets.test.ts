@@ -2,9 +2,15 @@
 // limit carry over; a changed limit starts afresh.
 import { describe, expect, it } from 'vitest';
 import type { PeerIdentity } from '../../src/authn/identity.js';
-import { createFileAuthorizer } from '../../src/authz/policy.js';
+import { createFileAuthorizer, type Decision } from '../../src/authz/policy.js';
 import { parsePolicy } from '../../src/authz/policy-file.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
+
+/** Local buckets decide at once: a promise here would make every rate-limited request wait. */
+function atOnce(decision: Decision | Promise<Decision>): Decision {
+  if (decision instanceof Promise) throw new Error('a local decision came as a promise');
+  return decision;
+}
 
 const caller: PeerIdentity = { method: 'mtls', id: parseSpiffeId('spiffe://example.org/a'), leafSha256: '' };
 const policy = (name: string, requests: number) =>
@@ -17,18 +23,18 @@ describe('a reload keeps rate-limit buckets', () => {
   it('carries the bucket of an unchanged rule over, and resets a changed one', () => {
     let current = policy('r', 2);
     const now = () => 1_000_000;
-    const authorizer = createFileAuthorizer(() => current, now);
-    expect(authorizer.decide(caller, 'GET', '/').allow).toBe(true);
-    expect(authorizer.decide(caller, 'GET', '/').allow).toBe(true);
+    const authorizer = createFileAuthorizer(() => current, { now });
+    expect(atOnce(authorizer.decide(caller, 'GET', '/')).allow).toBe(true);
+    expect(atOnce(authorizer.decide(caller, 'GET', '/')).allow).toBe(true);
     expect(authorizer.decide(caller, 'GET', '/')).toMatchObject({ allow: false, reason: 'rate_limited' });
 
     current = policy('r', 2); // the same file reloaded (e.g. a comment changed)
     expect(authorizer.decide(caller, 'GET', '/')).toMatchObject({ allow: false, reason: 'rate_limited' });
 
     current = policy('r', 3); // a new limit: a new bucket
-    expect(authorizer.decide(caller, 'GET', '/').allow).toBe(true);
+    expect(atOnce(authorizer.decide(caller, 'GET', '/')).allow).toBe(true);
 
     current = policy('other', 3); // another rule name: a new bucket
-    expect(authorizer.decide(caller, 'GET', '/').allow).toBe(true);
+    expect(atOnce(authorizer.decide(caller, 'GET', '/')).allow).toBe(true);
   });
 });

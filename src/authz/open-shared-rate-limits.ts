@@ -1,0 +1,48 @@
+// Opens the shared rate-limit store a Config names: reads the password and CA files (an unreadable one
+// stops the start, naming its flag), presents our current SVID on rediss:// (read at every reconnect, so
+// a rotation applies), and starts connecting. It never waits for the store: until the store answers,
+// `--rate-limit-store-failure` applies, so a Redis outage cannot keep the sidecar from starting.
+import { isIP } from 'node:net';
+import type { RateLimitStoreConfig } from '../config/rate-limit-store-flags.js';
+import { readFlagFile } from '../flag-file.js';
+import type { IdentitySource } from '../identity/source.js';
+import type { Logger } from '../log.js';
+import { SharedRateLimits } from './shared-rate-limits.js';
+
+export async function openSharedRateLimits(
+  config: RateLimitStoreConfig,
+  workers: number,
+  identity: IdentitySource | undefined,
+  log: Logger,
+): Promise<SharedRateLimits> {
+  // A file ends with a newline more often than a password does.
+  const password = config.passwordFile
+    ? (await readFlagFile('--rate-limit-store-password-file', config.passwordFile)).replace(/\r?\n$/, '')
+    : undefined;
+  const ca = config.caFile ? await readFlagFile('--rate-limit-store-ca-file', config.caFile) : undefined;
+  // SNI takes a host name only (RFC 6066 §3); without one Node checks the certificate against the IP address.
+  const servername = isIP(config.host) === 0 ? config.host : undefined;
+  const tls = config.tls
+    ? () => {
+        const svid = identity && identity.status().ready ? identity.current().svid : undefined;
+        return { ca, servername, ...(svid ? { cert: svid.chainPem, key: svid.keyPem } : {}) };
+      }
+    : undefined;
+  const { RedisRateStore } = await import('./redis-rate-store.js');
+  const store = await RedisRateStore.open({
+    host: config.host,
+    port: config.port,
+    db: config.db,
+    username: config.username,
+    password,
+    tls,
+    timeoutMs: config.timeoutMs,
+  });
+  return new SharedRateLimits({
+    store,
+    failure: config.failure,
+    countingProcesses: config.replicas * workers,
+    storeName: config.name,
+    log,
+  });
+}
