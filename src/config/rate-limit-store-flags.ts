@@ -66,20 +66,23 @@ export function parseRateLimitStoreFlags(
   try {
     url = new URL(text);
   } catch {
-    invalid(`--rate-limit-store ${JSON.stringify(text)}: not a URL; ${hint}`);
+    // Not echoed: a mistyped URL may still carry a password.
+    invalid(`--rate-limit-store: not a URL; ${hint}`);
   }
+  // What errors may show of the URL: never its password.
+  const shown = JSON.stringify(url.password === '' ? text : `${url.protocol}//${url.host}${url.pathname}`);
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
-    invalid(`--rate-limit-store ${JSON.stringify(text)}: the scheme must be redis: or rediss:; ${hint}`);
+    invalid(`--rate-limit-store ${shown}: the scheme must be redis: or rediss:; ${hint}`);
   if (url.password !== '')
     invalid(
       '--rate-limit-store: the URL carries a password, which would show in process listings and logs; put it in a file and give --rate-limit-store-password-file FILE',
     );
-  if (url.hostname === '') invalid(`--rate-limit-store ${JSON.stringify(text)}: no host; ${hint}`);
+  if (url.hostname === '') invalid(`--rate-limit-store ${shown}: no host; ${hint}`);
   if (url.search !== '' || url.hash !== '')
-    invalid(`--rate-limit-store ${JSON.stringify(text)}: no query or fragment is read; ${hint}`);
+    invalid(`--rate-limit-store ${shown}: no query or fragment is read; ${hint}`);
   const dbText = url.pathname.replace(/^\//, '');
   if (dbText !== '' && !/^\d{1,5}$/.test(dbText))
-    invalid(`--rate-limit-store ${JSON.stringify(text)}: the path is the database number, e.g. /0`);
+    invalid(`--rate-limit-store ${shown}: the path is the database number, e.g. /0`);
   const tls = url.protocol === 'rediss:';
   if (raw['rate-limit-store-ca-file'] !== undefined && !tls)
     invalid('--rate-limit-store-ca-file needs a rediss:// store: redis:// is plain TCP');

@@ -9,8 +9,8 @@ import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { sample, scrapeMetrics, waitForLog, writePolicy } from '../helpers/authz.js';
 import { requestVia } from '../helpers/client.js';
 import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
-import { type Running, startCli } from '../helpers/process.js';
-import { type RedisServer, startRedis } from '../helpers/redis-server.js';
+import { type Running, startCli, waitForEvent } from '../helpers/process.js';
+import { freePort, type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
@@ -113,20 +113,15 @@ describe('rate limits hold across replicas through a shared redis', () => {
       ...Object.entries(storeFlags()).flatMap(([k, v]) => [`--${k}`, v]),
     ]);
     const running = workers;
-    await expect
-      .poll(
-        () => {
-          if (running.child.exitCode !== null) throw new Error(`exited: ${running.stderr()}`);
-          return sharedLines(running);
-        },
-        { timeout: 20_000, interval: 50 },
-      )
-      .toBe(2);
+    // The workers' 'started' lines precede the primary's 'workers_started'.
+    await waitForEvent(running, 'workers_started', 20_000);
     const started = running
       .stdout()
       .split('\n')
       .find((l) => l.includes('"event":"started"'));
     workersPort = Number((JSON.parse(started as string) as { listen: { port: number } }).listen.port);
+    // Each worker counts in the store once it has connected.
+    await expect.poll(() => sharedLines(running), { timeout: 20_000, interval: 50 }).toBe(2);
     expect(workersPort).toBeGreaterThan(0);
 
     const alice = callers[0];
@@ -191,5 +186,36 @@ describe('rate limits hold across replicas through a shared redis', () => {
     await a.reload('test');
     await waitForLog(a.logs, { event: 'file_reloaded', flag: '--policy-file' }, from);
     expect((await requestVia(a.port, bob, { path: '/reports/after' })).status).toBe(429);
+  });
+
+  it('--rate-limit-store-failure deny: while the store cannot count, rate-limited routes get 503, others still pass', async () => {
+    const dir = join(ws.path, 'deny');
+    await mkdir(dir);
+    const policy = await writePolicy(dir, 'policy.json', {
+      version: 1,
+      rules: [POLICY.rules[0], { name: 'free', effect: 'allow', path: { prefix: '/free' } }],
+    });
+    const sidecar = await startTestSidecar({
+      upstream: ws.app.url,
+      'mtls-cert-file': serving.certFile,
+      'mtls-key-file': serving.keyFile,
+      'mtls-ca-file': serving.caFile,
+      'policy-file': policy,
+      // Nothing listens there: the store never answers.
+      'rate-limit-store': `redis://127.0.0.1:${await freePort()}`,
+      'rate-limit-store-failure': 'deny',
+    });
+    try {
+      await waitForLog(sidecar.logs, { event: 'rate_limit_store', mode: 'deny', reason: 'connecting' });
+      const seen = ws.app.seen.length;
+      const refused = await requestVia(sidecar.port, callers[0], { path: '/reports/x' });
+      expect(refused.status).toBe(503);
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(JSON.parse(refused.body)).toEqual({ error: 'unavailable', reason: 'rate_limit_unavailable' });
+      expect(ws.app.seen.length).toBe(seen);
+      expect((await requestVia(sidecar.port, callers[0], { path: '/free/x' })).status).toBe(200);
+    } finally {
+      await sidecar.close();
+    }
   });
 });

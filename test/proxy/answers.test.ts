@@ -57,6 +57,11 @@ describe('denialAnswer', () => {
       { status: 429, reason: 'rate_limited', headers: { 'retry-after': '1' } },
     ],
     [
+      'the shared rate-limit store cannot count (--rate-limit-store-failure deny)',
+      { allow: false, reason: 'rate_limit_unavailable', rule: 'r', retryAfterSeconds: 1 },
+      { status: 503, reason: 'rate_limit_unavailable', headers: { 'retry-after': '1' } },
+    ],
+    [
       'a path without a normal form',
       { allow: false, reason: 'path_not_normalized' },
       { status: 400, reason: 'path_not_normalized' },
