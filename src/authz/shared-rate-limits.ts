@@ -38,6 +38,8 @@ export interface SharedRateLimitsStats {
 }
 
 const PROBE_INTERVAL_MS = 1000;
+/** Fallback bucket sets kept (one per rule name and limit ever seen): reloads that change limits add more. */
+const MAX_FALLBACK_RULES = 1000;
 /** Keys of ours in a store other programs may share. */
 const KEY_PREFIX = 'spiffe-sidecar:rl:';
 
@@ -114,6 +116,8 @@ export class SharedRateLimits {
         perMs: limit.perMs,
         burst: Math.max(1, limit.burst / countingProcesses),
       });
+      if (this.fallbacks.size >= MAX_FALLBACK_RULES)
+        this.fallbacks.delete(this.fallbacks.keys().next().value as string);
       this.fallbacks.set(key, local);
     }
     return local.take(caller, now);
