@@ -14,6 +14,7 @@ import { URL } from 'node:url';
 import { freePort, runningChildren, spawnChild, stopChild, terminateAll, waitForLine } from './lib/children.js';
 import { LoadGenerator } from './lib/loadgen.js';
 import { ensureNginx, nginxVersion } from './lib/nginx.js';
+import { findRedis, redisVersion } from './lib/redis.js';
 import { runNotes } from './lib/notes.js';
 import { benchOptions } from './lib/options.js';
 import { makePki } from './lib/pki.js';
@@ -51,8 +52,12 @@ async function formatJson(value, file) {
   }
 }
 
-/** Machine facts for the report. */
-async function machine(nginx) {
+/**
+ * Machine facts for the report.
+ * @param {string | undefined} nginx
+ * @param {{ binary: string } | { missing: string } | undefined} redis
+ */
+async function machine(nginx, redis) {
   return {
     cpus: os.availableParallelism(),
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -60,6 +65,7 @@ async function machine(nginx) {
     kernel: `${os.type()} ${os.release()}`,
     node: process.versions.node,
     nginx: nginx ? await nginxVersion(nginx).catch(() => 'unknown version') : undefined,
+    redis: redis && 'binary' in redis ? await redisVersion(redis.binary).catch(() => 'unknown version') : undefined,
   };
 }
 
@@ -82,11 +88,12 @@ async function main() {
   const stops = [];
   let loadgen;
   try {
-    const [features, pki, nginx] = await Promise.all([
+    const [features, pki, nginx, redis] = await Promise.all([
       sidecarFeatures(options.cli, options.sidecarNode),
       makePki(options.cli, join(tmp, 'pki'), 3),
-      // The soak measures the sidecar alone: no nginx to install.
+      // The soak measures the sidecar alone: no nginx to install, no store.
       options.soak ? undefined : ensureNginx(say),
+      options.soak ? undefined : findRedis(),
     ]);
     say(
       `sidecar features: --workers ${features.workers ? 'yes' : 'no'}, --protocol ${features.protocol ? 'yes' : 'no'}`,
@@ -117,7 +124,10 @@ async function main() {
           : 'not available (could not be installed; see the log above)',
       features,
       clientTls,
+      redis: redis ?? { missing: 'not used by the soak' },
     };
+    if (redis && 'binary' in redis && (!options.only || options.only.includes('sidecar-mtls-rate-limit-store')))
+      say(`redis-server: ${redis.binary} (for the rate-limit store row)`);
     loadgen = new LoadGenerator();
 
     /** @type {ReturnType<typeof summarize>} */
@@ -152,7 +162,7 @@ async function main() {
     const meta = {
       date: started.toISOString(),
       durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
-      machine: await machine(nginx),
+      machine: await machine(nginx, redis),
       sidecarNode,
       options: { ...options, cli: relative(process.cwd(), options.cli) },
       sidecarFeatures: { workers: features.workers, protocol: features.protocol },
@@ -209,6 +219,7 @@ async function measureTable({ ctx, loadgen, stops }) {
       running.set(row.key, s);
       stops.push({ label: row.key, stop: s.stop });
       record.readyMs = s.readyMs;
+      if (s.side) record.side = s.side.name;
     } catch (err) {
       record.failures.push(`start: ${/** @type {Error} */ (err).message}`);
       say(`${row.key}: could not start: ${/** @type {Error} */ (err).message}`);
@@ -218,6 +229,7 @@ async function measureTable({ ctx, loadgen, stops }) {
   for (const record of records) {
     const s = running.get(record.row.key);
     if (s && record.row.kind !== 'direct') record.rssIdleBytes = rssBytes(processTree(s.pid));
+    if (s?.side) record.sideRssIdleBytes = rssBytes(processTree(s.side.pid));
   }
 
   const startup =

@@ -1,6 +1,7 @@
 // One round of one row: the keep-alive, new-connection and unloaded-latency phases, with the CPU of the
 // process tree under test read from /proc at the edges of each measurement window and its RSS sampled
-// throughout. The app's CPU is read too (it is the same work in every row: a sanity check).
+// throughout. The app's CPU is read too (it is the same work in every row: a sanity check), and so is that of
+// a process the row depends on outside its tree (the store row's redis-server), reported apart.
 import { performance } from 'node:perf_hooks';
 import { cpuMs, machineBusyMs, processTree, rssPeakSampler } from './proc.js';
 
@@ -18,6 +19,9 @@ import { cpuMs, machineBusyMs, processTree, rssPeakSampler } from './proc.js';
  * @property {number} foreignCores CPU used during the window by processes outside the bench (others' tests,
  *   builds: the shared machine's noise), in cores
  * @property {number} rssPeakBytes
+ * @property {number | undefined} [sideCpuUsPerRequest] CPU per request of the row's side process (redis-server)
+ * @property {number | undefined} [sideCores]
+ * @property {number | undefined} [sideRssPeakBytes]
  * @property {{ p50?: number, p90?: number, p99?: number, max?: number, samples: number }} latency ms
  */
 
@@ -25,12 +29,14 @@ import { cpuMs, machineBusyMs, processTree, rssPeakSampler } from './proc.js';
  * Runs one load phase against a row and measures the row's process tree meanwhile.
  * @param {import('./loadgen.js').LoadGenerator} loadgen
  * @param {import('../load/engine.js').LoadSpec} spec
- * @param {{ pid: number, appPid: number }} row
+ * @param {{ pid: number, appPid: number, sidePid?: number }} row
  * @returns {Promise<PhaseResult>}
  */
-export async function measurePhase(loadgen, spec, { pid, appPid }) {
+export async function measurePhase(loadgen, spec, { pid, appPid, sidePid }) {
   const pids = processTree(pid);
+  const sidePids = sidePid === undefined ? [] : processTree(sidePid);
   const sampler = rssPeakSampler(pids, 100);
+  const sideSampler = sidePid === undefined ? undefined : rssPeakSampler(sidePids, 100);
   let start;
   let end;
   const snapshot = () => ({
@@ -38,6 +44,7 @@ export async function measurePhase(loadgen, spec, { pid, appPid }) {
     cpu: cpuMs(pids),
     app: cpuMs([appPid]),
     loadgen: cpuMs([loadgen.pid]),
+    side: cpuMs(sidePids),
     machine: machineBusyMs(),
   });
   const { results } = await loadgen.run([spec], (event) => {
@@ -45,10 +52,11 @@ export async function measurePhase(loadgen, spec, { pid, appPid }) {
     else end = snapshot();
   });
   const rssPeakBytes = sampler.stop();
+  const sideRssPeakBytes = sideSampler?.stop();
   const [result] = results;
   const perRequest = (/** @type {number} */ ms) => (result.requests > 0 ? (ms * 1000) / result.requests : undefined);
   const cpu = start && end ? end.cpu - start.cpu : NaN;
-  const cores = (/** @type {'cpu' | 'app' | 'loadgen' | 'machine'} */ field) =>
+  const cores = (/** @type {'cpu' | 'app' | 'loadgen' | 'side' | 'machine'} */ field) =>
     start && end ? (end[field] - start[field]) / (end.at - start.at) : NaN;
   return {
     rps: result.rps,
@@ -60,8 +68,18 @@ export async function measurePhase(loadgen, spec, { pid, appPid }) {
     appCpuUsPerRequest: start && end ? perRequest(end.app - start.app) : undefined,
     cores: cores('cpu'),
     loadgenCores: cores('loadgen'),
-    foreignCores: Math.max(0, cores('machine') - cores('cpu') - (pid === appPid ? 0 : cores('app')) - cores('loadgen')),
+    foreignCores: Math.max(
+      0,
+      cores('machine') - cores('cpu') - (pid === appPid ? 0 : cores('app')) - cores('loadgen') - cores('side'),
+    ),
     rssPeakBytes,
+    ...(sidePid === undefined
+      ? {}
+      : {
+          sideCpuUsPerRequest: start && end ? perRequest(end.side - start.side) : undefined,
+          sideCores: cores('side'),
+          sideRssPeakBytes,
+        }),
     latency: result.latency,
   };
 }

@@ -64,7 +64,7 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
     }
     const isDirect = r.kind === 'direct';
     const cells = [
-      r.label,
+      r.invalid ? `${r.label} **INVALID** (below)` : r.label,
       num(r.keepAlive.rps),
       times(r.vsNginx.keepAliveRps),
       isDirect ? '1.00×' : times(r.vsDirect.keepAliveRps),
@@ -90,6 +90,8 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
         `${times(jwt.vsSidecarMtls.newConnRps)} the mTLS row's.`,
     );
   }
+  const store = storeLine(rows, m.machine.redis);
+  if (store) lines.push(store);
   if (startup) {
     // A table needs a blank line before it, and the line above may already be one.
     if (lines.at(-1) !== '') lines.push('');
@@ -140,6 +142,47 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
   lines.push('');
   lines.push(...targetTable(targets));
   return lines.join('\n');
+}
+
+/**
+ * The price of counting rate limits in Redis: the store row against local buckets, within each round.
+ * @param {ReturnType<typeof import('./summary.js').summarize>} rows
+ * @param {string | undefined} redisVersion
+ * @returns {string | undefined}
+ */
+function storeLine(rows, redisVersion) {
+  const store = rows.find((r) => r.key === 'sidecar-mtls-rate-limit-store');
+  const local = rows.find((r) => r.key === 'sidecar-mtls-rate-limit-local');
+  if (!store) return undefined;
+  const title = 'Rate-limit store (`--rate-limit-store`) vs local buckets';
+  if (store.unavailable)
+    return `${title}: not measured, redis-server ${store.unavailable.replace(/^redis-server /, '')}.`;
+  if (!store.measured) return `${title}: not measured (${store.failures[0] ?? 'failed'}).`;
+  if (store.invalid) {
+    return (
+      `${title}: **INVALID**, the store row did not count in the store throughout (${store.invalid.join('; ')}); ` +
+      'its numbers measure the fallback, not the store.'
+    );
+  }
+  const b = store.vsBaseline;
+  const side = store.side;
+  const total =
+    store.keepAlive.cpuUsPerRequest === undefined || side?.keepAliveCpuUsPerRequest === undefined
+      ? undefined
+      : store.keepAlive.cpuUsPerRequest + side.keepAliveCpuUsPerRequest;
+  const overAllow = local?.vsSidecarMtls.cpuUsPerRequest;
+  return (
+    `${title} (redis-server ${redisVersion ?? '?'} on loopback, one EVALSHA per request): ` +
+    `CPU per request ${times(b?.cpuUsPerRequest)} (${num(store.keepAlive.cpuUsPerRequest)} µs vs ` +
+    `${num(local?.keepAlive.cpuUsPerRequest)} µs), added latency p50 ${times(b?.addedP50)} ` +
+    `(+${num(store.latency.addedP50Ms, 3)} ms vs +${num(local?.latency.addedP50Ms, 3)} ms), keep-alive req/s ` +
+    `${times(b?.keepAliveRps)}. redis-server's own CPU: ${num(side?.keepAliveCpuUsPerRequest, 1)} µs per keep-alive ` +
+    `request (${num(side?.keepAliveCores, 2)} cores; ${num(side?.newConnCpuUsPerRequest, 1)} µs per request at the ` +
+    `new-connection phase's ${num(store.newConn.rps)} req/s, where commands arrive one by one), RSS ` +
+    `${mb(side?.rssIdleBytes)} / ${mb(side?.rssLoadedBytes)} MB; sidecar + ` +
+    `redis-server ${num(total)} µs per request, ${times(b?.totalCpuUsPerRequest)} local buckets. ` +
+    `Local buckets themselves: CPU per request ${times(overAllow)} the \`--allow\` row.`
+  );
 }
 
 /** @param {import('./targets.js').TargetResult[]} targets */

@@ -19,7 +19,7 @@ const fmt = (v, digits = 0) => (v === undefined ? '?' : v.toFixed(digits));
  */
 async function measureRound(loadgen, options, started, appPid) {
   const { target, pid } = started;
-  const where = { pid, appPid };
+  const where = { pid, appPid, sidePid: started.side?.pid };
   const warmupMs = options.warmupSeconds * 1000;
   const durationMs = options.seconds * 1000;
   const keepAlive = await measurePhase(
@@ -51,7 +51,9 @@ async function measureRound(loadgen, options, started, appPid) {
         )
       : undefined;
   if (resumed) await delay(100);
-  const pinned = [...new Set([...processTree(pid), appPid, loadgen.pid])];
+  // A side process (the store row's redis-server) is on the request path: it is pinned with the rest.
+  const side = started.side ? processTree(started.side.pid) : [];
+  const pinned = [...new Set([...processTree(pid), ...side, appPid, loadgen.pid])];
   const latency = await onOneCpu(pinned, () =>
     measurePhase(
       loadgen,
@@ -79,14 +81,22 @@ export async function runRounds({ records, running, loadgen, options, appPid, sa
       if (!started) continue;
       const where = `round ${round + 1}/${options.rounds} ${record.row.key}`;
       try {
+        await started.beforeRound?.();
         const r = await measureRound(loadgen, options, started, appPid);
+        const invalid = await started.afterRound?.();
+        if (invalid) {
+          r.invalid = invalid;
+          record.invalid = [...(record.invalid ?? []), `round ${round + 1}: ${invalid}`];
+        }
         record.rounds[round] = r;
         const failed = r.keepAlive.errors + r.newConn.errors + r.latency.errors;
+        const side = started.side ? ` (+ ${started.side.name} ${fmt(r.keepAlive.sideCpuUsPerRequest)} µs/req)` : '';
         say(
-          `${where}: keep-alive ${fmt(r.keepAlive.rps)} req/s, ${fmt(r.keepAlive.cpuUsPerRequest)} µs CPU/req, ` +
+          `${where}: keep-alive ${fmt(r.keepAlive.rps)} req/s, ${fmt(r.keepAlive.cpuUsPerRequest)} µs CPU/req${side}, ` +
             `new conns ${fmt(r.newConn.rps)}/s${r.resumed ? ` (resumed ${fmt(r.resumed.rps)}/s)` : ''}, unloaded p50 ${fmt(r.latency.latency.p50, 3)} ms; foreign load ` +
             `${fmt(r.keepAlive.foreignCores, 2)}/${fmt(r.newConn.foreignCores, 2)} cores` +
-            (failed > 0 ? `, FAILED ${failed}` : ''),
+            (failed > 0 ? `, FAILED ${failed}` : '') +
+            (invalid ? `; INVALID: ${invalid}` : ''),
         );
       } catch (err) {
         record.rounds[round] = undefined;

@@ -1,10 +1,13 @@
 // The rows of the table: what is started for each, and how the load generator reaches it. References
 // first (direct, nginx, the three minimal Node proxies), then the sidecar in each mode this build has.
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath, URL } from 'node:url';
 import { freePort, spawnChild, stopChild, waitForLine, waitForPort } from './children.js';
 import { nginxConfig } from './nginx.js';
+import { describeModeLine, StoreModeWatch, writeRateLimitPolicy } from './rate-limit.js';
+import { startRedis } from './redis.js';
 import { sidecarArgs, startSidecar } from './sidecar.js';
 
 /**
@@ -13,6 +16,11 @@ import { sidecarArgs, startSidecar } from './sidecar.js';
  * @property {import('../load/engine.js').Target} target
  * @property {() => Promise<void>} stop
  * @property {number} [readyMs] spawn to ready
+ * @property {{ name: string, pid: number }} [side] a process the row depends on but that is not in its tree
+ *   (the store row's redis-server): its CPU and RSS are measured alongside, reported apart
+ * @property {() => Promise<void>} [beforeRound] called before each round of this row (fails the round if it throws)
+ * @property {() => Promise<string | undefined>} [afterRound] called after each round: why its numbers are
+ *   invalid, if they are (the store row: the sidecar fell back from the store meanwhile)
  */
 
 /**
@@ -22,6 +30,7 @@ import { sidecarArgs, startSidecar } from './sidecar.js';
  * @property {'direct' | 'reference' | 'sidecar'} kind
  * @property {boolean} tls whether the row speaks TLS to the load generator
  * @property {string} [unavailable] why the row cannot be measured in this run
+ * @property {string} [baseline] the row it is priced against, round by round (summary: `vsBaseline`)
  * @property {() => Promise<Started>} start
  */
 
@@ -36,6 +45,7 @@ import { sidecarArgs, startSidecar } from './sidecar.js';
  * @property {string | undefined} nginxMissing why there is none
  * @property {{ workers: boolean, protocol: boolean }} features
  * @property {{ cert: string, key: string, ca: string }} clientTls the load generator's SVID (PEM)
+ * @property {{ binary: string } | { missing: string }} redis the redis-server binary, or why there is none
  */
 
 const servers = (/** @type {string} */ file) => fileURLToPath(new URL(`../servers/${file}`, import.meta.url));
@@ -92,6 +102,77 @@ async function startSidecarRow(ctx, mode, key) {
     stop: () => stopChild(child),
     readyMs,
   };
+}
+
+/**
+ * The rate-limit rows' policy file, in a directory of its own: the sidecar watches the policy file's
+ * directory, and the logs in the run's directory change with every request (a watch event each, a re-read of
+ * the policy every 500 ms: +0.4 ms unloaded p50 when they shared it).
+ * @param {RowContext} ctx
+ */
+async function rateLimitPolicy(ctx) {
+  const dir = join(ctx.tmp, 'policy');
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, 'rate-limit.json');
+  await writeRateLimitPolicy(file);
+  return file;
+}
+
+/** How long a store decision may take before the sidecar falls back: long, so that a busy machine does not. */
+const STORE_TIMEOUT = '1s';
+
+/**
+ * The rate-limit policy counted in a redis-server of its own: started first, stopped with the row. Ready
+ * once the sidecar counts in the store (not in its fallback); each round checks it still did throughout.
+ * @param {RowContext} ctx
+ * @param {string} key
+ * @returns {Promise<Started>}
+ */
+async function startStoreRow(ctx, key) {
+  if (!('binary' in ctx.redis)) throw new Error(ctx.redis.missing);
+  const redis = await startRedis({
+    binary: ctx.redis.binary,
+    dir: join(ctx.tmp, 'redis'),
+    logFile: join(ctx.tmp, 'redis.log'),
+  });
+  try {
+    const mode = /** @type {import('./sidecar.js').SidecarMode} */ ({
+      auth: 'mtls',
+      policyFile: await rateLimitPolicy(ctx),
+      rateLimitStore: { url: `redis://127.0.0.1:${redis.port}`, timeout: STORE_TIMEOUT },
+    });
+    const sidecar = await startSidecarRow(ctx, mode, key);
+    const watch = new StoreModeWatch(join(ctx.tmp, `${key}.log`));
+    try {
+      await watch.waitShared(15_000);
+    } catch (err) {
+      await sidecar.stop();
+      throw err;
+    }
+    return {
+      ...sidecar,
+      side: { name: 'redis-server', pid: redis.pid },
+      stop: async () => {
+        await sidecar.stop();
+        await redis.stop();
+      },
+      beforeRound: async () => {
+        // Whatever happened between rounds is not this round's: read past it, and wait for the store if the
+        // sidecar is in its fallback now (it probes every second).
+        await watch.changes();
+        if (watch.mode !== 'shared') await watch.waitShared(10_000);
+      },
+      afterRound: async () => {
+        const left = (await watch.changes()).filter((line) => line.mode !== 'shared');
+        return left.length === 0
+          ? undefined
+          : `the sidecar left the store during the round: ${left.map(describeModeLine).join('; ')}`;
+      },
+    };
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
 }
 
 /**
@@ -165,6 +246,24 @@ export function benchRows(ctx) {
       kind: 'sidecar',
       tls: true,
       start: () => startSidecarRow(ctx, { auth: 'mtls', quiet: true }, 'sidecar-mtls-quiet'),
+    },
+    {
+      key: 'sidecar-mtls-rate-limit-local',
+      label: 'spiffe-sidecar mTLS L7, `--policy-file` rule with a `rate_limit` (local buckets)',
+      kind: 'sidecar',
+      tls: true,
+      baseline: 'sidecar-mtls',
+      start: async () =>
+        startSidecarRow(ctx, { auth: 'mtls', policyFile: await rateLimitPolicy(ctx) }, 'sidecar-mtls-rate-limit-local'),
+    },
+    {
+      key: 'sidecar-mtls-rate-limit-store',
+      label: 'the same rule counted in Redis (`--rate-limit-store redis://`, loopback)',
+      kind: 'sidecar',
+      tls: true,
+      baseline: 'sidecar-mtls-rate-limit-local',
+      unavailable: 'binary' in ctx.redis ? undefined : `redis-server ${ctx.redis.missing}`,
+      start: () => startStoreRow(ctx, 'sidecar-mtls-rate-limit-store'),
     },
     {
       key: 'sidecar-mtls-w2',

@@ -28,6 +28,9 @@ export async function sidecarFeatures(cli, node = process.execPath) {
  * @property {'mtls' | 'jwt' | 'l4'} auth
  * @property {number} [workers]
  * @property {boolean} [quiet] `--log-level warn`: no per-request audit line (the row that prices it)
+ * @property {string} [policyFile] `--policy-file` instead of `--allow` (the rate-limit rows)
+ * @property {{ url: string, timeout: string }} [rateLimitStore] `--rate-limit-store URL
+ *   --rate-limit-store-timeout T`: the policy's rate limits counted in a shared store
  */
 
 /**
@@ -48,8 +51,8 @@ export function sidecarArgs(mode, { port, adminPort, appPort, certDir, jwksFile,
     '--upstream',
     // L4 relays bytes to a tcp:// upstream (our app speaks HTTP over it all the same).
     `${mode.auth === 'l4' ? 'tcp' : 'http'}://127.0.0.1:${appPort}`,
-    '--allow',
-    CLIENT_ID,
+    // A policy file replaces --allow (its rule allows the same client).
+    ...(mode.policyFile ? ['--policy-file', mode.policyFile] : ['--allow', CLIENT_ID]),
   ];
   if (mode.auth === 'jwt') {
     args.push('--auth-mode', 'jwt', '--jwt-transport', 'plain', '--jwt-audience', JWT_AUDIENCE);
@@ -63,6 +66,10 @@ export function sidecarArgs(mode, { port, adminPort, appPort, certDir, jwksFile,
   if (mode.auth === 'l4') args.push('--protocol', 'tcp');
   if (mode.workers) args.push('--workers', String(mode.workers));
   if (mode.quiet) args.push('--log-level', 'warn');
+  if (mode.rateLimitStore) {
+    args.push('--rate-limit-store', mode.rateLimitStore.url);
+    args.push('--rate-limit-store-timeout', mode.rateLimitStore.timeout);
+  }
   return args;
 }
 

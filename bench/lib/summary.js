@@ -9,6 +9,7 @@ import { max, median, ratio } from './stats.js';
  * @property {import('./measure.js').PhaseResult} newConn
  * @property {import('./measure.js').PhaseResult} latency
  * @property {import('./measure.js').PhaseResult} [resumed] new connections resuming a session (opt-in)
+ * @property {string} [invalid] why this round does not measure what the row says (the store row: fell back)
  */
 
 /**
@@ -19,6 +20,9 @@ import { max, median, ratio } from './stats.js';
  * @property {number} [rssIdleBytes]
  * @property {(RoundResult | undefined)[]} rounds one per round, undefined where the row failed
  * @property {string[]} failures what went wrong starting or measuring it
+ * @property {string[]} [invalid] rounds whose numbers do not measure what the row says, and why
+ * @property {string} [side] the name of the process measured alongside (redis-server), if any
+ * @property {number} [sideRssIdleBytes]
  */
 
 /**
@@ -52,6 +56,11 @@ export function summarize(records) {
   const keepAliveRps = (/** @type {RoundResult} */ r) => r.keepAlive.rps;
   const keepAliveCpu = (/** @type {RoundResult} */ r) => r.keepAlive.cpuUsPerRequest;
   const newConnRps = (/** @type {RoundResult} */ r) => r.newConn.rps;
+  /** The row's CPU per keep-alive request with its side process's (redis-server) added. */
+  const totalCpu = (/** @type {RoundResult} */ r) =>
+    r.keepAlive.cpuUsPerRequest === undefined
+      ? undefined
+      : r.keepAlive.cpuUsPerRequest + (r.keepAlive.sideCpuUsPerRequest ?? 0);
 
   return records.map((record) => {
     const { row, rounds } = record;
@@ -59,6 +68,7 @@ export function summarize(records) {
       median(rounds.map((round) => get(round, pick)));
     const addedP50 = median(rounds.map((_, i) => added(record, i)));
     const addedVsNginx = median(rounds.map((_, i) => ratio(added(record, i), added(nginx, i))));
+    const baseline = row.baseline ? byKey.get(row.baseline) : undefined;
     const errors = rounds.reduce(
       (sum, r) => sum + (r ? r.keepAlive.errors + r.newConn.errors + r.latency.errors : 0),
       0,
@@ -69,6 +79,7 @@ export function summarize(records) {
       kind: row.kind,
       unavailable: record.unavailable,
       failures: record.failures,
+      invalid: record.invalid,
       measured: rounds.some((r) => r !== undefined),
       keepAlive: {
         rps: col(keepAliveRps),
@@ -126,6 +137,28 @@ export function summarize(records) {
         cpuUsPerRequest: perRound(record, sidecarMtls, keepAliveCpu),
         newConnRps: perRound(record, sidecarMtls, newConnRps),
       },
+      // The process measured alongside (the store row's redis-server): its cost per request of this row.
+      side: record.side
+        ? {
+            name: record.side,
+            keepAliveCpuUsPerRequest: col((r) => r.keepAlive.sideCpuUsPerRequest),
+            keepAliveCores: col((r) => r.keepAlive.sideCores),
+            newConnCpuUsPerRequest: col((r) => r.newConn.sideCpuUsPerRequest),
+            rssIdleBytes: record.sideRssIdleBytes,
+            rssLoadedBytes: max(rounds.map((r) => r?.keepAlive.sideRssPeakBytes)),
+          }
+        : undefined,
+      // Against the row it prices (the store row against local buckets), round by round.
+      vsBaseline: baseline
+        ? {
+            key: baseline.row.key,
+            keepAliveRps: perRound(record, baseline, keepAliveRps),
+            cpuUsPerRequest: perRound(record, baseline, keepAliveCpu),
+            totalCpuUsPerRequest: perRound(record, baseline, totalCpu),
+            newConnRps: perRound(record, baseline, newConnRps),
+            addedP50: median(rounds.map((_, i) => ratio(added(record, i), added(baseline, i)))),
+          }
+        : undefined,
       rounds,
     };
   });
