@@ -2,7 +2,7 @@
 // inbound listener from a Config, and closes them in reverse order. What a mode does not use is not
 // loaded (gRPC, jose, YAML, the outbound proxy): startup time and memory are per pod, times the fleet.
 import { type AddressInfo, connect } from 'node:net';
-import type { Metrics } from './admin/metrics.js';
+import type { KeyFetchMetrics, Metrics, ReloadedFile } from './admin/metrics.js';
 import { DeferredMetrics, type ProxyMetrics } from './proxy/proxy-metrics.js';
 
 /** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, without loading prom-client. */
@@ -23,7 +23,7 @@ import type { TcpInboundProxy } from './proxy/tcp.js';
 import type { OutboundProxy } from './proxy/outbound.js';
 import type { TcpOutboundProxy } from './proxy/tcp-outbound.js';
 import type { H2OutboundProxy } from './proxy/h2-outbound.js';
-import { ReloadingFile } from './reloading-file.js';
+import { ReloadingFile, type ReloadOutcome } from './reloading-file.js';
 import { Teardown } from './teardown.js';
 
 export interface Sidecar {
@@ -42,6 +42,37 @@ export interface Sidecar {
   stop(): Promise<void>;
   /** Close at once. */
   close(): Promise<void>;
+}
+
+/** The `file` label of spiffe_sidecar_file_reloads_total, by flag. */
+const RULE_FILE_LABELS: Readonly<Record<string, string>> = { '--policy-file': 'policy', '--api-keys-file': 'api_keys' };
+
+/** At most this many key fetches wait for prom-client (it loads right after the start: a handful at most). */
+const MAX_PENDING_FETCHES = 10_000;
+
+/** JWT mode's key fetches (the first ones happen before prom-client is loaded), replayed once it is. */
+class DeferredKeyFetchMetrics implements KeyFetchMetrics {
+  private target: KeyFetchMetrics | undefined;
+  private pending: ((m: KeyFetchMetrics) => void)[] = [];
+
+  attach(target: KeyFetchMetrics): void {
+    this.target = target;
+    for (const call of this.pending) call(target);
+    this.pending = [];
+  }
+
+  jwksFetch(...args: Parameters<KeyFetchMetrics['jwksFetch']>): void {
+    this.call((m) => m.jwksFetch(...args));
+  }
+
+  tokenReview(...args: Parameters<KeyFetchMetrics['tokenReview']>): void {
+    this.call((m) => m.tokenReview(...args));
+  }
+
+  private call(f: (m: KeyFetchMetrics) => void): void {
+    if (this.target) f(this.target);
+    else if (this.pending.length < MAX_PENDING_FETCHES) this.pending.push(f);
+  }
 }
 
 interface OpenedSource {
@@ -281,12 +312,13 @@ async function openSidecar(
   let admin: AdminServer | undefined;
   let draining = false;
   const proxyMetrics = new DeferredMetrics();
+  const keyFetchMetrics = new DeferredKeyFetchMetrics();
   let metricsLoaded: Promise<Metrics> | undefined;
   /** Ready only once the listener is bound, and not while draining. */
   let serving = false;
   if (config.watch) for (const f of ruleFiles) await f.watch();
   const jwt: JwtMode | undefined =
-    auth.mode === 'jwt' ? await (await import('./jwt-mode.js')).openJwt(config, auth, log) : undefined;
+    auth.mode === 'jwt' ? await (await import('./jwt-mode.js')).openJwt(config, auth, log, keyFetchMetrics) : undefined;
   if (jwt) teardown.defer(() => jwt.close());
   /** Everything but the upstream probe: cheap enough for a metrics scrape. */
   const readyNow = (): Readiness => {
@@ -298,11 +330,20 @@ async function openSidecar(
     return { ready: true };
   };
   const jwtAuthenticator = jwt?.authenticator;
+  const reloadedFiles: ReloadedFile[] = [
+    ...ruleFiles.map((f) => ({ label: RULE_FILE_LABELS[f.flag], stats: () => f.stats() })),
+    ...(jwt?.reloadedFiles ?? []),
+  ];
   // prom-client is loaded once we serve (or at the first scrape): it is 50 ms of startup otherwise.
   const loadMetrics = (): Promise<Metrics> =>
     (metricsLoaded ??= import('./admin/metrics.js').then((m) => {
-      const real = m.createMetrics(identity, jwtAuthenticator, () => readyNow().ready, sharedRateLimits);
+      const real = m.createMetrics(identity, jwtAuthenticator, () => readyNow().ready, sharedRateLimits, {
+        files: reloadedFiles,
+        jwksIssuers: jwt?.remoteIssuers,
+        tokenReview: jwt?.tokenReview,
+      });
       proxyMetrics.attach(real.proxy);
+      keyFetchMetrics.attach(real.keyFetches);
       return real;
     }));
   const readiness = async (): Promise<Readiness> => {
@@ -390,23 +431,18 @@ async function openSidecar(
     },
     async reload(trigger) {
       // Every file the sidecar reads, whatever --watch says; each logs its own outcome, this line the sum.
-      const files: string[] = [];
-      if (policyFile) {
-        await policyFile.reload(trigger);
-        files.push('--policy-file');
-      }
-      if (apiKeysFile) {
-        await apiKeysFile.reload(trigger);
-        files.push('--api-keys-file');
-      }
+      const outcomes: { flag: string; outcome: ReloadOutcome }[] = [];
+      if (policyFile) outcomes.push({ flag: policyFile.flag, outcome: await policyFile.reload(trigger) });
+      if (apiKeysFile) outcomes.push({ flag: apiKeysFile.flag, outcome: await apiKeysFile.reload(trigger) });
       if (identity instanceof FileIdentitySource) {
-        await identity.reload(trigger);
-        files.push('--mtls-cert-file', '--mtls-key-file', '--mtls-ca-file');
-        if (source?.kind === 'files' && source.files.federatedBundles.length > 0) files.push('--federated-bundle');
+        const { outcome } = await identity.reload(trigger);
+        const flags = ['--mtls-cert-file', '--mtls-key-file', '--mtls-ca-file'];
+        if (identity.options.federatedBundles.length > 0) flags.push('--federated-bundle');
+        for (const flag of flags) outcomes.push({ flag, outcome });
       }
-      if (jwtKeys) files.push(...(await jwtKeys.reload(trigger)));
+      if (jwtKeys) outcomes.push(...(await jwtKeys.reload(trigger)));
       const pushed = identity?.kind === 'workload_api';
-      if (files.length === 0) {
+      if (outcomes.length === 0) {
         log.info(
           { event: 'reload_ignored', trigger },
           pushed
@@ -415,9 +451,18 @@ async function openSidecar(
         );
         return;
       }
+      const flagsWith = (outcome: ReloadOutcome) => outcomes.filter((o) => o.outcome === outcome).map((o) => o.flag);
+      const changed = flagsWith('updated');
+      const unchanged = flagsWith('unchanged');
+      const failed = flagsWith('failed');
+      const summary = [
+        changed.length > 0 ? `changed: ${changed.join(', ')}` : undefined,
+        unchanged.length > 0 ? `unchanged: ${unchanged.join(', ')}` : undefined,
+        failed.length > 0 ? `failed, the last good kept: ${failed.join(', ')}` : undefined,
+      ].filter((part) => part !== undefined);
       log.info(
-        { event: 'reload_done', trigger, files },
-        `${trigger}: re-read ${files.join(', ')}${pushed ? '; the Workload API pushes the SVID and bundles itself' : ''}`,
+        { event: 'reload_done', trigger, files: outcomes.map((o) => o.flag), changed, unchanged, failed },
+        `${trigger}: re-read every file: ${summary.join('; ')}${pushed ? '; the Workload API pushes the SVID and bundles itself' : ''}`,
       );
     },
     async stop() {

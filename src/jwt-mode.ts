@@ -13,18 +13,33 @@ import { watchIdentityFiles } from './file-watcher.js';
 import { type JwtBundleSource, JwtBundleFiles } from './identity/jwt-bundles.js';
 import { RemoteJwks } from './identity/remote-jwks.js';
 import type { Logger } from './log.js';
+import type { KeyFetchMetrics, ReloadedFile } from './admin/metrics.js';
+import { combinedOutcome, type ReloadOutcome } from './reloading-file.js';
 
 export type JwtMode = Awaited<ReturnType<typeof openJwt>>;
 
-/** JWT mode: the authenticator and where its keys come from (files, the Workload API, issuers). */
-export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }, log: Logger) {
+/** The `file` label of spiffe_sidecar_file_reloads_total, by flag. */
+const FILE_LABELS = { '--jwt-bundle-file': 'jwt_bundle', '--jwt-jwks': 'jwt_jwks' } as const;
+
+/**
+ * JWT mode: the authenticator and where its keys come from (files, the Workload API, issuers). `metrics`
+ * is told of every JWKS fetch and TokenReview (the first fetches happen here, before prom-client loads).
+ */
+export async function openJwt(
+  config: Config,
+  auth: AuthConfig & { mode: 'jwt' },
+  log: Logger,
+  metrics?: KeyFetchMetrics,
+) {
   const closers: (() => Promise<void> | void)[] = [];
-  /** The key files, by the flag that names them: what SIGHUP and --reload-interval re-read. */
-  const keyFiles: { flag: '--jwt-bundle-file' | '--jwt-jwks'; files: JwtBundleFiles }[] = [];
+  /** The key files (each knows its flag): what SIGHUP and --reload-interval re-read. */
+  const keyFiles: JwtBundleFiles[] = [];
+  /** The issuers whose keys are fetched over HTTPS. */
+  const remoteIssuers: string[] = [];
   let svid: JwtBundleSource | undefined;
   if (auth.bundleFiles.length > 0) {
-    const files = await JwtBundleFiles.open(auth.bundleFiles, log);
-    keyFiles.push({ flag: '--jwt-bundle-file', files });
+    const files = await JwtBundleFiles.open(auth.bundleFiles, log, '--jwt-bundle-file');
+    keyFiles.push(files);
     svid = files;
     if (config.watch) {
       const watcher = await watchIdentityFiles(
@@ -53,8 +68,8 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
   for (const issuer of auth.issuers) {
     let keys: JwksProvider;
     if (issuer.jwks?.file) {
-      const file = await JwtBundleFiles.open([{ trustDomain: issuer.name, file: issuer.jwks.file }], log);
-      keyFiles.push({ flag: '--jwt-jwks', files: file });
+      const file = await JwtBundleFiles.open([{ trustDomain: issuer.name, file: issuer.jwks.file }], log, '--jwt-jwks');
+      keyFiles.push(file);
       if (config.watch) {
         const watcher = await watchIdentityFiles([issuer.jwks.file], () => void file.reload('watch'), log);
         closers.push(() => watcher.close());
@@ -77,7 +92,9 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
         jwksUrl: issuer.jwks?.url,
         extraCaPem: caPem,
         log,
+        onFetch: metrics && ((result, seconds) => metrics.jwksFetch(issuer.name, result, seconds)),
       });
+      remoteIssuers.push(issuer.name);
       await remote.firstLoad;
       closers.push(() => remote.jwks.close());
       keys = remote.jwks;
@@ -90,11 +107,15 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
       keys,
     });
   }
-  /** Re-reads every key file; returns the flags whose files were read (each logs its own outcome). */
-  const reload = async (trigger: string): Promise<string[]> => {
-    await Promise.all(keyFiles.map((k) => k.files.reload(trigger)));
-    return [...new Set(keyFiles.map((k) => k.flag))];
+  /** Re-reads every key file; returns each flag's outcome, over its files (each file logs its own). */
+  const reload = async (trigger: string): Promise<{ flag: string; outcome: ReloadOutcome }[]> => {
+    const outcomes = await Promise.all(keyFiles.map((k) => k.reload(trigger)));
+    const byFlag = new Map<string, ReloadOutcome[]>();
+    keyFiles.forEach((k, i) => byFlag.set(k.flag, [...(byFlag.get(k.flag) ?? []), ...outcomes[i]]));
+    return [...byFlag].map(([flag, each]) => ({ flag, outcome: combinedOutcome(each) }));
   };
+  /** The key files' reloads, for spiffe_sidecar_file_reloads_total. */
+  const reloadedFiles: ReloadedFile[] = keyFiles.map((k) => ({ label: FILE_LABELS[k.flag], stats: () => k.stats() }));
   if (config.reloadIntervalMs && keyFiles.length > 0) {
     const interval = setInterval(() => void reload('interval'), config.reloadIntervalMs).unref();
     closers.push(() => clearInterval(interval));
@@ -105,7 +126,12 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
     svidBundles: () => svid?.current(),
     issuers,
     tokenReview: review && {
-      review: createTokenReviewer({ ...review, extraCaPem: caPem, audiences: auth.audience }),
+      review: createTokenReviewer({
+        ...review,
+        extraCaPem: caPem,
+        audiences: auth.audience,
+        onReview: metrics && ((result, seconds) => metrics.tokenReview(result, seconds)),
+      }),
       intervalMs: review.intervalMs,
     },
   });
@@ -115,6 +141,9 @@ export async function openJwt(config: Config, auth: AuthConfig & { mode: 'jwt' }
     authenticator,
     hasKeys,
     reload,
+    reloadedFiles,
+    remoteIssuers,
+    tokenReview: review !== undefined,
     close: async () => {
       for (const c of closers) await c();
     },

@@ -1,6 +1,7 @@
 // Prometheus metrics, prefix spiffe_sidecar_. The names are a contract (README, "Operations"); labels are
 // bounded: never a SPIFFE ID, a path or a rule text. The data path reports through the small ProxyMetrics
-// interface and never touches prom-client; identity metrics are read from the sources at scrape time.
+// interface and never touches prom-client; identity and file reload metrics are read from the sources at
+// scrape time; JWT mode's key fetches (JWKS, TokenReview) report through the small KeyFetchMetrics.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { chainNotAfter } from '../identity/expiry.js';
 import type { IdentitySource } from '../identity/source.js';
@@ -8,6 +9,9 @@ import type { JwtAuthenticator } from '../authn/jwt.js';
 import { droppedLogLines } from '../log.js';
 import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
 import type { SharedRateLimitsStats } from '../authz/shared-rate-limits.js';
+import type { TokenReviewResult } from '../authn/token-review.js';
+import type { JwksFetchResult } from '../identity/remote-jwks.js';
+import { RELOAD_OUTCOMES, type ReloadCounts } from '../reloading-file.js';
 
 const PREFIX = 'spiffe_sidecar_';
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -15,6 +19,31 @@ const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 export interface Metrics {
   readonly registry: Registry;
   readonly proxy: ProxyMetrics;
+  readonly keyFetches: KeyFetchMetrics;
+}
+
+/** JWT mode's key fetches, each reported when it ends. */
+export interface KeyFetchMetrics {
+  /** `issuer`: the --jwt-issuer name (bounded by the configuration). */
+  jwksFetch(issuer: string, result: JwksFetchResult, seconds: number): void;
+  tokenReview(result: TokenReviewResult, seconds: number): void;
+}
+
+/** A file that reloads (the policy, the API keys, JWT key files), as its metric reads it at scrape time. */
+export interface ReloadedFile {
+  /** The `file` label: `policy`, `api_keys`, `jwt_bundle`, `jwt_jwks` (several files of one flag add up). */
+  readonly label: string;
+  stats(): ReloadCounts;
+}
+
+/** What else the metrics report on, known once the sidecar is configured. */
+export interface MetricSources {
+  /** The files reloaded by watch, SIGHUP and --reload-interval, besides the identity's. */
+  files?: readonly ReloadedFile[];
+  /** The --jwt-issuer names whose keys are fetched (their fetch metrics start at 0). */
+  jwksIssuers?: readonly string[];
+  /** --k8s-token-review is on (its review metrics start at 0). */
+  tokenReview?: boolean;
 }
 
 export function createMetrics(
@@ -24,6 +53,7 @@ export function createMetrics(
   ready?: () => boolean,
   /** `--rate-limit-store`: its metrics exist only when a store is configured. */
   rateLimitStore?: { stats(): SharedRateLimitsStats },
+  sources: MetricSources = {},
 ): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -187,6 +217,31 @@ export function createMetrics(
     },
   });
 
+  const files = sources.files ?? [];
+  new Counter({
+    name: `${PREFIX}file_reloads_total`,
+    help: 'Reloads of the policy, API keys and JWT key files, by file (policy, api_keys, jwt_bundle, jwt_jwks) and result (updated, unchanged, failed)',
+    labelNames: ['file', 'result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const f of files) {
+        const stats = f.stats();
+        for (const result of RELOAD_OUTCOMES) this.inc({ file: f.label, result }, stats[result]);
+      }
+    },
+  });
+  new Counter({
+    name: `${PREFIX}token_review_cache_hits_total`,
+    help: 'JWT mode, --k8s-token-review: requests whose token was reviewed within the review interval (no new review)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(jwt?.counters.reviewCacheHits ?? 0);
+    },
+  });
+  const keyFetches = registerKeyFetchMetrics(registry, sources);
+
   if (rateLimitStore) registerRateLimitStoreMetrics(registry, rateLimitStore);
 
   const proxy: ProxyMetrics = {
@@ -202,7 +257,54 @@ export function createMetrics(
     connectionDropped: () => dropped.inc(),
     upstreamError: (reason) => upstreamErrors.inc({ reason }),
   };
-  return { registry, proxy };
+  return { registry, proxy, keyFetches };
+}
+
+/** JWKS fetches and TokenReviews: counted by result, timed. */
+function registerKeyFetchMetrics(registry: Registry, sources: MetricSources): KeyFetchMetrics {
+  const jwksFetches = new Counter({
+    name: `${PREFIX}jwks_fetches_total`,
+    help: 'JWT mode: issuer key fetches by issuer name and result (updated, unchanged, failed: the last keys kept)',
+    labelNames: ['issuer', 'result'],
+    registers: [registry],
+  });
+  const jwksDuration = new Histogram({
+    name: `${PREFIX}jwks_fetch_duration_seconds`,
+    help: 'JWT mode: how long an issuer key fetch took (OIDC discovery included), by issuer name',
+    labelNames: ['issuer'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const reviews = new Counter({
+    name: `${PREFIX}token_reviews_total`,
+    help: 'JWT mode, --k8s-token-review: Kubernetes TokenReviews by result (authenticated, rejected, error: no answer)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const reviewDuration = new Histogram({
+    name: `${PREFIX}token_review_duration_seconds`,
+    help: 'JWT mode, --k8s-token-review: how long a Kubernetes TokenReview took',
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const jwksResults: readonly JwksFetchResult[] = ['updated', 'unchanged', 'failed'];
+  const reviewResults: readonly TokenReviewResult[] = ['authenticated', 'rejected', 'error'];
+  // Every known series from 0, so that a rate or an alert on `failed`/`error` has a series before the first.
+  for (const issuer of sources.jwksIssuers ?? []) {
+    for (const result of jwksResults) jwksFetches.inc({ issuer, result }, 0);
+    jwksDuration.zero({ issuer });
+  }
+  if (sources.tokenReview) for (const result of reviewResults) reviews.inc({ result }, 0);
+  return {
+    jwksFetch(issuer, result, seconds) {
+      jwksFetches.inc({ issuer, result });
+      jwksDuration.observe({ issuer }, seconds);
+    },
+    tokenReview(result, seconds) {
+      reviews.inc({ result });
+      reviewDuration.observe(seconds);
+    },
+  };
 }
 
 /** `--rate-limit-store`: whether rate limits are counted in the store now, mode changes, store errors. */

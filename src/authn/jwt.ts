@@ -42,6 +42,8 @@ interface CacheEntry {
   expiresAt: number;
   /** The key material it was verified with: a change of keys invalidates it. */
   keys: unknown;
+  /** Confirmed by a TokenReview: a hit reuses that review (counted apart from reviews). */
+  reviewed?: boolean;
 }
 
 /** RFC 6750 §2.1: `Bearer` (any case), one space, a b64token. */
@@ -71,7 +73,8 @@ function reject(reason: string, message: string, status: 401 | 503 = 401): JwtAu
 }
 
 export class JwtAuthenticator {
-  readonly counters = { verified: 0, cacheHits: 0, rejected: 0 };
+  /** `reviewCacheHits`: cache hits of TokenReview-confirmed tokens (reviews not made again). */
+  readonly counters = { verified: 0, cacheHits: 0, rejected: 0, reviewCacheHits: 0 };
   private readonly cache = new Map<string, CacheEntry>();
   private readonly issuersByIss: Map<string, OidcIssuer>;
   private readonly localSets = new WeakMap<JWKS, ReturnType<typeof createLocalJWKSet>>();
@@ -94,6 +97,7 @@ export class JwtAuthenticator {
     const hit = this.cache.get(key);
     if (hit && now < hit.expiresAt && hit.keys === this.keysFor(hit.identity)) {
       this.counters.cacheHits++;
+      if (hit.reviewed) this.counters.reviewCacheHits++;
       return { ok: true, identity: hit.identity };
     }
     let claims: ReturnType<typeof decodeJwt>;
@@ -241,6 +245,7 @@ export class JwtAuthenticator {
         identity: { method: 'jwt', id, issuer: issuer.name, subject, claims: payload },
         expiresAt: until,
         keys: jwks,
+        reviewed: review !== undefined,
       };
     }
     return { identity: { method: 'oidc', issuer: issuer.name, subject, claims: payload }, expiresAt, keys: jwks };

@@ -7,6 +7,15 @@ import { rootCertificates } from 'node:tls';
 
 export type ReviewVerdict = 'valid' | 'invalid' | 'unavailable';
 
+/** A review as the metrics name it: the API server authenticated the token, rejected it, or could not tell. */
+export type TokenReviewResult = 'authenticated' | 'rejected' | 'error';
+
+const RESULTS: Record<ReviewVerdict, TokenReviewResult> = {
+  valid: 'authenticated',
+  invalid: 'rejected',
+  unavailable: 'error',
+};
+
 export interface TokenReviewOptions {
   /** The API server, e.g. https://kubernetes.default.svc. */
   apiServer: string;
@@ -15,11 +24,29 @@ export interface TokenReviewOptions {
   extraCaPem?: string;
   audiences: readonly string[];
   timeoutMs?: number;
+  /** Told of every review when it ends, with its duration: the metrics' observer. */
+  onReview?: (result: TokenReviewResult, seconds: number) => void;
 }
 
 export type TokenReviewer = (token: string, subject: string) => Promise<ReviewVerdict>;
 
 export function createTokenReviewer(options: TokenReviewOptions): TokenReviewer {
+  const review = reviewer(options);
+  const { onReview } = options;
+  if (!onReview) return review;
+  return async (token, subject) => {
+    const started = performance.now();
+    const verdict = await review(token, subject);
+    try {
+      onReview(RESULTS[verdict], (performance.now() - started) / 1000);
+    } catch {
+      // A metrics observer must not turn a verdict into an error.
+    }
+    return verdict;
+  };
+}
+
+function reviewer(options: TokenReviewOptions): TokenReviewer {
   const ca = [...rootCertificates, ...(options.extraCaPem ? [options.extraCaPem] : [])];
   const url = `${options.apiServer.replace(/\/$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`;
   return async (token, subject) => {

@@ -5,6 +5,7 @@ import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { isSidecarError, SidecarError } from '../errors.js';
 import { readFlagFile } from '../flag-file.js';
 import type { Logger } from '../log.js';
+import { logFileUnchanged, type ReloadOutcome } from '../reloading-file.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/bundle.js';
 import { parsePemCertificates } from '../spiffe/certificate.js';
 import { ExpiryWatch, chainNotAfter } from './expiry.js';
@@ -128,7 +129,17 @@ export function parseFileIdentity(
   );
 }
 
-export type ReloadOutcome = 'updated' | 'unchanged' | 'failed';
+export type { ReloadOutcome };
+
+/** Every file of the identity, by the flag that names it: what an unchanged reload reports. */
+function identityFiles(options: FileIdentityOptions): { flag: string; file: string }[] {
+  return [
+    { flag: '--mtls-cert-file', file: options.certFile },
+    { flag: '--mtls-key-file', file: options.keyFile },
+    { flag: '--mtls-ca-file', file: options.caFile },
+    ...options.federatedBundles.map((b) => ({ flag: '--federated-bundle', file: b.file })),
+  ];
+}
 
 export interface ReloadResult {
   outcome: ReloadOutcome;
@@ -218,6 +229,7 @@ export class FileIdentitySource implements IdentitySource {
       texts = await readFileIdentity(this.options);
       if (fingerprintOf(texts) === this.fingerprint) {
         this.reloads.unchanged++;
+        for (const { flag, file } of identityFiles(this.options)) logFileUnchanged(this.log, trigger, flag, file);
         return { outcome: 'unchanged', trigger };
       }
       identity = parseFileIdentity(this.options, texts, {

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { isSidecarError, SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { logFileUnchanged, type ReloadCounts, type ReloadOutcome } from '../reloading-file.js';
 import type { JWKS } from '../spiffe/jwtsvid.js';
 import { parseJwksText } from './jwks.js';
 
@@ -19,70 +20,98 @@ export interface JwtBundleFile {
   file: string;
 }
 
+/** The flag that names the files: `--jwt-bundle-file TD=FILE`, or `--jwt-jwks NAME=FILE` (an issuer's keys). */
+export type JwtKeyFileFlag = '--jwt-bundle-file' | '--jwt-jwks';
+
 export class JwtBundleFiles implements JwtBundleSource {
   private bundles: ReadonlyMap<string, JWKS>;
   private texts: string[];
+  private readonly counts: ReloadCounts = { updated: 0, unchanged: 0, failed: 0 };
 
   private constructor(
     readonly files: readonly JwtBundleFile[],
     texts: string[],
     bundles: ReadonlyMap<string, JWKS>,
     private readonly log: Logger,
+    readonly flag: JwtKeyFileFlag,
   ) {
     this.texts = texts;
     this.bundles = bundles;
   }
 
   /** Loads every file; at startup any problem is an error naming the flag and the file. */
-  static async open(files: readonly JwtBundleFile[], log: Logger): Promise<JwtBundleFiles> {
-    const texts = await Promise.all(files.map((f) => readBundle(f)));
-    const bundles = new Map(files.map((f, i) => [f.trustDomain, parseJwksText(texts[i], label(f))]));
-    return new JwtBundleFiles(files, texts, bundles, log);
+  static async open(
+    files: readonly JwtBundleFile[],
+    log: Logger,
+    flag: JwtKeyFileFlag = '--jwt-bundle-file',
+  ): Promise<JwtBundleFiles> {
+    const texts = await Promise.all(files.map((f) => readBundle(f, flag)));
+    const bundles = new Map(files.map((f, i) => [f.trustDomain, parseJwksText(texts[i], label(f, flag))]));
+    return new JwtBundleFiles(files, texts, bundles, log, flag);
   }
 
   current(): ReadonlyMap<string, JWKS> {
     return this.bundles;
   }
 
-  /** Re-reads the files; a file that fails keeps its last good bundle (logged). */
-  async reload(trigger: string): Promise<void> {
+  /** File reloads since start, by outcome (each file of a reload counts once; the metric). */
+  stats(): ReloadCounts {
+    return { ...this.counts };
+  }
+
+  /**
+   * Re-reads the files; a file that fails keeps its last good bundle (logged). Resolves with each file's
+   * outcome, in `files` order; never rejects.
+   */
+  async reload(trigger: string): Promise<ReloadOutcome[]> {
     const next = new Map(this.bundles);
-    let changed = false;
-    await Promise.all(
-      this.files.map(async (f, i) => {
+    const outcomes = await Promise.all(
+      this.files.map(async (f, i): Promise<ReloadOutcome> => {
         try {
-          const text = await readBundle(f);
-          if (text === this.texts[i]) return;
-          next.set(f.trustDomain, parseJwksText(text, label(f)));
+          const text = await readBundle(f, this.flag);
+          if (text === this.texts[i]) {
+            logFileUnchanged(this.log, trigger, this.flag, f.file);
+            return 'unchanged';
+          }
+          next.set(f.trustDomain, parseJwksText(text, label(f, this.flag)));
           this.texts[i] = text;
-          changed = true;
+          return 'updated';
         } catch (err) {
           this.log.warn(
-            { event: 'reload_failed', trigger, reason: isSidecarError(err) ? err.code : 'ERR_FILE_READ', file: f.file },
+            {
+              event: 'reload_failed',
+              trigger,
+              reason: isSidecarError(err) ? err.code : 'ERR_FILE_READ',
+              flag: this.flag,
+              file: f.file,
+            },
             `JWT bundle reload failed, keeping the last good one: ${(err as Error).message}`,
           );
+          return 'failed';
         }
       }),
     );
-    if (!changed) return;
+    for (const outcome of outcomes) this.counts[outcome]++;
+    if (!outcomes.includes('updated')) return outcomes;
     this.bundles = next;
     this.log.info({ event: 'jwt_bundles_updated', trigger, trust_domains: [...next.keys()] }, 'JWT bundles updated');
+    return outcomes;
   }
 
   async close(): Promise<void> {}
 }
 
-function label(f: JwtBundleFile): string {
-  return `--jwt-bundle-file ${f.trustDomain}=${f.file}`;
+function label(f: JwtBundleFile, flag: JwtKeyFileFlag): string {
+  return `${flag} ${f.trustDomain}=${f.file}`;
 }
 
-async function readBundle(f: JwtBundleFile): Promise<string> {
+async function readBundle(f: JwtBundleFile, flag: JwtKeyFileFlag): Promise<string> {
   try {
     return await readFile(f.file, 'utf8');
   } catch (err) {
     throw new SidecarError(
       'ERR_FILE_READ',
-      `${label(f)}: cannot read the file (${(err as NodeJS.ErrnoException).code})`,
+      `${label(f, flag)}: cannot read the file (${(err as NodeJS.ErrnoException).code})`,
       {
         cause: err,
       },

@@ -14,6 +14,9 @@ import { parseJwks } from './jwks.js';
 /** Why a refresh kept the last keys: bounded, for the log and the metric label. */
 export type JwksFetchFailure = 'unavailable' | 'invalid' | 'empty';
 
+/** What a fetch did: new keys, the same keys, or none usable (the last keys kept). */
+export type JwksFetchResult = 'updated' | 'unchanged' | 'failed';
+
 export interface RemoteJwksOptions {
   name: string;
   /** The JWKS URL, or undefined to discover it from `issuer`. */
@@ -25,6 +28,8 @@ export interface RemoteJwksOptions {
   refreshMs?: number;
   cooldownMs?: number;
   timeoutMs?: number;
+  /** Told of every fetch when it ends, with its duration (discovery included): the metrics' observer. */
+  onFetch?: (result: JwksFetchResult, seconds: number) => void;
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -145,6 +150,8 @@ export class RemoteJwks implements JwksProvider {
 
   private async fetchOnce(): Promise<void> {
     const { log, name, timeoutMs = 5000, refreshMs = 300_000 } = this.options;
+    const started = performance.now();
+    let result: JwksFetchResult;
     try {
       let url = this.options.jwksUrl;
       if (!url) {
@@ -163,7 +170,8 @@ export class RemoteJwks implements JwksProvider {
         throw new NoUsableKey(`${url}: no usable signing key among ${jwks.keys.length}`, jwks.keys.length);
       }
       const text = JSON.stringify(jwks);
-      if (text !== this.text) {
+      result = text === this.text ? 'unchanged' : 'updated';
+      if (result === 'updated') {
         this.jwks = jwks;
         this.text = text;
         this.version++;
@@ -171,6 +179,7 @@ export class RemoteJwks implements JwksProvider {
       }
       this.failures = 0;
     } catch (err) {
+      result = 'failed';
       this.failures++;
       const reason: JwksFetchFailure =
         err instanceof NoUsableKey
@@ -189,6 +198,11 @@ export class RemoteJwks implements JwksProvider {
         },
         `fetching the keys of issuer "${name}" failed (${(err as Error).message})${this.jwks ? '; keeping the last keys' : ''}`,
       );
+    }
+    try {
+      this.options.onFetch?.(result, (performance.now() - started) / 1000);
+    } catch {
+      // A metrics observer must not stop the refreshes.
     }
     if (this.closed) return;
     const delay = this.failures === 0 ? refreshMs : Math.min(refreshMs, 1000 * 2 ** Math.min(6, this.failures - 1));

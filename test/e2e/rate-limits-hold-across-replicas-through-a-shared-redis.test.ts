@@ -12,6 +12,7 @@ import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '..
 import { type Running, startCli, waitForEvent } from '../helpers/process.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { documentedMetrics } from '../helpers/readme.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
 const LIMIT = 6;
@@ -153,6 +154,9 @@ describe('rate limits hold across replicas through a shared redis', () => {
     await waitForLog(a.logs, { event: 'rate_limit_store', mode: 'local' }, fromA);
     await waitForLog(b.logs, { event: 'rate_limit_store', mode: 'local' }, fromB);
     const down = await scrapeMetrics(a.adminAddress().port);
+    // Every documented store metric is exported when a store is configured.
+    for (const name of documentedMetrics().filter((m) => m.startsWith('spiffe_sidecar_rate_limit_store_')))
+      expect(down).toContain(`# TYPE ${name} `);
     expect(unlabelled(down, 'spiffe_sidecar_rate_limit_store_up')).toBe(0);
     expect(sample(down, 'spiffe_sidecar_rate_limit_store_mode_changes_total', { mode: 'local' })).toBe(1);
 
