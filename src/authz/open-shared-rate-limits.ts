@@ -3,11 +3,29 @@
 // a rotation applies), and starts connecting. It never waits for the store: until the store answers,
 // `--rate-limit-store-failure` applies, so a Redis outage cannot keep the sidecar from starting.
 import { isIP } from 'node:net';
-import type { RateLimitStoreConfig } from '../config/rate-limit-store-flags.js';
 import { readFlagFile } from '../flag-file.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { Logger } from '../log.js';
-import { SharedRateLimits } from './shared-rate-limits.js';
+import { SharedRateLimits, type StoreFailureMode } from './shared-rate-limits.js';
+
+/** Where the store is and what to do when it cannot count (the config layer fills it from the flags). */
+export interface RateLimitStoreConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly db: number;
+  readonly username: string | undefined;
+  /** rediss://: TLS, with our SVID as the client certificate when we have one. */
+  readonly tls: boolean;
+  readonly passwordFile: string | undefined;
+  /** rediss://: the CAs that sign the store's certificate (default: the system's). */
+  readonly caFile: string | undefined;
+  readonly timeoutMs: number;
+  readonly failure: StoreFailureMode;
+  /** `local` fallback: the limit is divided by replicas × workers. */
+  readonly replicas: number;
+  /** For log lines: the URL without credentials. */
+  readonly name: string;
+}
 
 export async function openSharedRateLimits(
   config: RateLimitStoreConfig,

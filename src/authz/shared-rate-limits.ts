@@ -69,6 +69,9 @@ export class SharedRateLimits {
     );
     store.onReady(() => this.probe());
     store.onError((err) => {
+      // A broken connection is an outage now, not at the next rate-limited request: the log line and
+      // spiffe_sidecar_rate_limit_store_up say so while no such request arrives.
+      this.switchToFailure(err);
       // The client reconnects on its own: one debug line per distinct error, not one per attempt.
       if (err.message === this.lastConnectionError) return;
       this.lastConnectionError = err.message;
@@ -86,7 +89,7 @@ export class SharedRateLimits {
         if (!this.up) return this.whileFailing(rule, limit, caller, now);
         return this.options.store.take(prefix + caller, limit).catch((err: Error) => {
           this.failed(err);
-          return this.whileFailing(rule, limit, caller, Date.now());
+          return this.whileFailing(rule, limit, caller, now);
         });
       },
     };
@@ -123,8 +126,13 @@ export class SharedRateLimits {
     return local.take(caller, now);
   }
 
+  /** A decision the store failed to make: counted, and the failure mode applies from now on. */
   private failed(err: Error): void {
     this.errors[isTimeout(err) ? 'timeout' : 'error']++;
+    this.switchToFailure(err);
+  }
+
+  private switchToFailure(err: Error): void {
     if (!this.up || this.closed) return;
     this.up = false;
     const { failure, log } = this.options;

@@ -3,8 +3,11 @@
 // the URL (it would show in `ps`, in logs and in the pod spec): it comes from a file.
 import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
+import type { RateLimitStoreConfig } from '../authz/open-shared-rate-limits.js';
 import type { StoreFailureMode } from '../authz/shared-rate-limits.js';
 import { RUN_DEFAULTS as DEFAULTS } from './defaults.js';
+
+export type { RateLimitStoreConfig };
 
 export interface RateLimitStoreFlags {
   'rate-limit-store'?: string;
@@ -13,24 +16,6 @@ export interface RateLimitStoreFlags {
   'rate-limit-store-timeout'?: string;
   'rate-limit-store-failure'?: string;
   'rate-limit-replicas'?: string;
-}
-
-export interface RateLimitStoreConfig {
-  readonly host: string;
-  readonly port: number;
-  readonly db: number;
-  readonly username: string | undefined;
-  /** rediss://: TLS, with our SVID as the client certificate when we have one. */
-  readonly tls: boolean;
-  readonly passwordFile: string | undefined;
-  /** rediss://: the CAs that sign the store's certificate (default: the system's). */
-  readonly caFile: string | undefined;
-  readonly timeoutMs: number;
-  readonly failure: StoreFailureMode;
-  /** `local` fallback: the limit is divided by replicas × workers. */
-  readonly replicas: number;
-  /** For log lines: the URL without credentials. */
-  readonly name: string;
 }
 
 const FAILURE_MODES: readonly StoreFailureMode[] = ['local', 'allow', 'deny'];

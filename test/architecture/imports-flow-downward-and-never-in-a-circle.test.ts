@@ -30,6 +30,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['admin'],
   [
     'certs',
+    'dev',
     'config',
     'config.ts',
     'config-file.ts',
