@@ -179,15 +179,27 @@ function invalid(message: string): never {
   throw new SidecarError('ERR_CONFIG_INVALID', message);
 }
 
-export function parseHostPort(text: string, flag: string): { host: string; port: number } {
+/** `HOST:PORT` split, or undefined when `text` is not of that form (the port may be out of range). */
+function splitHostPort(text: string): { host: string; port: number; bracketed: boolean } | undefined {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535)
-    invalid(`${flag} ${JSON.stringify(text)}: expected HOST:PORT, e.g. 0.0.0.0:8443 or [::]:8443`);
-  const host = m[1] ?? m[2];
-  if (m[1] !== undefined && isIP(host) !== 6)
-    invalid(`${flag} ${JSON.stringify(text)}: "${host}" is not an IPv6 address`);
-  return { host, port };
+  return m ? { host: m[1] ?? m[2], port: Number(m[3]), bracketed: m[1] !== undefined } : undefined;
+}
+
+/**
+ * `HOST:PORT` for `flag`; `exampleHost` is what the error suggests (a lone port becomes `exampleHost:PORT`):
+ * every interface for a listener callers reach, loopback for one only this machine should.
+ */
+export function parseHostPort(text: string, flag: string, exampleHost = '0.0.0.0'): { host: string; port: number } {
+  const parts = splitHostPort(text);
+  if (!parts) {
+    const port = /^:?(\d{1,5})$/.exec(text)?.[1];
+    if (port !== undefined) invalid(`${flag} ${JSON.stringify(text)}: a port alone; write ${exampleHost}:${port}`);
+    invalid(`${flag} ${JSON.stringify(text)}: expected HOST:PORT, e.g. ${exampleHost}:8443 (IPv6: [::]:8443)`);
+  }
+  if (parts.port > 65535) invalid(`${flag} ${JSON.stringify(text)}: port ${parts.port} is above 65535`);
+  if (parts.bracketed && isIP(parts.host) !== 6)
+    invalid(`${flag} ${JSON.stringify(text)}: "${parts.host}" is not an IPv6 address`);
+  return { host: parts.host, port: parts.port };
 }
 
 function isLoopbackIp(hostname: string): boolean {
@@ -200,6 +212,14 @@ function isLoopback(hostname: string): boolean {
   return isIP(host) === 4 && host.startsWith('127.');
 }
 
+/**
+ * A URL flag's value written without a scheme: `localhost:8080` (which would parse as the scheme `localhost:`)
+ * or a bare host. A scheme without `//` (`unix:run/app.sock`) is left to the URL checks.
+ */
+function schemeless(text: string): boolean {
+  return !/^[A-Za-z][A-Za-z0-9+.-]*:/.test(text) || /^[^:/]+:\d+(\/.*)?$/.test(text);
+}
+
 function parseUpstream(text: string | undefined, unsafe: boolean): URL {
   if (!text) {
     throw new SidecarError(
@@ -207,12 +227,16 @@ function parseUpstream(text: string | undefined, unsafe: boolean): URL {
       '--upstream is required: the app behind the sidecar, e.g. --upstream http://127.0.0.1:8080',
     );
   }
+  if (schemeless(text))
+    invalid(`--upstream ${JSON.stringify(text)}: no scheme; write http://${text.replace(/^\/+/, '')}`);
   let url: URL;
   try {
     url = new URL(text);
   } catch {
     return invalid(`--upstream ${JSON.stringify(text)}: not a URL; write e.g. http://127.0.0.1:8080`);
   }
+  if (url.protocol === 'tcp:' || url.protocol === 'unix:')
+    invalid(`--upstream ${text}: a ${url.protocol}// upstream needs --protocol tcp (bytes); HTTP apps are http://`);
   if (url.protocol !== 'http:')
     invalid(
       `--upstream ${text}: only http:// upstreams are supported (the app listens on plain HTTP next to the sidecar)`,
@@ -272,6 +296,7 @@ function parseTcpMode(raw: RawOptions, auth: AuthConfig): Config['tcp'] {
       '--upstream is required: the app behind the sidecar, e.g. --upstream tcp://127.0.0.1:5432 or unix:///run/app.sock',
     );
   const hint = 'write tcp://127.0.0.1:5432 or unix:///run/app.sock';
+  if (schemeless(text)) invalid(`--upstream ${JSON.stringify(text)}: no scheme; ${hint}`);
   let url: URL;
   try {
     url = new URL(text);
@@ -511,54 +536,100 @@ function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: stri
   });
 }
 
-const OUTBOUND_EXAMPLE =
-  'LISTEN=REMOTE_URL,id=SPIFFE_ID_OR_RULE[,auth=jwt,audience=AUD][,token-file=PATH][,protocol=h2], or LISTEN=tls://HOST:PORT,id=RULE';
+/**
+ * Every form of `--outbound` parseOutbound accepts, with what it does: `run --help` lists them, and an
+ * error about the shape of a route points at them.
+ */
+export const OUTBOUND_FORMS: readonly (readonly [form: string, meaning: string])[] = [
+  ['LISTEN=https://HOST:PORT,id=RULE', 'HTTP/1.1 over mTLS with our SVID; the remote must be who RULE says'],
+  [
+    'LISTEN=https://HOST:PORT,id=RULE,protocol=h2',
+    'the app speaks cleartext HTTP/2 (gRPC) to LISTEN, carried as HTTP/2 over mTLS (protocol=h1: the default)',
+  ],
+  [
+    'LISTEN=https://HOST:PORT,id=RULE,auth=jwt,audience=AUD[,token-file=PATH]',
+    'a bearer token instead of our SVID: a JWT-SVID for AUD from the Workload API, or the token in PATH',
+  ],
+  [
+    'LISTEN=http://127.0.0.1:PORT,auth=jwt,audience=AUD[,token-file=PATH]',
+    'a bearer token over plain HTTP: to a loopback remote only',
+  ],
+  ['LISTEN=tls://HOST:PORT,id=RULE', 'bytes (L4: a database, any TCP protocol) over mTLS'],
+];
+
+const OUTBOUND_OPTIONS = ['id', 'auth', 'audience', 'token-file', 'protocol'];
+const OUTBOUND_EXAMPLE = '127.0.0.1:15001=https://orders.example:8443,id=spiffe://example.org/ns/shop/sa/orders';
+
+/** LISTEN of a route: a literal loopback address, the only one the app (and nobody else) reaches. */
+function parseOutboundListen(text: string, bad: (why: string) => never): { host: string; port: number } {
+  const port = /^:?(\d{1,5})$/.exec(text)?.[1];
+  if (port !== undefined) bad(`LISTEN "${text}" is a port alone; write 127.0.0.1:${port}`);
+  const parts = splitHostPort(text);
+  if (!parts) return bad(`LISTEN "${text}" is not HOST:PORT; write e.g. 127.0.0.1:15001`);
+  if (parts.port > 65535) bad(`LISTEN port ${parts.port} is above 65535`);
+  if (parts.bracketed && isIP(parts.host) !== 6) bad(`LISTEN "${text}": "${parts.host}" is not an IPv6 address`);
+  // `localhost` is resolved at run time (to whatever the resolver says): only a literal address is sure.
+  if (parts.host === 'localhost')
+    bad(`LISTEN ${text}: write the address, 127.0.0.1:${parts.port} or [::1]:${parts.port}, not the name localhost`);
+  if (!isLoopbackIp(parts.host))
+    bad(
+      `LISTEN ${text} is not loopback: whoever reaches it speaks with our identity, so only the app may; write 127.0.0.1:${parts.port}`,
+    );
+  return { host: parts.host, port: parts.port };
+}
 
 function parseOutbound(value: string): OutboundRouteConfig {
-  const bad = (why: string): never =>
-    invalid(`--outbound ${JSON.stringify(value)}: ${why}; expected ${OUTBOUND_EXAMPLE}`);
+  const bad = (why: string): never => invalid(`--outbound ${JSON.stringify(value)}: ${why}`);
   const eq = value.indexOf('=');
-  if (eq <= 0) bad('no LISTEN=');
-  const listen = parseHostPort(value.slice(0, eq), '--outbound');
-  // Whoever reaches this port speaks with our identity: only the app, on loopback (a literal address:
-  // `localhost` is resolved at run time).
-  if (!isLoopbackIp(listen.host))
-    bad(`the listen address ${listen.host} is not loopback; only the app may use our identity`);
+  if (eq <= 0)
+    bad(`expected LISTEN=REMOTE_URL,id=RULE, e.g. ${OUTBOUND_EXAMPLE} ('spiffe-sidecar run --help' lists every form)`);
+  const listen = parseOutboundListen(value.slice(0, eq), bad);
   const [remoteText, ...pairs] = value.slice(eq + 1).split(',');
+  if (schemeless(remoteText))
+    bad(`the remote "${remoteText}" has no scheme; write https://${remoteText} (HTTP), or tls://${remoteText} (bytes)`);
   let remote: URL;
   try {
     remote = new URL(remoteText);
   } catch {
-    return bad(`${JSON.stringify(remoteText)} is not a URL`);
+    return bad(`the remote ${JSON.stringify(remoteText)} is not a URL; write e.g. https://orders.example:8443`);
   }
+  if (remote.protocol === 'tcp:') bad(`the remote ${remoteText}: bytes over mTLS are written tls://${remote.host}`);
   if (remote.protocol !== 'https:' && remote.protocol !== 'http:' && remote.protocol !== 'tls:')
-    bad('the remote must be https:// (or http:// with auth=jwt on loopback), or tls://HOST:PORT for bytes (L4)');
+    bad(
+      `the remote ${remoteText}: must be https:// (or http:// with auth=jwt on loopback), or tls://HOST:PORT for bytes (L4)`,
+    );
   if (remote.protocol === 'tls:' && !remote.port) bad('a tls:// remote needs a port, e.g. tls://db.example:5432');
   if (remote.pathname !== '/' || remote.search || remote.hash || remote.username || remote.password) {
-    if (!(remote.protocol === 'tls:' && remote.pathname === '')) bad('give only the remote origin');
+    if (!(remote.protocol === 'tls:' && remote.pathname === ''))
+      bad(
+        `give only the remote origin (scheme, host, port), e.g. ${remote.protocol}//${remote.host}: paths are the app's`,
+      );
   }
   const options = new Map<string, string>();
   for (const pair of pairs) {
     const i = pair.indexOf('=');
-    const key = pair.slice(0, i);
-    if (i <= 0 || !['id', 'auth', 'audience', 'token-file', 'protocol'].includes(key) || options.has(key))
-      bad(`bad option ${JSON.stringify(pair)}`);
+    const key = i < 0 ? pair : pair.slice(0, i);
+    if (!OUTBOUND_OPTIONS.includes(key))
+      bad(`unknown option ${JSON.stringify(pair)}; the options are ${OUTBOUND_OPTIONS.map((o) => `${o}=`).join(', ')}`);
+    if (i < 0) bad(`option ${key} needs a value: ${key}=VALUE`);
+    if (options.has(key)) bad(`option ${key}= is given twice`);
     options.set(key, pair.slice(i + 1));
   }
   const auth = options.get('auth') ?? 'mtls';
-  if (auth !== 'mtls' && auth !== 'jwt') bad('auth must be mtls or jwt');
+  if (auth !== 'mtls' && auth !== 'jwt') bad(`auth=${auth}: auth must be mtls or jwt`);
   const id = options.get('id');
   let idRule: IdMatcher | undefined;
   if (id !== undefined) {
     try {
       idRule = compileAllowRules([id]);
     } catch (err) {
-      return bad((err as Error).message);
+      return bad(`id=: ${(err as Error).message}`);
     }
   }
-  if (remote.protocol === 'https:' && id === undefined) bad('an https remote needs id=: who it must be');
+  if (remote.protocol === 'https:' && id === undefined)
+    bad('an https remote needs id=: who it must be, e.g. id=spiffe://example.org/ns/shop/sa/orders');
   const protocol = options.get('protocol') ?? 'h1';
-  if (protocol !== 'h1' && protocol !== 'h2') bad('protocol must be h1 or h2');
+  if (protocol !== 'h1' && protocol !== 'h2') bad(`protocol=${protocol}: protocol must be h1 or h2`);
   if (protocol === 'h2' && remote.protocol !== 'https:')
     bad('protocol=h2 needs an https:// remote (HTTP/2 over mTLS; the app speaks cleartext HTTP/2 to LISTEN)');
   if (remote.protocol === 'tls:') {
@@ -568,8 +639,11 @@ function parseOutbound(value: string): OutboundRouteConfig {
   }
   if (remote.protocol === 'http:' && id !== undefined)
     bad('id= needs an https:// remote: plain HTTP proves no identity');
-  if (auth === 'mtls' && remote.protocol === 'http:') bad('auth=mtls needs an https:// remote');
-  if (auth === 'jwt' && !options.get('audience')) bad('auth=jwt needs audience=');
+  if (auth === 'mtls' && remote.protocol === 'http:')
+    bad('auth=mtls needs an https:// remote; plain http:// is only for auth=jwt to a loopback remote');
+  if (auth === 'jwt' && !options.get('audience')) bad('auth=jwt needs audience=: the audience the token is for');
+  if (auth !== 'jwt' && (options.has('audience') || options.has('token-file')))
+    bad('audience= and token-file= are for auth=jwt routes');
   if (auth === 'jwt' && remote.protocol === 'http:' && !isLoopbackIp(remote.hostname)) {
     bad('a bearer token may cross the network only over https://');
   }
@@ -636,7 +710,12 @@ function parseAuth(raw: RawOptions): AuthConfig {
   const allowIssuers = raw['allow-issuer'] ?? [];
   for (const name of allowIssuers)
     if (!issuers.has(name)) invalid(`--allow-issuer ${name}: no --jwt-issuer named "${name}"`);
-  const k8sTrustDomain = parseTrustDomain(raw['k8s-trust-domain'] ?? DEFAULTS['k8s-trust-domain'].value);
+  let k8sTrustDomain: string;
+  try {
+    k8sTrustDomain = parseTrustDomain(raw['k8s-trust-domain'] ?? DEFAULTS['k8s-trust-domain'].value);
+  } catch (err) {
+    throw new SidecarError((err as SidecarError).code, `--k8s-trust-domain: ${(err as Error).message}`, { cause: err });
+  }
   const bundleFiles = (raw['jwt-bundle-file'] ?? []).map((value) => {
     const [td, file] = nameValue(value, 'jwt-bundle-file', 'TRUST_DOMAIN=FILE');
     try {
@@ -742,6 +821,14 @@ export function buildConfig(raw: RawOptions): Config {
     FILE_FLAGS.some((f) => raw[f]) ||
     raw['workload-api-socket'] !== undefined ||
     raw.spiffeEndpointSocket !== undefined;
+  // A JWT route without token-file= sends a JWT-SVID, which only the Workload API mints: in file mode (or
+  // with no identity at all) it could never send a token, and every request would get 503 no_token.
+  const tokenless = (raw.outbound ?? []).find((_, i) => outbound[i].auth === 'jwt' && !outbound[i].tokenFile);
+  const spire = !!raw['workload-api-socket'] || (!FILE_FLAGS.some((f) => raw[f]) && !!raw.spiffeEndpointSocket);
+  if (tokenless !== undefined && !spire)
+    invalid(
+      `--outbound ${JSON.stringify(tokenless)}: auth=jwt without token-file= sends a JWT-SVID from the Workload API; add --workload-api-socket (SPIRE mode), or token-file=PATH with the token to send`,
+    );
   const source = needsSource || anySource ? parseSource(raw) : undefined;
   if (
     auth.mode === 'jwt' &&
@@ -802,7 +889,9 @@ export function buildConfig(raw: RawOptions): Config {
     watch: raw.watch ?? DEFAULTS.watch.value,
     reloadIntervalMs: raw['reload-interval'] ? parseReloadInterval(raw['reload-interval']) : undefined,
     logFormat: parseLogFormat(raw['log-format']),
-    admin: Object.freeze(parseHostPort(raw['admin-listen'] ?? DEFAULTS['admin-listen'].value, '--admin-listen')),
+    admin: Object.freeze(
+      parseHostPort(raw['admin-listen'] ?? DEFAULTS['admin-listen'].value, '--admin-listen', '127.0.0.1'),
+    ),
     readyRequiresUpstream: raw['ready-requires-upstream'] ?? DEFAULTS['ready-requires-upstream'].value,
     drainTimeoutMs: parseDuration(raw['drain-timeout'] ?? DEFAULTS['drain-timeout'].value, '--drain-timeout'),
     limits: Object.freeze(parseLimits(raw)),

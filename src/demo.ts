@@ -1,5 +1,7 @@
 // `npm run demo`: a dev trust domain in a temp dir, a demo app, the real sidecar process in front of it,
 // and three callers: allowed, denied, and one without a certificate. Exits 0 when all behave as expected.
+// `npm run demo -- --mode jwt|outbound|tcp`: the same for JWT mode, two services on one host, and TCP
+// mode (src/dev/demo-*.ts); `--mode mtls` is the default.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -88,7 +90,17 @@ function call(port: number, svid: IssuedCertificate | undefined): Promise<string
   });
 }
 
-async function main(): Promise<boolean> {
+/** SIGTERM, then the exit awaited (SIGKILL after 5 s): the demo leaves no sidecar running. */
+async function stopped(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function mtlsDemo(): Promise<boolean> {
   const dir = await mkdtemp(join(tmpdir(), 'spiffe-sidecar-demo-'));
   const app = await startApp();
   let sidecar: ChildProcess | undefined;
@@ -146,9 +158,39 @@ async function main(): Promise<boolean> {
     say(ok ? 'demo passed: the app saw only the verified caller.' : 'demo FAILED: see the answers above.');
     return ok;
   } finally {
-    sidecar?.kill('SIGTERM');
+    if (sidecar) await stopped(sidecar);
     app.close();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const MODES = ['mtls', 'jwt', 'outbound', 'tcp'] as const;
+const USAGE = `usage: npm run demo [-- --mode ${MODES.join('|')}] (default mtls)`;
+
+/** `--mode M` or `--mode=M`; anything else is a usage error. */
+function modeOf(args: string[]): (typeof MODES)[number] {
+  let mode: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '--mode' && i + 1 < args.length && mode === undefined) mode = args[++i];
+    else if (arg.startsWith('--mode=') && mode === undefined) mode = arg.slice('--mode='.length);
+    else throw new Error(`unexpected argument ${JSON.stringify(arg)}; ${USAGE}`);
+  }
+  if (mode === undefined) return 'mtls';
+  if (!(MODES as readonly string[]).includes(mode)) throw new Error(`--mode ${JSON.stringify(mode)}: ${USAGE}`);
+  return mode as (typeof MODES)[number];
+}
+
+async function main(): Promise<boolean> {
+  const mode = modeOf(process.argv.slice(2));
+  if (mode === 'mtls') return mtlsDemo();
+  const run = new (await import('./dev/demo-kit.js')).DemoRun();
+  try {
+    if (mode === 'jwt') return await (await import('./dev/demo-jwt.js')).jwtDemo(run);
+    if (mode === 'outbound') return await (await import('./dev/demo-outbound.js')).outboundDemo(run);
+    return await (await import('./dev/demo-tcp.js')).tcpDemo(run);
+  } finally {
+    await run.close();
   }
 }
 

@@ -57,6 +57,9 @@ export type SidecarErrorCode =
   | 'ERR_API_KEY_MISSING'
   | 'ERR_API_KEY_UNKNOWN'
   | 'ERR_API_KEY_EXPIRED'
+  // files the CLI writes (certs init, certs issue)
+  | 'ERR_FILE_EXISTS'
+  | 'ERR_FILE_WRITE'
   // Kubernetes admission webhook
   | 'ERR_WEBHOOK_CERT'
   // SPIRE mode

@@ -38,7 +38,9 @@ async function main(argv: string[]): Promise<void> {
   const command = parseCommandLine(argv);
   switch (command.command) {
     case 'help':
-      process.stdout.write(helpText());
+      process.stdout.write(
+        command.topic === 'dev' ? (await import('./dev/commands.js')).devHelpText() : helpText(command.topic),
+      );
       return;
     case 'version':
       process.stdout.write(`${version()}\n`);
@@ -52,6 +54,12 @@ async function main(argv: string[]): Promise<void> {
     case 'policy-check': {
       const { policyCheck } = await import('./authz/policy-commands.js');
       process.exitCode = await policyCheck(command.options, command.method, command.path, process.stdout);
+      return;
+    }
+    case 'dev': {
+      // Loaded only here: `run` never pays for the dev helpers.
+      const { runDevCommand } = await import('./dev/commands.js');
+      process.exitCode = await runDevCommand(command.argv, process.stdout);
       return;
     }
     case 'apikey-new':
@@ -124,6 +132,10 @@ async function main(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (isSidecarError(err)) {
     process.stderr.write(`spiffe-sidecar: ${err.code}: ${err.message}\n`);
+  } else if (typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+    // A file or socket the operating system refused (a path the checks above did not foresee): its own
+    // message names the call and the path; a stack trace would add nothing for the operator.
+    process.stderr.write(`spiffe-sidecar: unexpected error: ${(err as Error).message}\n`);
   } else {
     process.stderr.write(
       `spiffe-sidecar: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,

@@ -18,14 +18,22 @@ export function apiKeyNew(options: Record<string, string | string[] | undefined>
   const fields: string[] = [];
   const expires = options.expires;
   if (typeof expires === 'string') {
-    const at = /^\d{4}-/.test(expires) ? parseExpiry(expires) : now + parseDuration(expires, '--expires');
-    if (at === undefined) invalid(`--expires ${JSON.stringify(expires)}: write a duration (90d) or an ISO time`);
+    const hint = 'write a duration from now (90d) or an ISO date (2030-01-31, 2030-01-31T12:00:00Z)';
+    let at: number | undefined;
+    if (/^\d{4}-/.test(expires)) at = parseExpiry(expires);
+    else if (/^\d+(ms|s|m|h|d)(\d+(ms|s|m|h|d))*$/.test(expires)) at = now + parseDuration(expires, '--expires');
+    if (at === undefined) invalid(`--expires ${JSON.stringify(expires)}: ${hint}`);
     if (at <= now) invalid(`--expires ${JSON.stringify(expires)} is in the past`);
     fields.push(`expires=${new Date(at).toISOString().replace(/\.000Z$/, 'Z')}`);
   }
   const routes = options.route;
   for (const route of Array.isArray(routes) ? routes : []) {
     const parsed = parseRoute(route);
+    const method = /^([A-Za-z]+):/.exec(route)?.[1];
+    if (typeof parsed === 'string' && method !== undefined && method !== method.toUpperCase())
+      invalid(
+        `--route ${JSON.stringify(route)}: write the method in upper case: ${route.replace(method, method.toUpperCase())}`,
+      );
     if (typeof parsed === 'string') invalid(`--route ${JSON.stringify(route)}: ${parsed}`);
     fields.push(`route=${route}`);
   }

@@ -5,7 +5,7 @@
 import type { PeerIdentity } from '../authn/identity.js';
 import { SidecarError } from '../errors.js';
 import { readFlagFile } from '../flag-file.js';
-import { parseSpiffeId } from '../spiffe/id.js';
+import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
 import { normalizeRequestPath, type PathPattern } from '../path-match.js';
 import { createFileAuthorizer } from './policy.js';
 import { type CompiledPolicy, parsePolicy } from './policy-file.js';
@@ -15,6 +15,21 @@ export const DENY_EXIT_STATUS = 3;
 
 function invalid(message: string): never {
   throw new SidecarError('ERR_CONFIG_INVALID', `policy check: ${message}`);
+}
+
+/** `--id`: a workload's SPIFFE ID, which has a path (a trust domain alone is no caller). */
+function callerId(text: string): SpiffeId {
+  let id: SpiffeId;
+  try {
+    id = parseSpiffeId(text);
+  } catch (err) {
+    throw new SidecarError((err as SidecarError).code, `policy check: --id: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (id.path === '')
+    invalid(`--id ${id}: a caller's SPIFFE ID has a path after the trust domain, e.g. ${id}/ns/prod/sa/web`);
+  return id;
 }
 
 /** The caller the flags describe: an API key name, or a SPIFFE ID and/or an issuer with claims. */
@@ -31,12 +46,12 @@ function callerOf(options: Record<string, string | undefined>): PeerIdentity {
     try {
       claims = JSON.parse(claimsText) as Record<string, unknown>;
     } catch (err) {
-      invalid(`--claims is not JSON (${(err as Error).message})`);
+      invalid(`--claims is not JSON (${(err as Error).message}); write e.g. '{"sub":"ann","roles":["admin"]}'`);
     }
     if (claims === null || typeof claims !== 'object' || Array.isArray(claims))
       invalid('--claims must be a JSON object, e.g. \'{"sub":"x","realm_access":{"roles":["admin"]}}\'');
   }
-  const spiffeId = id === undefined ? undefined : parseSpiffeId(id);
+  const spiffeId = id === undefined ? undefined : callerId(id);
   if (spiffeId && !issuer && !claims) return { method: 'mtls', id: spiffeId, leafSha256: '' };
   if (spiffeId) return { method: 'jwt', id: spiffeId, issuer, subject: spiffeId.toString(), claims };
   if (issuer === undefined)
@@ -190,8 +205,18 @@ export async function policyCheck(
   if (lintOnly && ['id', 'issuer', 'claims', 'api-key'].some((k) => options[k] !== undefined))
     invalid('a caller needs a request: give METHOD PATH, e.g. GET /health');
   if (!lintOnly && (method === undefined || target === undefined)) invalid('expected METHOD PATH, e.g. GET /health');
+  if (!lintOnly && (method as string).startsWith('/') && /^[A-Za-z]{1,20}$/.test(target as string))
+    invalid(`expected METHOD PATH in that order: ${(target as string).toUpperCase()} ${method}`);
   if (!lintOnly && !/^[A-Z]{1,20}$/.test(method as string))
-    invalid(`method ${JSON.stringify(method)}: write it in upper case, e.g. GET`);
+    invalid(
+      /^[A-Za-z]{1,20}$/.test(method as string)
+        ? `method ${JSON.stringify(method)}: write it in upper case, e.g. ${(method as string).toUpperCase()}`
+        : `method ${JSON.stringify(method)}: an HTTP method is letters, e.g. GET or POST`,
+    );
+  if (!lintOnly && !(target as string).startsWith('/'))
+    invalid(
+      `path ${JSON.stringify(target)}: a request path starts with /, e.g. /${(target as string).replace(/^\/*/, '')}`,
+    );
   const label = `--policy-file ${file}`;
   const policy = parsePolicy(await readFlagFile('--policy-file', file), label);
   if (lintOnly) {

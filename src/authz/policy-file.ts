@@ -16,7 +16,7 @@
 //         claims:                                      # every condition must hold
 //           - { claim: realm_access.roles, contains: sandbox:manage }
 //       rate_limit: { requests: 10, per: 1s, burst: 20 }   # allow rules only; per caller
-import { parse } from 'yaml';
+import { type Document, parseDocument, visit } from 'yaml';
 import type { PeerIdentity } from '../authn/identity.js';
 import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
@@ -35,7 +35,8 @@ const METHOD = /^[A-Z]{1,20}$/;
 const AUTH_METHODS: readonly PeerIdentity['method'][] = ['mtls', 'jwt', 'oidc', 'api_key'];
 const MAX_RATE_REQUESTS = 1_000_000;
 
-type Bad = (where: string, why: string) => never;
+/** Refuses the document: `where` names the place in the message; `at` (default `where`) locates it in the file. */
+type Bad = (where: string, why: string, at?: string) => never;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -43,7 +44,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function onlyKeys(bad: Bad, where: string, value: Record<string, unknown>, allowed: readonly string[]): void {
   for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) bad(where, `unknown key "${key}"; expected one of ${allowed.join(', ')}`);
+    if (!allowed.includes(key))
+      bad(where, `unknown key "${key}"; expected one of ${allowed.join(', ')}`, `${where}.${key}`);
   }
 }
 
@@ -181,30 +183,61 @@ function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>
   return rule;
 }
 
+/** Line and column (1-based) of a character offset in `text`. */
+function lineColumn(text: string, offset: number): string {
+  const before = text.slice(0, offset).split('\n');
+  return `line ${before.length}, column ${before[before.length - 1].length + 1}`;
+}
+
+/** `rules[2].path.glob` → `['rules', 2, 'path', 'glob']`; `top level` → `[]`. */
+function keyPath(where: string): (string | number)[] {
+  return [...where.replace(/^top level\.?/, '').matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) =>
+    m[2] === undefined ? m[1] : Number(m[2]),
+  );
+}
+
+/** Where in the file `where` is: the node at that path, or the nearest enclosing one that exists. */
+function placeOf(doc: Document, text: string, where: string): string {
+  const path = keyPath(where);
+  for (let n = path.length; n > 0; n--) {
+    const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+    if (node && typeof node === 'object' && node.range) return ` (${lineColumn(text, node.range[0])})`;
+  }
+  return '';
+}
+
 /** Parses and compiles a policy document (YAML or JSON text). */
 export function parsePolicy(text: string, label: string): CompiledPolicy {
-  const bad: Bad = (where, why) => {
-    throw new SidecarError('ERR_POLICY_INVALID', `${label}: ${where}: ${why}`);
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const bad: Bad = (where, why, at = where) => {
+    throw new SidecarError('ERR_POLICY_INVALID', `${label}: ${where}: ${why}${placeOf(doc, text, at)}`);
   };
+  const notYaml = (why: string, err: unknown): never => {
+    throw new SidecarError('ERR_POLICY_INVALID', `${label}: not valid YAML or JSON (${why})`, { cause: err });
+  };
+  const [first] = doc.errors;
+  if (first) notYaml(`${lineColumn(text, first.pos[0])}: ${first.message.split('\n')[0]}`, first);
   let document: unknown;
   try {
-    document = parse(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false });
+    document = doc.toJS({ maxAliasCount: 0 });
   } catch (err) {
-    throw new SidecarError(
-      'ERR_POLICY_INVALID',
-      `${label}: not valid YAML or JSON (${(err as Error).message.split('\n')[0]})`,
-      {
-        cause: err,
+    // Aliases are refused (maxAliasCount 0: no billion laughs); say where the first one is.
+    let at = '';
+    visit(doc, {
+      Alias(_, node) {
+        at = node.range ? `${lineColumn(text, node.range[0])}: ` : '';
+        return visit.BREAK;
       },
-    );
+    });
+    notYaml(`${at}${(err as Error).message.split('\n')[0]}`, err);
   }
   if (!isObject(document)) bad('top level', 'expected a mapping with version: 1 and rules');
-  const doc = document as Record<string, unknown>;
-  onlyKeys(bad, 'top level', doc, ['version', 'rules']);
-  if (doc.version !== 1) bad('version', 'expected 1');
-  if (!Array.isArray(doc.rules) || doc.rules.length === 0) {
+  const root = document as Record<string, unknown>;
+  onlyKeys(bad, 'top level', root, ['version', 'rules']);
+  if (root.version !== 1) bad('version', 'expected 1');
+  if (!Array.isArray(root.rules) || root.rules.length === 0) {
     bad('rules', 'expected a non-empty list of rules (with no rules every request is denied: say so with a deny rule)');
   }
   const names = new Set<string>();
-  return { rules: (doc.rules as unknown[]).map((r, i) => compileRule(bad, `rules[${i}]`, r, names)) };
+  return { rules: (root.rules as unknown[]).map((r, i) => compileRule(bad, `rules[${i}]`, r, names)) };
 }

@@ -1,8 +1,10 @@
 // A development certificate authority: creates a trust domain's CA and issues X509-SVIDs (ECDSA P-256)
 // for the demo, the tests and file mode. Not a production CA: keys live in plain PEM files.
 import { randomBytes, webcrypto } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { CERTS_INIT_DEFAULTS, CERTS_ISSUE_DEFAULTS } from '../config/defaults.js';
+import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
 import { parseSpiffeId, parseTrustDomain } from '../spiffe/id.js';
 import { x509 } from '../spiffe/x509-library.js';
@@ -151,7 +153,7 @@ export async function createDevCa(options: CreateDevCaOptions): Promise<Certific
     isCA: true,
     keyUsage: x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
     notBefore: options.notBefore,
-    notAfter: options.notAfter ?? new Date(Date.now() + 365 * 24 * HOUR),
+    notAfter: options.notAfter ?? new Date(Date.now() + DEFAULT_CA_LIFETIME_MS),
     extensions: options.extensions,
   });
   return { trustDomain, certPem: issued.certPem, keys: issued.keys, cert: issued.cert, chainPem: '' };
@@ -171,13 +173,15 @@ export async function issueIntermediateCa(issuer: Issuer, template: CertificateT
 export interface IssueSvidOptions {
   /** The SVID's SPIFFE ID; must have a path. */
   id: string;
-  /** Lifetime in milliseconds (default one hour). */
+  /** Lifetime in milliseconds (default DEFAULT_SVID_LIFETIME_MS). */
   lifetimeMs?: number;
   /** Overrides for tests that need an invalid SVID. */
   template?: CertificateTemplate;
 }
 
-export const DEFAULT_SVID_LIFETIME_MS = HOUR;
+/** The lifetimes `certs init` and `certs issue` give without --lifetime: the defaults table's. */
+export const DEFAULT_CA_LIFETIME_MS = parseDuration(CERTS_INIT_DEFAULTS.lifetime.value, '--lifetime');
+export const DEFAULT_SVID_LIFETIME_MS = parseDuration(CERTS_ISSUE_DEFAULTS.lifetime.value, '--lifetime');
 
 /** Issues an X509-SVID: ECDSA P-256, one URI SAN, not a CA, digitalSignature, serverAuth + clientAuth. */
 export async function issueSvid(issuer: Issuer, options: IssueSvidOptions): Promise<IssuedCertificate> {
@@ -199,28 +203,143 @@ export async function issueSvid(issuer: Issuer, options: IssueSvidOptions): Prom
 export const CA_CERT_FILE = 'ca.crt';
 export const CA_KEY_FILE = 'ca.key';
 
-export async function saveDevCa(ca: CertificateAuthority, dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, CA_CERT_FILE), ca.certPem);
-  await writeFile(join(dir, CA_KEY_FILE), await privateKeyPem(ca.keys), { mode: 0o600 });
+/** How files are written: `overwrite: false` refuses (ERR_FILE_EXISTS) if any of them exists. */
+export interface SaveOptions {
+  /** Replace files that exist (the default, for the demo and tests); the CLI passes its --force. */
+  overwrite?: boolean;
+  /** The flag that named the directory, for messages (default `--out`). */
+  flag?: string;
+  /** Why replacing matters, added to the ERR_FILE_EXISTS message. */
+  whyKeep?: string;
 }
 
-export async function loadDevCa(dir: string): Promise<CertificateAuthority> {
-  let certPem: string;
-  let keyPem: string;
+interface OutFile {
+  readonly name: string;
+  readonly data: string;
+  readonly mode: number;
+}
+
+function errnoText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const words: Record<string, string> = {
+    EACCES: 'permission denied',
+    EPERM: 'not permitted',
+    EROFS: 'a read-only file system',
+    ENOSPC: 'no space left',
+    ENOTDIR: 'a part of the path is a file, not a directory',
+    EISDIR: 'a directory is in the way',
+  };
+  return (e.code && words[e.code]) ?? e.message;
+}
+
+/**
+ * Writes `files` into `dir` (made if missing) all or nothing. Without `overwrite`, a file that exists is
+ * refused before anything is written, and each file is created exclusively (one that appears meanwhile is
+ * refused too, and the files written so far are removed). With it, each file is written beside its place
+ * and renamed over it: a reader (a sidecar watching the directory) never sees half a file, and a key file
+ * gets its mode even when it replaces a file that had another.
+ */
+async function writeAll(dir: string, files: readonly OutFile[], options: SaveOptions): Promise<string[]> {
+  const flag = options.flag ?? '--out';
+  const overwrite = options.overwrite ?? true;
+  const paths = files.map((f) => join(dir, f.name));
+  const failed = (what: string, err: unknown): never => {
+    throw new SidecarError('ERR_FILE_WRITE', `${flag} ${dir}: cannot write ${what} (${errnoText(err)})`, {
+      cause: err,
+    });
+  };
+  const exists = (path: string): never => {
+    throw new SidecarError(
+      'ERR_FILE_EXISTS',
+      `${flag} ${dir}: ${path} already exists${options.whyKeep ? ` (${options.whyKeep})` : ''}; nothing was written; add --force to replace it`,
+    );
+  };
+  const stats = await stat(dir).catch((err: NodeJS.ErrnoException) =>
+    err.code === 'ENOENT' ? undefined : failed('there', err),
+  );
+  if (stats && !stats.isDirectory())
+    throw new SidecarError(
+      'ERR_FILE_WRITE',
+      `${flag} ${dir}: a file, not a directory; give a directory (it is made if missing)`,
+    );
+  if (!stats)
+    await mkdir(dir, { recursive: true }).catch((err: unknown) => failed('there: cannot make the directory', err));
+  if (!overwrite) {
+    for (const path of paths) {
+      const found = await lstat(path).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : failed(path, err)),
+      );
+      if (found) exists(path);
+    }
+    const written: string[] = [];
+    try {
+      for (const [i, f] of files.entries()) {
+        await writeFile(paths[i], f.data, { mode: f.mode, flag: 'wx' });
+        written.push(paths[i]);
+      }
+    } catch (err) {
+      await Promise.all(written.map((p) => rm(p, { force: true })));
+      const path = paths[written.length];
+      return (err as NodeJS.ErrnoException).code === 'EEXIST' ? exists(path) : failed(path, err);
+    }
+    return paths.map((p) => resolve(p));
+  }
+  const suffix = `.${randomBytes(6).toString('hex')}.tmp`;
+  const temps = paths.map((p) => `${p}${suffix}`);
   try {
-    [certPem, keyPem] = await Promise.all([
-      readFile(join(dir, CA_CERT_FILE), 'utf8'),
-      readFile(join(dir, CA_KEY_FILE), 'utf8'),
-    ]);
+    for (const [i, f] of files.entries()) await writeFile(temps[i], f.data, { mode: f.mode, flag: 'wx' });
+    for (const [i, path] of paths.entries()) await rename(temps[i], path);
   } catch (err) {
+    await Promise.all(temps.map((t) => rm(t, { force: true })));
+    return failed(paths.join(', '), err);
+  }
+  return paths.map((p) => resolve(p));
+}
+
+/** Writes ca.crt and ca.key into `dir`; resolves with their absolute paths. */
+export async function saveDevCa(ca: CertificateAuthority, dir: string, options: SaveOptions = {}): Promise<string[]> {
+  return writeAll(
+    dir,
+    [
+      { name: CA_CERT_FILE, data: ca.certPem, mode: 0o644 },
+      { name: CA_KEY_FILE, data: await privateKeyPem(ca.keys), mode: 0o600 },
+    ],
+    options,
+  );
+}
+
+/** The `--ca` directory: a readable ca.crt and ca.key made by `certs init`, else one line saying why not. */
+async function readCaFiles(dir: string): Promise<[certPem: string, keyPem: string]> {
+  const make = `make one with 'spiffe-sidecar certs init --trust-domain example.org --out ${dir}'`;
+  const stats = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
+  if (stats instanceof Error) {
+    const why = stats.code === 'ENOENT' ? `no such directory; ${make}` : `cannot read it (${errnoText(stats)})`;
+    throw new SidecarError('ERR_FILE_READ', `--ca ${dir}: ${why}`, { cause: stats });
+  }
+  if (!stats.isDirectory())
     throw new SidecarError(
       'ERR_FILE_READ',
-      `--ca ${dir}: cannot read ${CA_CERT_FILE} and ${CA_KEY_FILE} (${(err as Error).message}); create the CA with 'spiffe-sidecar certs init'`,
-      { cause: err },
+      `--ca ${dir}: a file; give the directory 'certs init' made, which holds ${CA_CERT_FILE} and ${CA_KEY_FILE}`,
     );
+  const read = (name: string) =>
+    readFile(join(dir, name), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      const why =
+        err.code === 'ENOENT' ? `there is no ${name} in it; ${make}` : `cannot read ${name} (${errnoText(err)})`;
+      throw new SidecarError('ERR_FILE_READ', `--ca ${dir}: ${why}`, { cause: err });
+    });
+  return [await read(CA_CERT_FILE), await read(CA_KEY_FILE)];
+}
+
+/** Loads the CA of a `certs init` directory; every problem is one SidecarError naming `--ca` and the file. */
+export async function loadDevCa(dir: string): Promise<CertificateAuthority> {
+  const [certPem, keyPem] = await readCaFiles(dir);
+  let cert: x509.X509Certificate;
+  try {
+    cert = new x509.X509Certificate(certPem);
+  } catch (err) {
+    throw new SidecarError('ERR_CERT_PARSE', `--ca ${dir}: ${CA_CERT_FILE} is not a PEM certificate`, { cause: err });
   }
-  const cert = new x509.X509Certificate(certPem);
   const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
   const uri = san?.names.items.find((n) => n.type === 'url')?.value;
   if (!uri)
@@ -228,16 +347,60 @@ export async function loadDevCa(dir: string): Promise<CertificateAuthority> {
       'ERR_CERT_PARSE',
       `--ca ${dir}: ${CA_CERT_FILE} names no trust domain (no spiffe:// URI SAN)`,
     );
+  if (!cert.getExtension(x509.BasicConstraintsExtension)?.ca)
+    throw new SidecarError(
+      'ERR_CONFIG_INVALID',
+      `--ca ${dir}: ${CA_CERT_FILE} is not a CA certificate (an SVID?); give the directory 'certs init' made`,
+    );
+  if (cert.notAfter.getTime() <= Date.now())
+    throw new SidecarError(
+      'ERR_CERT_EXPIRED',
+      `--ca ${dir}: the CA expired at ${cert.notAfter.toISOString()}; make a new one with 'certs init --force' (and issue every SVID again)`,
+    );
   const body = keyPem.replace(new RegExp(`-----(BEGIN|END) ${PKCS8_LABEL}-----|\\s+`, 'g'), '');
-  const privateKey = await webcrypto.subtle.importKey('pkcs8', Buffer.from(body, 'base64'), EC_KEY, true, ['sign']);
-  const publicKey = await cert.publicKey.export(EC_KEY, ['verify'], webcrypto as unknown as Crypto);
+  let privateKey: CryptoKey;
+  try {
+    privateKey = await webcrypto.subtle.importKey('pkcs8', Buffer.from(body, 'base64'), EC_KEY, true, ['sign']);
+  } catch (err) {
+    throw new SidecarError(
+      'ERR_KEY_PARSE',
+      `--ca ${dir}: ${CA_KEY_FILE} is not the P-256 key (PKCS#8 PEM) 'certs init' writes`,
+      { cause: err },
+    );
+  }
+  const publicKey = await cert.publicKey
+    .export(EC_KEY, ['verify'], webcrypto as unknown as Crypto)
+    .catch((err: unknown) => {
+      throw new SidecarError('ERR_CERT_PARSE', `--ca ${dir}: ${CA_CERT_FILE} does not hold a P-256 key`, {
+        cause: err,
+      });
+    });
+  const [own, certified] = await Promise.all([
+    webcrypto.subtle.exportKey('jwk', privateKey),
+    webcrypto.subtle.exportKey('jwk', publicKey),
+  ]);
+  if (own.x !== certified.x || own.y !== certified.y)
+    throw new SidecarError('ERR_KEY_MISMATCH', `--ca ${dir}: ${CA_KEY_FILE} is not the key of ${CA_CERT_FILE}`);
   return { trustDomain: parseTrustDomain(uri), certPem, keys: { privateKey, publicKey }, cert, chainPem: '' };
 }
 
-/** Writes an SVID as a Kubernetes TLS Secret would hold it: tls.crt (chain), tls.key, ca.crt (bundle). */
-export async function saveSvid(svid: IssuedCertificate, bundlePem: string, dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'tls.crt'), svid.chainPem);
-  await writeFile(join(dir, 'tls.key'), svid.keyPem, { mode: 0o600 });
-  await writeFile(join(dir, 'ca.crt'), bundlePem);
+/**
+ * Writes an SVID as a Kubernetes TLS Secret would hold it: tls.crt (chain), tls.key, ca.crt (bundle);
+ * resolves with their absolute paths.
+ */
+export async function saveSvid(
+  svid: IssuedCertificate,
+  bundlePem: string,
+  dir: string,
+  options: SaveOptions = {},
+): Promise<string[]> {
+  return writeAll(
+    dir,
+    [
+      { name: 'tls.crt', data: svid.chainPem, mode: 0o644 },
+      { name: 'tls.key', data: svid.keyPem, mode: 0o600 },
+      { name: 'ca.crt', data: bundlePem, mode: 0o644 },
+    ],
+    options,
+  );
 }

@@ -1,5 +1,6 @@
-// The default of every `run` and `inject-webhook` flag, as data: the parsers, `--help` and the README test
-// all read this one table, so what the help promises is what the code does. Nothing here can fail.
+// The default of every flag of every command (`run`, `inject-webhook`, `certs`, `policy check`, `apikey new`),
+// as data: the parsers, `--help` and the README test all read this one table, so what the help promises is
+// what the code does. Nothing here can fail.
 
 /**
  * A flag's default. `value` is what the code uses when the flag is absent, written as on the command line
@@ -116,6 +117,40 @@ export const INJECT_WEBHOOK_DEFAULTS = freeze({
   'request-timeout': { value: '10s' },
   'log-level': { value: 'info' },
   'log-format': { value: 'json' },
+} as const);
+
+/** `spiffe-sidecar certs init`: a development CA. */
+export const CERTS_INIT_DEFAULTS = freeze({
+  'trust-domain': REQUIRED,
+  out: REQUIRED,
+  lifetime: { value: '365d' },
+  force: OFF,
+} as const);
+
+/** `spiffe-sidecar certs issue`: an X509-SVID from that CA. */
+export const CERTS_ISSUE_DEFAULTS = freeze({
+  id: REQUIRED,
+  ca: REQUIRED,
+  out: REQUIRED,
+  // As SPIRE's default X509-SVID TTL: short enough that a leaked dev key soon stops working.
+  lifetime: { value: '1h' },
+  force: OFF,
+} as const);
+
+/** `spiffe-sidecar policy check`. */
+export const POLICY_CHECK_DEFAULTS = freeze({
+  'policy-file': REQUIRED,
+  id: NONE,
+  issuer: NONE,
+  claims: NONE,
+  'api-key': NONE,
+} as const);
+
+/** `spiffe-sidecar apikey new`. */
+export const APIKEY_NEW_DEFAULTS = freeze({
+  name: REQUIRED,
+  expires: { shown: 'never' },
+  route: { shown: 'every route' },
 } as const);
 
 /** The default as the README's flag tables write it: a value in backticks, a switch on or off, or words. */

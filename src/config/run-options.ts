@@ -92,7 +92,7 @@ export const RUN_OPTIONS: Readonly<Record<RunFlag, OptionSpec>> = {
     type: 'string',
     multiple: true,
     value: 'ROUTE',
-    help: 'egress: LISTEN=REMOTE_URL,id=RULE[,auth=jwt,audience=AUD][,token-file=PATH] (repeatable)',
+    help: 'egress: the app calls LISTEN, the sidecar calls the remote with our identity (repeatable; forms below)',
   },
   'auth-mode': { type: 'string', value: 'MODE', help: 'mtls or jwt: how callers authenticate' },
   'jwt-transport': { type: 'string', value: 'T', help: 'JWT mode: plain HTTP, or tls with our SVID' },

@@ -69,6 +69,29 @@ function pathProblem(path: string): string | undefined {
   return undefined;
 }
 
+/** `: did you mean "spiffe://…"?` when another scheme, or none, is all that is wrong with `input`. */
+function schemeHint(input: string): string {
+  const candidate = SCHEME + input.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\//, '');
+  if (candidate === input || candidate.length > MAX_SPIFFE_ID_LENGTH) return '';
+  try {
+    return `: did you mean ${quoteInput(parseSpiffeId(candidate).toString())}?`;
+  } catch {
+    return '';
+  }
+}
+
+/** What is wrong with a trust domain name that is a URL or has upper-case letters, and what to write. */
+function trustDomainAdvice(name: string, problem: string): string {
+  const bare = name
+    .replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\//, '')
+    .replace(/[/:].*$/, '')
+    .toLowerCase();
+  if (bare === name || trustDomainProblem(bare)) return problem;
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(name))
+    return `a trust domain is a name, not a URL: write ${bare} (${problem})`;
+  return `${problem}; write ${bare}`;
+}
+
 function makeSpiffeId(trustDomain: string, path: string): SpiffeId {
   const text = `${SCHEME}${trustDomain}${path}`;
   return Object.freeze({ trustDomain, path, toString: () => text });
@@ -81,7 +104,8 @@ export function parseSpiffeId(input: string): SpiffeId {
   if (input.length > MAX_SPIFFE_ID_LENGTH) {
     throw idError(input, `longer than ${MAX_SPIFFE_ID_LENGTH} bytes`);
   }
-  if (!input.startsWith(SCHEME)) throw idError(input, 'scheme is missing or invalid (must be "spiffe://")');
+  if (!input.startsWith(SCHEME))
+    throw idError(input, `scheme is missing or invalid (must be "spiffe://"${schemeHint(input)})`);
   const slash = input.indexOf('/', SCHEME.length);
   const trustDomain = slash === -1 ? input.slice(SCHEME.length) : input.slice(SCHEME.length, slash);
   const tdProblem = trustDomainProblem(trustDomain);
@@ -107,7 +131,8 @@ export function parseTrustDomain(input: string): string {
   }
   const problem = typeof input === 'string' ? trustDomainProblem(input) : 'must be a string';
   if (problem) {
-    throw new SidecarError('ERR_INVALID_TRUST_DOMAIN', `invalid trust domain ${quoteInput(String(input))}: ${problem}`);
+    const why = typeof input === 'string' ? trustDomainAdvice(input, problem) : problem;
+    throw new SidecarError('ERR_INVALID_TRUST_DOMAIN', `invalid trust domain ${quoteInput(String(input))}: ${why}`);
   }
   return input;
 }

@@ -258,7 +258,13 @@ describe('apikey new', () => {
     ['an expiry of now', { name: 'a', expires: '2026-05-01T10:00:00Z' }, 'is in the past'],
     ['an expiry in words', { name: 'a', expires: 'next-week' }, '--expires'],
     ['an expiry of zero', { name: 'a', expires: '0d' }, '--expires'],
-    ['a bad date', { name: 'a', expires: '2027-31-01' }, 'write a duration (90d) or an ISO time'],
+    ['a bad date', { name: 'a', expires: '2027-31-01' }, 'write a duration from now (90d) or an ISO date'],
+    ['an expiry in years', { name: 'a', expires: '1y' }, 'write a duration from now (90d) or an ISO date'],
+    [
+      'a lower-case route method',
+      { name: 'a', route: ['post:/invoke'] },
+      'write the method in upper case: POST:/invoke',
+    ],
     ['a route without a method', { name: 'a', route: ['/invoke'] }, '--route "/invoke"'],
     ['a route with a bad glob', { name: 'a', route: ['GET:/a*'] }, '--route "GET:/a*"'],
   ];

@@ -2,9 +2,26 @@
 // text writes a default of its own. Allow rules are compiled once, by buildConfig, and the authorizer uses them.
 import { describe, expect, it } from 'vitest';
 import { createFlagAuthorizer } from '../../src/authz/policy.js';
-import { helpText } from '../../src/cli.js';
+import { DEFAULT_CA_LIFETIME_MS, DEFAULT_SVID_LIFETIME_MS } from '../../src/certs/dev-ca.js';
+import {
+  APIKEY_NEW_OPTIONS,
+  CERTS_INIT_OPTIONS,
+  CERTS_ISSUE_OPTIONS,
+  helpText,
+  type OptionSpec,
+  POLICY_CHECK_OPTIONS,
+} from '../../src/cli.js';
 import { buildConfig, type RawOptions } from '../../src/config.js';
-import { defaultInHelp, type FlagDefault, INJECT_WEBHOOK_DEFAULTS, RUN_DEFAULTS } from '../../src/config/defaults.js';
+import {
+  APIKEY_NEW_DEFAULTS,
+  CERTS_INIT_DEFAULTS,
+  CERTS_ISSUE_DEFAULTS,
+  defaultInHelp,
+  type FlagDefault,
+  INJECT_WEBHOOK_DEFAULTS,
+  POLICY_CHECK_DEFAULTS,
+  RUN_DEFAULTS,
+} from '../../src/config/defaults.js';
 import { withDefault } from '../../src/config/option-spec.js';
 import { RUN_OPTIONS } from '../../src/config/run-options.js';
 import { parseDuration } from '../../src/duration.js';
@@ -108,21 +125,52 @@ describe('the defaults table', () => {
 
 describe('--help', () => {
   it('prints every default from the table, and no help text writes one by hand', () => {
-    const help = helpText();
-    for (const [specs, defaults] of [
-      [RUN_OPTIONS, RUN_DEFAULTS],
-      [INJECT_WEBHOOK_OPTIONS, INJECT_WEBHOOK_DEFAULTS],
+    for (const [topic, specs, defaults] of [
+      ['run', RUN_OPTIONS, RUN_DEFAULTS],
+      ['inject-webhook', INJECT_WEBHOOK_OPTIONS, INJECT_WEBHOOK_DEFAULTS],
+      ['certs init', CERTS_INIT_OPTIONS, CERTS_INIT_DEFAULTS],
+      ['certs issue', CERTS_ISSUE_OPTIONS, CERTS_ISSUE_DEFAULTS],
+      ['policy check', POLICY_CHECK_OPTIONS, POLICY_CHECK_DEFAULTS],
+      ['apikey new', APIKEY_NEW_OPTIONS, APIKEY_NEW_DEFAULTS],
     ] as const) {
-      for (const [flag, spec] of Object.entries(specs)) {
-        expect(spec.help, `--${flag}`).not.toMatch(/\bdefault\b|\brequired\b/);
+      const help = helpText(topic);
+      expect(Object.keys(defaults).sort(), topic).toEqual(Object.keys(specs).sort());
+      for (const [flag, spec] of Object.entries(specs) as [string, OptionSpec][]) {
+        expect(spec.help, `${topic} --${flag}`).not.toMatch(/\bdefault\b|\brequired\b/);
         const shown = defaultInHelp(flag, (defaults as Readonly<Record<string, FlagDefault>>)[flag]);
-        if (shown) expect(help, `--${flag}`).toContain(withDefault(spec.help, shown));
+        if (shown) expect(help, `${topic} --${flag}`).toContain(withDefault(spec.help, shown));
       }
     }
-    expect(help).toMatch(
+    const run = helpText('run');
+    expect(run).toMatch(
       /--k8s-api-server URL +the API server for TokenReview \(default https:\/\/kubernetes\.default\.svc\)\n/,
     );
-    expect(help).toContain('set x-forwarded-client-cert (default on; --no-xfcc to turn off)');
+    expect(run).toContain('set x-forwarded-client-cert (default on; --no-xfcc to turn off)');
+    expect(helpText('certs init')).toMatch(
+      /--lifetime DURATION +how long the CA is valid, e.g. 30d \(default 365d\)\n/,
+    );
+    expect(helpText('certs issue')).toMatch(/\(default 1h\)\n/);
+  });
+
+  it('--k8s-api-server: what the help shows is the table, and the table is what the code sends TokenReview to', () => {
+    const config = buildConfig({
+      upstream: 'http://127.0.0.1:8080',
+      listen: '127.0.0.1:8443',
+      'auth-mode': 'jwt',
+      'jwt-audience': ['orders'],
+      'jwt-issuer': ['k8s=https://kubernetes.default.svc.cluster.local'],
+      'k8s-token-review': true,
+      'allow-any': true,
+    });
+    const apiServer = config.auth.mode === 'jwt' ? config.auth.tokenReview?.apiServer : undefined;
+    expect(apiServer).toBe(RUN_DEFAULTS['k8s-api-server'].value);
+    expect(helpText('run')).toContain(`(default ${apiServer})`);
+  });
+
+  it("the dev CA lifetimes are the table's", () => {
+    expect(DEFAULT_SVID_LIFETIME_MS).toBe(parseDuration(CERTS_ISSUE_DEFAULTS.lifetime.value, 'x'));
+    expect(DEFAULT_CA_LIFETIME_MS).toBe(parseDuration(CERTS_INIT_DEFAULTS.lifetime.value, 'x'));
+    expect(DEFAULT_SVID_LIFETIME_MS).toBe(3_600_000);
   });
 });
 

@@ -96,9 +96,7 @@ describe('--rate-limit-store flags', () => {
   });
 
   it('needs a policy file: rate limits are rules there', () => {
-    const { 'policy-file': _, ...withoutPolicy } = BASE;
     const err = refusal({
-      ...withoutPolicy,
       'policy-file': undefined,
       'allow-any': true,
       'rate-limit-store': 'redis://r',

@@ -5,9 +5,9 @@
 // A block runs in bash in a fresh directory (with `dist/` and `examples/` linked from the repository, so
 // `node $PWD/dist/main.js` and the example paths resolve as in a checkout), with three documented changes:
 // `npm ci && npm run build` is left out (the suite's global setup built `dist/`), the quick start's alias
-// `spiffe-sidecar` is in force in every block (as for a reader who followed it), and a
-// `spiffe-sidecar run` line is started in the background and waited for (its `started` log line) instead of
-// holding the shell. Where a block says the app listens on 127.0.0.1:8080, an echo app listens there.
+// `spiffe-sidecar` is in force in every block (as for a reader who followed it), and a server line
+// (`spiffe-sidecar run`, `dev issuer`, `dev workload-api`) is started in the background and waited for (its
+// `started` log line, or `serving until`) instead of holding the shell. Where a block says the app listens on 127.0.0.1:8080, an echo app listens there.
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { mkdtemp, rm, symlink } from 'node:fs/promises';
@@ -58,10 +58,30 @@ const PLAN: Record<string, Plan> = {
     app8080: true,
     expect: (output) => expect(output).toContain('"x-spiffe-id":"spiffe://example.org/ns/prod/sa/frontend"'),
   },
-  'Quick start (SPIRE mode) #1': { skip: 'needs a SPIRE agent on the node' },
+  'Quick start (SPIRE mode) #1': {
+    run: true,
+    app8080: true,
+    expect: (output) => expect(output).toContain('"x-spiffe-id":"spiffe://example.org/ns/prod/sa/frontend"'),
+  },
   'Quick start (SPIRE mode) #2': { skip: 'needs a SPIRE server' },
-  'JWT mode #1': { skip: 'needs a SPIRE agent on the node' },
-  'Outbound: two services #1': { skip: 'needs a SPIRE agent and two hosts' },
+  'JWT mode #1': {
+    run: true,
+    app8080: true,
+    expect: (output) => expect(output).toContain('"x-spiffe-id":"spiffe://example.org/ns/prod/sa/frontend"'),
+  },
+  'JWT mode #2': {
+    run: true,
+    app8080: true,
+    expect: (output) => {
+      expect(output).toContain('"x-jwt-issuer":"dev","x-jwt-subject":"ci-job"');
+      expect(output).toContain('"x-spiffe-id":"spiffe://example.org/ns/prod/sa/frontend"');
+    },
+  },
+  'Outbound: two services #1': {
+    run: true,
+    app8080: true,
+    expect: (output) => expect(output).toContain('"x-spiffe-id":"spiffe://example.org/ns/shop/sa/frontend"'),
+  },
   'Kubernetes quick start #1': { skip: 'needs a Kubernetes cluster' },
   'Kubernetes quick start #2': { skip: 'needs a Kubernetes cluster' },
   'Kubernetes quick start #3': { skip: 'needs a Kubernetes cluster' },
@@ -84,17 +104,21 @@ function script(text: string): string {
     'set -euo pipefail',
     'shopt -s expand_aliases',
     'alias spiffe-sidecar="node $PWD/dist/main.js"',
-    "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",
+    // The servers are stopped, and waited for, so that the next block finds the ports free.
+    "trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true' EXIT",
   ];
   let background = 0;
   for (const line of joinContinuations(text)) {
     if (/^\s*npm ci && npm run build\s*$/.test(line)) continue;
-    if (/^\s*spiffe-sidecar run\b/.test(line)) {
-      const log = `.sidecar-${++background}.log`;
+    // Servers hold their terminal: started in the background, and waited for until they say they serve.
+    const server = /^\s*spiffe-sidecar (run|dev issuer|dev workload-api)\b/.exec(line);
+    if (server) {
+      const ready = server[1] === 'run' ? '"event":"started"' : 'serving until';
+      const log = `.server-${++background}.log`;
       lines.push(
         `${line} > ${log} 2>&1 &`,
-        `for _ in $(seq 300); do grep -q '"event":"started"' ${log} && break; kill -0 $! 2>/dev/null || { cat ${log}; exit 1; }; sleep 0.05; done`,
-        `grep -q '"event":"started"' ${log} || { echo 'no started line'; cat ${log}; exit 1; }`,
+        `for _ in $(seq 300); do grep -q '${ready}' ${log} && break; kill -0 $! 2>/dev/null || { cat ${log}; exit 1; }; sleep 0.05; done`,
+        `grep -q '${ready}' ${log} || { echo 'not ready'; cat ${log}; exit 1; }`,
       );
       continue;
     }

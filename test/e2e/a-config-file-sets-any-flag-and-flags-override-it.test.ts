@@ -70,7 +70,7 @@ describe('a config file sets any flag, and flags override it', () => {
   it('a missing file is refused', async () => {
     const result = await runCli(['--config', '/nonexistent/sidecar.yaml']);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('--config /nonexistent/sidecar.yaml: cannot read the file (ENOENT)');
+    expect(result.stderr).toContain('--config /nonexistent/sidecar.yaml: cannot read the file (no such file)');
   });
 });
 

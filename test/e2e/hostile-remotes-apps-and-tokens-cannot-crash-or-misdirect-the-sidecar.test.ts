@@ -138,7 +138,8 @@ describe('hostile remotes, apps and tokens cannot crash or misdirect the sidecar
   it.each([
     ['127.0.0.1:0=http://127.0.0.1:9,id=spiffe://example.org/b', 'needs an https:// remote'],
     ['127.0.0.1:0=https://u:p@127.0.0.1:9,id=spiffe://example.org/b', 'origin'],
-    ['localhost:0=https://127.0.0.1:9,id=spiffe://example.org/b', 'not loopback'],
+    ['localhost:0=https://127.0.0.1:9,id=spiffe://example.org/b', 'not the name localhost'],
+    ['0.0.0.0:0=https://127.0.0.1:9,id=spiffe://example.org/b', 'is not loopback'],
     ['127.0.0.1:0=http://localhost:9,auth=jwt,audience=b,token-file=/t', 'only over https'],
   ])('refuses --outbound %s', async (route, fragment) => {
     const result = await runCli(['--outbound', route]);

@@ -170,14 +170,16 @@ describe('policy check prints the decision and the rule; exit 0 allow, 3 deny, 1
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr.trim()).toBe(
-      `spiffe-sidecar: ERR_POLICY_INVALID: --policy-file ${file}: rules[0].methods[0]: expected an upper-case HTTP method such as GET or POST`,
+      `spiffe-sidecar: ERR_POLICY_INVALID: --policy-file ${file}: rules[0].methods[0]: expected an upper-case HTTP method such as GET or POST (line 5, column 15)`,
     );
   });
 
   it('bad input: an unknown policy subcommand', async () => {
     const result = await runCli(['policy', 'test', '--policy-file', ROUTER]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain("use 'policy check' or 'apikey new'");
+    expect(result.stderr).toContain(
+      "unknown command 'policy test': the command is policy check; see 'spiffe-sidecar policy --help'",
+    );
   });
 });
 
