@@ -843,10 +843,12 @@ export function buildConfig(raw: RawOptions): Config {
   }
   const allow = raw.allow ?? [];
   const allowAny = raw['allow-any'] ?? DEFAULTS['allow-any'].value;
-  if (inbound && allow.length === 0 && !allowAny && !policy) {
+  // `--allow-issuer` is an allow rule too (JWT mode: every valid token of that issuer).
+  const allowsIssuers = auth.mode === 'jwt' && auth.allowIssuers.length > 0;
+  if (inbound && allow.length === 0 && !allowAny && !policy && !allowsIssuers) {
     throw new SidecarError(
       'ERR_NO_ALLOW_RULE',
-      'no --allow rule: the sidecar denies everyone by default; add --allow spiffe://example.org/ns/prod/sa/client (repeatable), or --allow-any to admit every authenticated peer',
+      'no --allow rule: the sidecar denies everyone by default; add --allow spiffe://example.org/ns/prod/sa/client (repeatable), --allow-issuer NAME in JWT mode, or --allow-any to admit every authenticated peer',
     );
   }
   if (allow.length > 0 && allowAny)

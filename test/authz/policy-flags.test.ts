@@ -33,6 +33,19 @@ describe('policy flags', () => {
     expect(buildConfig({ ...BASE, 'policy-file': 'p', 'policy-mode': 'dry-run' }).policy?.dryRun).toBe(true);
   });
 
+  it('--allow-issuer alone is an allow rule in JWT mode (no --allow needed), as the README says', () => {
+    const config = buildConfig({
+      upstream: 'http://127.0.0.1:8080',
+      listen: '127.0.0.1:8000',
+      'auth-mode': 'jwt',
+      'jwt-audience': ['orders'],
+      'jwt-issuer': ['keycloak=https://keycloak.example.org'],
+      'allow-issuer': ['keycloak'],
+    });
+    expect(config.auth).toMatchObject({ mode: 'jwt', allowIssuers: ['keycloak'] });
+    expect(config.allow).toEqual([]);
+  });
+
   it('--api-keys-file with --policy-file, or with --allow-any', () => {
     expect(buildConfig({ ...BASE, 'policy-file': 'p', 'api-keys-file': 'k' }).apiKeysFile).toBe('k');
     expect(buildConfig({ ...BASE, 'allow-any': true, 'api-keys-file': 'k' }).apiKeysFile).toBe('k');
