@@ -152,6 +152,33 @@ export function logWritten(timeoutMs: number, out: NodeJS.WritableStream = proce
   });
 }
 
+const { lsCacheSym, timeSym, chindingsSym, streamSym, endSym, needsMetadataGsym, mixinSym, hooksSym } = pino.symbols;
+
+/**
+ * Writes one line whose fields the caller serialized itself: `members` is `"name":value,...` (valid JSON
+ * members, the values escaped by JSON.stringify). The line is the one pino writes for the same fields (level,
+ * time, the logger's bindings such as `pid`, the fields, `msg`; test/log-serialized-line.test.ts), without
+ * pino's walk over an object: for the per-request access line, ~18 fields, that walk cost more than all the
+ * rest of the line. Never for fields that may hold secrets: there is no redaction here. A logger with a
+ * mixin, a stream hook or a multistream destination gets the ordinary call. The parts are read through
+ * pino.symbols, pino's documented door to them for integrations.
+ */
+export function writeSerializedLine(log: Logger, level: 'info' | 'warn', members: string, msg: string): void {
+  if (!log.isLevelEnabled(level)) return;
+  const parts = log as unknown as Record<symbol, unknown>;
+  const stream = parts[streamSym] as { write(text: string): unknown } & Record<symbol, unknown>;
+  const hooks = parts[hooksSym] as { streamWrite?: unknown } | undefined;
+  if (parts[mixinSym] || hooks?.streamWrite || stream[needsMetadataGsym]) {
+    log[level](JSON.parse(`{${members}}`) as object, msg);
+    return;
+  }
+  const levelPrefix = (parts[lsCacheSym] as Record<number, string>)[log.levels.values[level]];
+  const time = (parts[timeSym] as (this: Logger) => string).call(log);
+  stream.write(
+    `${levelPrefix}${time}${parts[chindingsSym] as string},${members},"msg":${JSON.stringify(msg)}${parts[endSym] as string}`,
+  );
+}
+
 export function createLogger(level: LogLevel, destination?: { write(text: string): unknown }): Logger {
   return pino(
     {

@@ -98,6 +98,12 @@ export function createMetrics(
     labelNames: ['reason'],
     registers: [registry],
   });
+  const suppressed = new Counter({
+    name: `${PREFIX}log_lines_suppressed_total`,
+    help: 'Rejection log lines dropped by their budget (20 at once, then 10 per second per event), by event',
+    labelNames: ['event'],
+    registers: [registry],
+  });
   const upstreamPhase = duration.labels('upstream');
   const totalPhase = duration.labels('total');
   const classes = ['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => requests.labels(c));
@@ -256,6 +262,7 @@ export function createMetrics(
     connectionClosed: () => active.dec(),
     connectionDropped: () => dropped.inc(),
     upstreamError: (reason) => upstreamErrors.inc({ reason }),
+    logLineSuppressed: (event) => suppressed.inc({ event }),
   };
   return { registry, proxy, keyFetches };
 }

@@ -2,13 +2,14 @@
 // request head (the token or API key it carries, its method and path) to a returned value: Admitted, with
 // the caller, the decision and the header names the app must not receive from the caller; or Refused, with
 // the answer to write. It never writes to a socket and never calls back into the forwarder; it logs the
-// authentication failures and the audit line, and counts the decisions.
+// authentication failures and counts the decisions. The decision it returns is logged by the access line
+// (access-log.ts) once the exchange is over.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
-import { describePeer, type PeerIdentity, type Rejection } from '../authn/identity.js';
+import type { PeerIdentity, Rejection } from '../authn/identity.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
 import type { Authorizer, Decision } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
@@ -17,6 +18,7 @@ import type { X509BundleSet } from '../spiffe/bundle.js';
 import { type Answer, answer, denialAnswer } from './answers.js';
 import { type HeaderPolicy, protectedNames } from './headers.js';
 import { admitPeer } from './peer-gate.js';
+import { rejectionLine, suppressedField } from './rejection-log.js';
 import { checkRequestHead } from './request-checks.js';
 
 export interface AdmissionOptions {
@@ -49,7 +51,10 @@ export type Admission =
   | {
       readonly admitted: true;
       readonly identity: PeerIdentity;
+      /** The decision in force (dry-run: a denial made an allow). */
       readonly decision: Decision & { allow: true };
+      /** The decision as the rules made it, for the access line. */
+      readonly judged: Decision;
       /** Header names (folded) the caller may not pass on to the app. */
       readonly owned: ReadonlySet<string>;
     }
@@ -59,6 +64,9 @@ export type Admission =
       readonly answer?: Answer;
       /** An authenticated caller refused by the rules keeps its connection (if its request fully arrived). */
       readonly keepAlive?: boolean;
+      /** Refused by the rules: the caller and the denial, for the access line. */
+      readonly identity?: PeerIdentity;
+      readonly judged?: Decision;
     };
 
 /** An mTLS connection: its verified peer, or none (no certificate, API keys accepted). */
@@ -68,13 +76,29 @@ interface PeerState {
   decision?: Decision;
 }
 
-const MAX_LOGGED_PATH = 256;
 const API_KEY_BEARER = /^Bearer sk_/i;
+/** A compact JWS: three base64url parts. */
+const COMPACT_JWS = /^Bearer ([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*$/i;
+/** The longest claim we repeat in a log line: a SPIFFE ID's maximum. */
+const MAX_LOGGED_CLAIM = 2048;
 
-/** Path for the audit log: no query string (it may carry secrets), bounded length. */
-function auditPath(url: string | undefined): string {
-  const path = (url ?? '').split('?', 1)[0];
-  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}...` : path;
+/**
+ * What a rejected token said about itself, unverified: `iss` and `sub` when the payload is readable JSON
+ * with string claims of reasonable length. Never the token, its signature or any other claim.
+ */
+export function presentedClaims(authorization: string | undefined): { iss?: string; sub?: string } {
+  const parts = authorization === undefined ? null : COMPACT_JWS.exec(authorization);
+  if (!parts) return {};
+  let payload: unknown;
+  try {
+    payload = JSON.parse(Buffer.from(parts[2], 'base64url').toString('utf8'));
+  } catch {
+    return {};
+  }
+  if (typeof payload !== 'object' || payload === null) return {};
+  const claim = (value: unknown) => (typeof value === 'string' && value.length <= MAX_LOGGED_CLAIM ? value : undefined);
+  const { iss, sub } = payload as Record<string, unknown>;
+  return { iss: claim(iss), sub: claim(sub) };
 }
 
 /** Any `Authorization` field carries an API key: Node shows only the first one in `headers`. */
@@ -103,11 +127,13 @@ export class RequestAdmission {
    * reaches the app. Without a certificate, a caller is admitted only where API keys are accepted: then
    * every request on this connection must carry one.
    */
-  connect(socket: TLSSocket, previousBundles: X509BundleSet | undefined): void {
+  connect(socket: TLSSocket, previousBundles: X509BundleSet | undefined): PeerIdentity | undefined {
     const { log, metrics, apiKeys } = this.options;
     const identity = this.options.identity as IdentitySource;
     const gate = admitPeer(socket, identity, previousBundles, log, metrics, apiKeys !== undefined);
-    if (gate.admitted) this.peers.set(socket, { identity: gate.identity });
+    if (!gate.admitted) return undefined;
+    this.peers.set(socket, { identity: gate.identity });
+    return gate.identity;
   }
 
   /**
@@ -116,18 +142,10 @@ export class RequestAdmission {
    * request (cached per token). An API key, where accepted, is checked per request.
    */
   admit(head: RequestHead): Admission | Promise<Admission> {
-    const { auth, log, maxHeaderCount } = this.options;
+    const { auth, log, metrics, maxHeaderCount } = this.options;
     const malformed = checkRequestHead(head.rawHeaders, maxHeaderCount);
     if (malformed) {
-      log.warn(
-        {
-          event: 'request_refused',
-          reason: malformed.reason,
-          status: malformed.status,
-          remote: head.socket.remoteAddress,
-        },
-        'request refused before authentication',
-      );
+      logRequestRefused(log, metrics, malformed.reason, malformed.status, head.socket.remoteAddress);
       return { admitted: false, answer: answer(malformed.status, malformed.reason) };
     }
     if (auth.mode === 'jwt') {
@@ -168,9 +186,22 @@ export class RequestAdmission {
     return { admitted: false, answer: answer(401, result.rejection.reason, { 'www-authenticate': 'Bearer' }) };
   }
 
+  /** A token or key refused: logged (within the budget of rejection lines) with what the token claimed. */
   private rejected(head: RequestHead, auth: 'jwt' | 'api_key', rejection: Rejection): void {
-    this.options.log.warn(
-      { event: 'peer_rejected', auth, reason: rejection.reason, remote: head.socket.remoteAddress },
+    const { log, metrics } = this.options;
+    const dropped = rejectionLine(log, 'peer_rejected', metrics);
+    if (dropped < 0) return;
+    const presented = auth === 'jwt' ? presentedClaims(head.headers.authorization) : {};
+    log.warn(
+      {
+        event: 'peer_rejected',
+        auth,
+        reason: rejection.reason,
+        remote: head.socket.remoteAddress,
+        presented_iss: presented.iss,
+        presented_sub: presented.sub,
+        suppressed: suppressedField(dropped),
+      },
       rejection.message,
     );
   }
@@ -190,9 +221,9 @@ export class RequestAdmission {
     return this.judged(head, identity, decision);
   }
 
-  /** Counts and audit-logs a decision, and makes it an admission (dry-run: a denial goes through). */
+  /** Counts a decision, and makes it an admission (dry-run: a denial goes through). */
   private judged(head: RequestHead, identity: PeerIdentity, made: Decision): Admission {
-    const { dryRun, metrics, log } = this.options;
+    const { dryRun, metrics } = this.options;
     let decision = made;
     // Dry-run lifts the rules' denials only: a key's own route limits and unparseable paths still hold.
     const wouldDeny =
@@ -204,25 +235,12 @@ export class RequestAdmission {
       decision.allow ? 'allow' : wouldDeny ? 'dry_run_deny' : 'deny',
       decision.allow ? 'rule_matched' : decision.reason,
     );
-    log.info(
-      {
-        event: 'authz',
-        peer: describePeer(identity),
-        auth: identity.method,
-        method: head.method,
-        path: auditPath(head.url),
-        decision: decision.allow ? 'allow' : 'deny',
-        ...(wouldDeny ? { dry_run: true } : {}),
-        ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
-        ...(decision.allow ? {} : { reason: decision.reason }),
-      },
-      'authorization decision',
-    );
     if (!decision.allow) {
-      if (!wouldDeny) return { admitted: false, answer: denialAnswer(decision), keepAlive: true };
+      if (!wouldDeny)
+        return { admitted: false, answer: denialAnswer(decision), keepAlive: true, identity, judged: made };
       decision = { allow: true, rule: `dry-run (${decision.rule ?? decision.reason})` };
     }
-    return { admitted: true, identity, decision, owned: this.ownedFor(head, identity) };
+    return { admitted: true, identity, decision, judged: made, owned: this.ownedFor(head, identity) };
   }
 
   /**
@@ -235,4 +253,20 @@ export class RequestAdmission {
     const admittedByKeyInJwtMode = this.options.auth.mode === 'jwt' && identity.method === 'api_key';
     return keyInAuthorization || admittedByKeyInJwtMode ? this.ownedWithAuthorization : this.owned;
   }
+}
+
+/** A request head refused before authentication (400, 431, 501): within the budget of rejection lines. */
+export function logRequestRefused(
+  log: Logger,
+  metrics: ProxyMetrics,
+  reason: string,
+  status: number,
+  remote: string | undefined,
+): void {
+  const dropped = rejectionLine(log, 'request_refused', metrics);
+  if (dropped < 0) return;
+  log.warn(
+    { event: 'request_refused', reason, status, remote, suppressed: suppressedField(dropped) },
+    'request refused before authentication',
+  );
 }

@@ -54,15 +54,18 @@ export function denialAnswer(decision: Decision & { allow: false }): Answer {
 /**
  * On an HTTP/1.1 response. The connection closes once it is written (RFC 9112 §9.6), unless `keepAlive`:
  * the rest of a refused body is never waited for, so a caller cannot hold the connection by trickling one.
+ * Returns the body bytes written (the access line's `bytes_out`): none to a HEAD, or if already answered.
  */
-export function writeAnswerH1(res: http.ServerResponse, a: Answer, keepAlive = false): void {
-  if (res.headersSent) return;
+export function writeAnswerH1(res: http.ServerResponse, a: Answer, keepAlive = false): number {
+  if (res.headersSent) return 0;
   res.writeHead(a.status, {
     'content-type': 'application/json',
     ...a.headers,
     ...(keepAlive ? {} : { connection: 'close' }),
   });
-  res.end(answerBody(a));
+  const body = answerBody(a);
+  res.end(body);
+  return res.req?.method === 'HEAD' ? 0 : Buffer.byteLength(body);
 }
 
 /**
@@ -71,19 +74,22 @@ export function writeAnswerH1(res: http.ServerResponse, a: Answer, keepAlive = f
  * session being torn down, made Node grow the session's outgoing buffer without bound (gigabytes in
  * seconds; test/e2e/http2-callers-that-leave-mid-request-cannot-exhaust-memory).
  */
-export function writeAnswerH2(stream: http2.ServerHttp2Stream, a: Answer): void {
-  if (stream.destroyed || stream.closed || stream.headersSent) return;
+export function writeAnswerH2(stream: http2.ServerHttp2Stream, a: Answer): number {
+  if (stream.destroyed || stream.closed || stream.headersSent) return 0;
   stream.respond({ ':status': a.status, 'content-type': 'application/json', ...a.headers });
-  stream.end(answerBody(a));
+  // A HEAD request: respond() has ended the stream already (a body written after it would be an error).
+  const body = stream.writableEnded ? '' : answerBody(a);
+  if (body) stream.end(body);
   stream.once('finish', () => {
     if (stream.destroyed || stream.closed || stream.readableEnded || stream.session?.destroyed) return;
     stream.close(http2.constants.NGHTTP2_NO_ERROR);
   });
+  return Buffer.byteLength(body);
 }
 
 /** On a socket the HTTP server has handed over (an upgrade request): the whole response, then close. */
-export function writeAnswerRaw(socket: Socket, a: Answer): void {
-  if (socket.destroyed) return;
+export function writeAnswerRaw(socket: Socket, a: Answer): number {
+  if (socket.destroyed) return 0;
   const body = answerBody(a);
   const fields = Object.entries(a.headers ?? {})
     .map(([name, value]) => `${name}: ${value}\r\n`)
@@ -91,4 +97,5 @@ export function writeAnswerRaw(socket: Socket, a: Answer): void {
   socket.end(
     `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${fields}connection: close\r\n\r\n${body}`,
   );
+  return Buffer.byteLength(body);
 }

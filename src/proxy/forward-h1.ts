@@ -1,12 +1,16 @@
 // An admitted HTTP/1.1 request to an HTTP/1.1 app: the request head with the fields set for the app, the
 // body relayed under the caller-stall watches, the app's response (never its reason phrase) relayed back
-// under the write watch; --upstream-timeout counted from the end of the request.
+// under the write watch; --upstream-timeout counted from the end of the request. What happened is reported
+// to the exchange (bytes, the app's answer, how it failed) for the access line.
 import type * as http from 'node:http';
+import type { ExchangeProgress } from './access-log.js';
 import { answer } from './answers.js';
 import {
   bodyArrived,
   type ForwardContext,
   type ForwardTarget,
+  logAppConnection,
+  mayHaveBody,
   type Reply,
   requestBodyWatch,
   requestToApp,
@@ -23,10 +27,11 @@ export function forwardH1(
   res: http.ServerResponse,
   target: ForwardTarget,
   reply: Reply,
-  reached: () => void,
+  ex: ExchangeProgress,
 ): void {
   const { limits } = ctx;
   const upstreamReq = requestToApp(ctx, target);
+  logAppConnection(ctx, upstreamReq, ex.id);
   let timedOut = false;
   let stalled = false;
   const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {
@@ -36,6 +41,7 @@ export function forwardH1(
   const fail = (err: Error) => {
     timer.clear();
     if (stalled) return;
+    ex.fail(timedOut ? 'upstream_timeout' : 'upstream_error');
     upstreamFailed(
       ctx,
       timedOut ? 'upstream_timeout' : 'upstream_unreachable',
@@ -47,7 +53,7 @@ export function forwardH1(
   };
   upstreamReq.on('response', (upstreamRes) => {
     timer.clear();
-    reached();
+    ex.reached();
     const headers = downstreamResponseHeaders(upstreamRes.rawHeaders);
     if (ctx.draining()) headers.push('connection', 'close');
     try {
@@ -61,11 +67,13 @@ export function forwardH1(
     relay(
       upstreamRes,
       res,
-      undefined,
+      (_err, side) => ex.fail(side === 'source' ? 'upstream_error' : 'caller_reset'),
       responseWatch(ctx, req.socket, () => {
+        ex.fail('caller_timeout');
         upstreamRes.destroy();
         res.destroy();
       }),
+      (chunk) => (ex.bytesOut += chunk.length),
     );
   });
   upstreamReq.on('error', fail);
@@ -80,11 +88,13 @@ export function forwardH1(
       ? undefined
       : requestBodyWatch(ctx, req.socket, req.headers['content-type'], (reason) => {
           stalled = true;
+          ex.fail('caller_timeout');
           timer.clear();
           upstreamReq.destroy();
           if (res.headersSent) res.destroy();
           else reply(answer(408, reason));
         }),
+    mayHaveBody(req) ? (chunk) => (ex.bytesIn += chunk.length) : undefined,
   );
   res.on('close', () => {
     timer.clear();

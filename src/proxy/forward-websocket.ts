@@ -1,32 +1,45 @@
 // An admitted WebSocket upgrade: the upgrade request to the app with the fields set for it, the app's
 // answer relayed, then bytes both ways until either side closes or --tunnel-idle-timeout passes with no
 // byte either way. Any other upgrade is refused: after a switch of protocol nothing could strip headers.
+// The exchange learns the status the caller got and, at the tunnel's end, the bytes each way through it.
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
+import type { ExchangeProgress } from './access-log.js';
 import { answer, writeAnswerRaw } from './answers.js';
-import { type ForwardContext, type ForwardTarget, logStall, requestToApp } from './forwarding.js';
+import { type ForwardContext, type ForwardTarget, logAppConnection, logStall, requestToApp } from './forwarding.js';
 
 /** Whether this upgrade request asks for WebSocket, the only protocol we tunnel. */
 export function isWebSocketUpgrade(req: http.IncomingMessage): boolean {
   return req.method === 'GET' && req.headers.upgrade?.trim().toLowerCase() === 'websocket';
 }
 
-/** `tunnels`: the caller's socket is added while the tunnel lasts (the HTTP server no longer tracks it). */
+/**
+ * `tunnels`: the caller's socket is added while the tunnel lasts (the HTTP server no longer tracks it).
+ * `ex`: told the status written to the caller, and when its head has been written (after which what the
+ * caller's socket writes is the tunnel's, or a declined upgrade's body).
+ */
 export function tunnelWebSocket(
   ctx: ForwardContext,
   socket: Socket,
   head: Buffer,
   target: ForwardTarget,
   tunnels: Set<Socket>,
+  ex: ExchangeProgress,
 ): void {
   const { limits } = ctx;
   tunnels.add(socket);
   socket.once('close', () => tunnels.delete(socket));
   const upstreamReq = requestToApp(ctx, target, false);
+  logAppConnection(ctx, upstreamReq, ex.id);
+  const answerOurselves = (status: 502 | 504, reason: string) => {
+    ex.status = status;
+    ex.headWritten(writeAnswerRaw(socket, answer(status, reason)));
+  };
   const timer = setTimeout(() => {
+    ex.fail('upstream_timeout');
     upstreamReq.destroy();
-    writeAnswerRaw(socket, answer(504, 'upstream_timeout'));
+    answerOurselves(504, 'upstream_timeout');
   }, limits.upstreamTimeoutMs);
   upstreamReq.once('upgrade', () => clearTimeout(timer));
   upstreamReq.once('response', () => clearTimeout(timer));
@@ -35,6 +48,9 @@ export function tunnelWebSocket(
     const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`];
     for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
     socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    ex.reached();
+    ex.status = res.statusCode ?? 0;
+    ex.headWritten();
   };
   upstreamReq.on('upgrade', (res, upstreamSocket, upstreamHead) => {
     writeHead(res);
@@ -46,6 +62,7 @@ export function tunnelWebSocket(
     });
     // `--tunnel-idle-timeout`: no byte either way (the caller's socket sees both directions).
     socket.setTimeout(limits.tunnelIdleTimeoutMs, () => {
+      ex.fail('idle_timeout');
       logStall(ctx, 'tunnel_idle_timeout', socket);
       upstreamSocket.destroy();
       socket.destroy();
@@ -56,7 +73,13 @@ export function tunnelWebSocket(
     writeHead(res);
     pipeline(res, socket, () => socket.destroy());
   });
-  upstreamReq.on('error', () => writeAnswerRaw(socket, answer(502, 'upstream_unreachable')));
-  socket.on('error', () => upstreamReq.destroy());
+  upstreamReq.on('error', () => {
+    ex.fail('upstream_error');
+    answerOurselves(502, 'upstream_unreachable');
+  });
+  socket.on('error', () => {
+    ex.fail('caller_reset');
+    upstreamReq.destroy();
+  });
   upstreamReq.end();
 }

@@ -60,6 +60,12 @@ export function bodyArrived(req: http.IncomingMessage): boolean {
   return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
 }
 
+/** The request frames a body (RFC 9112 §6.3): else there are no body bytes to count. */
+export function mayHaveBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /**
  * The request to an HTTP/1.1 app: the target's line and fields as given (Host among them: never set by
  * Node), over the pooled connections, or a connection of its own (`agent: false`, an upgrade).
@@ -89,6 +95,20 @@ export function originOf(ctx: ForwardContext, socket: Socket): RequestOrigin {
 export function contentTypeOf(fields: readonly string[]): string | undefined {
   for (let i = 0; i < fields.length; i += 2) if (fields[i].toLowerCase() === 'content-type') return fields[i + 1];
   return undefined;
+}
+
+/**
+ * `--log-level debug`: the app connection a request went out on, new or reused (HTTP/1.1 apps; forward-h2c.ts
+ * says the same of an h2c app's session). Nothing is attached when the level is off.
+ */
+export function logAppConnection(ctx: ForwardContext, upstreamReq: http.ClientRequest, requestId: string): void {
+  if (!ctx.log.isLevelEnabled('debug')) return;
+  upstreamReq.once('socket', () =>
+    ctx.log.debug(
+      { event: 'app_connection', request_id: requestId, protocol: 'http/1.1', reused: upstreamReq.reusedSocket },
+      upstreamReq.reusedSocket ? 'app connection reused' : 'app connection opened',
+    ),
+  );
 }
 
 export function logStall(ctx: ForwardContext, reason: StallReason, socket: Socket): void {
@@ -153,7 +173,8 @@ export function upstreamFailed(
     return;
   }
   ctx.log.warn(
-    { event: 'upstream_error', reason: (detail as NodeJS.ErrnoException | undefined)?.code ?? reason },
+    // `reason` is bounded (as the metric's label); the socket's own code, when there is one, is `error`.
+    { event: 'upstream_error', reason, error: (detail as NodeJS.ErrnoException | undefined)?.code },
     detail?.message ?? 'the app did not answer',
   );
   // The caller did nothing wrong: its connection may stay (if its request fully arrived).

@@ -116,9 +116,14 @@ export class H2OutboundProxy {
     // A reset stream is an 'error' on it, never the process's.
     stream.on('error', () => {});
     const { route, log } = this;
-    const reply = (status: number, reason: string) => writeAnswerH2(stream, answer(status, reason));
+    const reply = (status: number, reason: string): void => {
+      writeAnswerH2(stream, answer(status, reason));
+    };
     const credential = await routeCredential(route, this.identity);
-    if ('refused' in credential) return writeAnswerH2(stream, credential.refused);
+    if ('refused' in credential) {
+      writeAnswerH2(stream, credential.refused);
+      return;
+    }
     const { token } = credential;
     let session: http2.ClientHttp2Session;
     try {

@@ -5,17 +5,19 @@
 import { cancelStream } from './cancel-stream.js';
 import type * as http2 from 'node:http2';
 import { h2ResponseToH1, respondH2 } from './http2-headers.js';
-import { relay, type RelayWatch } from './relay.js';
+import { relay, type RelaySide, type RelayWatch } from './relay.js';
 
 /**
  * Call on the upstream stream's 'response'. Returns false, having sent nothing and cancelled `up`, when
- * HTTP/2 cannot carry the response: the caller then answers 502.
+ * HTTP/2 cannot carry the response: the caller then answers 502. `onChunk`, `onError`: as for relay().
  */
 export function forwardH2Response(
   up: http2.ClientHttp2Stream,
   down: http2.ServerHttp2Stream,
   responseHeaders: http2.IncomingHttpHeaders,
   watch?: RelayWatch,
+  onChunk?: (chunk: Buffer) => void,
+  onError?: (err: Error, side: RelaySide) => void,
 ): boolean {
   const status = Number(responseHeaders[':status'] ?? 502);
   const fields = h2ResponseToH1(responseHeaders);
@@ -30,6 +32,6 @@ export function forwardH2Response(
   let trailers: http2.IncomingHttpHeaders | undefined;
   up.on('trailers', (t) => (trailers = t));
   down.on('wantTrailers', () => down.sendTrailers(trailers ? h2ResponseToH1(trailers) : {}));
-  relay(up, down, undefined, watch);
+  relay(up, down, onError, watch, onChunk);
   return true;
 }

@@ -5,6 +5,8 @@ import { type ClientHttp2Session, type ClientHttp2Stream, connect, type Outgoing
 
 export class H2cUpstream {
   private session: ClientHttp2Session | undefined;
+  /** Sessions opened so far: a request that did not open one reused the last. */
+  sessionsOpened = 0;
 
   constructor(private readonly origin: URL) {}
 
@@ -12,6 +14,7 @@ export class H2cUpstream {
     let session = this.session;
     if (!session || session.closed || session.destroyed) {
       session = connect(this.origin.origin);
+      this.sessionsOpened++;
       const opened = session;
       // Errors surface on the streams; a failed session is simply replaced on the next request.
       opened.on('error', () => {});

@@ -1,10 +1,11 @@
 // Request headers on their way to the app: the verified identity headers come first (an app that reads
 // only the first N fields still sees them), then the client's headers without the hop-by-hop ones and
-// without any it sent under a name we own (identity headers, XFCC, X-Forwarded-*).
+// without any it sent under a name we own (identity headers, XFCC, X-Forwarded-*, X-Request-Id).
 // Names are compared after folding case and `_` to `-`, because some app frameworks (CGI/WSGI, nginx
 // with underscores_in_headers) read `x_spiffe_id` as `x-spiffe-id`.
 import type { PeerIdentity } from '../authn/identity.js';
 import type { SpiffeId } from '../spiffe/id.js';
+import type { RequestTrace } from './request-id.js';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
 /** The name of the API key a caller authenticated with (`--api-keys-file`). */
@@ -18,6 +19,11 @@ export const API_KEY_HEADER = 'x-api-key';
  */
 export const FORWARDED_FOR_HEADER = 'x-forwarded-for';
 export const FORWARDED_PROTO_HEADER = 'x-forwarded-proto';
+/**
+ * The request's id (request-id.ts), set by us: a caller's own could be chosen to match another request's
+ * log lines, so it is removed like the identity headers.
+ */
+export const REQUEST_ID_HEADER = 'x-request-id';
 const CALLER_FORWARDING_HEADERS = [
   'forwarded',
   FORWARDED_FOR_HEADER,
@@ -80,6 +86,7 @@ export function protectedNames(
   const names = [
     XFCC_HEADER,
     API_KEY_NAME_HEADER,
+    REQUEST_ID_HEADER,
     ...CALLER_FORWARDING_HEADERS,
     ...policy.identityHeaders,
     policy.issuerHeader,
@@ -106,6 +113,9 @@ const NEVER_CONNECTION_LISTED = new Set(['content-length', 'transfer-encoding', 
  * so the upstream request says `transfer-encoding: chunked` again. Without it Node would write a GET
  * body unframed and the app would read it as a second, unchecked request (request smuggling).
  * `websocket` requests an upgrade to exactly that protocol; every other upgrade token is dropped.
+ * `trace`: the request's id, set as `x-request-id`; without a valid `traceparent`, the caller's
+ * `traceparent` and `tracestate` are removed. `stripped`, if given, receives the names (never the values)
+ * of the fields the caller sent under a name we own (for a debug line).
  */
 export function upstreamRequestHeaders(
   rawHeaders: readonly string[],
@@ -114,6 +124,8 @@ export function upstreamRequestHeaders(
   owned: ReadonlySet<string>,
   origin: RequestOrigin,
   upgrade?: 'websocket',
+  trace?: RequestTrace,
+  stripped?: string[],
 ): string[] {
   const out: string[] = [];
   if (peer.id) {
@@ -130,7 +142,8 @@ export function upstreamRequestHeaders(
   }
   if (origin.address !== undefined) out.push(FORWARDED_FOR_HEADER, origin.address);
   out.push(FORWARDED_PROTO_HEADER, origin.proto);
-  appendForwardable(out, rawHeaders, owned);
+  if (trace) out.push(REQUEST_ID_HEADER, trace.id);
+  appendForwardable(out, rawHeaders, owned, trace?.traced === false, stripped);
   if (upgrade) out.push('connection', 'upgrade', 'upgrade', upgrade);
   return out;
 }
@@ -144,7 +157,13 @@ export function forwardableHeaders(rawHeaders: readonly string[], owned: Readonl
   return appendForwardable([], rawHeaders, owned);
 }
 
-function appendForwardable(out: string[], rawHeaders: readonly string[], owned: ReadonlySet<string>): string[] {
+function appendForwardable(
+  out: string[],
+  rawHeaders: readonly string[],
+  owned: ReadonlySet<string>,
+  dropTrace = false,
+  stripped?: string[],
+): string[] {
   const connectionListed = new Set<string>();
   let chunked = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -161,7 +180,12 @@ function appendForwardable(out: string[], rawHeaders: readonly string[], owned: 
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     const lower = name.toLowerCase();
-    if (owned.has(fold(name)) || HOP_BY_HOP.has(lower) || connectionListed.has(lower)) continue;
+    if (owned.has(fold(name))) {
+      stripped?.push(lower);
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || connectionListed.has(lower)) continue;
+    if (dropTrace && (lower === 'traceparent' || lower === 'tracestate')) continue;
     out.push(name, rawHeaders[i + 1]);
   }
   if (chunked) out.push('transfer-encoding', 'chunked');

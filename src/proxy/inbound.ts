@@ -2,6 +2,7 @@
 // the one pipeline: admission (who is calling, may they: a returned value) → the forwarder for the app's
 // protocol (HTTP/1.1, h2c, WebSocket) → the app, with verified identity headers. It owns the connections:
 // ALPN dispatch to HTTP/1.1 or HTTP/2, their limits, the HTTP/2 reset budget, rotation, drain and close.
+// Each request is an Exchange (access-log.ts): its id, and its access line once it is over.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
@@ -15,8 +16,9 @@ import type { Authorizer } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
 import type { Logger } from '../log.js';
-import { type Admission, type RequestHead, RequestAdmission } from './admission.js';
-import { answer, writeAnswerH1, writeAnswerH2, writeAnswerRaw } from './answers.js';
+import { type AccessLog, Exchange } from './access-log.js';
+import { type Admission, logRequestRefused, type RequestHead, RequestAdmission } from './admission.js';
+import { type Answer, answer, writeAnswerH1, writeAnswerH2, writeAnswerRaw } from './answers.js';
 import { accountConnections } from './connection-accounting.js';
 import { forwardH1 } from './forward-h1.js';
 import { forwardH2ToH1 } from './forward-h2.js';
@@ -27,6 +29,7 @@ import { H2cUpstream } from './h2c-upstream.js';
 import { type HeaderPolicy, upstreamRequestHeaders } from './headers.js';
 import { h2RequestToH1 } from './http2-headers.js';
 import type { InboundLimits } from './limits.js';
+import { logConnectionAccepted } from './peer-gate.js';
 import { serverTlsOptions as tlsOptions } from './server-tls.js';
 import { followRotation, type RotationFollower } from './tls-listener.js';
 
@@ -69,6 +72,8 @@ export class InboundProxy {
   /** Our identity's rotation, followed by the TLS server (absent: JWT mode over plain HTTP). */
   private readonly rotation: RotationFollower | undefined;
   private readonly metrics: ProxyMetrics;
+  /** What every exchange shares: the log, the metrics, whether a drain cut them. */
+  private readonly access: AccessLog;
   /** Upgraded (WebSocket) sockets: the HTTP server no longer tracks them, a drain must. */
   private readonly tunnels = new Set<Socket>();
   /** HTTP/2 callers (ALPN `h2`): their sessions, and the TLS socket under each (its verified peer). */
@@ -83,6 +88,7 @@ export class InboundProxy {
   private constructor(private readonly options: InboundOptions) {
     const { identity, log, limits, auth } = options;
     this.metrics = options.metrics ?? noMetrics;
+    this.access = { log, metrics: this.metrics, cutByDrain: false };
     this.headerPolicy = {
       ...options.headers,
       apiKeys: options.apiKeys !== undefined,
@@ -128,7 +134,7 @@ export class InboundProxy {
           ...httpOptions,
         })
       : http.createServer(httpOptions);
-    accountConnections(this.server, { maxConnections: limits.maxConnections, metrics: this.metrics, log });
+    accountConnections(this.server, { maxConnections: limits.maxConnections, metrics: this.metrics, log, identity });
     this.forwarding = {
       upstream: options.upstream,
       agent: new http.Agent({ keepAlive: true, scheduling: 'lifo', maxSockets: limits.maxConnections }),
@@ -191,6 +197,7 @@ export class InboundProxy {
     // HTTP/2: GOAWAY, so that clients open no new streams here while the open ones finish.
     for (const session of this.h2Sessions) session.close();
     const timer = setTimeout(() => {
+      this.access.cutByDrain = true;
       this.server.closeAllConnections();
       for (const tunnel of this.tunnels) tunnel.destroy();
       for (const session of this.h2Sessions) session.destroy();
@@ -222,9 +229,10 @@ export class InboundProxy {
     this.server.removeAllListeners('secureConnection');
     this.server.on('secureConnection', (socket: TLSSocket) => {
       if (mtls) {
-        this.admission.connect(socket, this.rotation?.previousBundles());
+        const peer = this.admission.connect(socket, this.rotation?.previousBundles());
         if (socket.destroyed) return;
-      }
+        logConnectionAccepted(this.options.log, socket, peer);
+      } else logConnectionAccepted(this.options.log, socket, undefined);
       if (socket.alpnProtocol !== 'h2') {
         http1.call(this.server, socket);
         return;
@@ -260,13 +268,21 @@ export class InboundProxy {
     );
   }
 
-  /** Runs admission, then `go` with the admitted caller; a refusal is answered, an error fails closed. */
+  /**
+   * Runs admission, then `go` with the admitted caller; a refusal is answered, an error fails closed. The
+   * exchange learns the decision either way.
+   */
   private admitThen(
     head: RequestHead,
+    ex: Exchange,
     refuse: (a: Admission & { admitted: false }) => void,
     go: (a: Admission & { admitted: true }) => void,
   ): void {
-    const settle = (a: Admission) => (a.admitted ? go(a) : refuse(a));
+    const settle = (a: Admission) => {
+      ex.judged(a);
+      if (a.admitted) go(a);
+      else refuse(a);
+    };
     const admission = this.admission.admit(head);
     if (admission instanceof Promise) admission.then(settle).catch((err: unknown) => this.failClosed(head.socket, err));
     else settle(admission);
@@ -278,13 +294,19 @@ export class InboundProxy {
     socket.destroy();
   }
 
-  /** The request as the app gets it: its line, and the fields stripped and set for the app. */
+  /**
+   * The request as the app gets it: its line, and the fields stripped and set for the app (its id among
+   * them). `--log-level debug` names the fields the caller sent under names we own.
+   */
   private target(
     head: RequestHead,
     admitted: Admission & { admitted: true },
+    ex: Exchange,
     endStream: boolean,
     upgrade?: 'websocket',
   ): ForwardTarget {
+    const { log } = this.options;
+    const stripped = log.isLevelEnabled('debug') ? [] : undefined;
     const fields = upstreamRequestHeaders(
       head.rawHeaders,
       admitted.identity,
@@ -292,33 +314,45 @@ export class InboundProxy {
       admitted.owned,
       originOf(this.forwarding, head.socket),
       upgrade,
+      ex,
+      stripped,
     );
+    if (stripped?.length)
+      log.debug(
+        { event: 'caller_headers_stripped', request_id: ex.id, names: stripped },
+        'fields the caller sent under names the sidecar sets were removed',
+      );
     return { method: head.method ?? 'GET', url: head.url ?? '/', fields, endStream };
   }
 
   /** An HTTP/1.1 request. */
   private handle(req: IncomingMessage, res: ServerResponse, expectsContinue = false): void {
-    const started = performance.now();
-    let upstreamSeconds: number | undefined;
-    res.once('finish', () =>
-      this.metrics.request(res.statusCode, (performance.now() - started) / 1000, upstreamSeconds),
+    const ex = new Exchange(
+      this.access,
+      'http/1.1',
+      req.method,
+      req.url,
+      req.socket.remoteAddress,
+      req.headers.traceparent,
     );
+    // Before any listener of the forwarders: the exchange ends as the caller saw it.
+    res.once('close', () => ex.end(res.headersSent ? res.statusCode : 0, !res.writableFinished));
     if (this.draining) res.setHeader('connection', 'close');
     const reply: Reply = (a, keepAlive = false) => {
-      writeAnswerH1(res, a, keepAlive && bodyArrived(req));
+      ex.bytesOut += writeAnswerH1(res, a, keepAlive && bodyArrived(req));
       req.resume();
     };
-    const reached = () => (upstreamSeconds = (performance.now() - started) / 1000);
     this.admitThen(
       req,
+      ex,
       (refused) => (refused.answer ? reply(refused.answer, refused.keepAlive) : req.socket.destroy()),
       (admitted) => {
         if (expectsContinue && !bodyArrived(req)) res.writeContinue();
-        const target = this.target(req, admitted, false);
+        const target = this.target(req, admitted, ex, false);
         if (this.forwarding.h2c) {
-          forwardToH2c(this.forwarding, { res, body: req }, req.socket, target, reply, reached);
+          forwardToH2c(this.forwarding, { res, body: req }, req.socket, target, reply, ex);
         } else {
-          forwardH1(this.forwarding, req, res, target, reply, reached);
+          forwardH1(this.forwarding, req, res, target, reply, ex);
         }
       },
     );
@@ -330,38 +364,38 @@ export class InboundProxy {
     stream.on('error', () => {});
     const session = stream.session as http2.ServerHttp2Session;
     const socket = this.sessionSockets.get(session);
-    const started = performance.now();
-    let upstreamSeconds: number | undefined;
-    let status = 0;
-    stream.once('close', () => {
-      if (status) this.metrics.request(status, (performance.now() - started) / 1000, upstreamSeconds);
-    });
+    const method = headers[':method'] ?? '';
+    const url = headers[':path'];
+    const ex = new Exchange(this.access, 'h2', method, url, socket?.remoteAddress, headers.traceparent);
+    stream.once('close', () =>
+      ex.end(stream.headersSent ? Number(stream.sentHeaders[':status']) : 0, !stream.writableFinished),
+    );
     // Reset by the client before the end of our answer: counted against the connection's reset budget.
     const counts = this.streamCounts.get(session) ?? { opened: 0, reset: 0 };
     this.streamCounts.set(session, counts);
     counts.opened++;
-    stream.once('aborted', () => this.countReset(session, counts));
+    stream.once('aborted', () => {
+      ex.fail('caller_reset');
+      this.countReset(session, counts);
+    });
     const reply: Reply = (a) => {
       if (stream.destroyed || stream.closed || stream.headersSent) return;
-      status = a.status;
-      writeAnswerH2(stream, a);
+      ex.bytesOut += writeAnswerH2(stream, a);
     };
-    const method = headers[':method'] ?? '';
-    const url = headers[':path'];
     // Methods are case-sensitive tokens; `delete` would miss a DELETE rule here and reach the app as
     // DELETE (Node upper-cases it). Only upper-case methods are served.
     if (!/^[A-Z]{1,20}$/.test(method)) {
-      reply(answer(400, 'bad_method'));
+      this.refuseH2(reply, answer(400, 'bad_method'), socket);
       return;
     }
     // RFC 9113 §8.3.1: a `host` that disagrees with `:authority` makes the request malformed.
     if (headers.host !== undefined && headers[':authority'] !== undefined && headers.host !== headers[':authority']) {
-      reply(answer(400, 'authority_mismatch'));
+      this.refuseH2(reply, answer(400, 'authority_mismatch'), socket);
       return;
     }
     if (!socket || url === undefined || method === 'CONNECT') {
       // No extended CONNECT (WebSocket over HTTP/2): like other upgrades, it would tunnel past the headers.
-      reply(answer(400, 'unsupported_method'));
+      this.refuseH2(reply, answer(400, 'unsupported_method'), socket);
       return;
     }
     const head: RequestHead = { method, url, headers, socket, rawHeaders: h2RequestToH1(rawHeaders) };
@@ -371,6 +405,7 @@ export class InboundProxy {
       if (stream.destroyed || stream.closed) return;
       this.admitThen(
         head,
+        ex,
         (refused) => (refused.answer ? reply(refused.answer) : socket.destroy()),
         (admitted) => {
           // A stream the client has already reset gets nothing, least of all a connection to the app
@@ -378,16 +413,18 @@ export class InboundProxy {
           if (stream.destroyed || stream.closed) return;
           if (headers.expect === '100-continue' && !stream.endAfterHeaders)
             stream.additionalHeaders({ ':status': 100 });
-          const target = this.target(head, admitted, stream.endAfterHeaders);
-          const reached = (code: number) => {
-            status = code;
-            upstreamSeconds = (performance.now() - started) / 1000;
-          };
-          if (this.forwarding.h2c) forwardToH2c(this.forwarding, { h2: stream }, socket, target, reply, reached);
-          else forwardH2ToH1(this.forwarding, stream, socket, target, reply, reached);
+          const target = this.target(head, admitted, ex, stream.endAfterHeaders);
+          if (this.forwarding.h2c) forwardToH2c(this.forwarding, { h2: stream }, socket, target, reply, ex);
+          else forwardH2ToH1(this.forwarding, stream, socket, target, reply, ex);
         },
       );
     });
+  }
+
+  /** An HTTP/2 request refused before authentication: answered, and logged as the HTTP/1.1 ones are. */
+  private refuseH2(reply: Reply, a: Answer, socket: TLSSocket | undefined): void {
+    logRequestRefused(this.options.log, this.metrics, a.reason, a.status, socket?.remoteAddress);
+    reply(a);
   }
 
   /** One more stream reset by the client before our answer; past half of the streams, the connection goes. */
@@ -403,18 +440,41 @@ export class InboundProxy {
     session.destroy(new Error('too many streams reset'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
-  /** An HTTP/1.1 upgrade request: admitted like any request; only WebSocket is tunnelled. */
+  /**
+   * An HTTP/1.1 upgrade request: admitted like any request; only WebSocket is tunnelled. Its access line is
+   * written when the caller's connection closes (the tunnel's end): one line with the bytes and the time
+   * the tunnel carried, as for any other exchange, rather than a line at the switch that could tell
+   * neither. A tunnel cut by a drain or a revocation closes too, so its line is never lost to a shutdown.
+   */
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const ex = new Exchange(
+      this.access,
+      'websocket',
+      req.method,
+      req.url,
+      socket.remoteAddress,
+      req.headers.traceparent,
+    );
+    // What the socket had read before the body: the request head (`head` is the body's first bytes).
+    ex.countSocket(socket, socket.bytesRead - head.length);
+    // Either side may end a tunnel: only a drain that ran out of time cuts it.
+    socket.once('close', () => ex.end(ex.status, this.access.cutByDrain));
+    const refuse = (a: Answer) => {
+      ex.status = a.status;
+      ex.headWritten(writeAnswerRaw(socket, a));
+    };
     this.admitThen(
       req,
-      (refused) => (refused.answer ? writeAnswerRaw(socket, refused.answer) : socket.destroy()),
+      ex,
+      (refused) => (refused.answer ? refuse(refused.answer) : socket.destroy()),
       (admitted) => {
         // Only WebSocket: any other protocol (h2c, custom) would tunnel requests past header stripping.
         if (!isWebSocketUpgrade(req)) {
-          writeAnswerRaw(socket, answer(400, 'unsupported_upgrade'));
+          refuse(answer(400, 'unsupported_upgrade'));
           return;
         }
-        tunnelWebSocket(this.forwarding, socket, head, this.target(req, admitted, false, 'websocket'), this.tunnels);
+        const target = this.target(req, admitted, ex, false, 'websocket');
+        tunnelWebSocket(this.forwarding, socket, head, target, this.tunnels, ex);
       },
     );
   }

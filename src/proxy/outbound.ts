@@ -163,7 +163,10 @@ export class OutboundProxy {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { route, log } = this;
     const credential = await routeCredential(route, this.identity);
-    if ('refused' in credential) return writeAnswerH1(res, credential.refused, true);
+    if ('refused' in credential) {
+      writeAnswerH1(res, credential.refused, true);
+      return;
+    }
     const { token } = credential;
     // An absolute-form target (GET http://elsewhere/x) is reduced to its path: the remote is fixed.
     let path = req.url ?? '/';

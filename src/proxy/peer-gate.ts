@@ -1,13 +1,17 @@
 // The gate every new mTLS connection passes, HTTP or TCP: refused while our identity is revoked, then the
-// peer authenticated (authn/mtls.ts). A refused peer is logged, counted and disconnected here, before a
-// byte reaches the app.
+// peer authenticated (authn/mtls.ts). A refused peer is logged (within the budget of rejection lines, with
+// what its certificate claimed, unverified), counted and disconnected here, before a byte reaches the app.
+import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { ProxyMetrics } from './proxy-metrics.js';
-import type { PeerIdentity } from '../authn/identity.js';
+import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { Logger } from '../log.js';
 import type { X509BundleSet } from '../spiffe/bundle.js';
+import { parseCertificate } from '../spiffe/certificate.js';
+import { MAX_SPIFFE_ID_LENGTH, parseSpiffeId } from '../spiffe/id.js';
+import { rejectionLine, suppressedField } from './rejection-log.js';
 
 export type GateResult =
   | { admitted: true; identity: PeerIdentity }
@@ -39,14 +43,75 @@ export function admitPeer(
     return { admitted: true, identity: undefined };
   }
   if (!result.ok) {
-    log.warn(
-      { event: 'peer_rejected', reason: result.rejection.reason, remote: socket.remoteAddress },
-      result.rejection.message,
-    );
+    const dropped = rejectionLine(log, 'peer_rejected', metrics);
+    if (dropped >= 0) {
+      log.warn(
+        {
+          event: 'peer_rejected',
+          reason: result.rejection.reason,
+          remote: socket.remoteAddress,
+          ...presentedCertificate(socket),
+          suppressed: suppressedField(dropped),
+        },
+        result.rejection.message,
+      );
+    }
     metrics.handshake('failure', result.rejection.reason);
     socket.destroy();
     return { admitted: false };
   }
   metrics.handshake('success', 'verified');
   return { admitted: true, identity: result.identity };
+}
+
+/** What a rejected peer's leaf certificate says, unverified. */
+export interface PresentedCertificate {
+  /** The URI SAN, if it is a SPIFFE ID (at most 2048 characters): what the peer claims to be. */
+  presented_id?: string;
+  /** The leaf's serial number, lower-case hex. */
+  serial?: string;
+  /** SHA-256 of the leaf's DER, lower-case hex (as in XFCC's `Hash=`). */
+  fingerprint_sha256?: string;
+}
+
+/**
+ * The leaf a peer presented, for the log line of its rejection. Only ever read for a line that will be
+ * written (the budget first): parsing a certificate costs more than the line. The URI SAN is read from
+ * the ASN.1 (never Node's display string, which a crafted URI can forge) and kept only if it parses as a
+ * SPIFFE ID.
+ */
+export function presentedCertificate(socket: TLSSocket): PresentedCertificate {
+  const leaf = socket.getPeerX509Certificate();
+  if (!leaf) return {};
+  const out: PresentedCertificate = {
+    serial: leaf.serialNumber.toLowerCase(),
+    fingerprint_sha256: createHash('sha256').update(leaf.raw).digest('hex'),
+  };
+  try {
+    const uri = parseCertificate(leaf.raw, 'peer leaf certificate', leaf).uris[0];
+    if (uri !== undefined && uri.length <= MAX_SPIFFE_ID_LENGTH) out.presented_id = parseSpiffeId(uri).toString();
+  } catch {
+    // Not a certificate we can read, or not a SPIFFE ID: nothing claimed.
+  }
+  return out;
+}
+
+/**
+ * `--log-level debug`: a connection past the handshake (and, for mTLS, the gate): who, and what TLS
+ * agreed. The level is checked first, so that a connection costs nothing more when it is off.
+ */
+export function logConnectionAccepted(log: Logger, socket: TLSSocket, peer: PeerIdentity | undefined): void {
+  if (!log.isLevelEnabled('debug')) return;
+  log.debug(
+    {
+      event: 'connection_accepted',
+      remote: socket.remoteAddress,
+      peer: peer === undefined ? undefined : describePeer(peer),
+      tls_version: socket.getProtocol() ?? undefined,
+      alpn: socket.alpnProtocol || undefined,
+      cipher: socket.getCipher()?.name,
+      resumed: socket.isSessionReused(),
+    },
+    'connection accepted',
+  );
 }

@@ -11,6 +11,11 @@ export interface ProxyMetrics {
   connectionClosed(): void;
   connectionDropped(): void;
   upstreamError(reason: string): void;
+  /**
+   * A rejection log line dropped by the budget of its event (rejection-log.ts), one call per line. Optional:
+   * `spiffe_sidecar_log_lines_suppressed_total{event}`.
+   */
+  logLineSuppressed?(event: string): void;
 }
 
 export const noMetrics: ProxyMetrics = {
@@ -21,6 +26,7 @@ export const noMetrics: ProxyMetrics = {
   connectionClosed() {},
   connectionDropped() {},
   upstreamError() {},
+  logLineSuppressed() {},
 };
 
 /** At most this many calls wait for the real metrics; more are dropped (only if prom-client never loads). */
@@ -65,5 +71,8 @@ export class DeferredMetrics implements ProxyMetrics {
   }
   upstreamError(reason: string): void {
     this.call((m) => m.upstreamError(reason));
+  }
+  logLineSuppressed(event: string): void {
+    this.call((m) => m.logLineSuppressed?.(event));
   }
 }

@@ -28,27 +28,41 @@ export interface RelayWatch {
   onStall: (stall: RelayStall) => void;
 }
 
-export function relay(from: Readable, to: Writable, onError?: (err: Error) => void, watch?: RelayWatch): void {
+/** Which end of a relay failed first. */
+export type RelaySide = 'source' | 'destination';
+
+/**
+ * `onError`: the first failure, and on which side (the other is destroyed with it). `onChunk`: each chunk
+ * read from the source, as it goes (the access line counts body bytes with it).
+ */
+export function relay(
+  from: Readable,
+  to: Writable,
+  onError?: (err: Error, side: RelaySide) => void,
+  watch?: RelayWatch,
+  onChunk?: (chunk: Buffer) => void,
+): void {
   let failed = false;
   let stop = () => {};
-  const fail = (err: Error) => {
+  const fail = (err: Error, side: RelaySide) => {
     if (failed) return;
     failed = true;
     stop();
     from.destroy();
     to.destroy();
-    onError?.(err);
+    onError?.(err, side);
   };
-  from.on('error', fail);
-  to.on('error', fail);
+  from.on('error', (err) => fail(err, 'source'));
+  to.on('error', (err) => fail(err, 'destination'));
   // An aborted source (the peer went away mid-body) must not leave the destination waiting, and a
   // destination that closed early (the client left) must stop the source.
   from.once('close', () => {
-    if (!from.readableEnded) fail(new Error('the source closed before its end'));
+    if (!from.readableEnded) fail(new Error('the source closed before its end'), 'source');
   });
   to.once('close', () => {
-    if (!to.writableFinished) fail(new Error('the destination closed before the end'));
+    if (!to.writableFinished) fail(new Error('the destination closed before the end'), 'destination');
   });
+  if (onChunk) from.on('data', onChunk);
   if (watch) {
     stop = watchStalls(
       from,

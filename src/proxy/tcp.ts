@@ -6,7 +6,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { noMetrics, type ProxyMetrics } from './proxy-metrics.js';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
-import { admitPeer } from './peer-gate.js';
+import { admitPeer, logConnectionAccepted } from './peer-gate.js';
 import type { Authorizer, Decision } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
 import { listen } from '../listener.js';
@@ -52,7 +52,8 @@ export class TcpInboundProxy {
       // Each direction ends on its own: a client that has sent everything may still read the answer.
       allowHalfOpen: true,
     });
-    accountConnections(this.server, { maxConnections: limits.maxConnections, metrics: this.metrics, log }, (socket) => {
+    const accounting = { maxConnections: limits.maxConnections, metrics: this.metrics, log, identity };
+    accountConnections(this.server, accounting, (socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     });
@@ -102,6 +103,7 @@ export class TcpInboundProxy {
       return;
     }
     const peer = gate.identity;
+    logConnectionAccepted(log, socket, peer);
     const decision = authorizer.decide(peer, 'CONNECT', '/');
     // A shared rate-limit store answers later: the caller may have left meanwhile.
     if (decision instanceof Promise) {
@@ -112,7 +114,10 @@ export class TcpInboundProxy {
     } else this.judged(socket, peer, decision);
   }
 
-  /** Counts and logs the decision; an allowed peer is relayed to the app, a denied one disconnected. */
+  /**
+   * Counts and logs the decision (every one: the audit trail); an allowed peer is relayed to the app, a
+   * denied one disconnected. One line per connection, at the decision.
+   */
   private judged(socket: TLSSocket, peer: PeerIdentity, decision: Decision): void {
     const { log } = this.options;
     this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason);
@@ -160,9 +165,11 @@ export class TcpInboundProxy {
       // An error before the app accepted our connection means it is unreachable; later ones just end the relay.
       onError: (err) => {
         if (reached) return;
-        const reason = (err as NodeJS.ErrnoException).code ?? 'upstream_unreachable';
         this.metrics.upstreamError('upstream_unreachable');
-        log.warn({ event: 'upstream_error', reason }, err.message);
+        log.warn(
+          { event: 'upstream_error', reason: 'upstream_unreachable', error: (err as NodeJS.ErrnoException).code },
+          err.message,
+        );
       },
     });
   }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lastAudit } from '../helpers/authz.js';
 import { openRaw, requestVia } from '../helpers/client.js';
 import { issueSvid } from '../helpers/pki.js';
 import { DENIED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
@@ -16,10 +17,11 @@ describe('a caller the rules do not allow gets 403 and the app sees nothing', ()
     expect(res.headers['content-type']).toBe('application/json');
     expect(JSON.parse(res.body)).toEqual({ error: 'forbidden', reason: 'no_matching_rule' });
     expect(s.app.seen).toHaveLength(0);
-    expect(s.sidecar.logs.filter((l) => l.event === 'authz').at(-1)).toMatchObject({
+    expect(await lastAudit(s.sidecar.logs, 'POST', '/admin')).toMatchObject({
       peer: DENIED_ID,
       method: 'POST',
       path: '/admin',
+      status: 403,
       decision: 'deny',
       reason: 'no_matching_rule',
     });

@@ -173,18 +173,19 @@ describe('a policy file decides each request on its method, path and caller', ()
 
   it('each decision is one audit line with auth, decision, rule and reason', async () => {
     await requestVia(sidecar.port, client, { path: '/v1/audited?token=secret' });
-    expect(lastAudit(sidecar.logs, 'GET', '/v1/audited')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'GET', '/v1/audited')).toMatchObject({
       peer: CLIENT_ID,
       auth: 'mtls',
       decision: 'allow',
       rule: 'client-reads',
     });
     await requestVia(sidecar.port, client, { method: 'DELETE', path: '/admin/audited' });
-    const denied = lastAudit(sidecar.logs, 'DELETE', '/admin/audited');
+    const denied = await lastAudit(sidecar.logs, 'DELETE', '/admin/audited');
     expect(denied).toMatchObject({ auth: 'mtls', decision: 'deny', rule: 'no-admin', reason: 'rule_denied' });
     expect(denied).not.toHaveProperty('dry_run');
+    const from = sidecar.logs.length;
     await requestVia(sidecar.port, other, { path: '/v1/audited' });
-    const unmatched = lastAudit(sidecar.logs, 'GET', '/v1/audited');
+    const unmatched = await lastAudit(sidecar.logs, 'GET', '/v1/audited', from);
     expect(unmatched).toMatchObject({ peer: OTHER_ID, decision: 'deny', reason: 'no_matching_rule' });
     expect(unmatched).not.toHaveProperty('rule');
     // The query string may carry secrets: never logged.

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Agent, request } from 'node:https';
 import { issueIntermediateCa } from '../../src/certs/dev-ca.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lastAudit } from '../helpers/authz.js';
 import { openRaw, requestVia } from '../helpers/client.js';
 import { issueSvid } from '../helpers/pki.js';
 import { ALLOWED_ID, type Scenario, SERVER_ID, startScenario } from '../helpers/scenario.js';
@@ -151,7 +152,8 @@ describe('an allowed caller reaches the app with its verified identity', () => {
 
   it('writes one audit line per decision, with peer, method, path (no query) and rule', async () => {
     await requestVia(s.sidecar.port, s.allowed, { method: 'DELETE', path: '/items/9?token=secret' });
-    const line = s.sidecar.logs.filter((l) => l.event === 'authz').at(-1)!;
+    // Written once the exchange is over (a WebSocket tunnel closed just before logs its own at its close).
+    const line = await lastAudit(s.sidecar.logs, 'DELETE', '/items/9');
     expect(line).toMatchObject({
       peer: ALLOWED_ID,
       method: 'DELETE',

@@ -99,7 +99,7 @@ describe('API keys in mTLS mode: a client without a certificate authenticates wi
     expect(headers['x-spiffe-id']).toBeUndefined();
     expect(headers['x-forwarded-client-cert']).toBeUndefined();
     expect(res.body).not.toContain(partnerA.key);
-    expect(lastAudit(sidecar.logs, 'GET', '/orders/o-1')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'GET', '/orders/o-1')).toMatchObject({
       auth: 'api_key',
       peer: 'api_key:partner-a',
       decision: 'allow',
@@ -166,7 +166,7 @@ describe('API keys in mTLS mode: a client without a certificate authenticates wi
     // B on its own route, and A with a method its rule does not list.
     expect((await call('/reports/daily', { 'x-api-key': scriptB.key }, 'POST')).status).toBe(200);
     expect((await call('/orders', { 'x-api-key': partnerA.key }, 'DELETE')).status).toBe(403);
-    expect(lastAudit(sidecar.logs, 'DELETE', '/orders')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'DELETE', '/orders')).toMatchObject({
       auth: 'api_key',
       decision: 'deny',
       reason: 'no_matching_rule',
@@ -190,7 +190,7 @@ describe('API keys in mTLS mode: a client without a certificate authenticates wi
         reason,
       });
     }
-    expect(lastAudit(sidecar.logs, 'GET', '/reports/monthly')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'GET', '/reports/monthly')).toMatchObject({
       auth: 'api_key',
       peer: 'api_key:reporter',
       decision: 'deny',
@@ -235,7 +235,7 @@ describe('API keys in mTLS mode: a client without a certificate authenticates wi
     });
     expect(res.status).toBe(200);
     expect(seenHeaders(res)['x-spiffe-id']).toBe(CLIENT_ID);
-    expect(lastAudit(sidecar.logs, 'GET', '/cert-caller')).toMatchObject({ auth: 'mtls', peer: CLIENT_ID });
+    expect(await lastAudit(sidecar.logs, 'GET', '/cert-caller')).toMatchObject({ auth: 'mtls', peer: CLIENT_ID });
     // An API key is a credential of the sidecar's: it never reaches the app, whoever sends it.
     expect(seenHeaders(res).authorization).toBeUndefined();
   });
@@ -367,7 +367,10 @@ describe('API keys in JWT mode, next to tokens', () => {
     const byKey = await get('/jobs/by-key', { 'x-api-key': agentKey.key, 'x-api-key-name': 'spoofed' });
     expect(byKey.status).toBe(200);
     expect((byKey.body.headers as Record<string, string>)['x-api-key-name']).toBe('ci-script');
-    expect(lastAudit(jwtSidecar.logs, 'GET', '/jobs/by-key')).toMatchObject({ auth: 'api_key', decision: 'allow' });
+    expect(await lastAudit(jwtSidecar.logs, 'GET', '/jobs/by-key')).toMatchObject({
+      auth: 'api_key',
+      decision: 'allow',
+    });
 
     const token = await k8s.sign({ sub: 'system:serviceaccount:prod:agent' });
     const byToken = await get('/jobs/by-token', { authorization: `Bearer ${token}`, 'x-api-key-name': 'ci-script' });
@@ -375,7 +378,7 @@ describe('API keys in JWT mode, next to tokens', () => {
     const headers = byToken.body.headers as Record<string, string>;
     expect(headers['x-spiffe-id']).toBe('spiffe://cluster.local/ns/prod/sa/agent');
     expect(headers['x-api-key-name']).toBeUndefined();
-    expect(lastAudit(jwtSidecar.logs, 'GET', '/jobs/by-token')).toMatchObject({
+    expect(await lastAudit(jwtSidecar.logs, 'GET', '/jobs/by-token')).toMatchObject({
       auth: 'jwt',
       decision: 'allow',
       rule: 'prod-agents',

@@ -85,7 +85,7 @@ describe('dry-run lets denials through and counts them', () => {
     const unmatched = await requestVia(sidecar.port, other, { path: '/v1/orders' });
     expect(unmatched.status).toBe(200);
     expect(JSON.parse(unmatched.body).headers['x-spiffe-id']).toBe(OTHER_ID);
-    expect(lastAudit(sidecar.logs, 'GET', '/v1/orders')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'GET', '/v1/orders')).toMatchObject({
       peer: OTHER_ID,
       auth: 'mtls',
       decision: 'deny',
@@ -96,7 +96,7 @@ describe('dry-run lets denials through and counts them', () => {
     const denied = await requestVia(sidecar.port, client, { method: 'DELETE', path: '/admin/users' });
     expect(denied.status).toBe(200);
     expect(JSON.parse(denied.body).url).toBe('/admin/users');
-    expect(lastAudit(sidecar.logs, 'DELETE', '/admin/users')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'DELETE', '/admin/users')).toMatchObject({
       decision: 'deny',
       rule: 'no-admin',
       reason: 'rule_denied',
@@ -114,7 +114,7 @@ describe('dry-run lets denials through and counts them', () => {
   it('an allowed request is an ordinary allow, without dry_run', async () => {
     const before = await scrapeMetrics(sidecar.adminAddress().port);
     expect((await requestVia(sidecar.port, client, { path: '/v1/allowed' })).status).toBe(200);
-    const audit = lastAudit(sidecar.logs, 'GET', '/v1/allowed');
+    const audit = await lastAudit(sidecar.logs, 'GET', '/v1/allowed');
     expect(audit).toMatchObject({ decision: 'allow', rule: 'client-reads' });
     expect(audit).not.toHaveProperty('dry_run');
     const after = await scrapeMetrics(sidecar.adminAddress().port);
@@ -123,10 +123,11 @@ describe('dry-run lets denials through and counts them', () => {
 
   it('a rate limit is reported, not enforced', async () => {
     expect((await requestVia(sidecar.port, client, { path: '/poll' })).status).toBe(200);
+    const from = sidecar.logs.length;
     const second = await requestVia(sidecar.port, client, { path: '/poll' });
     expect(second.status).toBe(200);
     expect(second.headers['retry-after']).toBeUndefined();
-    expect(lastAudit(sidecar.logs, 'GET', '/poll')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'GET', '/poll', from)).toMatchObject({
       decision: 'deny',
       rule: 'client-polls',
       reason: 'rate_limited',
@@ -140,7 +141,7 @@ describe('dry-run lets denials through and counts them', () => {
     const known = await requestVia(sidecar.port, undefined, { path: '/admin', headers: { 'x-api-key': stranger.key } });
     expect(known.status).toBe(200);
     expect(JSON.parse(known.body).headers['x-api-key-name']).toBe('stranger');
-    expect(lastAudit(sidecar.logs, 'GET', '/admin')).toMatchObject({ auth: 'api_key', dry_run: true });
+    expect(await lastAudit(sidecar.logs, 'GET', '/admin')).toMatchObject({ auth: 'api_key', dry_run: true });
 
     const seen = ws.app.seen.length;
     const unknown = await requestVia(sidecar.port, undefined, {
@@ -162,7 +163,7 @@ describe('enforce mode (the default) with the same policy', () => {
     try {
       const res = await requestVia(sidecar.port, other, { path: '/v1/orders' });
       expect([res.status, JSON.parse(res.body).reason]).toEqual([403, 'no_matching_rule']);
-      const audit = lastAudit(sidecar.logs, 'GET', '/v1/orders');
+      const audit = await lastAudit(sidecar.logs, 'GET', '/v1/orders');
       expect(audit).toMatchObject({ decision: 'deny', reason: 'no_matching_rule' });
       expect(audit).not.toHaveProperty('dry_run');
       const scrape = await scrapeMetrics(sidecar.adminAddress().port);

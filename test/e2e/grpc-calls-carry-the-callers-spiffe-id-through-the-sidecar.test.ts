@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
+import { auditsAtLeast } from '../helpers/authz.js';
 import { createDevCa, issueSvid, type ServingFiles, tempDir, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -366,6 +367,7 @@ describe('grpc calls carry the caller’s spiffe id through the sidecar', () => 
 
   it('a denied caller gets a non-OK status and no handler runs', async () => {
     const before = calls.length;
+    const from = sidecar.logs.length;
     const c = client(Client, denied);
     const out = await unary(c, 'whoAmI', Buffer.from('?'), spoofed());
     expect(out.error).not.toBeNull();
@@ -379,7 +381,9 @@ describe('grpc calls carry the caller’s spiffe id through the sidecar', () => 
     const status = await new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
     expect(status.code).not.toBe(grpc.status.OK);
     expect(calls.length).toBe(before);
-    expect(sidecar.logs.filter((l) => l.event === 'authz').at(-1)).toMatchObject({ decision: 'deny', peer: DENIED_ID });
+    // The access lines are written once each exchange is over: waited for (two calls, two lines).
+    const lines = await auditsAtLeast(sidecar.logs, 2, from);
+    expect(lines.at(-1)).toMatchObject({ decision: 'deny', peer: DENIED_ID });
   });
 
   it('a caller without a certificate gets UNAVAILABLE and no handler runs', async () => {

@@ -81,7 +81,7 @@ describe('HEAD is judged by the rules for GET', () => {
       expect({ path, status: await h2Status('HEAD', path) }).toEqual({ path, status: 403 });
     }
     expect(ws.app.seen.length).toBe(seen);
-    expect(lastAudit(sidecar.logs, 'HEAD', '/admin')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'HEAD', '/admin')).toMatchObject({
       decision: 'deny',
       rule: 'no-admin-reads',
       reason: 'rule_denied',
@@ -99,7 +99,10 @@ describe('HEAD is judged by the rules for GET', () => {
     expect(head.status).toBe(200);
     expect(ws.app.seen.at(-1)).toMatchObject({ method: 'HEAD', url: '/v1/orders' });
     expect(await h2Status('HEAD', '/v1/orders')).toBe(200);
-    expect(lastAudit(sidecar.logs, 'HEAD', '/v1/orders')).toMatchObject({ decision: 'allow', rule: 'client-reads' });
+    expect(await lastAudit(sidecar.logs, 'HEAD', '/v1/orders')).toMatchObject({
+      decision: 'allow',
+      rule: 'client-reads',
+    });
 
     const seen = ws.app.seen.length;
     expect((await requestVia(sidecar.port, client, { method: 'POST', path: '/v1/orders' })).status).toBe(403);
@@ -115,6 +118,6 @@ describe('HEAD is judged by the rules for GET', () => {
     expect((await as('POST', '/v1/orders')).status).toBe(403);
     expect((await as('HEAD', '/healthz')).status).toBe(403);
     expect(ws.app.seen.length).toBe(seen);
-    expect(lastAudit(sidecar.logs, 'HEAD', '/healthz')).toMatchObject({ reason: 'key_route_denied' });
+    expect(await lastAudit(sidecar.logs, 'HEAD', '/healthz')).toMatchObject({ reason: 'key_route_denied' });
   });
 });

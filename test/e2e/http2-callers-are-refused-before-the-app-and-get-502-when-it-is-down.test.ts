@@ -10,6 +10,7 @@ import {
   type Http2Fixture,
   useHttp2Fixture,
 } from '../helpers/http2-fixture.js';
+import { lastAudit } from '../helpers/authz.js';
 import type { TestSidecar } from '../helpers/sidecar.js';
 import { closedPort } from '../helpers/tcp-echo-app.js';
 
@@ -26,14 +27,16 @@ beforeAll(() => {
 describe('http2 callers are refused before the app and get 502 when it is down', () => {
   it('a denied HTTP/2 caller gets 403 and the app sees nothing', async () => {
     const before = app.seen.length;
+    const from = sidecar.logs.length;
     const session = await h2session(sidecar.port, denied);
     const res = await h2request(session, { ':method': 'POST', ':path': '/orders' }, 'please');
     session.close();
     expect(res.status).toBe(403);
     expect(JSON.parse(res.body.toString())).toEqual({ error: 'forbidden', reason: expect.any(String) });
     expect(app.seen.length).toBe(before);
-    const line = sidecar.logs.filter((l) => l.event === 'authz').at(-1);
-    expect(line).toMatchObject({ decision: 'deny', peer: DENIED_ID });
+    // The access line is written once the exchange is over: waited for.
+    const line = await lastAudit(sidecar.logs, 'POST', '/orders', from);
+    expect(line).toMatchObject({ decision: 'deny', peer: DENIED_ID, protocol: 'h2', status: 403 });
   });
 
   it('an HTTP/2 caller without a certificate is disconnected and the app sees nothing', async () => {

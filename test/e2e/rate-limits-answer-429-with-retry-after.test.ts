@@ -83,7 +83,7 @@ describe('rate limits answer 429 with Retry-After', () => {
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(59);
     expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(60);
     expect(ws.app.seen.length).toBe(seen);
-    expect(lastAudit(sidecar.logs, 'GET', '/reports/2')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'GET', '/reports/2')).toMatchObject({
       peer: 'spiffe://example.org/alice',
       auth: 'mtls',
       decision: 'deny',
@@ -124,10 +124,11 @@ describe('rate limits answer 429 with Retry-After', () => {
     const call = (key: string) =>
       requestVia(sidecar.port, undefined, { path: '/jobs/run', headers: { 'x-api-key': key } });
     expect((await call(scriptKeyOne.key)).status).toBe(200);
+    const from = sidecar.logs.length;
     const second = await call(scriptKeyTwo.key);
     expect(second.status).toBe(429);
     expect(Number(second.headers['retry-after'])).toBeGreaterThanOrEqual(59);
-    expect(lastAudit(sidecar.logs, 'GET', '/jobs/run')).toMatchObject({
+    expect(await lastAudit(sidecar.logs, 'GET', '/jobs/run', from)).toMatchObject({
       peer: 'api_key:nightly',
       auth: 'api_key',
       reason: 'rate_limited',

@@ -92,15 +92,16 @@ describe('workers share the listener and the primary answers for all of them', (
       expect(results.every((r) => JSON.parse(r.body).headers['x-spiffe-id'] === 'spiffe://example.org/client')).toBe(
         true,
       );
-      // The audit lines come from both workers: the kernel spread the connections.
-      const auditPids = new Set(
+      // The audit lines come from both workers: the kernel spread the connections. Each is written when
+      // its exchange is over, so the 40 lines may still be on their way.
+      const auditLines = () =>
         sidecar
           .stdout()
           .split('\n')
           .filter((l) => l.includes('"event":"authz"'))
-          .map((l) => (JSON.parse(l) as { pid: number }).pid),
-      );
-      expect(auditPids.size).toBe(2);
+          .map((l) => JSON.parse(l) as { pid: number });
+      await expect.poll(() => auditLines().length, { timeout: 5000 }).toBe(40);
+      expect(new Set(auditLines().map((l) => l.pid)).size).toBe(2);
 
       expect(await admin(adminPort, '/readyz')).toEqual({ status: 200, body: '{"ready":true}' });
       const metrics = (await admin(adminPort, '/metrics')).body;

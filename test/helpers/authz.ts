@@ -25,11 +25,40 @@ export function audits(logs: readonly Record<string, unknown>[], from = 0): Reco
   return logs.slice(from).filter((l) => l.event === 'authz');
 }
 
-/** The last `authz` audit line for this method and path. */
-export function lastAudit(logs: readonly Record<string, unknown>[], method: string, path: string) {
-  return audits(logs)
-    .reverse()
-    .find((l) => l.method === method && l.path === path);
+/**
+ * The last `authz` line for this method and path logged at or after index `from`, waited for (bounded): the
+ * access line is written when the exchange is over, which may be just after the caller has its answer. Read
+ * `from` (`logs.length`) before sending the request when an earlier one had the same method and path.
+ */
+export async function lastAudit(
+  logs: readonly Record<string, unknown>[],
+  method: string,
+  path: string,
+  from = 0,
+  timeout = 5000,
+): Promise<Record<string, unknown>> {
+  let found: Record<string, unknown> | undefined;
+  await expect
+    .poll(
+      () =>
+        (found = audits(logs, from)
+          .reverse()
+          .find((l) => l.method === method && l.path === path)),
+      { timeout, interval: 10 },
+    )
+    .toBeDefined();
+  return found!;
+}
+
+/** Waits (bounded) until `count` `authz` lines have been logged since `from`; returns them. */
+export async function auditsAtLeast(
+  logs: readonly Record<string, unknown>[],
+  count: number,
+  from = 0,
+  timeout = 5000,
+): Promise<Record<string, unknown>[]> {
+  await expect.poll(() => audits(logs, from).length, { timeout, interval: 10 }).toBeGreaterThanOrEqual(count);
+  return audits(logs, from);
 }
 
 /** Waits until a log line after `from` has every field of `match`; returns it. */

@@ -21,6 +21,7 @@ import {
   type TestContext,
   targetFor,
 } from '../helpers/proxy-unit.js';
+import { recordingExchange } from '../helpers/exchange-progress.js';
 
 interface Seen {
   method: string;
@@ -82,7 +83,14 @@ async function startFront(appPort: number, overrides: Partial<InboundLimits> = {
       writeAnswerH1(res, a, keepAlive && req.complete);
       req.resume();
     };
-    forwardH1(c, req, res, targetFor(c, req, false), reply, () => reached.push(req.url!));
+    forwardH1(
+      c,
+      req,
+      res,
+      targetFor(c, req, false),
+      reply,
+      recordingExchange(() => reached.push(req.url!)),
+    );
   });
   return { port: await listenOn(front), ctx: c, reached };
 }
@@ -168,7 +176,7 @@ describe('forwardH1', () => {
     expect(answerJson(got.body)).toEqual({ error: 'bad_gateway', reason: 'upstream_unreachable' });
     expect(got.headers.connection).toBe('keep-alive');
     expect(f.ctx.metrics.calls).toEqual([['upstreamError', 'upstream_unreachable']]);
-    await logLine(f.ctx.logs, { event: 'upstream_error', reason: 'ECONNREFUSED' });
+    await logLine(f.ctx.logs, { event: 'upstream_error', reason: 'upstream_unreachable', error: 'ECONNREFUSED' });
     expect(f.reached).toEqual([]);
   });
 

@@ -19,6 +19,7 @@ import {
   targetFor,
   trackSockets,
 } from '../helpers/proxy-unit.js';
+import { recordingExchange } from '../helpers/exchange-progress.js';
 
 describe('isWebSocketUpgrade', () => {
   const cases: [method: string, upgrade: string | undefined, expected: boolean][] = [
@@ -94,7 +95,7 @@ async function startFront(appPort: number, overrides: Partial<InboundLimits> = {
       writeAnswerRaw(socket, answer(400, 'unsupported_upgrade'));
       return;
     }
-    tunnelWebSocket(c, socket, head, targetFor(c, req, false, 'websocket'), tunnels);
+    tunnelWebSocket(c, socket, head, targetFor(c, req, false, 'websocket'), tunnels, recordingExchange());
   });
   return { port: await listenOn(front), ctx: c, tunnels };
 }

@@ -1,0 +1,202 @@
+// The access line: one `authz` line per request that reached a decision, written once the exchange is over
+// (the response ended, or was cut), Envoy-style: who called and what the rules said, then what the caller
+// got (status, body bytes both ways, total time and time to the app's answer), the request id, and how the
+// exchange ended when it did not end normally. Every decision is logged, denials included: they are the
+// audit trail of authenticated, accountable callers (a flood of them is what rate limits are for), so they
+// are not subject to the budget of rejection-log.ts, which bounds what unauthenticated peers can make us
+// write. Requests refused before a decision (a malformed head, a bad token or key) have their own lines.
+// Also the request metrics, at the same end.
+import type { Socket } from 'node:net';
+import { describePeer, type PeerIdentity } from '../authn/identity.js';
+import type { Decision } from '../authz/policy.js';
+import { type Logger, writeSerializedLine } from '../log.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
+import { newRequestId, type RequestTrace, traceIdOf } from './request-id.js';
+
+/** How an exchange ended, when not normally. */
+export type Outcome =
+  /** The caller closed or reset its connection (HTTP/2: its stream) before the end of the response. */
+  | 'caller_reset'
+  /** The caller stalled: its body (--request-body-timeout, --request-body-min-rate) or its reading (--response-write-timeout). */
+  | 'caller_timeout'
+  /** The app could not be reached, sent a response that could not be carried, or cut its response. */
+  | 'upstream_error'
+  /** The app sent no response headers within --upstream-timeout. */
+  | 'upstream_timeout'
+  /** A WebSocket tunnel passed --tunnel-idle-timeout with no byte either way. */
+  | 'idle_timeout'
+  /** Still under way when --drain-timeout ran out. */
+  | 'drain_timeout';
+
+export type ExchangeProtocol = 'http/1.1' | 'h2' | 'websocket';
+
+/** What the exchanges of one listener share. */
+export interface AccessLog {
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  /** The drain timeout ran out and every connection was cut. */
+  cutByDrain: boolean;
+}
+
+/** What a forwarder reports about the exchange it carries. */
+export interface ExchangeProgress {
+  /** The request id (`x-request-id`). */
+  readonly id: string;
+  /** Request body bytes read from the caller (and sent on to the app). */
+  bytesIn: number;
+  /** Response body bytes written to the caller. */
+  bytesOut: number;
+  /** What the caller got, where the forwarder writes the status line itself (WebSocket). */
+  status: number;
+  /** The app's response headers arrived. */
+  reached(): void;
+  /**
+   * WebSocket: the response head is written (with `body` bytes of body after it in the same write); what
+   * the caller's socket writes from now on is body (the tunnel's bytes).
+   */
+  headWritten(body?: number): void;
+  /** The exchange did not complete normally: the first outcome reported is the one logged. */
+  fail(outcome: Outcome): void;
+}
+
+const MAX_LOGGED_PATH = 256;
+
+/** The path for the log: no query string (it may carry secrets), bounded length. */
+export function auditPath(url: string | undefined): string {
+  const path = (url ?? '').split('?', 1)[0];
+  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}...` : path;
+}
+
+/** Milliseconds to the microsecond. */
+function ms(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}
+
+/** The decision part of an admission, as admission.ts returns it. */
+export interface Judged {
+  readonly admitted: boolean;
+  readonly identity?: PeerIdentity;
+  /** The decision as the rules made it (dry-run: the denial that was let through). */
+  readonly judged?: Decision;
+}
+
+/** One request, from its head's arrival to the end of its response. */
+export class Exchange implements ExchangeProgress, RequestTrace {
+  readonly id: string;
+  readonly traced: boolean;
+  bytesIn = 0;
+  bytesOut = 0;
+  status = 0;
+  private readonly started = performance.now();
+  /** performance.now() when the app's response headers arrived; 0: never. */
+  private reachedAt = 0;
+  private outcome: Outcome | undefined = undefined;
+  private identity: PeerIdentity | undefined = undefined;
+  private decision: Decision | undefined = undefined;
+  private refused = false;
+  private ended = false;
+  /** Set when the exchange ends: what the caller got, and how long it all took. */
+  private endStatus = 0;
+  private totalMs = 0;
+  /** WebSocket: the caller's socket, whose counters give the bytes each way, and their values before the body. */
+  private socket: Socket | undefined = undefined;
+  private readBase = 0;
+  private writeBase = 0;
+
+  constructor(
+    private readonly access: AccessLog,
+    private readonly protocol: ExchangeProtocol,
+    private readonly method: string | undefined,
+    private readonly url: string | undefined,
+    private readonly remote: string | undefined,
+    traceparent: string | string[] | undefined,
+  ) {
+    const traceId = traceIdOf(traceparent);
+    this.traced = traceId !== undefined;
+    this.id = traceId ?? newRequestId();
+  }
+
+  /**
+   * The admission's decision (none for a refusal before one: then no access line). A decision that came
+   * after the caller left (a token checked against a slow issuer) is logged now, with its outcome.
+   */
+  judged(admission: Judged): void {
+    if (admission.judged === undefined) return;
+    this.identity = admission.identity;
+    this.decision = admission.judged;
+    this.refused = !admission.admitted;
+    if (this.ended) this.writeLine();
+  }
+
+  reached(): void {
+    this.reachedAt = performance.now();
+  }
+
+  /**
+   * WebSocket: the bytes each way are counted by the caller's socket (read when the exchange ends).
+   * `readBase`: what it had read before the body (the request head; not what was read past it).
+   */
+  countSocket(socket: Socket, readBase: number): void {
+    this.socket = socket;
+    this.readBase = readBase;
+    this.writeBase = socket.bytesWritten;
+  }
+
+  headWritten(body = 0): void {
+    if (this.socket) this.writeBase = this.socket.bytesWritten - body;
+  }
+
+  fail(outcome: Outcome): void {
+    this.outcome ??= outcome;
+  }
+
+  /**
+   * The exchange is over: counts it, and writes its access line. `status`: what the caller got (0:
+   * nothing); `cut`: the response did not reach its end.
+   */
+  end(status: number, cut: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    const totalMs = performance.now() - this.started;
+    this.endStatus = status;
+    this.totalMs = totalMs;
+    if (this.socket) {
+      this.bytesIn = this.socket.bytesRead - this.readBase;
+      this.bytesOut = this.socket.bytesWritten - this.writeBase;
+    }
+    if (cut && this.outcome === undefined) this.outcome = this.access.cutByDrain ? 'drain_timeout' : 'caller_reset';
+    const upstreamMs = this.reachedAt === 0 ? undefined : this.reachedAt - this.started;
+    // Upgrades were never counted as requests (their 101 is not an answer).
+    if (status !== 0 && this.protocol !== 'websocket')
+      this.access.metrics.request(status, totalMs / 1000, upstreamMs === undefined ? undefined : upstreamMs / 1000);
+    this.writeLine();
+  }
+
+  /** The access line, once the exchange has ended and the decision is known. */
+  private writeLine(): void {
+    const { log } = this.access;
+    const status = this.endStatus;
+    const upstreamMs = this.reachedAt === 0 ? undefined : this.reachedAt - this.started;
+    const decision = this.decision;
+    // No decision (refused before one: its own line says why), or the level is off (`--log-level warn`).
+    if (decision === undefined || !log.isLevelEnabled('info')) return;
+    // Serialized here, not by pino: its walk over an ~18-field object cost more than the rest of the line
+    // (issue 17: the line must stay within 10% of a request's CPU). Strings that come from the caller or
+    // the rules go through JSON.stringify; the rest are numbers and words of ours.
+    const identity = this.identity as PeerIdentity;
+    let line = `"event":"authz","peer":${JSON.stringify(describePeer(identity))},"auth":"${identity.method}"`;
+    line += `,"method":${JSON.stringify(this.method ?? '')},"path":${JSON.stringify(auditPath(this.url))}`;
+    line += decision.allow ? ',"decision":"allow"' : ',"decision":"deny"';
+    // A denial let through by --policy-mode dry-run.
+    if (!decision.allow && !this.refused) line += ',"dry_run":true';
+    if (decision.rule !== undefined) line += `,"rule":${JSON.stringify(decision.rule)}`;
+    if (!decision.allow) line += `,"reason":${JSON.stringify(decision.reason)}`;
+    line += `,"protocol":"${this.protocol}","status":${status},"bytes_in":${this.bytesIn},"bytes_out":${this.bytesOut}`;
+    line += `,"duration_ms":${ms(this.totalMs)}`;
+    if (upstreamMs !== undefined) line += `,"upstream_ms":${ms(upstreamMs)}`;
+    line += `,"request_id":"${this.id}"`;
+    if (this.remote !== undefined) line += `,"remote":${JSON.stringify(this.remote)}`;
+    if (this.outcome !== undefined) line += `,"outcome":"${this.outcome}"`;
+    writeSerializedLine(log, 'info', line, 'authorization decision');
+  }
+}

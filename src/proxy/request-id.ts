@@ -1,0 +1,46 @@
+// The id of a request: in its access line and, as `x-request-id`, in what the app receives. A caller that
+// sends a valid W3C `traceparent` (Trace Context Level 1, version 00) is part of a trace: its trace-id is
+// the request id, and `traceparent`/`tracestate` reach the app unchanged. Otherwise the id is 128 random
+// bits, and an invalid `traceparent` is removed (with its `tracestate`). Never taken from the caller's own
+// `x-request-id`: a caller could pick one to collide with another request's log lines.
+import { randomFillSync } from 'node:crypto';
+
+/** Ids drawn per refill: one syscall-free buffer read per request, one randomFillSync per 256. */
+const POOLED_IDS = 256;
+const ID_BYTES = 16;
+const pool = Buffer.allocUnsafeSlow(POOLED_IDS * ID_BYTES);
+let nextId = POOLED_IDS;
+
+/** 32 lower-case hex characters, 128 random bits: the shape of a W3C trace-id. */
+export function newRequestId(): string {
+  if (nextId === POOLED_IDS) {
+    randomFillSync(pool);
+    nextId = 0;
+  }
+  const start = nextId++ * ID_BYTES;
+  return pool.toString('hex', start, start + ID_BYTES);
+}
+
+/** version 00, trace-id (32), parent-id (16), trace-flags (2): lower-case hex only, exactly 55 characters. */
+const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const ZERO_TRACE_ID = '0'.repeat(32);
+const ZERO_PARENT_ID = '0'.repeat(16);
+
+/**
+ * The trace-id of a valid `traceparent`, else undefined. Invalid: another version (we pass on only what we
+ * can vouch for), upper-case hex, an all-zero trace-id or parent-id, any other length, and more than one
+ * `traceparent` field (Node joins them with a comma, so the value no longer matches).
+ */
+export function traceIdOf(traceparent: string | string[] | undefined): string | undefined {
+  if (typeof traceparent !== 'string' || traceparent.length !== 55 || !TRACEPARENT.test(traceparent)) return undefined;
+  const traceId = traceparent.slice(3, 35);
+  if (traceId === ZERO_TRACE_ID || traceparent.slice(36, 52) === ZERO_PARENT_ID) return undefined;
+  return traceId;
+}
+
+/** A request's id, and whether its caller's trace context travels on to the app. */
+export interface RequestTrace {
+  readonly id: string;
+  /** A valid `traceparent` was sent: it and `tracestate` pass unchanged. Else both are removed. */
+  readonly traced: boolean;
+}

@@ -1,0 +1,146 @@
+// The Exchange, driven directly: one access line when it ends and only if a decision was made, a decision
+// that comes after the caller left, the outcome of a cut response, the budget of denied lines (allowed
+// lines are never dropped), and the path without its query.
+import { describe, expect, it } from 'vitest';
+import type { PeerIdentity } from '../../src/authn/identity.js';
+import { type AccessLog, auditPath, Exchange } from '../../src/proxy/access-log.js';
+import { REJECTION_LINES_BURST } from '../../src/proxy/rejection-log.js';
+import { parseSpiffeId } from '../../src/spiffe/id.js';
+import { countingMetrics } from '../helpers/proxy-unit.js';
+import { capturingLogger } from '../helpers/sidecar.js';
+
+const CALLER: PeerIdentity = {
+  method: 'mtls',
+  id: parseSpiffeId('spiffe://example.org/ns/prod/sa/client'),
+  leafSha256: 'ab',
+};
+const ALLOWED = { admitted: true, identity: CALLER, judged: { allow: true, rule: 'r' } } as const;
+const DENIED = { admitted: false, identity: CALLER, judged: { allow: false, reason: 'no_matching_rule' } } as const;
+
+function access(level: 'info' | 'warn' = 'info'): AccessLog & { logs: Record<string, unknown>[] } {
+  const { log, logs } = capturingLogger(level);
+  return { log, logs, metrics: countingMetrics(), cutByDrain: false };
+}
+
+/** Logger lines arrive after a turn of the event loop. */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('Exchange', () => {
+  it('one line at the end, with the fields of the decision and of the exchange; the metric too', async () => {
+    const a = access();
+    const ex = new Exchange(a, 'http/1.1', 'GET', '/v1/x?token=secret', '10.0.0.1', undefined);
+    ex.judged(ALLOWED);
+    ex.reached();
+    ex.bytesOut += 10;
+    await settle();
+    expect(a.logs).toEqual([]);
+    ex.end(200, false);
+    ex.end(200, false);
+    await settle();
+    expect(a.logs).toHaveLength(1);
+    expect(a.logs[0]).toMatchObject({
+      level: 'info',
+      event: 'authz',
+      peer: 'spiffe://example.org/ns/prod/sa/client',
+      auth: 'mtls',
+      method: 'GET',
+      path: '/v1/x',
+      decision: 'allow',
+      rule: 'r',
+      protocol: 'http/1.1',
+      status: 200,
+      bytes_in: 0,
+      bytes_out: 10,
+      request_id: ex.id,
+      remote: '10.0.0.1',
+      msg: 'authorization decision',
+    });
+    expect(a.logs[0]).not.toHaveProperty('outcome');
+    expect(JSON.stringify(a.logs)).not.toContain('secret');
+    expect((a.metrics as ReturnType<typeof countingMetrics>).count('request', 200)).toBe(1);
+  });
+
+  it('no decision (a refusal before one): no access line, the request still counted', async () => {
+    const a = access();
+    new Exchange(a, 'http/1.1', 'GET', '/', undefined, undefined).end(401, false);
+    await settle();
+    expect(a.logs).toEqual([]);
+    expect((a.metrics as ReturnType<typeof countingMetrics>).count('request', 401)).toBe(1);
+  });
+
+  it('a decision made after the caller left is logged then, as a reset', async () => {
+    const a = access();
+    const ex = new Exchange(a, 'h2', 'GET', '/slow-token', undefined, undefined);
+    ex.end(0, true);
+    ex.judged(ALLOWED);
+    await settle();
+    expect(a.logs).toEqual([expect.objectContaining({ path: '/slow-token', status: 0, outcome: 'caller_reset' })]);
+  });
+
+  it('the first outcome reported is the one logged; a cut after a drain ran out says so', async () => {
+    const a = access();
+    const ex = new Exchange(a, 'http/1.1', 'GET', '/a', undefined, undefined);
+    ex.judged(ALLOWED);
+    ex.fail('upstream_timeout');
+    ex.fail('upstream_error');
+    ex.end(504, false);
+    a.cutByDrain = true;
+    const cut = new Exchange(a, 'http/1.1', 'GET', '/b', undefined, undefined);
+    cut.judged(ALLOWED);
+    cut.end(200, true);
+    await settle();
+    expect(a.logs.map((l) => l.outcome)).toEqual(['upstream_timeout', 'drain_timeout']);
+  });
+
+  it('every decision has its line, denials included: the audit trail is never sampled', async () => {
+    const a = access();
+    const line = (admission: typeof ALLOWED | typeof DENIED) => {
+      const ex = new Exchange(a, 'http/1.1', 'GET', '/', undefined, undefined);
+      ex.judged(admission);
+      ex.end(admission.admitted ? 200 : 403, false);
+    };
+    for (let i = 0; i < REJECTION_LINES_BURST + 5; i++) line(DENIED);
+    for (let i = 0; i < 50; i++) line(ALLOWED);
+    await settle();
+    expect(a.logs.filter((l) => l.decision === 'deny')).toHaveLength(REJECTION_LINES_BURST + 5);
+    expect(a.logs.filter((l) => l.decision === 'allow')).toHaveLength(50);
+    expect(a.logs.some((l) => 'suppressed' in l)).toBe(false);
+  });
+
+  it('a denial let through by dry-run is marked', async () => {
+    const a = access();
+    for (let i = 0; i < REJECTION_LINES_BURST + 5; i++) {
+      const ex = new Exchange(a, 'http/1.1', 'GET', '/', undefined, undefined);
+      ex.judged({ ...DENIED, admitted: true });
+      ex.end(200, false);
+    }
+    await settle();
+    expect(a.logs).toHaveLength(REJECTION_LINES_BURST + 5);
+    expect(a.logs[0]).toMatchObject({ decision: 'deny', dry_run: true, reason: 'no_matching_rule' });
+  });
+
+  it('at --log-level warn: no line', async () => {
+    const a = access('warn');
+    const ex = new Exchange(a, 'http/1.1', 'GET', '/', undefined, undefined);
+    ex.judged(ALLOWED);
+    ex.end(200, false);
+    await settle();
+    expect(a.logs).toEqual([]);
+  });
+
+  it('an id per request: the trace-id of a valid traceparent, else 32 random hex characters', () => {
+    const a = access();
+    const traced = new Exchange(a, 'h2', 'GET', '/', undefined, `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`);
+    expect([traced.id, traced.traced]).toEqual(['a'.repeat(32), true]);
+    const fresh = new Exchange(a, 'h2', 'GET', '/', undefined, 'garbage');
+    expect(fresh.id).toMatch(/^[0-9a-f]{32}$/);
+    expect(fresh.traced).toBe(false);
+  });
+
+  it('auditPath: no query string, at most 256 characters', () => {
+    const long = `/v1/${'a'.repeat(300)}`;
+    expect(auditPath(`${long}?token=secret`)).toBe(`${long.slice(0, 256)}...`);
+    expect(auditPath('/short?token=secret')).toBe('/short');
+    expect(auditPath(undefined)).toBe('');
+  });
+});
