@@ -2,24 +2,11 @@
 // replaces them, dry-run needs a policy, API keys need somewhere to be named.
 import { describe, expect, it } from 'vitest';
 import { buildConfig, type RawOptions } from '../../src/config.js';
-import { SidecarError } from '../../src/errors.js';
+import { configRefusal, FILE_MODE } from '../helpers/config.js';
 
-const BASE: RawOptions = {
-  upstream: 'http://127.0.0.1:8080',
-  'mtls-cert-file': '/certs/tls.crt',
-  'mtls-key-file': '/certs/tls.key',
-  'mtls-ca-file': '/certs/ca.crt',
-};
+const BASE = FILE_MODE;
 
-function refusal(options: RawOptions): SidecarError {
-  try {
-    buildConfig({ ...BASE, ...options });
-  } catch (err) {
-    expect(err).toBeInstanceOf(SidecarError);
-    return err as SidecarError;
-  }
-  throw new Error('the configuration was accepted');
-}
+const refusal = (options: RawOptions) => configRefusal({ ...BASE, ...options });
 
 describe('policy flags', () => {
   it('--policy-file alone is a complete authorization configuration (no --allow needed)', () => {

@@ -3,25 +3,11 @@
 // the flag named and the fix.
 import { describe, expect, it } from 'vitest';
 import { buildConfig, type RawOptions } from '../../src/config.js';
-import { SidecarError } from '../../src/errors.js';
+import { configRefusal, FILE_MODE } from '../helpers/config.js';
 
-const BASE: RawOptions = {
-  upstream: 'http://127.0.0.1:8080',
-  'mtls-cert-file': '/certs/tls.crt',
-  'mtls-key-file': '/certs/tls.key',
-  'mtls-ca-file': '/certs/ca.crt',
-  'policy-file': '/etc/policy.yaml',
-};
+const BASE: RawOptions = { ...FILE_MODE, 'policy-file': '/etc/policy.yaml' };
 
-function refusal(options: RawOptions): SidecarError {
-  try {
-    buildConfig({ ...BASE, ...options });
-  } catch (err) {
-    expect(err).toBeInstanceOf(SidecarError);
-    return err as SidecarError;
-  }
-  throw new Error('the configuration was accepted');
-}
+const refusal = (options: RawOptions) => configRefusal({ ...BASE, ...options });
 
 describe('--rate-limit-store flags', () => {
   it('without a store, rate limits count per process and no store is configured', () => {

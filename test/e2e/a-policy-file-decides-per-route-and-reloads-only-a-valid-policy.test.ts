@@ -19,7 +19,7 @@ import {
 } from '../helpers/authz.js';
 import { requestVia } from '../helpers/client.js';
 import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
-import { runCli, startCli, waitForEvent } from '../helpers/process.js';
+import { runCli, startCli, waitForEvent, fileModeArgs } from '../helpers/process.js';
 import { writeSecretVolume } from '../helpers/secret-volume.js';
 import { capturingLogger, startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { useWorkspace } from '../helpers/workspace.js';
@@ -300,21 +300,7 @@ describe('without a watch, a reload (SIGHUP) re-reads the policy', () => {
     const dir = join(ws.path, 'process');
     await mkdir(dir);
     const file = await writePolicy(dir, 'policy.json', V1);
-    const cli = startCli([
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      ws.app.url,
-      '--mtls-cert-file',
-      serving.certFile,
-      '--mtls-key-file',
-      serving.keyFile,
-      '--mtls-ca-file',
-      serving.caFile,
-      '--policy-file',
-      file,
-      '--no-watch',
-    ]);
+    const cli = startCli(fileModeArgs(ws.app.url, serving, '--policy-file', file, '--no-watch'));
     try {
       const port = ((await waitForEvent(cli, 'started')).listen as { port: number }).port;
       expect(await status(port, client, 'GET', '/admin')).toBe(403);
@@ -405,19 +391,7 @@ describe('policies and keys mounted from Kubernetes volumes, or on file systems 
 
 describe('a broken policy or key file at startup is one clear error naming the flag', () => {
   function args(...extra: string[]) {
-    return [
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      ws.app.url,
-      '--mtls-cert-file',
-      serving.certFile,
-      '--mtls-key-file',
-      serving.keyFile,
-      '--mtls-ca-file',
-      serving.caFile,
-      ...extra,
-    ];
+    return fileModeArgs(ws.app.url, serving, ...extra);
   }
 
   async function expectStartupError(argv: string[], code: string, ...fragments: string[]) {

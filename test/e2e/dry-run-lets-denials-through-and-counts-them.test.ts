@@ -8,7 +8,7 @@ import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/de
 import { apiKey, decisions, lastAudit, scrapeMetrics, writePolicy } from '../helpers/authz.js';
 import { expectRejected, requestVia } from '../helpers/client.js';
 import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
-import { startCli, waitForEvent } from '../helpers/process.js';
+import { startCli, waitForEvent, fileModeArgs } from '../helpers/process.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
@@ -177,22 +177,7 @@ describe('enforce mode (the default) with the same policy', () => {
 
 describe('the real process in dry-run', () => {
   it('--policy-mode dry-run from the command line lets the denial through and exports the count', async () => {
-    const cli = startCli([
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      ws.app.url,
-      '--mtls-cert-file',
-      serving.certFile,
-      '--mtls-key-file',
-      serving.keyFile,
-      '--mtls-ca-file',
-      serving.caFile,
-      '--policy-file',
-      policyFile,
-      '--policy-mode',
-      'dry-run',
-    ]);
+    const cli = startCli(fileModeArgs(ws.app.url, serving, '--policy-file', policyFile, '--policy-mode', 'dry-run'));
     try {
       const started = await waitForEvent(cli, 'started');
       const port = (started.listen as { port: number }).port;

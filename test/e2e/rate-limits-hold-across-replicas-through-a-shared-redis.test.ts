@@ -9,7 +9,7 @@ import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { sample, scrapeMetrics, waitForLog, writePolicy } from '../helpers/authz.js';
 import { requestVia } from '../helpers/client.js';
 import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
-import { type Running, startCli, waitForEvent } from '../helpers/process.js';
+import { fileModeArgs, type Running, startCli, waitForEvent } from '../helpers/process.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { documentedMetrics } from '../helpers/readme.js';
@@ -99,19 +99,13 @@ describe('rate limits hold across replicas through a shared redis', () => {
     workers = startCli([
       '--workers',
       '2',
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      ws.app.url,
-      '--mtls-cert-file',
-      serving.certFile,
-      '--mtls-key-file',
-      serving.keyFile,
-      '--mtls-ca-file',
-      serving.caFile,
-      '--policy-file',
-      policyFile,
-      ...Object.entries(storeFlags()).flatMap(([k, v]) => [`--${k}`, v]),
+      ...fileModeArgs(
+        ws.app.url,
+        serving,
+        '--policy-file',
+        policyFile,
+        ...Object.entries(storeFlags()).flatMap(([k, v]) => [`--${k}`, v]),
+      ),
     ]);
     const running = workers;
     // The workers' 'started' lines precede the primary's 'workers_started'.

@@ -13,7 +13,7 @@ import { requestVia } from '../helpers/client.js';
 import { type KubeApi, startKubeApi } from '../helpers/kube-api.js';
 import { type OidcIssuer, startOidcIssuer } from '../helpers/oidc-issuer.js';
 import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
-import { type Running, startCli, waitForEvent } from '../helpers/process.js';
+import { type Running, startCli, waitForEvent, fileModeArgs } from '../helpers/process.js';
 import { type ScriptableIssuer, startScriptableIssuer } from '../helpers/scriptable-oidc-issuer.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { useWorkspace } from '../helpers/workspace.js';
@@ -224,21 +224,7 @@ describe('the real process: SIGHUP with unchanged files, then a broken policy co
     const dir = join(ws.path, 'process');
     await mkdir(dir);
     const file = await writePolicy(dir, 'policy.json', policy(true));
-    cli = startCli([
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      ws.app.url,
-      '--mtls-cert-file',
-      serving.certFile,
-      '--mtls-key-file',
-      serving.keyFile,
-      '--mtls-ca-file',
-      serving.caFile,
-      '--policy-file',
-      file,
-      '--no-watch',
-    ]);
+    cli = startCli(fileModeArgs(ws.app.url, serving, '--policy-file', file, '--no-watch'));
     const started = await waitForEvent(cli, 'started', 15_000);
     const port = (started.listen as { port: number }).port;
     const adminPort = (started.admin as { port: number }).port;

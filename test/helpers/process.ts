@@ -78,3 +78,24 @@ export function jwtSidecarArgs(upstream: string, ...extra: string[]): string[] {
     ...extra,
   ];
 }
+
+/** The command line of a file-mode sidecar on an ephemeral port in front of `upstream`. */
+export function fileModeArgs(
+  upstream: string,
+  files: { certFile: string; keyFile: string; caFile: string },
+  ...extra: string[]
+): string[] {
+  return [
+    '--listen',
+    '127.0.0.1:0',
+    '--upstream',
+    upstream,
+    '--mtls-cert-file',
+    files.certFile,
+    '--mtls-key-file',
+    files.keyFile,
+    '--mtls-ca-file',
+    files.caFile,
+    ...extra,
+  ];
+}
