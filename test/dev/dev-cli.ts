@@ -1,25 +1,8 @@
 // `spiffe-sidecar dev …` as real processes (`node dist/main.js dev …`), as an operator runs them.
-import { spawn } from 'node:child_process';
-import { type Finished, MAIN, type Running } from '../helpers/process.js';
+import { type Finished, type Running, startCli } from '../helpers/process.js';
 
 export function startDev(args: string[], cwd?: string): Running {
-  const child = spawn(process.execPath, [MAIN, 'dev', ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<Finished>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
-  );
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+  return startCli(['dev', ...args], {}, cwd);
 }
 
 /** Runs a dev command to completion (killed after `timeoutMs`, so a hang fails the test). */

@@ -18,8 +18,9 @@ export interface Running {
   exited: Promise<Finished>;
 }
 
-export function startCli(args: string[], env: Record<string, string> = {}): Running {
+export function startCli(args: string[], env: Record<string, string> = {}, cwd?: string): Running {
   const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd,
     // An ephemeral admin port: tests run side by side (a test may still set its own).
     env: { PATH: process.env.PATH ?? '', SPIFFE_SIDECAR_ADMIN_LISTEN: '127.0.0.1:0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
