@@ -83,6 +83,8 @@ export interface Judged {
 /** One request, from its head's arrival to the end of its response. */
 export class Exchange implements ExchangeProgress, RequestTrace {
   readonly id: string;
+  /** The trace-id of the caller's valid `traceparent` (lower-case hex, checked), logged as `trace_id`. */
+  readonly traceId: string | undefined;
   readonly traced: boolean;
   bytesIn = 0;
   bytesOut = 0;
@@ -111,9 +113,11 @@ export class Exchange implements ExchangeProgress, RequestTrace {
     private readonly remote: string | undefined,
     traceparent: string | string[] | undefined,
   ) {
-    const traceId = traceIdOf(traceparent);
-    this.traced = traceId !== undefined;
-    this.id = traceId ?? newRequestId();
+    // The id is always ours: a trace-id is the caller's choice and shared by every request of its trace
+    // (fan-out, retries), so it is logged beside the id (`trace_id`), never as it.
+    this.traceId = traceIdOf(traceparent);
+    this.traced = this.traceId !== undefined;
+    this.id = newRequestId();
   }
 
   /**
@@ -195,6 +199,7 @@ export class Exchange implements ExchangeProgress, RequestTrace {
     line += `,"duration_ms":${ms(this.totalMs)}`;
     if (upstreamMs !== undefined) line += `,"upstream_ms":${ms(upstreamMs)}`;
     line += `,"request_id":"${this.id}"`;
+    if (this.traceId !== undefined) line += `,"trace_id":"${this.traceId}"`;
     if (this.remote !== undefined) line += `,"remote":${JSON.stringify(this.remote)}`;
     if (this.outcome !== undefined) line += `,"outcome":"${this.outcome}"`;
     writeSerializedLine(log, 'info', line, 'authorization decision');

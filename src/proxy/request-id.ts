@@ -1,8 +1,9 @@
-// The id of a request: in its access line and, as `x-request-id`, in what the app receives. A caller that
-// sends a valid W3C `traceparent` (Trace Context Level 1, version 00) is part of a trace: its trace-id is
-// the request id, and `traceparent`/`tracestate` reach the app unchanged. Otherwise the id is 128 random
-// bits, and an invalid `traceparent` is removed (with its `tracestate`). Never taken from the caller's own
-// `x-request-id`: a caller could pick one to collide with another request's log lines.
+// The id of a request: in its access line and, as `x-request-id`, in what the app receives: always 128
+// random bits of ours. Never taken from the caller: not its `x-request-id`, not its trace-id (both are the
+// caller's choice, and a trace-id is shared by every request of a trace), so an id names one request. A
+// caller that sends a valid W3C `traceparent` (Trace Context Level 1, version 00) is part of a trace: its
+// trace-id is logged as `trace_id`, and `traceparent`/`tracestate` reach the app unchanged; an invalid
+// `traceparent` is removed (with its `tracestate`).
 import { randomFillSync } from 'node:crypto';
 
 /** Ids drawn per refill: one syscall-free buffer read per request, one randomFillSync per 256. */

@@ -1,7 +1,7 @@
 // The access line, over real mTLS on loopback with certificates made here: one `authz` line per request,
 // written when the exchange is over, with what the caller got (status, body bytes each way, durations) and
-// how it ended; its request id is the `x-request-id` the app receives (never the caller's), or the trace-id
-// of a valid W3C traceparent, which reaches the app unchanged. HTTP/1.1, HTTP/2 and WebSocket; 200, 403,
+// how it ended; its request id is the `x-request-id` the app receives, always ours (never the caller's, nor
+// the trace-id of its W3C traceparent: that is logged as trace_id, and the traceparent reaches the app unchanged). HTTP/1.1, HTTP/2 and WebSocket; 200, 403,
 // 429, 502 and a caller that leaves mid-response. Every wait is for an event or a log line, bounded.
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -171,18 +171,27 @@ describe('the access line over HTTP/1.1', () => {
     expect(JSON.stringify(stripped)).not.toContain('forged');
   });
 
-  it('a valid W3C traceparent: its trace-id is the request id, and it reaches the app unchanged', async () => {
+  it('a valid W3C traceparent: logged as trace_id and passed on unchanged; the request id stays ours, one per request', async () => {
     const from = sidecar.logs.length;
-    const res = await requestVia(sidecar.port, client, {
-      path: '/traced',
-      headers: { traceparent: TRACEPARENT, tracestate: 'vendor=opaque', 'x-request-id': 'forged' },
-    });
-    expect(res.status).toBe(200);
-    const line = await waitForLog(sidecar.logs, { event: 'authz', path: '/traced' }, from);
-    expect(line.request_id).toBe(TRACE_ID);
-    const seen = seenWithId(TRACE_ID);
-    expect(seen?.headers.traceparent).toBe(TRACEPARENT);
-    expect(seen?.headers.tracestate).toBe('vendor=opaque');
+    const ids: unknown[] = [];
+    for (const path of ['/traced', '/traced-again']) {
+      const res = await requestVia(sidecar.port, client, {
+        path,
+        headers: { traceparent: TRACEPARENT, tracestate: 'vendor=opaque', 'x-request-id': 'forged' },
+      });
+      expect(res.status).toBe(200);
+      const line = await waitForLog(sidecar.logs, { event: 'authz', path }, from);
+      expect(line.trace_id).toBe(TRACE_ID);
+      expect(line.request_id).toMatch(REQUEST_ID);
+      expect(line.request_id).not.toBe(TRACE_ID);
+      const seen = seenWithId(line.request_id as string);
+      expect(seen?.url).toBe(path);
+      expect(seen?.headers.traceparent).toBe(TRACEPARENT);
+      expect(seen?.headers.tracestate).toBe('vendor=opaque');
+      ids.push(line.request_id);
+    }
+    // Two requests of one trace: two ids (an app may use them to tell requests apart).
+    expect(new Set(ids).size).toBe(2);
   });
 
   it.each([

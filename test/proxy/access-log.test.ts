@@ -128,10 +128,12 @@ describe('Exchange', () => {
     expect(a.logs).toEqual([]);
   });
 
-  it('an id per request: the trace-id of a valid traceparent, else 32 random hex characters', () => {
+  it('an id per request, always 32 random hex characters; a valid traceparent gives the trace id beside it', () => {
     const a = access();
     const traced = new Exchange(a, 'h2', 'GET', '/', undefined, `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`);
-    expect([traced.id, traced.traced]).toEqual(['a'.repeat(32), true]);
+    expect([traced.traceId, traced.traced]).toEqual(['a'.repeat(32), true]);
+    expect(traced.id).toMatch(/^[0-9a-f]{32}$/);
+    expect(traced.id).not.toBe('a'.repeat(32));
     const fresh = new Exchange(a, 'h2', 'GET', '/', undefined, 'garbage');
     expect(fresh.id).toMatch(/^[0-9a-f]{32}$/);
     expect(fresh.traced).toBe(false);
