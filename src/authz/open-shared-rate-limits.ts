@@ -56,7 +56,15 @@ export async function openSharedRateLimits(
     tls,
     timeoutMs: config.timeoutMs,
   });
+  // Our SPIFFE ID scopes the buckets (see SharedRateLimits' scope); kept current as the identity changes.
+  let scope = '';
+  const refresh = () => {
+    if (identity && identity.status().reason !== 'waiting_for_svid') scope = identity.current().svid.id.toString();
+  };
+  refresh();
+  identity?.onUpdate(refresh);
   return new SharedRateLimits({
+    scope: () => scope,
     store,
     failure: config.failure,
     countingProcesses: config.replicas * workers,

@@ -96,7 +96,14 @@ export class RedisRateStore {
 
   /** One request against `key`'s bucket; rejects on a store error or past the timeout. */
   async take(key: string, limit: RateLimit): Promise<Admission> {
-    const waitMs = await this.client.sidecarTake(key, String(limit.perMs / limit.requests), String(limit.burst));
+    const waitMs: unknown = await this.client.sidecarTake(
+      key,
+      String(limit.perMs / limit.requests),
+      String(limit.burst),
+    );
+    // Anything but the script's answer (a proxy, another program on the port) is a store error, not a verdict.
+    if (typeof waitMs !== 'number' || !Number.isInteger(waitMs) || waitMs < 0)
+      throw new Error(`the store answered ${JSON.stringify(waitMs)?.slice(0, 40)} instead of a wait in ms`);
     return waitMs === 0 ? { ok: true } : { ok: false, retryAfterMs: waitMs };
   }
 

@@ -25,6 +25,11 @@ export interface SharedRateLimitsOptions {
   countingProcesses: number;
   /** For the log lines: where the store is, without a password. */
   storeName: string;
+  /**
+   * Whose buckets these are: our own SPIFFE ID (replicas of one service share it; another service using the
+   * same store and rule names does not). Read at each decision: it is known only once the SVID is.
+   */
+  scope?: () => string;
   log: Logger;
   probeIntervalMs?: number;
 }
@@ -82,11 +87,17 @@ export class SharedRateLimits {
 
   /** The limiter a rule uses: its buckets are keyed by rule name and limit, so a reload keeps them. */
   limiterFor(rule: string, limit: RateLimit): RuleLimiter {
-    const prefix = `${KEY_PREFIX}${JSON.stringify([rule, limit.requests, limit.perMs, limit.burst])}:`;
+    const scope = this.options.scope ?? (() => '');
+    let keyedScope: string | undefined;
+    let prefix = '';
     return {
       limit,
       take: (caller, now) => {
         if (!this.up) return this.whileFailing(rule, limit, caller, now);
+        if (scope() !== keyedScope) {
+          keyedScope = scope();
+          prefix = `${KEY_PREFIX}${JSON.stringify([keyedScope, rule, limit.requests, limit.perMs, limit.burst])}:`;
+        }
         return this.options.store.take(prefix + caller, limit).catch((err: Error) => {
           this.failed(err);
           return this.whileFailing(rule, limit, caller, now);

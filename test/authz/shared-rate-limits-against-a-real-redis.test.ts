@@ -77,9 +77,10 @@ function countingProbes(store: RateStore) {
   return { store: observed, probes };
 }
 
-function sharedLimits(store: RateStore, failure: StoreFailureMode, countingProcesses = 1) {
+function sharedLimits(store: RateStore, failure: StoreFailureMode, countingProcesses = 1, scope = '') {
   const { log, logs } = capturingLogger('debug');
   const limits = new SharedRateLimits({
+    scope: () => scope,
     store,
     failure,
     countingProcesses,
@@ -229,6 +230,21 @@ describe('the store counts like the local bucket, shared by every client of the 
     expect((await fromStore(a.take('spiffe://example.org/bob', 0))).ok).toBe(true);
   });
 
+  it('two services (their own SPIFFE IDs) with the same rule name and limit count apart', async () => {
+    const limit: RateLimit = { requests: 1, perMs: 60_000, burst: 1 };
+    const services = [];
+    for (const scope of ['spiffe://example.org/ns/a/sa/orders', 'spiffe://example.org/ns/b/sa/billing']) {
+      const service = sharedLimits(await openStore(redis.port), 'local', 1, scope);
+      await waitForLog(service.logs, { event: 'rate_limit_store', mode: 'shared' });
+      services.push(service.limits.limiterFor('callers', limit));
+    }
+    const [orders, billing] = services;
+    expect((await fromStore(orders.take('spiffe://example.org/client', 0))).ok).toBe(true);
+    expect((await fromStore(orders.take('spiffe://example.org/client', 0))).ok).toBe(false);
+    // The caller's minute at orders costs it nothing at billing.
+    expect((await fromStore(billing.take('spiffe://example.org/client', 0))).ok).toBe(true);
+  });
+
   it('a changed limit is a new bucket; the same rule name and limit again (a reload) is the same bucket', async () => {
     const { limits, logs } = sharedLimits(await openStore(redis.port), 'local');
     await waitForLog(logs, { event: 'rate_limit_store', mode: 'shared' });
@@ -260,7 +276,7 @@ describe('the store counts like the local bucket, shared by every client of the 
     const caller = describePeer({ method: 'api_key', name: 'nightly' });
     expect(caller).toBe('api_key:nightly');
     expect((await fromStore(limits.limiterFor(rule, limit).take(caller, 0))).ok).toBe(true);
-    const expected = `spiffe-sidecar:rl:${JSON.stringify([rule, 1, 1000, 5])}:api_key:nightly`;
+    const expected = `spiffe-sidecar:rl:${JSON.stringify(['', rule, 1, 1000, 5])}:api_key:nightly`;
     const [keys, pttl] = await Promise.all([reader.keys('*nightly*'), reader.pttl(expected)]);
     expect(keys).toEqual([expected]);
     expect(pttl).toBeGreaterThan(0);

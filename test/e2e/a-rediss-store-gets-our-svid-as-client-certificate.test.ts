@@ -28,9 +28,9 @@ const POLICY = {
     },
   ],
 };
-/** Where the store keeps a caller's bucket of the rule above (see shared-rate-limits.ts). */
+/** Where the store keeps a caller's bucket of the rule above, scoped by our own SPIFFE ID (shared-rate-limits.ts). */
 const bucketKey = (caller: string) =>
-  `spiffe-sidecar:rl:${JSON.stringify(['reports', LIMIT, 60_000, LIMIT])}:${caller}`;
+  `spiffe-sidecar:rl:${JSON.stringify(['spiffe://example.org/reports', 'reports', LIMIT, 60_000, LIMIT])}:${caller}`;
 
 const ws = useWorkspace();
 let serving: ServingFiles;
