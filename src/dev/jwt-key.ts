@@ -2,7 +2,7 @@
 // `jwt-signing-key.jwk` (0600), shared by `dev issuer`, `dev token`, `dev jwt-bundle` and `dev workload-api`
 // (in a `certs init` directory it is the trust domain's JWT-SVID authority). Development only: a plain file.
 import { randomUUID } from 'node:crypto';
-import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { SidecarError } from '../errors.js';
@@ -10,18 +10,38 @@ import { SidecarError } from '../errors.js';
 export const SIGNING_KEY_FILE = 'jwt-signing-key.jwk';
 const ALG = 'ES256';
 
-/** Writes a file of a dev directory; a failure is one ERR_FILE_WRITE line naming the flag and the file. */
+/**
+ * Writes a file of a dev directory; a failure is one ERR_FILE_WRITE line naming the flag and the file.
+ * Through a new temporary file (exclusive create: never through a planted symlink) renamed over the old
+ * one, so a private key gets its mode even when it replaces a file.
+ */
 export async function writeDevFile(flag: string, path: string, data: string, mode = 0o644): Promise<void> {
-  await writeFile(path, data, { mode }).catch((err: NodeJS.ErrnoException) => {
-    throw new SidecarError('ERR_FILE_WRITE', `${flag}: cannot write ${path} (${err.code ?? err.message})`);
-  });
+  const temporary = `${path}.${randomUUID()}.tmp`;
+  try {
+    await writeFile(temporary, data, { mode, flag: 'wx' });
+    await rename(temporary, path);
+  } catch (err) {
+    await unlink(temporary).catch(() => {});
+    const e = err as NodeJS.ErrnoException;
+    throw new SidecarError('ERR_FILE_WRITE', `${flag}: cannot write ${path} (${e.code ?? e.message})`);
+  }
 }
 
-/** Makes a dev directory (0700 when it is new). */
+/**
+ * Makes a dev directory (0700 when it is new). An existing one must be ours and writable by nobody else:
+ * whoever can write it can plant the signing key our tokens are then signed with.
+ */
 export async function makeDevDir(flag: string, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
     throw new SidecarError('ERR_FILE_WRITE', `${flag} ${dir}: cannot make the directory (${err.code ?? err.message})`);
   });
+  const stats = await stat(dir);
+  const uid = process.getuid?.();
+  if ((uid !== undefined && stats.uid !== uid) || (stats.mode & 0o022) !== 0)
+    throw new SidecarError(
+      'ERR_FILE_WRITE',
+      `${flag} ${dir}: the directory must be yours and writable by you alone (chmod go-w ${dir}): whoever can write it can plant the signing key`,
+    );
 }
 
 export interface DevSigningKey {

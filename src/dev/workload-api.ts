@@ -211,6 +211,9 @@ export async function startDevWorkloadApi(options: DevWorkloadApiOptions): Promi
 
   await clearStaleSocket(path, '--socket');
   const address = `unix://${path}`;
+  // The socket is made 0600 as it is bound (a umask for the bind), not after: in between, anyone could
+  // connect and keep a stream that hands out the SVID.
+  const umask = process.umask(0o177);
   try {
     await new Promise<void>((done, reject) =>
       server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : done())),
@@ -219,6 +222,8 @@ export async function startDevWorkloadApi(options: DevWorkloadApiOptions): Promi
     clearInterval(renew);
     server.forceShutdown();
     throw new SidecarError('ERR_LISTEN', `--socket ${path}: cannot listen (${(err as Error).message})`);
+  } finally {
+    process.umask(umask);
   }
   await chmod(path, 0o600);
 
