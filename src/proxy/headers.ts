@@ -5,7 +5,7 @@
 // with underscores_in_headers) read `x_spiffe_id` as `x-spiffe-id`.
 import type { PeerIdentity } from '../authn/identity.js';
 import type { SpiffeId } from '../spiffe/id.js';
-import type { RequestTrace } from './request-id.js';
+import { type RequestTrace, validTracestate } from './request-id.js';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
 /** The name of the API key a caller authenticated with (`--api-keys-file`). */
@@ -166,9 +166,11 @@ function appendForwardable(
 ): string[] {
   const connectionListed = new Set<string>();
   let chunked = false;
+  let tracestate: string[] | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const lower = rawHeaders[i].toLowerCase();
-    if (lower === 'connection') {
+    if (lower === 'tracestate') (tracestate ??= []).push(rawHeaders[i + 1]);
+    else if (lower === 'connection') {
       for (const token of rawHeaders[i + 1].split(',')) {
         const name = token.trim().toLowerCase();
         if (!NEVER_CONNECTION_LISTED.has(name)) connectionListed.add(name);
@@ -177,6 +179,7 @@ function appendForwardable(
       chunked = true;
     }
   }
+  const tracestateOk = tracestate === undefined || validTracestate(tracestate);
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     const lower = name.toLowerCase();
@@ -186,6 +189,8 @@ function appendForwardable(
     }
     if (HOP_BY_HOP.has(lower) || connectionListed.has(lower)) continue;
     if (dropTrace && (lower === 'traceparent' || lower === 'tracestate')) continue;
+    // A valid traceparent travels; its tracestate only if it is valid too (W3C Trace Context §3.3).
+    if (lower === 'tracestate' && !tracestateOk) continue;
     out.push(name, rawHeaders[i + 1]);
   }
   if (chunked) out.push('transfer-encoding', 'chunked');

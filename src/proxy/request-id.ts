@@ -45,3 +45,25 @@ export interface RequestTrace {
   /** A valid `traceparent` was sent: it and `tracestate` pass unchanged. Else both are removed. */
   readonly traced: boolean;
 }
+
+/** One tracestate list-member (W3C Trace Context §3.3.1): a key (simple or tenant@system), `=`, a value. */
+const TRACESTATE_MEMBER =
+  /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+const MAX_TRACESTATE_MEMBERS = 32;
+const MAX_TRACESTATE_LENGTH = 512;
+
+/**
+ * Whether the `tracestate` fields (one list across fields, in order) are valid: at most 32 members and
+ * 512 characters, each member well formed; empty members are allowed. An invalid one is not passed on.
+ */
+export function validTracestate(fields: readonly string[]): boolean {
+  const value = fields.join(',');
+  if (value.length > MAX_TRACESTATE_LENGTH) return false;
+  let members = 0;
+  for (const raw of value.split(',')) {
+    const member = raw.trim();
+    if (member === '') continue;
+    if (++members > MAX_TRACESTATE_MEMBERS || !TRACESTATE_MEMBER.test(member)) return false;
+  }
+  return true;
+}

@@ -1,7 +1,7 @@
 // Request ids: 128 random bits as 32 lower-case hex characters, or the trace-id of a valid W3C traceparent
 // (version 00, lower-case hex, non-zero trace-id and parent-id, exactly 55 characters).
 import { describe, expect, it } from 'vitest';
-import { newRequestId, traceIdOf } from '../../src/proxy/request-id.js';
+import { newRequestId, traceIdOf, validTracestate } from '../../src/proxy/request-id.js';
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const VALID = `00-${TRACE_ID}-00f067aa0ba902b7-01`;
@@ -35,5 +35,23 @@ describe('traceIdOf', () => {
     ['non-hex', `00-${TRACE_ID.slice(0, 31)}g-00f067aa0ba902b7-01`],
   ])('%s: none', (_what, value) => {
     expect(traceIdOf(value)).toBeUndefined();
+  });
+});
+
+describe('tracestate (W3C Trace Context §3.3)', () => {
+  it.each([
+    [['vendor=opaque'], true],
+    [['congo=t61rcWkgMzE,rojo=00f067aa0ba902b7'], true],
+    [['congo=t61rcWkgMzE', 'rojo=00f067aa0ba902b7'], true],
+    [['tenant@system=value', ' , x=1 '], true],
+    [['!!!bad!!!'], false],
+    [['garbage ,,, x'], false],
+    [['Upper=case-key'], false],
+    [['k=tab\there'], false],
+    [['k=v=w'], false],
+    [[Array.from({ length: 33 }, (_, i) => `k${i}=v`).join(',')], false],
+    [[`k=${'v'.repeat(600)}`], false],
+  ])('%j is valid: %s', (fields, valid) => {
+    expect(validTracestate(fields)).toBe(valid);
   });
 });
