@@ -100,7 +100,7 @@ export function createMetrics(
   });
   const suppressed = new Counter({
     name: `${PREFIX}log_lines_suppressed_total`,
-    help: 'Rejection log lines dropped by their budget (20 at once, then 10 per second per event), by event',
+    help: 'Rejection log lines dropped by their budget (per event, per remote address and over all addresses), by event',
     labelNames: ['event'],
     registers: [registry],
   });

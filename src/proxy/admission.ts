@@ -189,7 +189,7 @@ export class RequestAdmission {
   /** A token or key refused: logged (within the budget of rejection lines) with what the token claimed. */
   private rejected(head: RequestHead, auth: 'jwt' | 'api_key', rejection: Rejection): void {
     const { log, metrics } = this.options;
-    const dropped = rejectionLine(log, 'peer_rejected', metrics);
+    const dropped = rejectionLine(log, 'peer_rejected', metrics, undefined, head.socket.remoteAddress);
     if (dropped < 0) return;
     const presented = auth === 'jwt' ? presentedClaims(head.headers.authorization) : {};
     log.warn(
@@ -263,7 +263,7 @@ export function logRequestRefused(
   status: number,
   remote: string | undefined,
 ): void {
-  const dropped = rejectionLine(log, 'request_refused', metrics);
+  const dropped = rejectionLine(log, 'request_refused', metrics, undefined, remote);
   if (dropped < 0) return;
   log.warn(
     { event: 'request_refused', reason, status, remote, suppressed: suppressedField(dropped) },

@@ -47,13 +47,14 @@ export function accountConnections(
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const failure = handshakeFailure(err);
     metrics.handshake('failure', failure.reason);
-    const dropped = rejectionLine(log, 'tls_rejected', metrics);
+    const remote = remoteOf(socket);
+    const dropped = rejectionLine(log, 'tls_rejected', metrics, undefined, remote);
     if (dropped < 0) return;
     const fields = {
       event: 'tls_rejected',
       reason: failure.reason,
       alert: failure.alert,
-      remote: remoteOf(socket),
+      remote,
       error: err.message.trim(),
       suppressed: suppressedField(dropped),
     };

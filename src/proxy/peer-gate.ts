@@ -43,7 +43,7 @@ export function admitPeer(
     return { admitted: true, identity: undefined };
   }
   if (!result.ok) {
-    const dropped = rejectionLine(log, 'peer_rejected', metrics);
+    const dropped = rejectionLine(log, 'peer_rejected', metrics, undefined, socket.remoteAddress);
     if (dropped >= 0) {
       log.warn(
         {

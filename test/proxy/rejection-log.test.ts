@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { ProxyMetrics } from '../../src/proxy/proxy-metrics.js';
 import {
   REJECTION_LINES_BURST,
+  REJECTION_LINES_BURST_ALL,
   REJECTION_LINES_PER_SECOND,
   rejectionLine,
   suppressedField,
@@ -69,5 +70,26 @@ describe('rejectionLine', () => {
   it('the suppressed field is absent when nothing was dropped', () => {
     expect(suppressedField(0)).toBeUndefined();
     expect(suppressedField(3)).toBe(3);
+  });
+});
+
+describe('rejection budgets per remote address', () => {
+  it('a flood from one address does not use up the lines of another', () => {
+    const { log } = capturingLogger();
+    const metrics = suppressedMetric();
+    for (let i = 0; i < REJECTION_LINES_BURST; i++) rejectionLine(log, 'peer_rejected', metrics, 0, '10.0.0.1');
+    expect(rejectionLine(log, 'peer_rejected', metrics, 0, '10.0.0.1')).toBe(-1);
+    // Another peer's first rejection is written, whatever the first peer did.
+    expect(rejectionLine(log, 'peer_rejected', metrics, 0, '10.0.0.2')).toBe(0);
+  });
+
+  it('many addresses together stay within a ceiling per event', () => {
+    const { log } = capturingLogger();
+    const metrics = suppressedMetric();
+    let passed = 0;
+    for (let i = 0; i < 1000; i++)
+      if (rejectionLine(log, 'tls_rejected', metrics, 0, `10.0.${i >> 8}.${i & 255}`) >= 0) passed++;
+    expect(passed).toBe(REJECTION_LINES_BURST_ALL);
+    expect(metrics.suppressed).toHaveLength(1000 - REJECTION_LINES_BURST_ALL);
   });
 });
