@@ -40,6 +40,16 @@ const BASE: RawOptions = {
 const D = RUN_DEFAULTS;
 const ms = (flag: keyof typeof D) => parseDuration((D[flag] as FlagDefault).value as string, `--${flag}`);
 
+/** JWT mode with the cluster as issuer and TokenReview on: every other setting at its default. */
+const TOKEN_REVIEW_MODE = {
+  upstream: 'http://127.0.0.1:8080',
+  listen: '127.0.0.1:8443',
+  'auth-mode': 'jwt',
+  'jwt-audience': ['orders'],
+  'jwt-issuer': ['k8s=https://kubernetes.default.svc.cluster.local'],
+  'k8s-token-review': true,
+  'allow-any': true,
+} as const satisfies RawOptions;
 describe('the defaults table', () => {
   it('is what buildConfig uses for every flag left out', () => {
     const config = buildConfig(BASE);
@@ -76,15 +86,7 @@ describe('the defaults table', () => {
   });
 
   it('gives JWT mode and TokenReview their defaults', () => {
-    const config = buildConfig({
-      upstream: 'http://127.0.0.1:8080',
-      listen: '127.0.0.1:8443',
-      'auth-mode': 'jwt',
-      'jwt-audience': ['orders'],
-      'jwt-issuer': ['k8s=https://kubernetes.default.svc.cluster.local'],
-      'k8s-token-review': true,
-      'allow-any': true,
-    });
+    const config = buildConfig(TOKEN_REVIEW_MODE);
     expect(config.auth).toMatchObject({
       transport: D['jwt-transport'].value,
       k8sTrustDomain: D['k8s-trust-domain'].value,
@@ -153,15 +155,7 @@ describe('--help', () => {
   });
 
   it('--k8s-api-server: what the help shows is the table, and the table is what the code sends TokenReview to', () => {
-    const config = buildConfig({
-      upstream: 'http://127.0.0.1:8080',
-      listen: '127.0.0.1:8443',
-      'auth-mode': 'jwt',
-      'jwt-audience': ['orders'],
-      'jwt-issuer': ['k8s=https://kubernetes.default.svc.cluster.local'],
-      'k8s-token-review': true,
-      'allow-any': true,
-    });
+    const config = buildConfig(TOKEN_REVIEW_MODE);
     const apiServer = config.auth.mode === 'jwt' ? config.auth.tokenReview?.apiServer : undefined;
     expect(apiServer).toBe(RUN_DEFAULTS['k8s-api-server'].value);
     expect(helpText('run')).toContain(`(default ${apiServer})`);
