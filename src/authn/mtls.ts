@@ -64,17 +64,27 @@ export function authenticateTlsPeer(
 ): AuthnResult {
   const chain = peerChain(socket);
   if (chain.length === 0) return reject('ERR_NO_CLIENT_CERT', 'the peer presented no certificate');
-  if (!socket.authorized) {
-    // OpenSSL's verdict against the union of all bundles: an OpenSSL verify code such as
-    // CERT_HAS_EXPIRED or UNABLE_TO_GET_ISSUER_CERT_LOCALLY (a bounded set).
-    const code = String(socket.authorizationError ?? 'ERR_CHAIN_UNTRUSTED');
-    return reject(code, `the peer certificate failed TLS verification: ${code}`);
-  }
   if (chain.length > MAX_PEER_CHAIN || chain.some((c) => c.raw.length > MAX_PEER_CERT_BYTES)) {
     return reject(
       'ERR_PEER_CHAIN_TOO_LARGE',
       `the peer sent more than ${MAX_PEER_CHAIN} certificates, or one larger than ${MAX_PEER_CERT_BYTES} bytes`,
     );
+  }
+  if (!socket.authorized) {
+    // OpenSSL's verdict against the union of all bundles: an OpenSSL verify code such as
+    // CERT_HAS_EXPIRED or UNABLE_TO_GET_ISSUER_CERT_LOCALLY (a bounded set).
+    const code = String(socket.authorizationError ?? 'ERR_CHAIN_UNTRUSTED');
+    if (code === 'UNSPECIFIED') {
+      // Node names only some of OpenSSL's verify errors (an unknown critical extension, a name-constraint
+      // violation or a signer without keyCertSign come out as UNSPECIFIED): our verifier says which rule.
+      // The peer is refused either way.
+      try {
+        verifyX509SvidPeer(chain, bundles, { now: new Date(now) });
+      } catch (err) {
+        if (isSidecarError(err)) return reject(err.code, `${err.message} (OpenSSL: UNSPECIFIED)`);
+      }
+    }
+    return reject(code, `the peer certificate failed TLS verification: ${code}`);
   }
   const leafSha256 = createHash('sha256').update(chain[0].raw).digest('hex');
   const cache = cacheFor(bundles);

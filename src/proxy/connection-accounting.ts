@@ -111,6 +111,17 @@ export interface HandshakeFailure {
   alert?: string;
 }
 
+/**
+ * The TLS alert with which a remote refused the certificate we presented (`bad_certificate`, `unknown_ca`...),
+ * or undefined for any other error. Over TLS 1.3 it arrives after our side of the handshake is done, as the
+ * error of the request that was under way.
+ */
+export function certificateAlertOf(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const alert = typeof code === 'string' ? ALERT_CODE.exec(code)?.[1].toLowerCase() : undefined;
+  return alert !== undefined && CERTIFICATE_ALERTS.has(alert) ? alert : undefined;
+}
+
 /** A failed handshake's stable reason, from Node's error code (the raw OpenSSL text goes to `error`). */
 export function handshakeFailure(err: NodeJS.ErrnoException): HandshakeFailure {
   const code = err.code ?? '';

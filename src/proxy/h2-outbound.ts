@@ -18,6 +18,7 @@ import { outboundFields, type OutboundRoute, routeCredential } from './outbound.
 import { relay } from './relay.js';
 import { startResponseTimer } from './response-timer.js';
 import { connectVerified, RemoteIdentityError } from './verified-connect.js';
+import { certificateAlertOf } from './connection-accounting.js';
 
 export class H2OutboundProxy {
   private readonly server = http2.createServer();
@@ -129,7 +130,12 @@ export class H2OutboundProxy {
     try {
       session = await this.remoteSession();
     } catch (err) {
-      const reason = err instanceof RemoteIdentityError ? err.reason : 'remote_unreachable';
+      const reason =
+        err instanceof RemoteIdentityError
+          ? err.reason
+          : certificateAlertOf(err) !== undefined
+            ? 'remote_refused_our_certificate'
+            : 'remote_unreachable';
       log.warn(
         { event: 'outbound_rejected', remote: route.remote.origin, expected: route.expectText, reason },
         (err as Error).message,

@@ -18,6 +18,7 @@ import type { Logger } from '../log.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { downstreamResponseHeaders, forwardableHeaders } from './headers.js';
 import { connectVerified, RemoteIdentityError } from './verified-connect.js';
+import { certificateAlertOf } from './connection-accounting.js';
 
 export interface OutboundRoute {
   /** Where the app connects (loopback). */
@@ -220,7 +221,9 @@ export class OutboundProxy {
         ? 'remote_timeout'
         : err instanceof RemoteIdentityError
           ? err.reason
-          : 'remote_unreachable';
+          : certificateAlertOf(err) !== undefined
+            ? 'remote_refused_our_certificate'
+            : 'remote_unreachable';
       log.warn(
         {
           event: 'outbound_rejected',

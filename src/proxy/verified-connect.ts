@@ -5,6 +5,7 @@
 import { constants } from 'node:crypto';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { authenticateTlsPeer } from '../authn/mtls.js';
+import { certificateAlertOf } from './connection-accounting.js';
 import { allAuthoritiesPem, type IdentitySource } from '../identity/source.js';
 import type { IdMatcher } from '../spiffe/match.js';
 
@@ -62,7 +63,17 @@ export function connectVerified(
     if (err) socket.destroy();
     done(err);
   };
-  socket.once('error', finish);
+  // TLS 1.2: the remote's alert refusing our certificate ends the handshake itself.
+  socket.once('error', (err) =>
+    finish(
+      certificateAlertOf(err) !== undefined
+        ? new RemoteIdentityError(
+            'remote_refused_our_certificate',
+            `the remote refused our certificate: ${err.message}`,
+          )
+        : err,
+    ),
+  );
   socket.once('secureConnect', () => {
     if (!current) return finish(new RemoteIdentityError('no_identity', 'no trust bundles to verify the remote with'));
     const result = authenticateTlsPeer(socket, current.bundles);
