@@ -1,9 +1,10 @@
 // `npm run bench`: the data-path benchmark of issue 11. Starts the app, nginx (installed with apt-get when
-// missing), three minimal Node reference proxies and the sidecar in each mode this build has, then measures
-// them in interleaved rounds with its own load generator (a separate process that presents a client
-// certificate), and prints a Markdown table, the targets with PASS/MISS, and JSON (also written to
-// bench/results/latest.json). `--soak` (or BENCH_SOAK=1) runs the soak instead (bench/lib/soak.js).
-// Environment: BENCH_QUICK=1, BENCH_ROUNDS, BENCH_SECONDS, BENCH_ONLY, BENCH_SIDECAR_NODE, see bench/README.md.
+// missing), ghostunnel (built from the Go module proxy once per machine), three minimal Node reference proxies and
+// the sidecar in each mode this build has, then measures them in interleaved rounds with its own load generator (a
+// separate process that presents a client certificate), and prints a Markdown table, the targets with PASS/MISS,
+// and JSON (also written to bench/results/latest.json). `--soak` (or BENCH_SOAK=1) runs the soak instead
+// (bench/lib/soak.js). Environment: BENCH_QUICK=1, BENCH_ROUNDS, BENCH_SECONDS, BENCH_ONLY, BENCH_SIDECAR_NODE, see
+// bench/README.md.
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -13,6 +14,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { URL } from 'node:url';
 import { freePort, runningChildren, spawnChild, stopChild, terminateAll, waitForLine } from './lib/children.js';
 import { LoadGenerator } from './lib/loadgen.js';
+import { ensureGhostunnel } from './lib/ghostunnel.js';
 import { ensureNginx, nginxVersion } from './lib/nginx.js';
 import { findRedis, redisVersion } from './lib/redis.js';
 import { runNotes } from './lib/notes.js';
@@ -56,8 +58,9 @@ async function formatJson(value, file) {
  * Machine facts for the report.
  * @param {string | undefined} nginx
  * @param {{ binary: string } | { missing: string } | undefined} redis
+ * @param {import('./lib/ghostunnel.js').Ghostunnel | undefined} ghostunnel
  */
-async function machine(nginx, redis) {
+async function machine(nginx, redis, ghostunnel) {
   return {
     cpus: os.availableParallelism(),
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -66,6 +69,7 @@ async function machine(nginx, redis) {
     node: process.versions.node,
     nginx: nginx ? await nginxVersion(nginx).catch(() => 'unknown version') : undefined,
     redis: redis && 'binary' in redis ? await redisVersion(redis.binary).catch(() => 'unknown version') : undefined,
+    ghostunnel: ghostunnel && 'binary' in ghostunnel ? `${ghostunnel.version} (${ghostunnel.go})` : undefined,
   };
 }
 
@@ -88,12 +92,13 @@ async function main() {
   const stops = [];
   let loadgen;
   try {
-    const [features, pki, nginx, redis] = await Promise.all([
+    const [features, pki, nginx, redis, ghostunnel] = await Promise.all([
       sidecarFeatures(options.cli, options.sidecarNode),
       makePki(options.cli, join(tmp, 'pki'), 3),
-      // The soak measures the sidecar alone: no nginx to install, no store.
+      // The soak measures the sidecar alone: no nginx to install, no store, no ghostunnel to build.
       options.soak ? undefined : ensureNginx(say),
       options.soak ? undefined : findRedis(),
+      options.soak ? undefined : ensureGhostunnel(say, !options.only || options.only.includes('ghostunnel')),
     ]);
     say(
       `sidecar features: --workers ${features.workers ? 'yes' : 'no'}, --protocol ${features.protocol ? 'yes' : 'no'}`,
@@ -125,6 +130,7 @@ async function main() {
       features,
       clientTls,
       redis: redis ?? { missing: 'not used by the soak' },
+      ghostunnel: ghostunnel ?? { missing: 'not used by the soak' },
     };
     if (redis && 'binary' in redis && (!options.only || options.only.includes('sidecar-mtls-rate-limit-store')))
       say(`redis-server: ${redis.binary} (for the rate-limit store row)`);
@@ -162,7 +168,7 @@ async function main() {
     const meta = {
       date: started.toISOString(),
       durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
-      machine: await machine(nginx, redis),
+      machine: await machine(nginx, redis, ghostunnel),
       sidecarNode,
       options: { ...options, cli: relative(process.cwd(), options.cli) },
       sidecarFeatures: { workers: features.workers, protocol: features.protocol },

@@ -1,5 +1,5 @@
-// The Markdown report: the machine, the table of rows with ratios against nginx and the direct connection,
-// startup, rotation, and the targets with PASS/MISS; or, for `--soak`, the machine and the soak.
+// The Markdown report: the machine, the table of rows with ratios against nginx, ghostunnel and the direct
+// connection, startup, rotation, and the targets with PASS/MISS; or, for `--soak`, the machine and the soak.
 
 const MB = 1024 * 1024;
 
@@ -35,7 +35,7 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
     : `Node ${m.machine.node} (sidecar, bench and reference rows alike)`;
   const machineLine =
     `Machine: ${m.machine.cpus} cores (${m.machine.cpuModel}), ${m.machine.memoryGb} GB, ${m.machine.kernel}; ` +
-    `${sidecarNode}; nginx ${m.machine.nginx ?? 'not available'}.`;
+    `${sidecarNode}; nginx ${m.machine.nginx ?? 'not available'}; ghostunnel ${m.machine.ghostunnel ?? 'not available'}.`;
   if (m.options.soak) {
     lines.push(machineLine);
     lines.push('');
@@ -53,13 +53,14 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
       'Load generator, proxy and app share the cores. Medians of rounds; ratios are taken within each round, then the median.',
   );
   lines.push('');
+  // Each ratio to nginx has the same ratio to ghostunnel beside it ("× gt"): two references, one Go, one C.
   lines.push(
-    '| setup | keep-alive req/s | × nginx | × direct | CPU µs/req (keep-alive) | × nginx | cores used (keep-alive) | new conns/s | × nginx | unloaded p50 / p99 ms | added p50 ms | × nginx | RSS idle / loaded MB | ready ms | failed |',
+    '| setup | keep-alive req/s | × nginx | × gt | × direct | CPU µs/req (keep-alive) | × nginx | × gt | cores used (keep-alive) | new conns/s | × nginx | × gt | unloaded p50 / p99 ms | added p50 ms | × nginx | × gt | RSS idle / loaded MB | loaded × nginx / × gt | ready ms | failed |',
   );
-  lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const r of rows) {
     if (r.unavailable || !r.measured) {
-      lines.push(`| ${r.label} | ${r.unavailable ?? `failed: ${r.failures[0] ?? '?'}`} ||||||||||||||`);
+      lines.push(`| ${r.label} | ${r.unavailable ?? `failed: ${r.failures[0] ?? '?'}`} |||||||||||||||||||`);
       continue;
     }
     const isDirect = r.kind === 'direct';
@@ -67,22 +68,28 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
       r.invalid ? `${r.label} **INVALID** (below)` : r.label,
       num(r.keepAlive.rps),
       times(r.vsNginx.keepAliveRps),
+      times(r.vsGhostunnel.keepAliveRps),
       isDirect ? '1.00×' : times(r.vsDirect.keepAliveRps),
       `${num(r.keepAlive.cpuUsPerRequest)}${isDirect ? ' (app)' : ''}`,
       isDirect ? '–' : times(r.vsNginx.cpuUsPerRequest),
+      isDirect ? '–' : times(r.vsGhostunnel.cpuUsPerRequest),
       num(r.keepAlive.cores, 2),
       num(r.newConn.rps),
       times(r.vsNginx.newConnRps),
+      times(r.vsGhostunnel.newConnRps),
       `${num(r.latency.p50Ms, 3)} / ${num(r.latency.p99Ms, 3)}`,
       isDirect ? '–' : num(r.latency.addedP50Ms, 3),
       isDirect ? '–' : times(r.vsNginx.addedP50),
+      isDirect ? '–' : times(r.vsGhostunnel.addedP50),
       isDirect ? '–' : `${mb(r.rssIdleBytes)} / ${mb(r.rssLoadedBytes)}`,
+      isDirect ? '–' : `${times(r.vsNginx.rssLoaded)} / ${times(r.vsGhostunnel.rssLoaded)}`,
       r.readyMs === undefined ? '–' : num(r.readyMs),
       String(r.errors),
     ];
     lines.push(`| ${cells.join(' | ')} |`);
   }
   lines.push('');
+  lines.push(...referenceLines(rows));
   const jwt = rows.find((r) => r.key === 'sidecar-jwt');
   if (jwt?.measured && jwt.vsSidecarMtls.keepAliveRps !== undefined) {
     lines.push(
@@ -132,7 +139,7 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
           .map(
             (r) =>
               `${r.key} ${num(r.resumed.rps)}/s (${num(r.resumed.cpuUsPerRequest)} µs CPU/conn, ` +
-              `${times(r.vsNginx.resumedRps)} nginx)`,
+              `${times(r.vsNginx.resumedRps)} nginx, ${times(r.vsGhostunnel.resumedRps)} ghostunnel)`,
           )
           .join('; ') +
         '.',
@@ -142,6 +149,33 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
   lines.push('');
   lines.push(...targetTable(targets));
   return lines.join('\n');
+}
+
+/**
+ * The sidecar's mTLS rows against the two reference proxies side by side, nginx (C, L7) and ghostunnel (Go, L4):
+ * the ratios of the table, and RSS idle and loaded, in one line each.
+ * @param {ReturnType<typeof import('./summary.js').summarize>} rows
+ * @returns {string[]}
+ */
+function referenceLines(rows) {
+  const measured = (/** @type {string} */ key) => rows.find((r) => r.key === key)?.measured === true;
+  if (!measured('nginx') && !measured('ghostunnel')) return [];
+  const pair = (/** @type {number | undefined} */ a, /** @type {number | undefined} */ b) =>
+    `${times(a)} / ${times(b)}`;
+  const out = [];
+  for (const key of ['sidecar-mtls', 'sidecar-mtls-w2', 'sidecar-l4']) {
+    const r = rows.find((x) => x.key === key);
+    if (!r?.measured) continue;
+    const n = r.vsNginx;
+    const g = r.vsGhostunnel;
+    out.push(
+      `${key} × nginx / × ghostunnel: keep-alive req/s ${pair(n.keepAliveRps, g.keepAliveRps)}, CPU per ` +
+        `keep-alive request ${pair(n.cpuUsPerRequest, g.cpuUsPerRequest)}, new mTLS connections/s ` +
+        `${pair(n.newConnRps, g.newConnRps)}, RSS idle ${pair(n.rssIdle, g.rssIdle)}, RSS loaded ` +
+        `${pair(n.rssLoaded, g.rssLoaded)}.`,
+    );
+  }
+  return out.length > 0 ? [...out, ''] : [];
 }
 
 /**

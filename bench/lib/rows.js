@@ -1,11 +1,13 @@
 // The rows of the table: what is started for each, and how the load generator reaches it. References
-// first (direct, nginx, the three minimal Node proxies), then the sidecar in each mode this build has.
+// first (direct, nginx, ghostunnel, the three minimal Node proxies), then the sidecar in each mode this build has.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath, URL } from 'node:url';
 import { freePort, spawnChild, stopChild, waitForLine, waitForPort } from './children.js';
+import { expectOtherIdsRefused, GHOSTUNNEL_VERSION, ghostunnelArgs } from './ghostunnel.js';
 import { nginxConfig } from './nginx.js';
+import { CLIENT_ID } from './pki.js';
 import { describeModeLine, StoreModeWatch, writeRateLimitPolicy } from './rate-limit.js';
 import { startRedis } from './redis.js';
 import { sidecarArgs, startSidecar } from './sidecar.js';
@@ -43,6 +45,7 @@ import { sidecarArgs, startSidecar } from './sidecar.js';
  * @property {number} appPid
  * @property {string | undefined} nginx the nginx binary
  * @property {string | undefined} nginxMissing why there is none
+ * @property {import('./ghostunnel.js').Ghostunnel} ghostunnel the ghostunnel binary, or why there is none
  * @property {{ workers: boolean, protocol: boolean }} features
  * @property {{ cert: string, key: string, ca: string }} clientTls the load generator's SVID (PEM)
  * @property {{ binary: string } | { missing: string }} redis the redis-server binary, or why there is none
@@ -205,6 +208,32 @@ export function benchRows(ctx) {
         const args = await nginxConfig({ dir, port, appPort: ctx.appPort, certDir: ctx.pki.serverDir });
         const child = spawnChild(/** @type {string} */ (ctx.nginx), args, { logFile: join(ctx.tmp, 'nginx.log') });
         await waitForPort('127.0.0.1', port, 10_000);
+        return {
+          pid: /** @type {number} */ (child.pid),
+          target: { host: '127.0.0.1', port, tls: ctx.clientTls },
+          stop: () => stopChild(child),
+        };
+      },
+    },
+    {
+      key: 'ghostunnel',
+      label: `ghostunnel ${GHOSTUNNEL_VERSION} mTLS TCP proxy (Go), \`--allow-uri\` the client's ID`,
+      kind: 'reference',
+      tls: true,
+      unavailable: 'binary' in ctx.ghostunnel ? undefined : ctx.ghostunnel.missing,
+      start: async () => {
+        if (!('binary' in ctx.ghostunnel)) throw new Error(ctx.ghostunnel.missing);
+        const port = await freePort();
+        const args = ghostunnelArgs({ port, appPort: ctx.appPort, certDir: ctx.pki.serverDir, allowId: CLIENT_ID });
+        const child = spawnChild(ctx.ghostunnel.binary, args, { logFile: join(ctx.tmp, 'ghostunnel.log') });
+        try {
+          await waitForPort('127.0.0.1', port, 10_000);
+          // It checks the caller's ID as the sidecar does, not only its CA: another ID gets no answer.
+          await expectOtherIdsRefused(port, ctx.pki.serverDir);
+        } catch (err) {
+          await stopChild(child);
+          throw new Error(`${/** @type {Error} */ (err).message} (its output: ${join(ctx.tmp, 'ghostunnel.log')})`);
+        }
         return {
           pid: /** @type {number} */ (child.pid),
           target: { host: '127.0.0.1', port, tls: ctx.clientTls },

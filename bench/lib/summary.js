@@ -1,5 +1,5 @@
 // From the rounds to one line per row: medians of the rounds, and ratios computed inside each round (against
-// nginx and against the direct connection of the SAME round) before taking their median, so that a slow
+// nginx, ghostunnel and the direct connection of the SAME round) before taking their median, so that a slow
 // moment of the shared machine moves both sides of a ratio together.
 import { max, median, ratio } from './stats.js';
 
@@ -38,6 +38,7 @@ export function summarize(records) {
   const byKey = new Map(records.map((r) => [r.row.key, r]));
   const direct = byKey.get('direct');
   const nginx = byKey.get('nginx');
+  const ghostunnel = byKey.get('ghostunnel');
   const sidecarMtls = byKey.get('sidecar-mtls');
   /**
    * Median over rounds of a per-round ratio of this row to another.
@@ -56,6 +57,23 @@ export function summarize(records) {
   const keepAliveRps = (/** @type {RoundResult} */ r) => r.keepAlive.rps;
   const keepAliveCpu = (/** @type {RoundResult} */ r) => r.keepAlive.cpuUsPerRequest;
   const newConnRps = (/** @type {RoundResult} */ r) => r.newConn.rps;
+  /** Peak RSS of the round, keep-alive or new connections. */
+  const rssLoaded = (/** @type {RoundResult} */ r) => Math.max(r.keepAlive.rssPeakBytes, r.newConn.rssPeakBytes);
+  /**
+   * The ratios against a reference row: throughput and CPU within each round, then the median; idle RSS (read
+   * once, after every row started) as is; loaded RSS within each round.
+   * @param {RowRecord} record
+   * @param {RowRecord | undefined} reference
+   */
+  const against = (record, reference) => ({
+    keepAliveRps: perRound(record, reference, keepAliveRps),
+    cpuUsPerRequest: perRound(record, reference, keepAliveCpu),
+    newConnRps: perRound(record, reference, newConnRps),
+    resumedRps: perRound(record, reference, (r) => r.resumed?.rps),
+    addedP50: median(record.rounds.map((_, i) => ratio(added(record, i), added(reference, i)))),
+    rssIdle: ratio(record.rssIdleBytes, reference?.rssIdleBytes),
+    rssLoaded: perRound(record, reference, rssLoaded),
+  });
   /** The row's CPU per keep-alive request with its side process's (redis-server) added. */
   const totalCpu = (/** @type {RoundResult} */ r) =>
     r.keepAlive.cpuUsPerRequest === undefined
@@ -67,7 +85,6 @@ export function summarize(records) {
     const col = (/** @type {(r: RoundResult) => number | undefined} */ pick) =>
       median(rounds.map((round) => get(round, pick)));
     const addedP50 = median(rounds.map((_, i) => added(record, i)));
-    const addedVsNginx = median(rounds.map((_, i) => ratio(added(record, i), added(nginx, i))));
     const baseline = row.baseline ? byKey.get(row.baseline) : undefined;
     const errors = rounds.reduce(
       (sum, r) => sum + (r ? r.keepAlive.errors + r.newConn.errors + r.latency.errors : 0),
@@ -116,18 +133,12 @@ export function summarize(records) {
       },
       rssIdleBytes: record.rssIdleBytes,
       rssKeepAliveBytes: max(rounds.map((r) => r?.keepAlive.rssPeakBytes)),
-      rssLoadedBytes: max(
-        rounds.map((r) => (r ? Math.max(r.keepAlive.rssPeakBytes, r.newConn.rssPeakBytes) : undefined)),
-      ),
+      rssLoadedBytes: max(rounds.map((r) => (r ? rssLoaded(r) : undefined))),
       readyMs: record.readyMs,
       errors,
-      vsNginx: {
-        keepAliveRps: perRound(record, nginx, keepAliveRps),
-        cpuUsPerRequest: perRound(record, nginx, keepAliveCpu),
-        newConnRps: perRound(record, nginx, newConnRps),
-        resumedRps: perRound(record, nginx, (r) => r.resumed?.rps),
-        addedP50: addedVsNginx,
-      },
+      vsNginx: against(record, nginx),
+      // The same against ghostunnel (a Go mTLS proxy, L4): undefined where it was not measured.
+      vsGhostunnel: against(record, ghostunnel),
       vsDirect: {
         keepAliveRps: perRound(record, direct, keepAliveRps),
         newConnRps: perRound(record, direct, newConnRps),
