@@ -81,8 +81,14 @@ function subtrees(list: NameConstraints['permittedSubtrees']): NameSubtrees {
   return out;
 }
 
-function hex(bytes: ArrayBuffer): string {
-  return Buffer.from(bytes).toString('hex');
+/**
+ * A serial number as OpenSSL, Node and TLS clients print it (lower case): the INTEGER's bytes without the 0x00 that
+ * DER puts before a value whose top bit is set (X.690 §8.3.2). Half of SPIRE's 128-bit random serials have it.
+ */
+function serialHex(bytes: ArrayBuffer): string {
+  return Buffer.from(bytes)
+    .toString('hex')
+    .replace(/^(00)+(?=[0-9a-f]{2})/, '');
 }
 
 /**
@@ -154,7 +160,7 @@ export function parseCertificate(der: Buffer, source: string, node?: NodeX509Cer
     node,
     notBefore: tbs.validity.notBefore.getTime(),
     notAfter: tbs.validity.notAfter.getTime(),
-    serialNumber: hex(tbs.serialNumber),
+    serialNumber: serialHex(tbs.serialNumber),
     uris,
     dnsNames,
     isCA,
