@@ -299,7 +299,7 @@ export function benchRows(ctx) {
       label: 'spiffe-sidecar mTLS L7, `--workers 2`',
       kind: 'sidecar',
       tls: true,
-      unavailable: ctx.features.workers ? undefined : 'not available (`--help` lists no `--workers`)',
+      unavailable: ctx.features.workers ? undefined : 'not available (`run --help` lists no `--workers`)',
       start: () => startSidecarRow(ctx, { auth: 'mtls', workers: 2 }, 'sidecar-mtls-w2'),
     },
     {
@@ -314,7 +314,7 @@ export function benchRows(ctx) {
       label: 'spiffe-sidecar mTLS L4 TCP',
       kind: 'sidecar',
       tls: true,
-      unavailable: ctx.features.protocol ? undefined : 'not available (`--help` lists no `--protocol`)',
+      unavailable: ctx.features.protocol ? undefined : 'not available (`run --help` lists no `--protocol`)',
       start: () => startSidecarRow(ctx, { auth: 'l4' }, 'sidecar-l4'),
     },
   ];

@@ -19,7 +19,8 @@ const run = promisify(execFile);
  * @returns {Promise<{ workers: boolean, protocol: boolean, help: string }>}
  */
 export async function sidecarFeatures(cli, node = process.execPath) {
-  const { stdout } = await run(node, [cli, '--help']);
+  // `run --help` lists the sidecar's flags; builds before per-command help listed them under `--help`.
+  const { stdout } = await run(node, [cli, 'run', '--help']).catch(() => run(node, [cli, '--help']));
   return { workers: /--workers\b/.test(stdout), protocol: /--protocol\b/.test(stdout), help: stdout };
 }
 
