@@ -10,7 +10,8 @@ import { sample, scrapeMetrics, waitForLog, writePolicy } from '../helpers/authz
 import { requestVia } from '../helpers/client.js';
 import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
 import { fileModeArgs, type Running, startCli, waitForEvent } from '../helpers/process.js';
-import { freePort, type RedisServer, startRedis } from '../helpers/redis-server.js';
+import { freePort } from '../helpers/free-port.js';
+import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { documentedMetrics } from '../helpers/readme.js';
 import { useWorkspace } from '../helpers/workspace.js';

@@ -1,10 +1,10 @@
 // The admin listener: liveness, readiness (and what flips it), /certs, and /metrics exporting exactly the
 // metric names the README documents, with bounded labels.
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectRejected, requestVia } from '../helpers/client.js';
+import { freePort } from '../helpers/free-port.js';
 import { issueSvid, tempDir, writeServingFiles } from '../helpers/pki.js';
 import { startCli, waitForEvent } from '../helpers/process.js';
 import { type Scenario, SERVER_ID, startScenario } from '../helpers/scenario.js';
@@ -22,14 +22,6 @@ async function admin(port: number, path: string, method = 'GET') {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { method });
   const text = await res.text();
   return { status: res.status, type: res.headers.get('content-type'), text };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe('the admin endpoints report health, readiness, certs and every documented metric', () => {

@@ -1,8 +1,8 @@
 // A real redis-server (Debian's package; `.ci/run` installs it) on a free loopback port, in a folder of
 // the test's own, with no persistence. It can be killed and started again on the same port, and it can
 // serve TLS only (rediss://) with client certificates required.
+import { freePort } from './free-port.js';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 
 export interface RedisTls {
   certFile: string;
@@ -19,18 +19,6 @@ export interface RedisServer {
   /** Starts it again on the same port (empty: nothing persists). */
   restart(): Promise<void>;
   close(): Promise<void>;
-}
-
-/** A port nothing listens on now (the kernel's choice, released at once). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 function launch(dir: string, port: number, options: { tls?: RedisTls; password?: string }): Promise<ChildProcess> {

@@ -10,9 +10,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '../../helpers/free-port.js';
 import { buildPeer } from '../go-peers.js';
 import { normalizeSerial } from '../../helpers/server-serial.js';
 
@@ -104,14 +104,6 @@ export interface EntrySpec {
   federatesWith?: string[];
   /** DNS SANs (spire-server entry create -dns); changing them makes SPIRE issue a new SVID */
   dnsNames?: string[];
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Polls `check` every 200 ms until it resolves true; fails with `what` and the last error after `timeoutMs`. */
