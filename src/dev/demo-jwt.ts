@@ -4,7 +4,7 @@
 // none. True when each got what it should.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { auditLines, type DemoRun, httpCall, say } from './demo-kit.js';
+import { type DemoRun, httpCall, say, showAuditLog } from './demo-kit.js';
 import { startDevIssuer } from './issuer.js';
 import { loadOrCreateSigningKey, signToken, spiffeJwtBundleOf } from './jwt-key.js';
 
@@ -85,11 +85,7 @@ export async function jwtDemo(run: DemoRun): Promise<boolean> {
   say(`   ${answers.otherAudience}`);
   say('caller without a token:');
   say(`   ${answers.none}`);
-  // Five callers, five audit lines: wait for them rather than for a fixed time.
-  await sidecar.waitFor(() => auditLines(sidecar.logs).length >= 5).catch(() => undefined);
-  say();
-  say('the sidecar audit log:');
-  for (const line of auditLines(sidecar.logs)) say(`   ${line}`);
+  await showAuditLog(sidecar, 5);
   const ok =
     answers.svid.startsWith('HTTP 200') &&
     answers.svid.includes(`"x-spiffe-id":"${ALLOWED_ID}"`) &&

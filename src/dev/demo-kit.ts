@@ -176,3 +176,26 @@ export function auditLines(logs: LogLine[]): string[] {
     .filter((l) => l.event === 'authz' || l.event === 'peer_rejected' || l.event === 'outbound_rejected')
     .map((l) => JSON.stringify(l));
 }
+
+/** The flags that give a file-mode sidecar the SVID saved in `dir` (tls.crt, tls.key, ca.crt). */
+export function svidFileFlags(dir: string): string[] {
+  return [
+    '--mtls-cert-file',
+    join(dir, 'tls.crt'),
+    '--mtls-key-file',
+    join(dir, 'tls.key'),
+    '--mtls-ca-file',
+    join(dir, 'ca.crt'),
+  ];
+}
+
+/**
+ * Prints a sidecar's audit lines once `count` of them are there (an access line is written when its exchange is
+ * over: wait for them rather than for a fixed time; print what there is if they never come).
+ */
+export async function showAuditLog(sidecar: DemoSidecar, count: number): Promise<void> {
+  await sidecar.waitFor(() => auditLines(sidecar.logs).length >= count).catch(() => undefined);
+  say();
+  say('the sidecar audit log:');
+  for (const line of auditLines(sidecar.logs)) say(`   ${line}`);
+}

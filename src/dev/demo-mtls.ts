@@ -4,7 +4,7 @@
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { createDevCa, type IssuedCertificate, issueSvid, saveSvid } from '../certs/dev-ca.js';
-import { auditLines, type DemoRun, say } from './demo-kit.js';
+import { type DemoRun, say, showAuditLog, svidFileFlags } from './demo-kit.js';
 
 const TRUST_DOMAIN = 'example.org';
 const SERVER_ID = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/orders`;
@@ -58,12 +58,7 @@ export async function mtlsDemo(run: DemoRun): Promise<boolean> {
     '127.0.0.1:0',
     '--upstream',
     `http://127.0.0.1:${app.port}`,
-    '--mtls-cert-file',
-    join(dir, 'orders', 'tls.crt'),
-    '--mtls-key-file',
-    join(dir, 'orders', 'tls.key'),
-    '--mtls-ca-file',
-    join(dir, 'orders', 'ca.crt'),
+    ...svidFileFlags(join(dir, 'orders')),
     '--allow',
     ALLOWED_ID,
   ];
@@ -83,12 +78,7 @@ export async function mtlsDemo(run: DemoRun): Promise<boolean> {
   say(`   ${answers.denied}`);
   say('caller without a client certificate:');
   say(`   ${answers.anonymous}`);
-  // Three callers, three audit lines (an access line is written when its exchange is over): wait for them
-  // rather than for a fixed time.
-  await sidecar.waitFor(() => auditLines(sidecar.logs).length >= 3).catch(() => undefined);
-  say();
-  say('the sidecar audit log:');
-  for (const line of auditLines(sidecar.logs)) say(`   ${line}`);
+  await showAuditLog(sidecar, 3);
   const ok =
     answers.allowed.startsWith('HTTP 200') &&
     answers.allowed.includes(`"x-spiffe-id":"${ALLOWED_ID}"`) &&

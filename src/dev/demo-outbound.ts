@@ -4,21 +4,12 @@
 // reaches B. The two sidecars have distinct listen and admin ports. True when all of it happened.
 import { join } from 'node:path';
 import { createDevCa, issueSvid, saveSvid } from '../certs/dev-ca.js';
-import { auditLines, type DemoRun, httpCall, say } from './demo-kit.js';
+import { auditLines, type DemoRun, httpCall, say, svidFileFlags } from './demo-kit.js';
 
 const TRUST_DOMAIN = 'example.org';
 const A_ID = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/frontend`;
 const B_ID = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/orders`;
 const WRONG_ID = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/payments`;
-
-const fileFlags = (dir: string) => [
-  '--mtls-cert-file',
-  join(dir, 'tls.crt'),
-  '--mtls-key-file',
-  join(dir, 'tls.key'),
-  '--mtls-ca-file',
-  join(dir, 'ca.crt'),
-];
 
 export async function outboundDemo(run: DemoRun): Promise<boolean> {
   const dir = await run.tempDir();
@@ -37,7 +28,7 @@ export async function outboundDemo(run: DemoRun): Promise<boolean> {
     '127.0.0.1:0',
     '--upstream',
     `http://127.0.0.1:${appB.port}`,
-    ...fileFlags(join(dir, 'orders')),
+    ...svidFileFlags(join(dir, 'orders')),
     '--allow',
     A_ID,
   ];
@@ -50,7 +41,7 @@ export async function outboundDemo(run: DemoRun): Promise<boolean> {
   const argsA = [
     '--admin-listen',
     '127.0.0.1:0',
-    ...fileFlags(join(dir, 'frontend')),
+    ...svidFileFlags(join(dir, 'frontend')),
     '--outbound',
     `127.0.0.1:0=${remote},id=${B_ID}`,
     '--outbound',

@@ -5,7 +5,7 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { createDevCa, type IssuedCertificate, issueSvid, saveSvid } from '../certs/dev-ca.js';
-import { auditLines, type DemoRun, say } from './demo-kit.js';
+import { type DemoRun, say, showAuditLog, svidFileFlags } from './demo-kit.js';
 
 const TRUST_DOMAIN = 'example.org';
 const SERVER_ID = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/orders-db`;
@@ -84,12 +84,7 @@ export async function tcpDemo(run: DemoRun): Promise<boolean> {
     '127.0.0.1:0',
     '--upstream',
     `tcp://127.0.0.1:${app.port}`,
-    '--mtls-cert-file',
-    join(dir, 'orders-db', 'tls.crt'),
-    '--mtls-key-file',
-    join(dir, 'orders-db', 'tls.key'),
-    '--mtls-ca-file',
-    join(dir, 'orders-db', 'ca.crt'),
+    ...svidFileFlags(join(dir, 'orders-db')),
     '--allow',
     ALLOWED_ID,
   ];
@@ -109,10 +104,7 @@ export async function tcpDemo(run: DemoRun): Promise<boolean> {
   say(`   ${answers.denied}`);
   say('caller without a client certificate:');
   say(`   ${answers.anonymous}`);
-  await sidecar.waitFor(() => auditLines(sidecar.logs).length >= 3).catch(() => undefined);
-  say();
-  say('the sidecar audit log:');
-  for (const line of auditLines(sidecar.logs)) say(`   ${line}`);
+  await showAuditLog(sidecar, 3);
   const ok =
     answers.allowed === `echoed ${JSON.stringify(MESSAGE)}` &&
     answers.denied.startsWith('connection closed') &&
