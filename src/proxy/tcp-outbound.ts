@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { relayBytes } from './byte-relay.js';
 import { connectVerified } from './verified-connect.js';
+import { certificateAlertOf } from './connection-accounting.js';
 
 export interface TcpOutboundRoute {
   host: string;
@@ -88,7 +89,24 @@ export class TcpOutboundProxy {
   }
 
   private relay(app: Socket, remote: Socket): void {
-    relayBytes(app, remote, { idleTimeoutMs: this.route.limits.idleTimeoutMs });
+    const { route, log } = this;
+    relayBytes(app, remote, {
+      idleTimeoutMs: route.limits.idleTimeoutMs,
+      // TLS 1.3: a remote that will not accept our certificate says so after our side of the handshake is done,
+      // with an alert that arrives as the relay's first error.
+      onError: (err) => {
+        if (certificateAlertOf(err) === undefined) return;
+        log.warn(
+          {
+            event: 'outbound_rejected',
+            remote: route.remote.host,
+            expected: route.expectText,
+            reason: 'remote_refused_our_certificate',
+          },
+          `the remote refused our certificate: ${err.message}`,
+        );
+      },
+    });
     // Paused since it was accepted (pauseOnConnect): its bytes flow only now that the remote is verified.
     app.resume();
   }

@@ -2,6 +2,7 @@
 // on loopback; the sidecar opens mTLS to the remote, verifies it is who the rule names, and only then
 // relays bytes. Paired with a `--protocol tcp --proxy-protocol v2` sidecar B, app B learns A's SPIFFE ID.
 // A remote that is not who the rule says never receives a byte.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
+import { freePort } from '../helpers/free-port.js';
 import { createDevCa, issueSvid, tempDir } from '../helpers/pki.js';
 import { parseProxyV2 } from '../helpers/proxy-protocol-parser.js';
 import { startSpireTestSidecar, startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
@@ -211,6 +213,44 @@ describe('outbound tcp routes carry an app’s bytes over mTLS to a verified rem
     expect(fake.connections()).toBe(1);
     expect(fake.received()).toBe(0);
     await expect.poll(() => route.logs.some((l) => l.event === 'outbound_rejected')).toBe(true);
+  });
+
+  it('a remote that refuses our certificate: the app’s connection is closed, and the log says why', async () => {
+    // `openssl s_server` with B's valid SVID that trusts another CA for its clients: TLS 1.3 lets our side finish
+    // the handshake, then OpenSSL's alert (unknown_ca) arrives. (A Node server would close without an alert.)
+    const clientCa = await createDevCa({ trustDomain: 'example.org' });
+    const files = await svidFiles('strict-remote', await issueSvid(ca, { id: B }), clientCa.certPem);
+    const port = await freePort();
+    const remote = spawn(
+      'openssl',
+      [
+        's_server',
+        '-accept',
+        `127.0.0.1:${port}`,
+        '-cert',
+        files['mtls-cert-file'],
+        '-key',
+        files['mtls-key-file'],
+      ].concat(['-CAfile', files['mtls-ca-file'], '-Verify', '1', '-verify_return_error', '-naccept', '1']),
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    cleanups.push(async () => void remote.kill());
+    let output = '';
+    await new Promise<void>((resolve, reject) => {
+      remote.stdout.on('data', (d: Buffer) => {
+        output += d.toString();
+        if (output.includes('ACCEPT')) resolve();
+      });
+      remote.once('exit', (code) => reject(new Error(`openssl s_server exited (${code}): ${output}`)));
+    });
+    const route = await sidecarWithRoute('a-refused', A, `127.0.0.1:0=tls://127.0.0.1:${port},id=${B}`);
+    const socket = await appConnect(route);
+    socket.on('error', () => {});
+    socket.write('hello?');
+    await peerGone(socket);
+    await expect
+      .poll(() => route.logs.find((l) => l.event === 'outbound_rejected'))
+      .toMatchObject({ reason: 'remote_refused_our_certificate', expected: B });
   });
 
   it('an unreachable remote: the app’s connection is closed', async () => {
