@@ -76,13 +76,24 @@ export async function openJwt(
       }
       // A key miss re-reads the file at most every 30 s: made-up kids must not become a read storm.
       let lastMiss = Number.NEGATIVE_INFINITY;
+      let missReload: Promise<void> | undefined;
       keys = {
         current: () => file.current().get(issuer.name),
         version: 0,
         keyMissed: () => {
-          if (Date.now() - lastMiss < 30_000) return;
+          if (Date.now() - lastMiss < 30_000) return missReload ?? Promise.resolve();
           lastMiss = Date.now();
-          void file.reload('key_miss');
+          const reload: Promise<void> = file
+            .reload('key_miss')
+            .then(
+              () => undefined,
+              () => undefined,
+            )
+            .finally(() => {
+              if (missReload === reload) missReload = undefined;
+            });
+          missReload = reload;
+          return reload;
         },
       };
     } else {

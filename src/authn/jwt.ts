@@ -175,6 +175,7 @@ export class JwtAuthenticator {
     issuer: OidcIssuer,
     token: string,
     now: number,
+    retried = false,
   ): Promise<CacheEntry | JwtAuthnResult> {
     const jwks = issuer.keys.current();
     if (!jwks) return reject('ERR_JWT_NO_KEYS', `no keys of issuer "${issuer.name}" have been loaded yet`, 503);
@@ -203,8 +204,12 @@ export class JwtAuthenticator {
         requiredClaims: ['exp', 'sub'],
       }));
     } catch (err) {
-      if (err instanceof joseErrors.JWKSNoMatchingKey) issuer.keys.keyMissed();
-      throw err;
+      if (!(err instanceof joseErrors.JWKSNoMatchingKey) || retried) throw err;
+      // The issuer may have rotated: one refresh (at most one per cool-down, see the providers), then this token
+      // once more against the new keys, so that the first token of a new key is not refused.
+      await issuer.keys.keyMissed();
+      if (issuer.keys.current() === jwks) throw err;
+      return this.verifyIssuerToken(issuer, token, now, true);
     }
     if (typeof payload.sub !== 'string' || payload.sub.length === 0)
       return reject('ERR_JWT_SUBJECT', 'the token subject is not a string');

@@ -5,8 +5,11 @@ import type { JWKS } from '../spiffe/jwtsvid.js';
 export interface JwksProvider {
   current(): JWKS | undefined;
   readonly version: number;
-  /** A token named a key we do not have: maybe the issuer rotated (rate limited by the provider). */
-  keyMissed(): void;
+  /**
+   * A token named a key we do not have: maybe the issuer rotated. Refreshes the keys at most once per cool-down
+   * (made-up kids must not become a fetch storm) and settles when that refresh has: at once when none is due.
+   */
+  keyMissed(): Promise<void>;
   /** Refreshes that kept the last keys, by bounded reason (remote JWKS only). */
   readonly failureCounts?: Readonly<Record<string, number>>;
 }

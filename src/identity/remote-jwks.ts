@@ -103,6 +103,8 @@ export class RemoteJwks implements JwksProvider {
   private text: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastMissRefresh = Number.NEGATIVE_INFINITY;
+  /** The refresh the last key miss started, while it runs. */
+  private missRefresh: Promise<void> | undefined;
   private failures = 0;
   /** Refreshes that kept the last keys, by reason (the metric). */
   readonly failureCounts: Record<JwksFetchFailure, number> = { unavailable: 0, invalid: 0, empty: 0 };
@@ -125,14 +127,20 @@ export class RemoteJwks implements JwksProvider {
   }
 
   /**
-   * The first unknown kid refreshes at once (a rotation is picked up right away); further misses within
-   * the cool-down do not, so a flood of tokens with made-up kids cannot turn into a flood of fetches.
+   * The first unknown kid refreshes at once, and the request that named it waits for that refresh (bounded by
+   * the fetch deadline), so a rotation is picked up by its first token. Further misses within the cool-down do
+   * not refresh (a flood of tokens with made-up kids cannot turn into a flood of fetches): they wait for the
+   * refresh under way, if any, else not at all.
    */
-  keyMissed(): void {
+  keyMissed(): Promise<void> {
     const now = Date.now();
-    if (now - this.lastMissRefresh < (this.options.cooldownMs ?? 30_000)) return;
+    if (now - this.lastMissRefresh < (this.options.cooldownMs ?? 30_000)) return this.missRefresh ?? Promise.resolve();
     this.lastMissRefresh = now;
-    void this.refresh();
+    const refresh = this.refresh().finally(() => {
+      if (this.missRefresh === refresh) this.missRefresh = undefined;
+    });
+    this.missRefresh = refresh;
+    return refresh;
   }
 
   close(): void {

@@ -170,3 +170,28 @@ describe('with --no-watch, --reload-interval reloads the JWT key files', () => {
     expect(await status(s.port, await ciToken(next.ci))).toBe(200);
   });
 });
+
+describe('with --no-watch, a token naming a key not yet read re-reads the --jwt-jwks file', () => {
+  let cli: Running | undefined;
+  afterAll(() => stop(cli));
+
+  it('the first token of the new key is admitted (the request waits for the re-read), once per cool-down', async () => {
+    const first = await rotate();
+    const s = await startSidecar();
+    cli = s.cli;
+    expect(await status(s.port, await ciToken(first.ci))).toBe(200);
+
+    const next = await rotate();
+    const from = cli.stdout().length;
+    // No signal, no interval, no watcher: only the key miss re-reads the file, before this request is judged.
+    expect(await status(s.port, await ciToken(next.ci))).toBe(200);
+    await logged(cli, from, (l) => l.event === 'jwt_bundles_updated' && l.trigger === 'key_miss');
+
+    // Within the cool-down, another unknown key is refused at once: no second re-read.
+    const third = await rotate();
+    expect(await status(s.port, await ciToken(third.ci))).toBe(401);
+    expect(
+      linesSince(cli, from).filter((l) => l.trigger === 'key_miss' && l.event === 'jwt_bundles_updated'),
+    ).toHaveLength(1);
+  });
+});

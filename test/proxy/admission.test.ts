@@ -89,7 +89,7 @@ function sign(claims: JWTPayload, issuer: string, options: { audience?: string; 
 }
 
 function authenticator(): JwtAuthenticator {
-  const provider = (k: JWKS | undefined) => ({ current: () => k, version: 1, keyMissed() {} });
+  const provider = (k: JWKS | undefined) => ({ current: () => k, version: 1, keyMissed: async () => {} });
   const issuers: OidcIssuer[] = [
     { name: 'k8s', issuer: K8S_ISS, kind: 'k8s', k8sTrustDomain: 'cluster.local', keys: provider(jwks) },
     { name: 'keycloak', issuer: KEYCLOAK_ISS, kind: 'oidc', keys: provider(jwks) },
