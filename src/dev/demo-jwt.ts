@@ -4,7 +4,7 @@
 // none. True when each got what it should.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type DemoRun, httpCall, say, showAuditLog } from './demo-kit.js';
+import { type DemoRun, frontOf, httpCall, say, showAuditLog } from './demo-kit.js';
 import { startDevIssuer } from './issuer.js';
 import { loadOrCreateSigningKey, signToken, spiffeJwtBundleOf } from './jwt-key.js';
 
@@ -27,12 +27,7 @@ export async function jwtDemo(run: DemoRun): Promise<boolean> {
   const app = await run.startApp('orders');
   say(`2. the demo app "orders" on http://127.0.0.1:${app.port}`);
   const args = [
-    '--listen',
-    '127.0.0.1:0',
-    '--admin-listen',
-    '127.0.0.1:0',
-    '--upstream',
-    `http://127.0.0.1:${app.port}`,
+    ...frontOf(`http://127.0.0.1:${app.port}`),
     '--auth-mode',
     'jwt',
     '--jwt-audience',

@@ -177,6 +177,11 @@ export function auditLines(logs: LogLine[]): string[] {
     .map((l) => JSON.stringify(l));
 }
 
+/** A demo sidecar's addresses: any free loopback ports (it reports them when started), in front of `upstream`. */
+export function frontOf(upstream: string): string[] {
+  return ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--upstream', upstream];
+}
+
 /** The flags that give a file-mode sidecar the SVID saved in `dir` (tls.crt, tls.key, ca.crt). */
 export function svidFileFlags(dir: string): string[] {
   return [

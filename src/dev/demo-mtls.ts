@@ -4,7 +4,7 @@
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { createDevCa, type IssuedCertificate, issueSvid, saveSvid } from '../certs/dev-ca.js';
-import { type DemoRun, say, showAuditLog, svidFileFlags } from './demo-kit.js';
+import { type DemoRun, frontOf, say, showAuditLog, svidFileFlags } from './demo-kit.js';
 
 const TRUST_DOMAIN = 'example.org';
 const SERVER_ID = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/orders`;
@@ -52,12 +52,7 @@ export async function mtlsDemo(run: DemoRun): Promise<boolean> {
   const app = await run.startApp('orders');
   say(`2. the demo app "orders" on http://127.0.0.1:${app.port}`);
   const args = [
-    '--listen',
-    '127.0.0.1:0',
-    '--admin-listen',
-    '127.0.0.1:0',
-    '--upstream',
-    `http://127.0.0.1:${app.port}`,
+    ...frontOf(`http://127.0.0.1:${app.port}`),
     ...svidFileFlags(join(dir, 'orders')),
     '--allow',
     ALLOWED_ID,

@@ -4,7 +4,7 @@
 // reaches B. The two sidecars have distinct listen and admin ports. True when all of it happened.
 import { join } from 'node:path';
 import { createDevCa, issueSvid, saveSvid } from '../certs/dev-ca.js';
-import { auditLines, type DemoRun, httpCall, say, svidFileFlags } from './demo-kit.js';
+import { auditLines, type DemoRun, frontOf, httpCall, say, svidFileFlags } from './demo-kit.js';
 
 const TRUST_DOMAIN = 'example.org';
 const A_ID = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/frontend`;
@@ -21,17 +21,7 @@ export async function outboundDemo(run: DemoRun): Promise<boolean> {
   say(`   SVIDs: ${A_ID} (service A, the caller), ${B_ID} (service B)`);
   const appB = await run.startApp('orders');
   say(`2. app B "orders" on http://127.0.0.1:${appB.port}`);
-  const argsB = [
-    '--listen',
-    '127.0.0.1:0',
-    '--admin-listen',
-    '127.0.0.1:0',
-    '--upstream',
-    `http://127.0.0.1:${appB.port}`,
-    ...svidFileFlags(join(dir, 'orders')),
-    '--allow',
-    A_ID,
-  ];
+  const argsB = [...frontOf(`http://127.0.0.1:${appB.port}`), ...svidFileFlags(join(dir, 'orders')), '--allow', A_ID];
   const sidecarB = await run.startSidecar(argsB);
   say(
     `3. sidecar B in front of it on https://127.0.0.1:${sidecarB.port} (admin port ${sidecarB.adminPort}), admitting A:`,

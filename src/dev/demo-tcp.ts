@@ -5,7 +5,7 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { createDevCa, type IssuedCertificate, issueSvid, saveSvid } from '../certs/dev-ca.js';
-import { type DemoRun, say, showAuditLog, svidFileFlags } from './demo-kit.js';
+import { type DemoRun, frontOf, say, showAuditLog, svidFileFlags } from './demo-kit.js';
 
 const TRUST_DOMAIN = 'example.org';
 const SERVER_ID = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/orders-db`;
@@ -78,12 +78,7 @@ export async function tcpDemo(run: DemoRun): Promise<boolean> {
   const args = [
     '--protocol',
     'tcp',
-    '--listen',
-    '127.0.0.1:0',
-    '--admin-listen',
-    '127.0.0.1:0',
-    '--upstream',
-    `tcp://127.0.0.1:${app.port}`,
+    ...frontOf(`tcp://127.0.0.1:${app.port}`),
     ...svidFileFlags(join(dir, 'orders-db')),
     '--allow',
     ALLOWED_ID,
