@@ -48,21 +48,38 @@ export async function runCli(args: string[], env: Record<string, string> = {}, t
   return finished;
 }
 
-/** Resolves once the process logged a JSON line with this event; rejects if it exits first. */
-export async function waitForEvent(
+/**
+ * Resolves with the first JSON log line that `match` accepts (whole lines only: the last piece may still be
+ * being written); rejects if the process exits first, or after `timeoutMs`.
+ */
+export async function waitForLine(
   running: Running,
-  event: string,
+  match: (line: Record<string, unknown>) => boolean,
   timeoutMs = 10_000,
+  what = 'matching log line',
 ): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    for (const line of running.stdout().split('\n')) {
-      if (line.includes(`"event":"${event}"`)) return JSON.parse(line);
+  for (;;) {
+    for (const text of running.stdout().split('\n').slice(0, -1)) {
+      if (!text.startsWith('{')) continue;
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        continue; // not a log line (a command's own output)
+      }
+      if (match(line)) return line;
     }
-    if (running.child.exitCode !== null) throw new Error(`process exited before "${event}": ${running.stderr()}`);
+    if (running.child.exitCode !== null) throw new Error(`process exited before ${what}: ${running.stderr()}`);
+    if (Date.now() > deadline)
+      throw new Error(`no ${what} within ${timeoutMs} ms; stdout: ${running.stdout()} stderr: ${running.stderr()}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error(`no "${event}" within ${timeoutMs} ms; stdout: ${running.stdout()} stderr: ${running.stderr()}`);
+}
+
+/** Resolves once the process logged a JSON line with this event; rejects if it exits first. */
+export function waitForEvent(running: Running, event: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+  return waitForLine(running, (l) => l.event === event, timeoutMs, `"${event}"`);
 }
 
 /** The command line of a JWT-mode sidecar on an ephemeral port in front of `upstream`, audience `orders`. */

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileModeArgs, type Running, runCli, startCli, waitForEvent } from '../../helpers/process.js';
 import { type EchoApp, startEchoApp } from '../../helpers/echo-app.js';
 import { tempDir } from '../../helpers/pki.js';
-import { bundleArgs, type ClientResult, type Echoed, runInterop, stopSidecar, waitForLine } from './harness.js';
+import { bundleArgs, type ClientResult, type Echoed, runInterop, stopSidecar } from './harness.js';
+import { waitForLine } from '../../helpers/process.js';
 
 const ORDERS = 'spiffe://example.org/ns/shop/sa/orders';
 const FRONTEND = 'spiffe://example.org/ns/shop/sa/frontend';

@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EchoApp, startEchoApp } from '../../helpers/echo-app.js';
 import { type Running, startCli, waitForEvent } from '../../helpers/process.js';
 import { tempDir } from '../../helpers/pki.js';
-import { bundleArgs, type Echoed, runInterop, stopSidecar, waitForLine, type X509Result } from './harness.js';
+import { bundleArgs, type Echoed, runInterop, stopSidecar, type X509Result } from './harness.js';
+import { waitForLine } from '../../helpers/process.js';
 
 type Outcome = 'accept' | 'reject';
 

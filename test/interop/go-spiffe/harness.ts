@@ -151,26 +151,6 @@ export async function startGoServer(args: string[]): Promise<GoServer> {
   }
 }
 
-/** Resolves with the first JSON log line of a sidecar process that matches; rejects if it exits first. */
-export async function waitForLine(
-  running: Running,
-  match: (line: Record<string, unknown>) => boolean,
-  timeoutMs = 10_000,
-): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    // Whole lines only: the last piece may still be being written.
-    for (const text of running.stdout().split('\n').slice(0, -1)) {
-      if (!text.startsWith('{')) continue;
-      const line = JSON.parse(text) as Record<string, unknown>;
-      if (match(line)) return line;
-    }
-    if (running.child.exitCode !== null) throw new Error(`sidecar exited: ${running.stderr()}`);
-    if (Date.now() > deadline) throw new Error(`no matching log line in ${timeoutMs} ms: ${running.stdout()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** A plain HTTP GET on loopback (an app calling its sidecar's outbound listener). */
 export function plainGet(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Running, runCli, startCli, waitForEvent } from '../../helpers/process.js';
 import { tempDir } from '../../helpers/pki.js';
-import { bundleArgs, type GoServer, plainGet, startGoServer, stopSidecar, waitForLine } from './harness.js';
+import { bundleArgs, type GoServer, plainGet, startGoServer, stopSidecar } from './harness.js';
+import { waitForLine } from '../../helpers/process.js';
 
 const FRONTEND = 'spiffe://example.org/ns/shop/sa/frontend';
 const INVENTORY = 'spiffe://example.org/ns/shop/sa/inventory';
