@@ -24,7 +24,7 @@ interface KeyEntry {
 }
 
 export type ApiKeyResult =
-  { ok: true; identity: PeerIdentity & { method: 'api_key' } } | { ok: false; rejection: Rejection };
+  { ok: true; identity: PeerIdentity & { method: 'api-key' } } | { ok: false; rejection: Rejection };
 
 export class ApiKeySet {
   constructor(private readonly byDigest: ReadonlyMap<string, KeyEntry>) {}
@@ -46,7 +46,7 @@ export class ApiKeySet {
     }
     return {
       ok: true,
-      identity: { method: 'api_key', name: entry.name, ...(entry.routes ? { routes: entry.routes } : {}) },
+      identity: { method: 'api-key', name: entry.name, ...(entry.routes ? { routes: entry.routes } : {}) },
     };
   }
 }

@@ -8,9 +8,12 @@ export type PeerIdentity =
       readonly id: SpiffeId;
       /** SHA-256 hex of the leaf DER, for XFCC. */ readonly leafSha256: string;
     }
-  /** A JWT-SVID, or a token of an issuer that maps its subjects to SPIFFE IDs (Kubernetes). */
+  /**
+   * A JWT-SVID (`jwt-svid`), or a Kubernetes service-account token (`k8s-sa`: its subject maps to a SPIFFE ID,
+   * verified by the issuer's JWKS or by TokenReview).
+   */
   | {
-      readonly method: 'jwt';
+      readonly method: 'jwt-svid' | 'k8s-sa';
       readonly id: SpiffeId;
       readonly issuer?: string;
       readonly subject: string;
@@ -27,12 +30,18 @@ export type PeerIdentity =
     }
   /** A static API key (`--api-keys-file`): the identity name its line binds it to. */
   | {
-      readonly method: 'api_key';
+      readonly method: 'api-key';
       readonly id?: undefined;
       readonly name: string;
       /** Routes the key is limited to, if its line lists any. */
       readonly routes?: readonly KeyRoute[];
     };
+
+/** How a caller authenticated: the word of `x-auth-method`, the audit line's `auth` and the metrics' `auth` label. */
+export type AuthMethod = PeerIdentity['method'];
+
+/** Every method, in the order the README lists them. */
+export const AUTH_METHODS: readonly AuthMethod[] = ['mtls', 'jwt-svid', 'oidc', 'k8s-sa', 'api-key'];
 
 /** A route an API key may call: a method (or any) and a compiled path glob. */
 export interface KeyRoute {
@@ -50,5 +59,5 @@ export interface Rejection {
 /** How the caller appears in the audit log: its SPIFFE ID, or issuer and subject. */
 export function describePeer(peer: PeerIdentity): string {
   if (peer.id) return peer.id.toString();
-  return peer.method === 'api_key' ? `api_key:${peer.name}` : `${peer.issuer}#${peer.subject}`;
+  return peer.method === 'api-key' ? `api-key:${peer.name}` : `${peer.issuer}#${peer.subject}`;
 }

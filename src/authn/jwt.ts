@@ -138,7 +138,7 @@ export class JwtAuthenticator {
 
   /** The key material an identity was verified against, to detect rotation. */
   private keysFor(identity: PeerIdentity): unknown {
-    if (identity.method === 'mtls' || identity.method === 'api_key') return undefined;
+    if (identity.method === 'mtls' || identity.method === 'api-key') return undefined;
     if (identity.issuer === undefined) return this.options.svidBundles();
     const issuer = this.options.issuers.find((i) => i.name === identity.issuer);
     return issuer?.keys.current();
@@ -161,7 +161,7 @@ export class JwtAuthenticator {
     }
     return {
       identity: {
-        method: 'jwt',
+        method: 'jwt-svid',
         id: verified.spiffeId,
         subject: verified.spiffeId.toString(),
         claims: verified.claims,
@@ -247,7 +247,7 @@ export class JwtAuthenticator {
       // A reviewed token is reviewed again after the interval, so that a deleted pod's token stops working.
       const until = review ? Math.min(expiresAt, now + review.intervalMs) : expiresAt;
       return {
-        identity: { method: 'jwt', id, issuer: issuer.name, subject, claims: payload },
+        identity: { method: 'k8s-sa', id, issuer: issuer.name, subject, claims: payload },
         expiresAt: until,
         keys: jwks,
         reviewed: review !== undefined,

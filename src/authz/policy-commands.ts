@@ -39,7 +39,7 @@ function callerOf(options: Record<string, string | undefined>): PeerIdentity {
   if (apiKey !== undefined) {
     if (id !== undefined || issuer !== undefined || claimsText !== undefined)
       invalid('--api-key excludes --id, --issuer and --claims: an API key caller has only its name');
-    return { method: 'api_key', name: apiKey };
+    return { method: 'api-key', name: apiKey };
   }
   let claims: Record<string, unknown> | undefined;
   if (claimsText !== undefined) {
@@ -53,7 +53,8 @@ function callerOf(options: Record<string, string | undefined>): PeerIdentity {
   }
   const spiffeId = id === undefined ? undefined : callerId(id);
   if (spiffeId && !issuer && !claims) return { method: 'mtls', id: spiffeId, leafSha256: '' };
-  if (spiffeId) return { method: 'jwt', id: spiffeId, issuer, subject: spiffeId.toString(), claims };
+  if (spiffeId)
+    return { method: issuer ? 'k8s-sa' : 'jwt-svid', id: spiffeId, issuer, subject: spiffeId.toString(), claims };
   if (issuer === undefined)
     invalid('describe the caller: --id SPIFFE_ID, --issuer NAME with --claims JSON, or --api-key NAME');
   const subject = typeof claims?.sub === 'string' ? claims.sub : '';

@@ -12,12 +12,12 @@
 //         ids: [spiffe://example.org/ns/prod/sa/*]   # --allow syntax; one must match
 //         issuers: [keycloak]                          # token issuer names
 //         api_keys: [partner-x]                        # API key names
-//         auth: [mtls, jwt, oidc, api_key]             # how the caller authenticated
+//         auth: [mtls, jwt-svid, oidc, k8s-sa, api-key]  # how the caller authenticated (any of)
 //         claims:                                      # every condition must hold
 //           - { claim: realm_access.roles, contains: sandbox:manage }
 //       rate_limit: { requests: 10, per: 1s, burst: 20 }   # allow rules only; per caller
 import { type Document, parseDocument, visit } from 'yaml';
-import type { PeerIdentity } from '../authn/identity.js';
+import { AUTH_METHODS, type AuthMethod } from '../authn/identity.js';
 import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
 import { compileAllowRules } from '../spiffe/match.js';
@@ -32,7 +32,11 @@ export interface CompiledPolicy {
 
 const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/;
 const METHOD = /^[A-Z]{1,20}$/;
-const AUTH_METHODS: readonly PeerIdentity['method'][] = ['mtls', 'jwt', 'oidc', 'api_key'];
+/** The words of earlier versions: `jwt` named JWT-SVIDs and service-account tokens together. */
+const AUTH_ALIASES: Readonly<Record<string, readonly AuthMethod[]>> = {
+  jwt: ['jwt-svid', 'k8s-sa'],
+  api_key: ['api-key'],
+};
 const MAX_RATE_REQUESTS = 1_000_000;
 
 /** Refuses the document: `where` names the place in the message; `at` (default `where`) locates it in the file. */
@@ -109,8 +113,11 @@ function compileCallers(bad: Bad, where: string, value: unknown): CallerConditio
   if (v.api_keys !== undefined) out.apiKeys = new Set(stringList(bad, `${where}.api_keys`, v.api_keys));
   if (v.auth !== undefined) {
     const check = (s: string) =>
-      (AUTH_METHODS as readonly string[]).includes(s) ? undefined : `expected one of ${AUTH_METHODS.join(', ')}`;
-    out.auth = new Set(stringList(bad, `${where}.auth`, v.auth, check) as PeerIdentity['method'][]);
+      (AUTH_METHODS as readonly string[]).includes(s) || Object.hasOwn(AUTH_ALIASES, s)
+        ? undefined
+        : `expected one of ${AUTH_METHODS.join(', ')}`;
+    const words = stringList(bad, `${where}.auth`, v.auth, check);
+    out.auth = new Set(words.flatMap((w) => AUTH_ALIASES[w] ?? [w as AuthMethod]));
   }
   if (v.claims !== undefined) out.claims = compileClaims(bad, `${where}.claims`, v.claims);
   return out;

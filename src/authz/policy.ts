@@ -37,7 +37,7 @@ export interface AllowFlags {
  * as a rule's `methods` do (see methodCovered).
  */
 function keyRouteRefused(caller: PeerIdentity, method: string, path: string | undefined): boolean {
-  const routes = caller.method === 'api_key' ? caller.routes : undefined;
+  const routes = caller.method === 'api-key' ? caller.routes : undefined;
   if (routes === undefined) return false;
   if (path === undefined) return true;
   return !routeAllowed(routes, method, path) && !(method === 'HEAD' && routeAllowed(routes, 'GET', path));
@@ -52,7 +52,8 @@ export function createFlagAuthorizer(flags: AllowFlags): Authorizer {
     const rule = caller.id ? match(caller.id) : undefined;
     if (rule !== undefined) return { allow: true, rule };
     if (
-      (caller.method === 'jwt' || caller.method === 'oidc') &&
+      caller.method !== 'mtls' &&
+      caller.method !== 'api-key' &&
       caller.issuer !== undefined &&
       issuers.has(caller.issuer)
     ) {
@@ -63,7 +64,7 @@ export function createFlagAuthorizer(flags: AllowFlags): Authorizer {
   return {
     perRequest: false,
     decide(caller, method, target) {
-      if (caller.method === 'api_key' && keyRouteRefused(caller, method, normalizeRequestPath(target))) {
+      if (caller.method === 'api-key' && keyRouteRefused(caller, method, normalizeRequestPath(target))) {
         return { allow: false, reason: 'key_route_denied' };
       }
       return byCaller(caller);

@@ -64,11 +64,11 @@ function matchCaller(conditions: CallerConditions | undefined, caller: PeerIdent
   const { ids, issuers, apiKeys, auth, claims } = conditions;
   if (auth && !auth.has(caller.method)) return 'no_match';
   if (ids && (caller.id === undefined || ids(caller.id) === undefined)) return 'no_match';
-  const issuer = caller.method === 'jwt' || caller.method === 'oidc' ? caller.issuer : undefined;
+  const issuer = caller.method !== 'mtls' && caller.method !== 'api-key' ? caller.issuer : undefined;
   if (issuers && (issuer === undefined || !issuers.has(issuer))) return 'no_match';
-  if (apiKeys && (caller.method !== 'api_key' || !apiKeys.has(caller.name))) return 'no_match';
+  if (apiKeys && (caller.method !== 'api-key' || !apiKeys.has(caller.name))) return 'no_match';
   if (claims) {
-    const set = caller.method === 'jwt' || caller.method === 'oidc' ? caller.claims : undefined;
+    const set = caller.method !== 'mtls' && caller.method !== 'api-key' ? caller.claims : undefined;
     if (!set) return 'no_match';
     if (!claims.every((c) => conditionHolds(c, set))) return 'claims_failed';
   }

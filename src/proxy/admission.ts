@@ -182,12 +182,12 @@ export class RequestAdmission {
           ? ({ ok: false, rejection: { reason: 'ERR_API_KEY_UNKNOWN', message: 'more than one API key' } } as const)
           : (this.options.apiKeys as () => ApiKeySet)().authenticate(presented.key, Date.now());
     if (result.ok) return this.decide(head, result.identity);
-    this.rejected(head, 'api_key', result.rejection);
+    this.rejected(head, 'api-key', result.rejection);
     return { admitted: false, answer: answer(401, result.rejection.reason, { 'www-authenticate': 'Bearer' }) };
   }
 
   /** A token or key refused: logged (within the budget of rejection lines) with what the token claimed. */
-  private rejected(head: RequestHead, auth: 'jwt' | 'api_key', rejection: Rejection): void {
+  private rejected(head: RequestHead, auth: 'jwt' | 'api-key', rejection: Rejection): void {
     const { log, metrics } = this.options;
     const dropped = rejectionLine(log, 'peer_rejected', metrics, undefined, head.socket.remoteAddress);
     if (dropped < 0) return;
@@ -250,7 +250,7 @@ export class RequestAdmission {
    */
   private ownedFor(head: RequestHead, identity: PeerIdentity): ReadonlySet<string> {
     const keyInAuthorization = this.options.apiKeys !== undefined && carriesKeyInAuthorization(head);
-    const admittedByKeyInJwtMode = this.options.auth.mode === 'jwt' && identity.method === 'api_key';
+    const admittedByKeyInJwtMode = this.options.auth.mode === 'jwt' && identity.method === 'api-key';
     return keyInAuthorization || admittedByKeyInJwtMode ? this.ownedWithAuthorization : this.owned;
   }
 }

@@ -134,7 +134,7 @@ export function upstreamRequestHeaders(
   }
   if (peer.method === 'mtls') {
     if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));
-  } else if (peer.method === 'api_key') {
+  } else if (peer.method === 'api-key') {
     out.push(API_KEY_NAME_HEADER, peer.name);
   } else {
     if (peer.issuer !== undefined && policy.issuerHeader) out.push(policy.issuerHeader, peer.issuer);

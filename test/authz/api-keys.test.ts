@@ -131,7 +131,7 @@ describe('authenticate', () => {
   it('a listed key is its name', () => {
     expect(set.authenticate(partner.key, NOW)).toEqual({
       ok: true,
-      identity: { method: 'api_key', name: 'partner-x' },
+      identity: { method: 'api-key', name: 'partner-x' },
     });
   });
 
@@ -215,7 +215,7 @@ describe('apikey new', () => {
     expect(out.split(key)).toHaveLength(2);
     expect(out).toContain('shown only this once');
     const set = parseApiKeys(line, LABEL);
-    expect(set.authenticate(key, NOW)).toEqual({ ok: true, identity: { method: 'api_key', name: 'partner-x' } });
+    expect(set.authenticate(key, NOW)).toEqual({ ok: true, identity: { method: 'api-key', name: 'partner-x' } });
   });
 
   it('every key is new', () => {

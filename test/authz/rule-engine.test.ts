@@ -23,7 +23,7 @@ function compile(...rules: Rule[]) {
 
 const mtls = (id: string): PeerIdentity => ({ method: 'mtls', id: parseSpiffeId(id), leafSha256: 'ab' });
 const jwt = (id: string, issuer?: string, claims: Record<string, unknown> = {}): PeerIdentity => ({
-  method: 'jwt',
+  method: issuer ? 'k8s-sa' : 'jwt-svid',
   id: parseSpiffeId(id),
   issuer,
   subject: id,
@@ -36,7 +36,7 @@ const oidc = (issuer: string, claims: Record<string, unknown> = {}): PeerIdentit
   claims,
 });
 const key = (name: string, ...routes: string[]): PeerIdentity => ({
-  method: 'api_key',
+  method: 'api-key',
   name,
   ...(routes.length > 0 ? { routes: routes.map((r) => parseRoute(r) as KeyRoute) } : {}),
 });

@@ -273,10 +273,10 @@ describe('the store counts like the local bucket, shared by every client of the 
     cleanups.push(async () => reader.disconnect());
     await reader.connect();
     // What the rule engine passes for a caller that presented an API key: the name its line gives it.
-    const caller = describePeer({ method: 'api_key', name: 'nightly' });
-    expect(caller).toBe('api_key:nightly');
+    const caller = describePeer({ method: 'api-key', name: 'nightly' });
+    expect(caller).toBe('api-key:nightly');
     expect((await fromStore(limits.limiterFor(rule, limit).take(caller, 0))).ok).toBe(true);
-    const expected = `spiffe-sidecar:rl:${JSON.stringify(['', rule, 1, 1000, 5])}:api_key:nightly`;
+    const expected = `spiffe-sidecar:rl:${JSON.stringify(['', rule, 1, 1000, 5])}:api-key:nightly`;
     const [keys, pttl] = await Promise.all([reader.keys('*nightly*'), reader.pttl(expected)]);
     expect(keys).toEqual([expected]);
     expect(pttl).toBeGreaterThan(0);

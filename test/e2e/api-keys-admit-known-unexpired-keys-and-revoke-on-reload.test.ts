@@ -100,8 +100,8 @@ describe('API keys in mTLS mode: a client without a certificate authenticates wi
     expect(headers['x-forwarded-client-cert']).toBeUndefined();
     expect(res.body).not.toContain(partnerA.key);
     expect(await lastAudit(sidecar.logs, 'GET', '/orders/o-1')).toMatchObject({
-      auth: 'api_key',
-      peer: 'api_key:partner-a',
+      auth: 'api-key',
+      peer: 'api-key:partner-a',
       decision: 'allow',
       rule: 'partner-a-reads-orders',
     });
@@ -138,7 +138,7 @@ describe('API keys in mTLS mode: a client without a certificate authenticates wi
       expect(res.headers['www-authenticate']).toBe('Bearer');
     }
     expect(ws.app.seen.length).toBe(seen);
-    const rejected = sidecar.logs.filter((l) => l.event === 'peer_rejected' && l.auth === 'api_key');
+    const rejected = sidecar.logs.filter((l) => l.event === 'peer_rejected' && l.auth === 'api-key');
     expect(rejected.map((l) => l.reason)).toEqual(expect.arrayContaining(cases.map((c) => c[2])));
   });
 
@@ -167,7 +167,7 @@ describe('API keys in mTLS mode: a client without a certificate authenticates wi
     expect((await call('/reports/daily', { 'x-api-key': scriptB.key }, 'POST')).status).toBe(200);
     expect((await call('/orders', { 'x-api-key': partnerA.key }, 'DELETE')).status).toBe(403);
     expect(await lastAudit(sidecar.logs, 'DELETE', '/orders')).toMatchObject({
-      auth: 'api_key',
+      auth: 'api-key',
       decision: 'deny',
       reason: 'no_matching_rule',
     });
@@ -191,8 +191,8 @@ describe('API keys in mTLS mode: a client without a certificate authenticates wi
       });
     }
     expect(await lastAudit(sidecar.logs, 'GET', '/reports/monthly')).toMatchObject({
-      auth: 'api_key',
-      peer: 'api_key:reporter',
+      auth: 'api-key',
+      peer: 'api-key:reporter',
       decision: 'deny',
       reason: 'key_route_denied',
     });
@@ -368,7 +368,7 @@ describe('API keys in JWT mode, next to tokens', () => {
     expect(byKey.status).toBe(200);
     expect((byKey.body.headers as Record<string, string>)['x-api-key-name']).toBe('ci-script');
     expect(await lastAudit(jwtSidecar.logs, 'GET', '/jobs/by-key')).toMatchObject({
-      auth: 'api_key',
+      auth: 'api-key',
       decision: 'allow',
     });
 
@@ -379,7 +379,7 @@ describe('API keys in JWT mode, next to tokens', () => {
     expect(headers['x-spiffe-id']).toBe('spiffe://cluster.local/ns/prod/sa/agent');
     expect(headers['x-api-key-name']).toBeUndefined();
     expect(await lastAudit(jwtSidecar.logs, 'GET', '/jobs/by-token')).toMatchObject({
-      auth: 'jwt',
+      auth: 'k8s-sa',
       decision: 'allow',
       rule: 'prod-agents',
     });

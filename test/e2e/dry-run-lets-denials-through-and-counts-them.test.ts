@@ -141,7 +141,7 @@ describe('dry-run lets denials through and counts them', () => {
     const known = await requestVia(sidecar.port, undefined, { path: '/admin', headers: { 'x-api-key': stranger.key } });
     expect(known.status).toBe(200);
     expect(JSON.parse(known.body).headers['x-api-key-name']).toBe('stranger');
-    expect(await lastAudit(sidecar.logs, 'GET', '/admin')).toMatchObject({ auth: 'api_key', dry_run: true });
+    expect(await lastAudit(sidecar.logs, 'GET', '/admin')).toMatchObject({ auth: 'api-key', dry_run: true });
 
     const seen = ws.app.seen.length;
     const unknown = await requestVia(sidecar.port, undefined, {

@@ -129,8 +129,8 @@ describe('rate limits answer 429 with Retry-After', () => {
     expect(second.status).toBe(429);
     expect(Number(second.headers['retry-after'])).toBeGreaterThanOrEqual(59);
     expect(await lastAudit(sidecar.logs, 'GET', '/jobs/run', from)).toMatchObject({
-      peer: 'api_key:nightly',
-      auth: 'api_key',
+      peer: 'api-key:nightly',
+      auth: 'api-key',
       reason: 'rate_limited',
     });
     expect((await call(otherScript.key)).status).toBe(200);

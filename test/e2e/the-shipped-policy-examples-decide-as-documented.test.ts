@@ -292,7 +292,7 @@ describe('kubernetes-namespace-auto-approval.yaml (service-account tokens)', () 
       expect(res.headers?.['x-spiffe-id']).toBe(`spiffe://cluster.local/ns/prod/sa/${sa}`);
       expect(res.headers?.['x-jwt-issuer']).toBe('k8s');
       expect(await lastAudit(sidecar.logs, method, path, from)).toMatchObject({
-        auth: 'jwt',
+        auth: 'k8s-sa',
         peer: `spiffe://cluster.local/ns/prod/sa/${sa}`,
         decision: 'allow',
         rule: 'prod-agents-auto-approved',
@@ -307,7 +307,7 @@ describe('kubernetes-namespace-auto-approval.yaml (service-account tokens)', () 
         reason: 'rule_denied',
       });
       expect(await lastAudit(sidecar.logs, 'POST', `/tasks/${ns}`)).toMatchObject({
-        auth: 'jwt',
+        auth: 'k8s-sa',
         peer: `spiffe://cluster.local/ns/${ns}/sa/agent-1`,
         decision: 'deny',
         rule: 'other-namespaces-need-approval',

@@ -62,7 +62,7 @@ export function limits(overrides: Partial<InboundLimits> = {}): InboundLimits {
 }
 
 export const SELF_ID = 'spiffe://example.org/ns/prod/sa/server';
-export const CALLER: PeerIdentity = { method: 'api_key', name: 'partner' };
+export const CALLER: PeerIdentity = { method: 'api-key', name: 'partner' };
 
 export const HEADER_POLICY: HeaderPolicy = {
   identityHeaders: ['x-spiffe-id'],

@@ -267,7 +267,7 @@ describe('JWT mode', () => {
     const a = admitted(
       await admission.admit(head(socket, 'POST', '/v1/orders?secret=1', ['Authorization', `Bearer ${token}`])),
     );
-    expect(a.identity).toMatchObject({ method: 'jwt', issuer: 'k8s', subject: 'system:serviceaccount:shop:web' });
+    expect(a.identity).toMatchObject({ method: 'k8s-sa', issuer: 'k8s', subject: 'system:serviceaccount:shop:web' });
     expect(a.identity.id?.toString()).toBe(WEB_ID);
     expect(a.decision).toEqual({ allow: true, rule: WEB_ID });
     expect(a.judged).toEqual({ allow: true, rule: WEB_ID });
@@ -358,7 +358,7 @@ describe('API keys', () => {
       expect(a.answer).toEqual({ status: 401, reason, headers: { 'www-authenticate': 'Bearer' } });
       expect(metrics.calls).toEqual([]);
       await settleLogs();
-      expect(logs).toEqual([expect.objectContaining({ event: 'peer_rejected', auth: 'api_key', reason })]);
+      expect(logs).toEqual([expect.objectContaining({ event: 'peer_rejected', auth: 'api-key', reason })]);
     },
   );
 
@@ -370,7 +370,7 @@ describe('API keys', () => {
     const { admission, logs } = build({ authorizer: fileAuthorizer() });
     const socket = await callerSocket();
     const a = admitted(await admission.admit(head(socket, 'GET', '/v1/items', raw())));
-    expect(a.identity).toEqual({ method: 'api_key', name: 'partner' });
+    expect(a.identity).toEqual({ method: 'api-key', name: 'partner' });
     expect(a.decision).toEqual({ allow: true, rule: 'partner-reads' });
     expect(a.owned.has('authorization')).toBe(owned);
     expect(a.owned.has('x-api-key')).toBe(true);
@@ -406,7 +406,7 @@ describe('decisions', () => {
     const a = refused(await admission.admit(head(socket, 'GET', '/admin/users', partnerKey())));
     expect(a).toMatchObject({ admitted: false, answer: { status: 403, reason: 'rule_denied' }, keepAlive: true });
     expect(a.judged).toEqual({ allow: false, rule: 'no-admin', reason: 'rule_denied' });
-    expect(a.identity).toEqual({ method: 'api_key', name: 'partner' });
+    expect(a.identity).toEqual({ method: 'api-key', name: 'partner' });
   });
 
   it('dry-run: a denial is let through, counted as dry_run_deny, and returned as the denial it was', async () => {
@@ -603,7 +603,7 @@ describe('mTLS connections', () => {
       headers: { 'www-authenticate': 'Bearer' },
     });
     const inHeader = admitted(await admission.admit(head(socket, 'GET', '/', ['x-api-key', keys.partner])));
-    expect(inHeader.identity).toEqual({ method: 'api_key', name: 'partner' });
+    expect(inHeader.identity).toEqual({ method: 'api-key', name: 'partner' });
     expect(inHeader.owned.has('authorization')).toBe(false);
     const inAuthorization = admitted(
       await admission.admit(head(socket, 'GET', '/', ['Authorization', `Bearer ${keys.partner}`])),
@@ -661,7 +661,7 @@ describe('a request as Node parses it', () => {
     await response.arrayBuffer();
     expect(results).toHaveLength(1);
     const a = admitted(results[0]);
-    expect(a.identity).toEqual({ method: 'api_key', name: 'partner' } satisfies PeerIdentity);
+    expect(a.identity).toEqual({ method: 'api-key', name: 'partner' } satisfies PeerIdentity);
     expect(a.owned.has('authorization')).toBe(true);
   });
 });
