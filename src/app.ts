@@ -208,9 +208,9 @@ async function openInbound(
           headers: {
             identityHeaders: config.identityHeaders,
             xfcc: config.xfcc,
-            issuerHeader: auth.mode === 'jwt' ? auth.issuerHeader : DEFAULT_ISSUER_HEADER,
-            subjectHeader: auth.mode === 'jwt' ? auth.subjectHeader : DEFAULT_SUBJECT_HEADER,
-            stripAuthorization: auth.mode === 'jwt' && !auth.forwardToken,
+            issuerHeader: auth.tokens?.issuerHeader ?? DEFAULT_ISSUER_HEADER,
+            subjectHeader: auth.tokens?.subjectHeader ?? DEFAULT_SUBJECT_HEADER,
+            stripAuthorization: auth.tokens !== undefined && !auth.tokens.forwardToken,
           },
           log: deps.log,
           limits: config.limits,
@@ -297,7 +297,7 @@ async function openSidecar(
         allow: config.allow,
         allowAny: config.allowAny,
         allowRules: config.allowRules,
-        allowIssuers: auth.mode === 'jwt' ? auth.allowIssuers : [],
+        allowIssuers: auth.tokens?.allowIssuers ?? [],
       });
   // The rule files reload like the identity files: on change, on SIGHUP, and every --reload-interval.
   const ruleFiles = [policyFile, apiKeysFile].filter((f) => f !== undefined);
@@ -307,7 +307,7 @@ async function openSidecar(
       }, config.reloadIntervalMs).unref()
     : undefined;
   teardown.defer(() => clearInterval(ruleInterval));
-  const servesTls = config.inbound && (auth.mode === 'mtls' || auth.transport === 'tls');
+  const servesTls = config.inbound && auth.transport !== 'plain';
   const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:');
   let admin: AdminServer | undefined;
   let draining = false;
@@ -317,8 +317,9 @@ async function openSidecar(
   /** Ready only once the listener is bound, and not while draining. */
   let serving = false;
   if (config.watch) for (const f of ruleFiles) await f.watch();
-  const jwt: JwtMode | undefined =
-    auth.mode === 'jwt' ? await (await import('./jwt-mode.js')).openJwt(config, auth, log, keyFetchMetrics) : undefined;
+  const jwt: JwtMode | undefined = auth.tokens
+    ? await (await import('./jwt-mode.js')).openJwt(config, auth.tokens, log, keyFetchMetrics)
+    : undefined;
   if (jwt) teardown.defer(() => jwt.close());
   /** Everything but the upstream probe: cheap enough for a metrics scrape. */
   const readyNow = (): Readiness => {

@@ -314,9 +314,20 @@ export const RUN_FLAG_GROUPS: readonly (readonly [heading: string, flags: readon
       'rate-limit-replicas',
     ],
   ],
-  ['What the app receives', ['identity-header', 'xfcc']],
   [
-    'JWT mode: callers send a bearer token instead of a client certificate',
+    'What the app receives',
+    [
+      'identity-header',
+      'xfcc',
+      'claim-header',
+      'identity-assertion',
+      'identity-assertion-header',
+      'identity-assertion-audience',
+      'identity-assertion-ttl',
+    ],
+  ],
+  [
+    'Bearer tokens: JWT mode, or mTLS mode with --jwt-audience (a certificate, a token, or both)',
     [
       'auth-mode',
       'jwt-transport',
@@ -335,6 +346,10 @@ export const RUN_FLAG_GROUPS: readonly (readonly [heading: string, flags: readon
       'k8s-api-server',
       'k8s-token-file',
       'k8s-token-review-interval',
+      'k8s-token-review-only',
+      'k8s-api-ca-file',
+      'max-token-lifetime',
+      'jwt-replay-cache',
     ],
   ],
   [

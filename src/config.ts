@@ -76,6 +76,15 @@ export interface RawOptions extends RateLimitStoreFlags {
   'k8s-api-server'?: string;
   'k8s-token-file'?: string;
   'k8s-token-review-interval'?: string;
+  'k8s-token-review-only'?: boolean;
+  'k8s-api-ca-file'?: string;
+  'max-token-lifetime'?: string;
+  'jwt-replay-cache'?: string;
+  'claim-header'?: string[];
+  'identity-assertion'?: boolean;
+  'identity-assertion-header'?: string;
+  'identity-assertion-audience'?: string;
+  'identity-assertion-ttl'?: string;
   outbound?: string[];
   /** SPIFFE_ENDPOINT_SOCKET from the environment (Workload Endpoint §4): the default socket. */
   spiffeEndpointSocket?: string;
@@ -95,24 +104,43 @@ export interface JwtIssuerConfig {
   readonly jwks?: { readonly url?: string; readonly file?: string };
 }
 
+/** Bearer tokens: JWT-SVIDs, OIDC issuers' tokens and Kubernetes service-account tokens. */
+export interface TokenAuthConfig {
+  readonly audience: readonly string[];
+  readonly bundleFiles: readonly { trustDomain: string; file: string }[];
+  readonly issuers: readonly JwtIssuerConfig[];
+  readonly k8sTrustDomain: string;
+  /** `--jwt-ca-file`: an extra CA for fetching the issuers' keys. */
+  readonly caFile: string | undefined;
+  readonly allowIssuers: readonly string[];
+  readonly forwardToken: boolean;
+  readonly issuerHeader: string;
+  readonly subjectHeader: string;
+  /** Confirm Kubernetes tokens with the API server's TokenReview (`only`: without the issuer's JWKS). */
+  readonly tokenReview:
+    | {
+        readonly apiServer: string;
+        readonly tokenFile: string;
+        readonly intervalMs: number;
+        readonly only: boolean;
+        /** `--k8s-api-ca-file`: the API server's CA (not the issuers'). */
+        readonly caFile: string | undefined;
+      }
+    | undefined;
+  /** `--max-token-lifetime`: refuse tokens whose `exp - iat` is longer. */
+  readonly maxTokenLifetimeMs: number | undefined;
+  /** `--jwt-replay-cache N`: remember this many `jti`s and admit each once. */
+  readonly replayCacheSize: number | undefined;
+}
+
+/**
+ * How callers authenticate on the inbound listener. `mode` is the one flag (`--auth-mode`); `transport` says
+ * what the listener speaks: plain HTTP, TLS with our SVID, or TLS that asks for the caller's certificate
+ * (mtls). `tokens`: bearer tokens are accepted (always in JWT mode; in mTLS mode when `--jwt-audience` is given).
+ */
 export type AuthConfig =
-  | { readonly mode: 'mtls' }
-  | {
-      readonly mode: 'jwt';
-      readonly transport: 'plain' | 'tls';
-      readonly audience: readonly string[];
-      readonly bundleFiles: readonly { trustDomain: string; file: string }[];
-      readonly issuers: readonly JwtIssuerConfig[];
-      readonly k8sTrustDomain: string;
-      readonly caFile: string | undefined;
-      readonly allowIssuers: readonly string[];
-      readonly forwardToken: boolean;
-      readonly issuerHeader: string;
-      readonly subjectHeader: string;
-      /** Confirm Kubernetes tokens with the API server's TokenReview. */
-      readonly tokenReview:
-        { readonly apiServer: string; readonly tokenFile: string; readonly intervalMs: number } | undefined;
-    };
+  | { readonly mode: 'mtls'; readonly transport: 'mtls'; readonly tokens: TokenAuthConfig | undefined }
+  | { readonly mode: 'jwt'; readonly transport: 'plain' | 'tls' | 'mtls'; readonly tokens: TokenAuthConfig };
 
 export interface OutboundRouteConfig {
   readonly host: string;
@@ -284,7 +312,8 @@ function parseTcpMode(raw: RawOptions, auth: AuthConfig): Config['tcp'] {
     if (proxyProtocol !== undefined) invalid('--proxy-protocol needs --protocol tcp (HTTP apps get identity headers)');
     return undefined;
   }
-  if (auth.mode !== 'mtls') invalid('--protocol tcp needs --auth-mode mtls: a byte stream has no place for a token');
+  if (auth.mode !== 'mtls' || auth.tokens)
+    invalid('--protocol tcp needs --auth-mode mtls without --jwt-audience: a byte stream has no place for a token');
   for (const flag of ['policy-file', 'api-keys-file'] as const) {
     if (raw[flag] !== undefined)
       invalid(`--${flag} needs --protocol http: in TCP mode there are no methods, paths or headers; use --allow`);
@@ -515,15 +544,32 @@ function parseHeaderName(raw: string, flag: string): string {
   return name;
 }
 
-function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: string; kind: string }[]) {
-  const flags = (['k8s-api-server', 'k8s-token-file', 'k8s-token-review-interval'] as const).filter((f) => raw[f]);
+function parseTokenReview(
+  raw: RawOptions,
+  issuers: { name: string; issuer: string; kind: string; jwks?: object }[],
+): TokenAuthConfig['tokenReview'] {
+  const flags = (
+    [
+      'k8s-api-server',
+      'k8s-token-file',
+      'k8s-token-review-interval',
+      'k8s-api-ca-file',
+      'k8s-token-review-only',
+    ] as const
+  ).filter((f) => raw[f]);
   if (!raw['k8s-token-review']) {
     if (flags.length > 0) invalid(`--${flags[0]} needs --k8s-token-review`);
     return undefined;
   }
-  if (!issuers.some((i) => i.kind === 'k8s')) {
+  const k8s = issuers.find((i) => i.kind === 'k8s');
+  if (!k8s) {
     invalid('--k8s-token-review needs a Kubernetes issuer (--jwt-issuer k8s=https://kubernetes.default.svc)');
   }
+  const only = raw['k8s-token-review-only'] ?? DEFAULTS['k8s-token-review-only'].value;
+  if (only && k8s?.jwks)
+    invalid(
+      "--k8s-token-review-only verifies service-account tokens without the issuer's keys: drop --jwt-jwks k8s=…, or drop --k8s-token-review-only",
+    );
   const apiServer = raw['k8s-api-server'] ?? DEFAULTS['k8s-api-server'].value;
   if (!apiServer.startsWith('https://')) invalid(`--k8s-api-server ${apiServer}: must be an https:// URL`);
   return Object.freeze({
@@ -533,6 +579,8 @@ function parseTokenReview(raw: RawOptions, issuers: { name: string; issuer: stri
       raw['k8s-token-review-interval'] ?? DEFAULTS['k8s-token-review-interval'].value,
       '--k8s-token-review-interval',
     ),
+    only,
+    caFile: raw['k8s-api-ca-file'],
   });
 }
 
@@ -665,19 +713,52 @@ function nameValue(value: string, flag: string, example: string): [string, strin
   return [value.slice(0, eq), value.slice(eq + 1)];
 }
 
+/** The flags that configure bearer tokens: in mTLS mode, each needs --jwt-audience. */
+const TOKEN_FLAGS = [
+  'jwt-audience',
+  'jwt-bundle-file',
+  'jwt-issuer',
+  'jwt-jwks',
+  'jwt-ca-file',
+  'allow-issuer',
+  'jwt-forward-token',
+  'jwt-issuer-header',
+  'jwt-subject-header',
+  'k8s-token-review',
+  'max-token-lifetime',
+  'jwt-replay-cache',
+] as const;
+
 function parseAuth(raw: RawOptions): AuthConfig {
   const mode = raw['auth-mode'] ?? DEFAULTS['auth-mode'].value;
   if (mode !== 'mtls' && mode !== 'jwt') invalid(`--auth-mode ${JSON.stringify(mode)}: use mtls or jwt`);
-  const jwtFlags = (
-    ['jwt-transport', 'jwt-audience', 'jwt-bundle-file', 'jwt-issuer', 'jwt-jwks', 'allow-issuer'] as const
-  ).filter((f) => raw[f] !== undefined && raw[f]?.length !== 0);
   if (mode === 'mtls') {
-    if (jwtFlags.length > 0) invalid(`--${jwtFlags[0]} needs --auth-mode jwt`);
-    return { mode };
+    if (raw['jwt-transport'] !== undefined)
+      invalid('--jwt-transport needs --auth-mode jwt (mTLS mode always serves TLS and asks for a certificate)');
+    // mTLS mode takes bearer tokens as well once it knows their audience.
+    if ((raw['jwt-audience'] ?? []).length === 0) {
+      const given = TOKEN_FLAGS.find((f) => {
+        const value = raw[f];
+        return value !== undefined && value !== false && !(Array.isArray(value) && value.length === 0);
+      });
+      if (given)
+        invalid(
+          `--${given} needs --jwt-audience: mTLS mode accepts bearer tokens as well when it knows their audience (or use --auth-mode jwt)`,
+        );
+      return { mode, transport: 'mtls', tokens: undefined };
+    }
+    return { mode, transport: 'mtls', tokens: parseTokens(raw) };
   }
   const transport = raw['jwt-transport'] ?? DEFAULTS['jwt-transport'].value;
-  if (transport !== 'plain' && transport !== 'tls')
-    invalid(`--jwt-transport ${JSON.stringify(transport)}: use plain or tls`);
+  if (transport !== 'plain' && transport !== 'tls' && transport !== 'mtls')
+    invalid(
+      `--jwt-transport ${JSON.stringify(transport)}: use plain, tls (our SVID) or mtls (our SVID, and the caller's certificate when it has one)`,
+    );
+  return { mode, transport, tokens: parseTokens(raw) };
+}
+
+/** The bearer-token flags (`--jwt-*`, `--k8s-*`, `--allow-issuer`). */
+function parseTokens(raw: RawOptions): TokenAuthConfig {
   const audience = raw['jwt-audience'] ?? [];
   if (audience.length === 0) {
     throw new SidecarError(
@@ -746,8 +827,6 @@ function parseAuth(raw: RawOptions): AuthConfig {
     invalid('--jwt-issuer-header and --jwt-subject-header must differ from each other and from the identity headers');
   }
   return {
-    mode,
-    transport,
     audience: Object.freeze([...audience]),
     bundleFiles: Object.freeze(bundleFiles),
     issuers: Object.freeze([...issuers.values()].map((i) => Object.freeze(i))),
@@ -758,6 +837,14 @@ function parseAuth(raw: RawOptions): AuthConfig {
     issuerHeader,
     subjectHeader,
     tokenReview: parseTokenReview(raw, [...issuers.values()]),
+    maxTokenLifetimeMs:
+      raw['max-token-lifetime'] === undefined
+        ? undefined
+        : parseDuration(raw['max-token-lifetime'], '--max-token-lifetime'),
+    replayCacheSize:
+      raw['jwt-replay-cache'] === undefined
+        ? undefined
+        : parseCount(raw['jwt-replay-cache'], '--jwt-replay-cache', 1, 10_000_000),
   };
 }
 
@@ -767,7 +854,7 @@ function parseAuth(raw: RawOptions): AuthConfig {
  * `--unsafe-plaintext-jwt`.
  */
 function checkPlaintextJwt(raw: RawOptions, auth: AuthConfig, inbound: boolean, host: string): void {
-  const plain = auth.mode === 'jwt' && auth.transport === 'plain' && inbound;
+  const plain = auth.transport === 'plain' && inbound;
   if (raw['unsafe-plaintext-jwt'] && !plain)
     invalid('--unsafe-plaintext-jwt is for --auth-mode jwt with --jwt-transport plain');
   if (plain && !isLoopback(host) && !raw['unsafe-plaintext-jwt']) {
@@ -816,7 +903,7 @@ export function buildConfig(raw: RawOptions): Config {
     (r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:' || (r.auth === 'jwt' && !r.tokenFile),
   );
   // JWT mode over plain HTTP needs no X.509 identity of its own; every other mode does.
-  const needsSource = (inbound && (auth.mode === 'mtls' || auth.transport === 'tls')) || needsIdentityForOutbound;
+  const needsSource = (inbound && auth.transport !== 'plain') || needsIdentityForOutbound;
   const anySource =
     FILE_FLAGS.some((f) => raw[f]) ||
     raw['workload-api-socket'] !== undefined ||
@@ -831,24 +918,24 @@ export function buildConfig(raw: RawOptions): Config {
     );
   const source = needsSource || anySource ? parseSource(raw) : undefined;
   if (
-    auth.mode === 'jwt' &&
-    auth.bundleFiles.length === 0 &&
-    auth.issuers.length === 0 &&
+    auth.tokens &&
+    auth.tokens.bundleFiles.length === 0 &&
+    auth.tokens.issuers.length === 0 &&
     source?.kind !== 'workload-api'
   ) {
     throw new SidecarError(
       'ERR_CONFIG_MISSING',
-      'JWT mode has no keys to verify tokens with: give --jwt-bundle-file TD=FILE, --jwt-issuer NAME=URL, or SPIRE mode (--workload-api-socket) for JWT-SVID bundles',
+      'no keys to verify bearer tokens with: give --jwt-bundle-file TD=FILE, --jwt-issuer NAME=URL, or SPIRE mode (--workload-api-socket) for JWT-SVID bundles',
     );
   }
   const allow = raw.allow ?? [];
   const allowAny = raw['allow-any'] ?? DEFAULTS['allow-any'].value;
-  // `--allow-issuer` is an allow rule too (JWT mode: every valid token of that issuer).
-  const allowsIssuers = auth.mode === 'jwt' && auth.allowIssuers.length > 0;
+  // `--allow-issuer` is an allow rule too (every valid token of that issuer).
+  const allowsIssuers = (auth.tokens?.allowIssuers.length ?? 0) > 0;
   if (inbound && allow.length === 0 && !allowAny && !policy && !allowsIssuers) {
     throw new SidecarError(
       'ERR_NO_ALLOW_RULE',
-      'no --allow rule: the sidecar denies everyone by default; add --allow spiffe://example.org/ns/prod/sa/client (repeatable), --allow-issuer NAME in JWT mode, or --allow-any to admit every authenticated peer',
+      'no --allow rule: the sidecar denies everyone by default; add --allow spiffe://example.org/ns/prod/sa/client (repeatable), --allow-issuer NAME (every token of that issuer), or --allow-any to admit every authenticated peer',
     );
   }
   if (allow.length > 0 && allowAny)

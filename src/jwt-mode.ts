@@ -1,13 +1,14 @@
-// JWT mode, composed: the authenticator and where its keys come from (bundle files, the Workload API,
-// OIDC issuers, TokenReview). Loaded only in JWT mode, so that mTLS mode never loads jose; gRPC is loaded
-// only when the keys come from the Workload API.
+// Bearer tokens, composed: the authenticator and where its keys come from (bundle files, the Workload API,
+// OIDC issuers, TokenReview). Loaded only when tokens are accepted (JWT mode, or mTLS mode with
+// --jwt-audience), so that a certificate-only sidecar never loads jose; gRPC is loaded only when the keys
+// come from the Workload API.
 // Key files reload like the identity files: on change (unless --no-watch), on SIGHUP (`reload()`), and
 // every --reload-interval; --no-watch turns off only the watcher.
 import { readFile } from 'node:fs/promises';
 import { JwtAuthenticator, type OidcIssuer } from './authn/jwt.js';
 import type { JwksProvider } from './identity/jwks-provider.js';
 import { createTokenReviewer } from './authn/token-review.js';
-import type { AuthConfig, Config } from './config.js';
+import type { Config, TokenAuthConfig } from './config.js';
 import { SidecarError } from './errors.js';
 import { watchIdentityFiles } from './file-watcher.js';
 import { type JwtBundleSource, JwtBundleFiles } from './identity/jwt-bundles.js';
@@ -25,12 +26,7 @@ const FILE_LABELS = { '--jwt-bundle-file': 'jwt_bundle', '--jwt-jwks': 'jwt_jwks
  * JWT mode: the authenticator and where its keys come from (files, the Workload API, issuers). `metrics`
  * is told of every JWKS fetch and TokenReview (the first fetches happen here, before prom-client loads).
  */
-export async function openJwt(
-  config: Config,
-  auth: AuthConfig & { mode: 'jwt' },
-  log: Logger,
-  metrics?: KeyFetchMetrics,
-) {
+export async function openJwt(config: Config, auth: TokenAuthConfig, log: Logger, metrics?: KeyFetchMetrics) {
   const closers: (() => Promise<void> | void)[] = [];
   /** The key files (each knows its flag): what SIGHUP and --reload-interval re-read. */
   const keyFiles: JwtBundleFiles[] = [];

@@ -96,6 +96,16 @@ export const RUN_DEFAULTS = freeze({
   'k8s-api-server': { value: 'https://kubernetes.default.svc' },
   'k8s-token-file': { value: '/var/run/secrets/kubernetes.io/serviceaccount/token' },
   'k8s-token-review-interval': { value: '1m' },
+  'k8s-token-review-only': OFF,
+  // The in-cluster CA: the API server's certificate is not signed by a public CA.
+  'k8s-api-ca-file': { value: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt' },
+  'max-token-lifetime': { shown: 'no limit' },
+  'jwt-replay-cache': { shown: 'off' },
+  'claim-header': NONE,
+  'identity-assertion': OFF,
+  'identity-assertion-header': { value: 'x-identity-assertion' },
+  'identity-assertion-audience': { shown: 'our SPIFFE ID' },
+  'identity-assertion-ttl': { value: '60s' },
 } as const);
 
 /** `spiffe-sidecar inject-webhook`. */

@@ -95,7 +95,11 @@ export const RUN_OPTIONS: Readonly<Record<RunFlag, OptionSpec>> = {
     help: 'egress: the app calls LISTEN, the sidecar calls the remote with our identity (repeatable; forms below)',
   },
   'auth-mode': { type: 'string', value: 'MODE', help: 'mtls or jwt: how callers authenticate' },
-  'jwt-transport': { type: 'string', value: 'T', help: 'JWT mode: plain HTTP, or tls with our SVID' },
+  'jwt-transport': {
+    type: 'string',
+    value: 'T',
+    help: "JWT mode: plain HTTP, tls with our SVID, or mtls (also the caller's certificate, if it has one)",
+  },
   'unsafe-plaintext-jwt': {
     type: 'boolean',
     help: 'JWT mode: allow plain HTTP on a --listen that is not loopback',
@@ -104,7 +108,7 @@ export const RUN_OPTIONS: Readonly<Record<RunFlag, OptionSpec>> = {
     type: 'string',
     multiple: true,
     value: 'AUD',
-    help: 'JWT mode: accepted audience (repeatable)',
+    help: 'accepted token audience (repeatable); in mTLS mode it turns bearer tokens on as well',
   },
   'jwt-bundle-file': {
     type: 'string',
@@ -136,7 +140,7 @@ export const RUN_OPTIONS: Readonly<Record<RunFlag, OptionSpec>> = {
     value: 'NAME',
     help: 'admit every valid token of this issuer (repeatable)',
   },
-  'jwt-forward-token': { type: 'boolean', help: 'JWT mode: pass the Authorization header on to the app' },
+  'jwt-forward-token': { type: 'boolean', help: 'pass the verified Authorization header on to the app' },
   'jwt-issuer-header': {
     type: 'string',
     value: 'NAME',
@@ -163,6 +167,34 @@ export const RUN_OPTIONS: Readonly<Record<RunFlag, OptionSpec>> = {
     value: 'DURATION',
     help: 'review a token again after this',
   },
+  'k8s-token-review-only': {
+    type: 'boolean',
+    help: 'verify service-account tokens by TokenReview alone (no issuer keys; implies --k8s-token-review)',
+  },
+  'k8s-api-ca-file': { type: 'string', value: 'FILE', help: "the API server's CA, for TokenReview" },
+  'max-token-lifetime': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'refuse tokens whose exp - iat is longer (e.g. 24h)',
+  },
+  'jwt-replay-cache': {
+    type: 'string',
+    value: 'N',
+    help: 'admit each token jti once; remember the last N (per replica)',
+  },
+  'claim-header': {
+    type: 'string',
+    multiple: true,
+    value: 'CLAIM=HEADER',
+    help: 'pass a verified claim to the app (repeatable; realm_access.roles=x-roles)',
+  },
+  'identity-assertion': {
+    type: 'boolean',
+    help: 'sign the verified caller into a short-lived JWT for the app (JWKS on the admin listener)',
+  },
+  'identity-assertion-header': { type: 'string', value: 'NAME', help: 'the header that carries it' },
+  'identity-assertion-audience': { type: 'string', value: 'AUD', help: 'its aud claim' },
+  'identity-assertion-ttl': { type: 'string', value: 'DURATION', help: 'its lifetime' },
   'policy-file': {
     type: 'string',
     value: 'FILE',

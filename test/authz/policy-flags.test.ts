@@ -29,7 +29,7 @@ describe('policy flags', () => {
       'jwt-issuer': ['keycloak=https://keycloak.example.org'],
       'allow-issuer': ['keycloak'],
     });
-    expect(config.auth).toMatchObject({ mode: 'jwt', allowIssuers: ['keycloak'] });
+    expect(config.auth).toMatchObject({ mode: 'jwt', tokens: { allowIssuers: ['keycloak'] } });
     expect(config.allow).toEqual([]);
   });
 

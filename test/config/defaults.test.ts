@@ -87,8 +87,8 @@ describe('the defaults table', () => {
 
   it('gives JWT mode and TokenReview their defaults', () => {
     const config = buildConfig(TOKEN_REVIEW_MODE);
-    expect(config.auth).toMatchObject({
-      transport: D['jwt-transport'].value,
+    expect(config.auth.transport).toBe(D['jwt-transport'].value);
+    expect(config.auth.tokens).toMatchObject({
       k8sTrustDomain: D['k8s-trust-domain'].value,
       forwardToken: D['jwt-forward-token'].value,
       issuerHeader: D['jwt-issuer-header'].value,
@@ -97,7 +97,11 @@ describe('the defaults table', () => {
         apiServer: 'https://kubernetes.default.svc',
         tokenFile: D['k8s-token-file'].value,
         intervalMs: ms('k8s-token-review-interval'),
+        only: D['k8s-token-review-only'].value,
+        caFile: undefined,
       },
+      maxTokenLifetimeMs: undefined,
+      replayCacheSize: undefined,
     });
   });
 
@@ -156,7 +160,7 @@ describe('--help', () => {
 
   it('--k8s-api-server: what the help shows is the table, and the table is what the code sends TokenReview to', () => {
     const config = buildConfig(TOKEN_REVIEW_MODE);
-    const apiServer = config.auth.mode === 'jwt' ? config.auth.tokenReview?.apiServer : undefined;
+    const apiServer = config.auth.tokens?.tokenReview?.apiServer;
     expect(apiServer).toBe(RUN_DEFAULTS['k8s-api-server'].value);
     expect(helpText('run')).toContain(`(default ${apiServer})`);
   });
