@@ -1,6 +1,11 @@
 // The composition root: builds the identity source (files or the Workload API), the policy and the
 // inbound listener from a Config, and closes them in reverse order. What a mode does not use is not
 // loaded (gRPC, jose, YAML, the outbound proxy): startup time and memory are per pod, times the fleet.
+import type { CompiledPolicy } from './authz/policy-file.js';
+import type { ClaimHeaderMapping } from './proxy/claim-headers.js';
+import type { HeaderPolicy } from './proxy/headers.js';
+import type { AuthMethod } from './authn/identity.js';
+import type { AssertionKey } from './proxy/identity-assertion.js';
 import { type AddressInfo, connect } from 'node:net';
 import type { KeyFetchMetrics, Metrics, ReloadedFile } from './admin/metrics.js';
 import { DeferredMetrics, type ProxyMetrics } from './proxy/proxy-metrics.js';
@@ -10,7 +15,8 @@ const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 import { AdminServer, certsDocument, type Readiness } from './admin/server.js';
 import type { ApiKeySet } from './authn/api-keys.js';
 import { type Authorizer, createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
-import type { Config, IdentitySourceConfig } from './config.js';
+import { type Config, headerOwners, type IdentitySourceConfig } from './config.js';
+import { SidecarError } from './errors.js';
 import { FileIdentitySource } from './identity/file-source.js';
 import type { IdentitySource } from './identity/source.js';
 import { type FileWatcher, watchIdentityFiles } from './file-watcher.js';
@@ -174,6 +180,8 @@ async function openInbound(
     authorizer: Authorizer;
     jwt: JwtMode | undefined;
     apiKeys: (() => ApiKeySet) | undefined;
+    claimHeaders: () => readonly ClaimHeaderMapping[];
+    assertion: HeaderPolicy['assertion'];
     log: Logger;
     metrics: ProxyMetrics;
   },
@@ -200,7 +208,10 @@ async function openInbound(
           port: config.listen.port,
           upstream: config.upstream,
           identity: deps.servesTls ? deps.identity : undefined,
-          auth: deps.jwt ? { mode: 'jwt', authenticator: deps.jwt.authenticator } : { mode: 'mtls' },
+          auth: {
+            certificates: certificatesOf(config, deps.apiKeys !== undefined),
+            authenticator: deps.jwt?.authenticator,
+          },
           authorizer: deps.authorizer,
           upstreamProtocol: config.upstreamProtocol,
           dryRun: config.policy?.dryRun,
@@ -211,11 +222,36 @@ async function openInbound(
             issuerHeader: auth.tokens?.issuerHeader ?? DEFAULT_ISSUER_HEADER,
             subjectHeader: auth.tokens?.subjectHeader ?? DEFAULT_SUBJECT_HEADER,
             stripAuthorization: auth.tokens !== undefined && !auth.tokens.forwardToken,
+            claimHeaders: deps.claimHeaders,
+            assertion: deps.assertion,
           },
           log: deps.log,
           limits: config.limits,
           metrics: deps.metrics,
         });
+}
+
+/**
+ * Whether the inbound listener asks for client certificates, and must have one: mTLS mode requires one
+ * unless tokens or API keys are accepted too; JWT mode asks for one only with --jwt-transport mtls.
+ */
+function certificatesOf(config: Config, apiKeys: boolean): 'off' | 'optional' | 'required' {
+  const { auth } = config;
+  if (auth.transport !== 'mtls') return 'off';
+  return auth.mode === 'mtls' && !auth.tokens && !apiKeys ? 'required' : 'optional';
+}
+
+/** How callers may authenticate on the HTTP listener, for the started line. */
+function acceptedMethods(config: Config, apiKeys: boolean): AuthMethod[] {
+  const { auth } = config;
+  const tokens = auth.tokens;
+  const methods: AuthMethod[] = [];
+  if (auth.transport === 'mtls') methods.push('mtls');
+  if (tokens && (tokens.bundleFiles.length > 0 || config.source?.kind === 'workload-api')) methods.push('jwt-svid');
+  if (tokens?.issuers.some((i) => i.kind === 'oidc')) methods.push('oidc');
+  if (tokens?.issuers.some((i) => i.kind === 'k8s')) methods.push('k8s-sa');
+  if (apiKeys) methods.push('api-key');
+  return methods;
 }
 
 /** The app, as the started line names it. */
@@ -237,6 +273,68 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
   }
 }
 
+/**
+ * The policy file's parser, which also refuses claim mappings onto a header the sidecar sets already (a
+ * claim under an identity header would be a spoofed identity): a reload that does is a failed reload.
+ */
+async function policyParser(config: Config): Promise<(text: string, label: string) => CompiledPolicy> {
+  const { parsePolicy } = await import('./authz/policy-file.js');
+  const taken = headerOwners(config);
+  return (text, label) => {
+    const policy = parsePolicy(text, label);
+    for (const mapping of policy.claimHeaders ?? []) {
+      const owner = taken.get(mapping.header);
+      if (owner)
+        throw new SidecarError(
+          'ERR_POLICY_INVALID',
+          `${label}: claim_headers: ${mapping.text}: "${mapping.header}" is set by ${owner}; pick another header`,
+        );
+    }
+    return policy;
+  };
+}
+
+/** The claim mappings in force: the flags', then the policy file's (the same array until a reload). */
+function claimMappings(
+  config: Config,
+  policyFile: ReloadingFile<CompiledPolicy> | undefined,
+): () => readonly ClaimHeaderMapping[] {
+  let policy: CompiledPolicy | undefined;
+  let mappings = config.claimHeaders;
+  return () => {
+    const current = policyFile?.current();
+    if (current !== policy) {
+      policy = current;
+      mappings = [...config.claimHeaders, ...(current?.claimHeaders ?? [])];
+    }
+    return mappings;
+  };
+}
+
+/** `--identity-assertion`: signs as our SPIFFE ID (or `spiffe-sidecar` without one), for the audience given or our ID. */
+async function openAssertion(
+  config: Config,
+  key: AssertionKey,
+  identity: IdentitySource | undefined,
+): Promise<HeaderPolicy['assertion']> {
+  const options = config.identityAssertion as NonNullable<Config['identityAssertion']>;
+  const { createIdentityAssertion, assertedCaller } = await import('./proxy/identity-assertion.js');
+  const self = identity?.status().ready ? identity.current().svid.id.toString() : undefined;
+  const assertion = createIdentityAssertion({
+    issuer: self ?? 'spiffe-sidecar',
+    audience: options.audience ?? (self as string),
+    ttlSeconds: options.ttlSeconds,
+    key,
+  });
+  return {
+    header: options.header,
+    sign: (caller) =>
+      assertion.token(
+        assertedCaller(caller.identity, { certificate: caller.certificate?.id, rule: caller.decision?.rule }),
+      ),
+  };
+}
+
 /** Opens everything in order, each thing's closing registered on `teardown` as soon as it is open. */
 async function openSidecar(
   config: Config,
@@ -247,12 +345,7 @@ async function openSidecar(
   const { source, auth } = config;
   // The policy and API key files come first: a broken one stops the start before anything listens.
   const policyFile = config.policy
-    ? await ReloadingFile.open(
-        '--policy-file',
-        config.policy.file,
-        (await import('./authz/policy-file.js')).parsePolicy,
-        log,
-      )
+    ? await ReloadingFile.open('--policy-file', config.policy.file, await policyParser(config), log)
     : undefined;
   const apiKeysFile = config.apiKeysFile
     ? await ReloadingFile.open(
@@ -355,6 +448,12 @@ async function openSidecar(
     }
     return { ready: true };
   };
+  // The assertion key is made before the admin listener serves its JWKS (a worker takes the primary's).
+  const assertionKey = config.identityAssertion
+    ? await (
+        await import('./proxy/identity-assertion.js')
+      ).assertionKey(role === 'worker' ? await (await import('./workers.js')).assertionKeyForWorker() : undefined)
+    : undefined;
   if (role === 'worker') {
     const { serveAdminToPrimary } = await import('./workers.js');
     serveAdminToPrimary((await loadMetrics()).registry, readiness, () =>
@@ -370,6 +469,7 @@ async function openSidecar(
       identity,
       source: source?.kind ?? 'none',
       readiness,
+      assertionJwks: assertionKey && (() => assertionKey.jwks),
     });
     const adminServer = admin;
     teardown.defer(() => adminServer.close());
@@ -389,6 +489,8 @@ async function openSidecar(
     authorizer,
     jwt,
     apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
+    claimHeaders: claimMappings(config, policyFile),
+    assertion: assertionKey && (await openAssertion(config, assertionKey, identity)),
     log,
     metrics: proxyMetrics,
   });
@@ -408,6 +510,7 @@ async function openSidecar(
       admin: admin?.address(),
       upstream: upstreamLabel(config),
       auth: auth.mode,
+      methods: config.inbound && !config.tcp ? acceptedMethods(config, apiKeysFile !== undefined) : undefined,
       transport: servesTls ? 'tls' : 'plain',
       source: source?.kind ?? 'none',
       spiffe_id: svid?.id.toString(),

@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { RUN_DEFAULTS as DEFAULTS } from './config/defaults.js';
 import { parseDuration } from './duration.js';
 import { SidecarError } from './errors.js';
+import { type ClaimHeaderMapping, parseClaimHeaderFlag } from './proxy/claim-headers.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
 import { parseWorkloadEndpoint, type WorkloadEndpoint } from './identity/workload-endpoint.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
@@ -188,6 +189,11 @@ export interface Config {
   /** `--rate-limit-store` and its flags: the policy's rate limits counted across replicas. */
   readonly rateLimitStore: RateLimitStoreConfig | undefined;
   readonly identityHeaders: readonly string[];
+  /** `--claim-header`: verified token claims the app receives as headers. */
+  readonly claimHeaders: readonly ClaimHeaderMapping[];
+  /** `--identity-assertion`: a signed JWT of the admitted caller for the app; `audience` undefined: our SPIFFE ID. */
+  readonly identityAssertion:
+    { readonly header: string; readonly audience: string | undefined; readonly ttlSeconds: number } | undefined;
   readonly xfcc: boolean;
   readonly logLevel: LogLevel;
   /** File mode: reload the identity files when their directories change. */
@@ -544,6 +550,94 @@ function parseHeaderName(raw: string, flag: string): string {
   return name;
 }
 
+/** The names we set on every request, whatever the flags say (headers.ts owns them). */
+const OWN_HEADERS = [
+  'x-forwarded-client-cert',
+  'x-auth-method',
+  'x-api-key-name',
+  'x-api-key',
+  'x-request-id',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-real-ip',
+  'forwarded',
+];
+
+/** The header names the sidecar sets whatever the policy says, and the flag (or `the sidecar`) that owns each. */
+function fixedHeaderOwners(auth: AuthConfig, identityHeaders: readonly string[]): Map<string, string> {
+  const taken = new Map<string, string>([
+    ...OWN_HEADERS.map((n) => [n, 'the sidecar'] as const),
+    ...identityHeaders.map((n) => [n, '--identity-header'] as const),
+  ]);
+  if (auth.tokens) {
+    taken.set(auth.tokens.issuerHeader, '--jwt-issuer-header');
+    taken.set(auth.tokens.subjectHeader, '--jwt-subject-header');
+  }
+  return taken;
+}
+
+/** Every header name the flags make ours, and the flag that owns it: a policy's claim mappings must avoid them. */
+export function headerOwners(config: Config): Map<string, string> {
+  const taken = fixedHeaderOwners(config.auth, config.identityHeaders);
+  for (const m of config.claimHeaders) taken.set(m.header, '--claim-header');
+  if (config.identityAssertion) taken.set(config.identityAssertion.header, '--identity-assertion-header');
+  return taken;
+}
+
+/**
+ * `--claim-header` and `--identity-assertion*`: what else the app receives. Every header name we set must be
+ * ours alone: a claim or an assertion written under an identity header would be a spoofed identity.
+ */
+function parseAppHeaders(
+  raw: RawOptions,
+  auth: AuthConfig,
+  identityHeaders: readonly string[],
+  hasIdentity: boolean,
+): Pick<Config, 'claimHeaders' | 'identityAssertion'> {
+  const taken = fixedHeaderOwners(auth, identityHeaders);
+  const claim = (raw['claim-header'] ?? []).map((value) => {
+    if (!auth.tokens)
+      invalid(`--claim-header ${value}: claims come from bearer tokens; give --jwt-audience (and the token flags)`);
+    return parseClaimHeaderFlag(value);
+  });
+  for (const mapping of claim) {
+    const owner = taken.get(mapping.header);
+    if (owner) invalid(`--claim-header ${mapping.text}=${mapping.header}: "${mapping.header}" is set by ${owner}`);
+    taken.set(mapping.header, '--claim-header');
+  }
+  const sub = (['identity-assertion-header', 'identity-assertion-audience', 'identity-assertion-ttl'] as const).find(
+    (f) => raw[f] !== undefined,
+  );
+  if (!raw['identity-assertion']) {
+    if (sub) invalid(`--${sub} needs --identity-assertion`);
+    return { claimHeaders: Object.freeze(claim), identityAssertion: undefined };
+  }
+  const header = parseHeaderName(
+    raw['identity-assertion-header'] ?? DEFAULTS['identity-assertion-header'].value,
+    '--identity-assertion-header',
+  );
+  const owner = taken.get(header);
+  if (owner) invalid(`--identity-assertion-header ${header}: "${header}" is set by ${owner}`);
+  const audience = raw['identity-assertion-audience'];
+  if (audience === '') invalid('--identity-assertion-audience: give the audience the app checks, e.g. orders');
+  if (audience === undefined && !hasIdentity)
+    invalid(
+      '--identity-assertion needs --identity-assertion-audience here: without an identity of our own there is no SPIFFE ID to default it to',
+    );
+  const ttlMs = parseDuration(
+    raw['identity-assertion-ttl'] ?? DEFAULTS['identity-assertion-ttl'].value,
+    '--identity-assertion-ttl',
+  );
+  if (ttlMs < 1000 || ttlMs > 3_600_000 || ttlMs % 1000 !== 0)
+    invalid(`--identity-assertion-ttl ${raw['identity-assertion-ttl']}: whole seconds from 1s to 1h, e.g. 60s`);
+  return {
+    claimHeaders: Object.freeze(claim),
+    identityAssertion: Object.freeze({ header, audience, ttlSeconds: ttlMs / 1000 }),
+  };
+}
+
 function parseTokenReview(
   raw: RawOptions,
   issuers: { name: string; issuer: string; kind: string; jwks?: object }[],
@@ -557,7 +651,7 @@ function parseTokenReview(
       'k8s-token-review-only',
     ] as const
   ).filter((f) => raw[f]);
-  if (!raw['k8s-token-review']) {
+  if (!raw['k8s-token-review'] && !raw['k8s-token-review-only']) {
     if (flags.length > 0) invalid(`--${flags[0]} needs --k8s-token-review`);
     return undefined;
   }
@@ -948,6 +1042,9 @@ export function buildConfig(raw: RawOptions): Config {
   }
   const listen = parseHostPort(raw.listen ?? DEFAULTS.listen.value, '--listen');
   checkPlaintextJwt(raw, auth, inbound, listen.host);
+  const identityHeaders = Object.freeze(
+    parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS['identity-header'].value),
+  );
   const logLevel = (raw['log-level'] ?? DEFAULTS['log-level'].value) as LogLevel;
   if (!LOG_LEVELS.includes(logLevel))
     invalid(`--log-level ${JSON.stringify(logLevel)}: use one of ${LOG_LEVELS.join(', ')}`);
@@ -972,7 +1069,8 @@ export function buildConfig(raw: RawOptions): Config {
     policy,
     apiKeysFile: raw['api-keys-file'],
     rateLimitStore: parseRateLimitStoreFlags(raw, policy !== undefined),
-    identityHeaders: Object.freeze(parseIdentityHeaders(raw['identity-header'] ?? DEFAULTS['identity-header'].value)),
+    identityHeaders,
+    ...parseAppHeaders(raw, auth, identityHeaders, source !== undefined),
     xfcc: raw.xfcc ?? DEFAULTS.xfcc.value,
     logLevel,
     watch: raw.watch ?? DEFAULTS.watch.value,

@@ -51,6 +51,10 @@ export type SidecarErrorCode =
   | 'ERR_JWT_NO_KEYS'
   | 'ERR_JWT_INVALID'
   | 'ERR_JWT_TOKEN_REVIEW'
+  | 'ERR_JWT_TOKEN_REVIEW_UNAVAILABLE'
+  | 'ERR_JWT_REPLAYED'
+  | 'ERR_JWT_CNF_MISMATCH'
+  | 'ERR_JWT_CNF_UNSUPPORTED'
   // authorization policy file and API keys
   | 'ERR_POLICY_INVALID'
   | 'ERR_API_KEYS_INVALID'

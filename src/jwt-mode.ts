@@ -1,14 +1,17 @@
 // Bearer tokens, composed: the authenticator and where its keys come from (bundle files, the Workload API,
-// OIDC issuers, TokenReview). Loaded only when tokens are accepted (JWT mode, or mTLS mode with
-// --jwt-audience), so that a certificate-only sidecar never loads jose; gRPC is loaded only when the keys
-// come from the Workload API.
+// OIDC issuers, TokenReview, and the CA TokenReview trusts). Loaded only when tokens are accepted (JWT mode,
+// or mTLS mode with --jwt-audience), so that a certificate-only sidecar never loads jose; gRPC is loaded only
+// when the keys come from the Workload API. A CA file that cannot be used fails startup with the flag's name.
 // Key files reload like the identity files: on change (unless --no-watch), on SIGHUP (`reload()`), and
 // every --reload-interval; --no-watch turns off only the watcher.
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { rootCertificates } from 'node:tls';
 import { JwtAuthenticator, type OidcIssuer } from './authn/jwt.js';
 import type { JwksProvider } from './identity/jwks-provider.js';
 import { createTokenReviewer } from './authn/token-review.js';
 import type { Config, TokenAuthConfig } from './config.js';
+import { RUN_DEFAULTS } from './config/defaults.js';
 import { SidecarError } from './errors.js';
 import { watchIdentityFiles } from './file-watcher.js';
 import { type JwtBundleSource, JwtBundleFiles } from './identity/jwt-bundles.js';
@@ -16,6 +19,7 @@ import { RemoteJwks } from './identity/remote-jwks.js';
 import type { Logger } from './log.js';
 import type { KeyFetchMetrics, ReloadedFile } from './admin/metrics.js';
 import { combinedOutcome, type ReloadOutcome } from './reloading-file.js';
+import { parsePemCertificates } from './spiffe/certificate.js';
 
 export type JwtMode = Awaited<ReturnType<typeof openJwt>>;
 
@@ -60,10 +64,16 @@ export async function openJwt(config: Config, auth: TokenAuthConfig, log: Logger
         throw new SidecarError('ERR_FILE_READ', `--jwt-ca-file ${auth.caFile}: cannot read the file (${err.code})`);
       })
     : undefined;
+  // Before any issuer is waited for: a CA flag that cannot be used fails startup at once.
+  const apiCaPem = auth.tokenReview && (await apiServerCa(auth.tokenReview.caFile, caPem));
   const issuers: OidcIssuer[] = [];
   for (const issuer of auth.issuers) {
-    let keys: JwksProvider;
-    if (issuer.jwks?.file) {
+    let keys: JwksProvider | undefined;
+    if (issuer.kind === 'k8s' && auth.tokenReview?.only) {
+      // --k8s-token-review-only: TokenReview is the signature check; no discovery, no JWKS fetch (many
+      // clusters refuse anonymous discovery).
+      keys = undefined;
+    } else if (issuer.jwks?.file) {
       const file = await JwtBundleFiles.open([{ trustDomain: issuer.name, file: issuer.jwks.file }], log, '--jwt-jwks');
       keyFiles.push(file);
       if (config.watch) {
@@ -135,15 +145,18 @@ export async function openJwt(config: Config, auth: TokenAuthConfig, log: Logger
     tokenReview: review && {
       review: createTokenReviewer({
         ...review,
-        extraCaPem: caPem,
+        caPem: apiCaPem ?? [],
         audiences: auth.audience,
         onReview: metrics && ((result, seconds) => metrics.tokenReview(result, seconds)),
       }),
       intervalMs: review.intervalMs,
     },
+    maxTokenLifetimeMs: auth.maxTokenLifetimeMs,
+    replayCacheSize: auth.replayCacheSize,
   });
-  /** Ready when some key to verify tokens with has been loaded. */
-  const hasKeys = () => (svid?.current()?.size ?? 0) > 0 || issuers.some((i) => i.keys.current() !== undefined);
+  /** Ready when some key to verify tokens with has been loaded (an issuer TokenReview alone verifies has none). */
+  const hasKeys = () =>
+    (svid?.current()?.size ?? 0) > 0 || issuers.some((i) => i.keys === undefined || i.keys.current() !== undefined);
   return {
     authenticator,
     hasKeys,
@@ -155,4 +168,38 @@ export async function openJwt(config: Config, auth: TokenAuthConfig, log: Logger
       for (const c of closers) await c();
     },
   };
+}
+
+/**
+ * The CA certificates (PEM) TokenReview trusts for the API server: `--k8s-api-ca-file`; without it the
+ * in-cluster CA (the service account's ca.crt) when it can be read, else the system roots and --jwt-ca-file,
+ * which is what TokenReview trusted before the flag existed, so that such setups keep working.
+ */
+async function apiServerCa(caFile: string | undefined, jwtCaPem: string | undefined): Promise<string[]> {
+  if (caFile !== undefined) {
+    const pem = await readFile(caFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new SidecarError('ERR_FILE_READ', `--k8s-api-ca-file ${caFile}: cannot read the file (${err.code})`);
+    });
+    const certificates = certificatesOf(pem);
+    if (!certificates) {
+      throw new SidecarError(
+        'ERR_FILE_READ',
+        `--k8s-api-ca-file ${caFile}: holds no PEM certificate that parses (it should hold the API server's CA)`,
+      );
+    }
+    return certificates;
+  }
+  const inCluster = RUN_DEFAULTS['k8s-api-ca-file'].value;
+  const pem = await readFile(inCluster, 'utf8').catch(() => undefined);
+  // An in-cluster file that is not a CA is as good as none: not our flag, not our operator's mistake.
+  return (pem !== undefined && certificatesOf(pem)) || [...rootCertificates, ...(jwtCaPem ? [jwtCaPem] : [])];
+}
+
+/** Every certificate of a PEM text, each as PEM again; undefined when there is none or one does not parse. */
+function certificatesOf(pem: string): string[] | undefined {
+  try {
+    return parsePemCertificates(pem, 'CA file').map((c) => new X509Certificate(c.der).toString());
+  } catch {
+    return undefined;
+  }
 }

@@ -2,16 +2,20 @@
 // listening sockets, and keeps the admin listener itself: /readyz is ready only when every worker is,
 // /metrics sums the workers' metrics (prom-client's AggregatorRegistry), /certs asks a worker. Workers
 // get SIGHUP and SIGTERM forwarded and are restarted if one dies; a worker that fails to start stops the
-// whole sidecar. Each keeps its own TLS ticket keys (server-tls.ts says why).
+// whole sidecar. Each keeps its own TLS ticket keys (server-tls.ts says why), but all sign identity
+// assertions with the primary's one key, since the primary's JWKS is the one apps check them against.
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { AdminServer, type Readiness } from './admin/server.js';
 import type { Config } from './config.js';
 import { flushStdoutLines, type Logger } from './log.js';
+import { type AssertionJwks, assertionKey, newAssertionKeyPem } from './proxy/identity-assertion.js';
 
 const ADMIN_REQUEST = 'spiffe-sidecar:admin-request';
 const ADMIN_REPLY = 'spiffe-sidecar:admin-reply';
 const STARTED = 'spiffe-sidecar:started';
+const ASSERTION_KEY_REQUEST = 'spiffe-sidecar:assertion-key-request';
+const ASSERTION_KEY = 'spiffe-sidecar:assertion-key';
 const ASK_TIMEOUT_MS = 2000;
 
 interface AdminRequest {
@@ -45,6 +49,50 @@ export function reportStarted(): void {
   // Our "started" line reaches stdout before the primary can log `workers_started`.
   flushStdoutLines();
   process.send?.({ type: STARTED });
+}
+
+/**
+ * In a worker: the identity-assertion key (PKCS#8 PEM) the primary holds for all workers; undefined outside
+ * `--workers`. Rejects if the primary does not answer, which stops the worker's start and so the sidecar.
+ * Asked for rather than pushed at fork: a message that arrives before this process listens for it is lost,
+ * and an environment variable would be read outside cli.ts, inherited by anything we spawn, and readable
+ * in /proc/PID/environ; the IPC pipe is private to the primary and this worker.
+ */
+export function assertionKeyForWorker(): Promise<string | undefined> {
+  if (!cluster.isWorker) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      process.off('message', onMessage);
+      reject(new Error('the primary did not hand over the identity assertion key'));
+    }, ASK_TIMEOUT_MS);
+    const onMessage = (message: { type?: string; pem?: unknown }) => {
+      if (message?.type !== ASSERTION_KEY || typeof message.pem !== 'string') return;
+      process.off('message', onMessage);
+      clearTimeout(timer);
+      resolve(message.pem);
+    };
+    process.on('message', onMessage);
+    process.send?.({ type: ASSERTION_KEY_REQUEST });
+  });
+}
+
+/**
+ * In the primary, before forking: answers workers' `assertionKeyForWorker()`. The key is made at the first
+ * request, so `jwks()` is defined exactly when the workers sign (each asks before it reports started), and
+ * a restarted worker gets the same key.
+ */
+export function shareAssertionKey(): { jwks(): AssertionJwks | undefined } {
+  let pem: string | undefined;
+  let jwks: AssertionJwks | undefined;
+  cluster.on('message', (worker: Worker, message: { type?: string }) => {
+    if (message?.type !== ASSERTION_KEY_REQUEST) return;
+    if (pem === undefined) {
+      pem = newAssertionKeyPem();
+      jwks = assertionKey(pem).jwks;
+    }
+    worker.send({ type: ASSERTION_KEY, pem });
+  });
+  return { jwks: () => jwks };
 }
 
 export interface Primary {
@@ -109,6 +157,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   process.on('SIGHUP', () => {
     if (serving) for (const worker of workers) worker.process.kill('SIGHUP');
   });
+  const assertionKeys = shareAssertionKey();
   for (let i = 0; i < config.workers; i++) fork();
   const stopWorkers = async (signal: NodeJS.Signals) => {
     stopping = true;
@@ -123,6 +172,8 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
     throw err;
   }
   const aggregator = new AggregatorRegistry();
+  // Every worker has started, so every worker that signs assertions has asked for the key by now.
+  const jwks = assertionKeys.jwks();
   const admin = await AdminServer.start({
     ...config.admin,
     registry: { metrics: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
@@ -135,6 +186,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
       return answers.find((r) => !r.ready) ?? { ready: true };
     },
     certs: () => ask([...workers][0], 'certs') as Promise<object>,
+    assertionJwks: jwks && (() => jwks),
   });
   log.info(
     { event: 'workers_started', workers: config.workers, admin: admin.address() },

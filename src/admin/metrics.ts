@@ -65,14 +65,14 @@ export function createMetrics(
   });
   const decisions = new Counter({
     name: `${PREFIX}authz_decisions_total`,
-    help: 'Authorization decisions by decision and reason',
-    labelNames: ['decision', 'reason'],
+    help: 'Authorization decisions by decision, reason and how the caller authenticated',
+    labelNames: ['decision', 'reason', 'auth'],
     registers: [registry],
   });
   const requests = new Counter({
     name: `${PREFIX}requests_total`,
-    help: 'Requests answered, by status class',
-    labelNames: ['status_class'],
+    help: 'Requests answered, by status class and how the caller authenticated (none: answered before that)',
+    labelNames: ['status_class', 'auth'],
     registers: [registry],
   });
   const duration = new Histogram({
@@ -106,7 +106,16 @@ export function createMetrics(
   });
   const upstreamPhase = duration.labels('upstream');
   const totalPhase = duration.labels('total');
-  const classes = ['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => requests.labels(c));
+  // Bound once per (method, class) on first use: a request costs a map and an array lookup, not a label hash,
+  // and the scrape shows only the methods this listener has seen.
+  type Bound = ReturnType<typeof requests.labels>;
+  const classes = new Map<string, Bound[]>();
+  const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+  const byClass = (auth: string): Bound[] => {
+    let bound = classes.get(auth);
+    if (!bound) classes.set(auth, (bound = STATUS_CLASSES.map((c) => requests.labels(c, auth))));
+    return bound;
+  };
 
   // Identity metrics: read from the source at scrape time.
   new Gauge({
@@ -252,9 +261,9 @@ export function createMetrics(
 
   const proxy: ProxyMetrics = {
     handshake: (result, reason) => handshakes.inc({ result, reason }),
-    decision: (decision, reason) => decisions.inc({ decision, reason }),
-    request(status, totalSeconds, upstreamSeconds) {
-      classes[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))].inc();
+    decision: (decision, reason, auth) => decisions.inc({ decision, reason, auth }),
+    request(status, totalSeconds, upstreamSeconds, auth) {
+      byClass(auth)[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))].inc();
       totalPhase.observe(totalSeconds);
       if (upstreamSeconds !== undefined) upstreamPhase.observe(upstreamSeconds);
     },

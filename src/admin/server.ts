@@ -1,6 +1,7 @@
 // The admin listener: plain HTTP on its own port, never on the data path. /healthz (the process is
 // alive), /readyz (it can serve: identity ready, not draining, the app reachable if required), /metrics
-// (Prometheus) and /certs (what we serve and trust). GET and HEAD only.
+// (Prometheus), /certs (what we serve and trust) and, when identity assertions are on,
+// /.well-known/jwks.json (the key apps check them with). GET and HEAD only.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chainNotAfter } from '../identity/expiry.js';
@@ -21,7 +22,11 @@ export interface AdminOptions {
   readiness: () => Promise<Readiness>;
   /** The /certs document, when it is not this process's to tell (`--workers`: a worker's). */
   certs?: () => Promise<object>;
+  /** The identity-assertion JWKS; without it /.well-known/jwks.json is 404 like any unknown path. */
+  assertionJwks?: () => object;
 }
+
+const JWKS_PATH = '/.well-known/jwks.json';
 
 /** The /certs document: our SVID and, per trust domain, how many authorities we trust. */
 export function certsDocument(identity: IdentitySource | undefined, source: string): object {
@@ -57,13 +62,15 @@ export class AdminServer {
   private constructor(private readonly server: Server) {}
 
   static async start(options: AdminOptions): Promise<AdminServer> {
+    const endpoints = ['/healthz', '/readyz', '/metrics', '/certs', ...(options.assertionJwks ? [JWKS_PATH] : [])];
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?', 1)[0];
-      const send = (status: number, type: string, body: string) => {
-        res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+      const send = (status: number, type: string, body: string, cacheControl = 'no-store') => {
+        res.writeHead(status, { 'content-type': type, 'cache-control': cacheControl });
         res.end(req.method === 'HEAD' ? undefined : body);
       };
       const json = (status: number, body: object) => send(status, 'application/json', JSON.stringify(body));
+      const notFound = () => json(404, { error: 'not_found', endpoints });
       if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method_not_allowed' });
       switch (path) {
         case '/healthz':
@@ -87,8 +94,12 @@ export class AdminServer {
             (err: Error) => json(503, { error: err.message }),
           );
           return;
+        case JWKS_PATH:
+          if (!options.assertionJwks) return notFound();
+          // A minute of caching: the key lives as long as the process, and an app refetches on an unknown kid.
+          return send(200, 'application/json', JSON.stringify(options.assertionJwks()), 'max-age=60');
         default:
-          return json(404, { error: 'not_found', endpoints: ['/healthz', '/readyz', '/metrics', '/certs'] });
+          return notFound();
       }
     });
     await listen(server, options.host, options.port, '--admin-listen');

@@ -7,6 +7,8 @@ export type PeerIdentity =
       readonly method: 'mtls';
       readonly id: SpiffeId;
       /** SHA-256 hex of the leaf DER, for XFCC. */ readonly leafSha256: string;
+      /** When the verified chain expires (ms since the epoch): a connection must not outlive it. */
+      readonly notAfter?: number;
     }
   /**
    * A JWT-SVID (`jwt-svid`), or a Kubernetes service-account token (`k8s-sa`: its subject maps to a SPIFFE ID,

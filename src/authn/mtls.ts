@@ -97,7 +97,7 @@ export function authenticateTlsPeer(
     const key = `leaf:${leafSha256}`;
     const verified = cache.get(key) ?? (previousBundles ? cacheFor(previousBundles).get(key) : undefined);
     if (verified && now >= verified.notBefore && now <= verified.notAfter) {
-      return { ok: true, identity: { id: verified.id, method: 'mtls', leafSha256 } };
+      return { ok: true, identity: { id: verified.id, method: 'mtls', leafSha256, notAfter: verified.notAfter } };
     }
   }
   const key =
@@ -109,7 +109,7 @@ export function authenticateTlsPeer(
           .digest('hex')}`;
   const hit = cache.get(key);
   if (hit && now >= hit.notBefore && now <= hit.notAfter) {
-    return { ok: true, identity: { id: hit.id, method: 'mtls', leafSha256 } };
+    return { ok: true, identity: { id: hit.id, method: 'mtls', leafSha256, notAfter: hit.notAfter } };
   }
   try {
     const { id, path } = verifyX509SvidPeer(chain, bundles, { now: new Date(now) });
@@ -121,7 +121,7 @@ export function authenticateTlsPeer(
     };
     cache.set(key, entry);
     cache.set(`leaf:${leafSha256}`, entry);
-    return { ok: true, identity: { id, method: 'mtls', leafSha256 } };
+    return { ok: true, identity: { id, method: 'mtls', leafSha256, notAfter: entry.notAfter } };
   } catch (err) {
     if (isSidecarError(err))
       return reject(err.code, socket.isSessionReused() ? `${err.message} (resumed session)` : err.message);

@@ -1,9 +1,9 @@
 // Kubernetes TokenReview: asks the API server whether a service-account token is still valid (its pod,
 // secret or service account may have been deleted since it was signed). Called once per new token and
 // again after the review interval. Answers `valid`, `invalid`, or `unavailable` (fail closed); never throws.
+// The API server is trusted by the CAs it is given (`--k8s-api-ca-file`, see jwt-mode.ts), nothing else.
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { rootCertificates } from 'node:tls';
 
 export type ReviewVerdict = 'valid' | 'invalid' | 'unavailable';
 
@@ -21,7 +21,9 @@ export interface TokenReviewOptions {
   apiServer: string;
   /** Our own service-account token, to call the API (re-read on each review: it rotates). */
   tokenFile: string;
-  extraCaPem?: string;
+  /** The CA certificates (PEM) the API server's certificate must chain to: the only ones trusted. */
+  caPem: readonly string[];
+  /** Asked of the API server with the token; an answer must name one of them (see `verdictOf`). */
   audiences: readonly string[];
   timeoutMs?: number;
   /** Told of every review when it ends, with its duration: the metrics' observer. */
@@ -47,7 +49,7 @@ export function createTokenReviewer(options: TokenReviewOptions): TokenReviewer 
 }
 
 function reviewer(options: TokenReviewOptions): TokenReviewer {
-  const ca = [...rootCertificates, ...(options.extraCaPem ? [options.extraCaPem] : [])];
+  const ca = [...options.caPem];
   const url = `${options.apiServer.replace(/\/$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`;
   return async (token, subject) => {
     let ownToken: string;
@@ -95,12 +97,13 @@ function reviewer(options: TokenReviewOptions): TokenReviewer {
           res.on('aborted', () => done('unavailable'));
           res.on('end', () => {
             if (res.statusCode !== 200 && res.statusCode !== 201) return done('unavailable');
+            let status: unknown;
             try {
-              const status = JSON.parse(Buffer.concat(chunks).toString('utf8'))?.status;
-              done(status?.authenticated === true && status?.user?.username === subject ? 'valid' : 'invalid');
+              status = JSON.parse(Buffer.concat(chunks).toString('utf8'))?.status;
             } catch {
-              done('unavailable');
+              return done('unavailable');
             }
+            done(verdictOf(status, subject, options.audiences));
           });
         },
       );
@@ -108,4 +111,19 @@ function reviewer(options: TokenReviewOptions): TokenReviewer {
       req.end(body);
     });
   };
+}
+
+/**
+ * A TokenReview status: valid when authenticated as exactly `subject` for one of our audiences. The API
+ * server answers with the audiences the token is good for among those asked; an empty or missing list means
+ * the server did not check them and the token is good for the API server itself, not for us (the
+ * TokenReview API's own advice to its clients): invalid.
+ */
+function verdictOf(status: unknown, subject: string, audiences: readonly string[]): ReviewVerdict {
+  if (typeof status !== 'object' || status === null) return 'invalid';
+  const { authenticated, user, audiences: granted } = status as Record<string, unknown>;
+  if (authenticated !== true) return 'invalid';
+  if ((user as Record<string, unknown> | undefined)?.username !== subject) return 'invalid';
+  if (!Array.isArray(granted) || !granted.some((a) => typeof a === 'string' && audiences.includes(a))) return 'invalid';
+  return 'valid';
 }

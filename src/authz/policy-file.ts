@@ -3,6 +3,9 @@
 // unknown key is an error, never ignored: a typo must not silently widen who may call.
 //
 //   version: 1
+//   claim_headers:                         # optional: claim path → request header for the app
+//     realm_access.roles: x-roles           # an array claim is sent as a list (a, b, c)
+//     '"kubernetes.io".namespace': x-k8s-namespace   # quote a claim name that has a dot
 //   rules:
 //     - name: managers-delete-sandboxes
 //       effect: allow                      # or deny
@@ -10,24 +13,31 @@
 //       path: { glob: /sandboxes/* }       # optional: exact, prefix or glob; any path
 //       callers:                           # optional: any authenticated caller; all conditions must hold
 //         ids: [spiffe://example.org/ns/prod/sa/*]   # --allow syntax; one must match
+//         certificate:                                 # the connection's client certificate
+//           ids: [spiffe://example.org/ns/prod/sa/gateway]   # --allow syntax; one must match
 //         issuers: [keycloak]                          # token issuer names
 //         api_keys: [partner-x]                        # API key names
 //         auth: [mtls, jwt-svid, oidc, k8s-sa, api-key]  # how the caller authenticated (any of)
 //         claims:                                      # every condition must hold
 //           - { claim: realm_access.roles, contains: sandbox:manage }
+//           - { claim: '"kubernetes.io".namespace', equals: prod }   # a quoted name may hold dots
 //       rate_limit: { requests: 10, per: 1s, burst: 20 }   # allow rules only; per caller
 import { type Document, parseDocument, visit } from 'yaml';
 import { AUTH_METHODS, type AuthMethod } from '../authn/identity.js';
 import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
-import { compileAllowRules } from '../spiffe/match.js';
+import { compileAllowRules, type IdMatcher } from '../spiffe/match.js';
 import type { ClaimCondition, Scalar } from './claim-condition.js';
+import { compileClaimHeaders, type ClaimHeaderMapping } from './claim-header-mapping.js';
+import { parseClaimPath } from './claim-path.js';
 import { compilePathPattern, type PathPattern } from '../path-match.js';
 import { RateLimiter } from './rate-limiter.js';
 import type { CallerConditions, CompiledRule } from './rule-engine.js';
 
 export interface CompiledPolicy {
   readonly rules: readonly CompiledRule[];
+  /** `claim_headers:`: verified claims sent to the app as request headers, in the order written. */
+  readonly claimHeaders?: readonly ClaimHeaderMapping[];
 }
 
 const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/;
@@ -41,6 +51,9 @@ const MAX_RATE_REQUESTS = 1_000_000;
 
 /** Refuses the document: `where` names the place in the message; `at` (default `where`) locates it in the file. */
 type Bad = (where: string, why: string, at?: string) => never;
+
+/** Refuses the document with a message that already names the place; `at` locates it in the file. */
+type Refuse = (message: string, at: string) => never;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -75,9 +88,11 @@ function compileClaims(bad: Bad, where: string, value: unknown): ClaimCondition[
     const condition = c as Record<string, unknown>;
     onlyKeys(bad, at, condition, ['claim', 'equals', 'in', 'contains']);
     const claim = condition.claim;
-    if (typeof claim !== 'string' || !/^[^.\s]+(\.[^.\s]+)*$/.test(claim)) {
+    if (typeof claim !== 'string') {
       bad(`${at}.claim`, 'expected a claim name or a dotted path such as realm_access.roles');
     }
+    const path = parseClaimPath(claim as string);
+    if (typeof path === 'string') bad(`${at}.claim`, path);
     const ops = ['equals', 'in', 'contains'].filter((k) => k in condition);
     if (ops.length !== 1) bad(at, 'give exactly one of equals, in, contains');
     const op = ops[0] as 'equals' | 'in' | 'contains';
@@ -86,29 +101,41 @@ function compileClaims(bad: Bad, where: string, value: unknown): ClaimCondition[
       if (!Array.isArray(operand) || operand.length === 0 || !operand.every(isScalar)) {
         bad(`${at}.in`, 'expected a non-empty list of strings, numbers or booleans');
       }
-      return { claim: claim as string, in: operand as Scalar[] };
+      return { claim: claim as string, path: path as readonly string[], in: operand as Scalar[] };
     }
     if (!isScalar(operand)) bad(`${at}.${op}`, 'expected a string, number or boolean');
     return op === 'equals'
-      ? { claim: claim as string, equals: operand as Scalar }
-      : { claim: claim as string, contains: operand as Scalar };
+      ? { claim: claim as string, path: path as readonly string[], equals: operand as Scalar }
+      : { claim: claim as string, path: path as readonly string[], contains: operand as Scalar };
   });
 }
 
-function compileCallers(bad: Bad, where: string, value: unknown): CallerConditions {
-  if (!isObject(value)) bad(where, 'expected a mapping with ids, issuers, api_keys, auth or claims');
+/** A list of SPIFFE ID rules in --allow syntax, compiled. */
+function compileIds(bad: Bad, where: string, value: unknown): IdMatcher {
+  const ids = stringList(bad, where, value);
+  try {
+    return compileAllowRules(ids);
+  } catch (err) {
+    return bad(where, (err as Error).message);
+  }
+}
+
+function compileCertificate(bad: Bad, where: string, value: unknown): IdMatcher {
+  if (!isObject(value)) bad(where, 'expected { ids: [SPIFFE ID rules] }');
   const v = value as Record<string, unknown>;
-  onlyKeys(bad, where, v, ['ids', 'issuers', 'api_keys', 'auth', 'claims']);
+  onlyKeys(bad, where, v, ['ids']);
+  if (v.ids === undefined) bad(where, 'expected { ids: [SPIFFE ID rules] }');
+  return compileIds(bad, `${where}.ids`, v.ids);
+}
+
+function compileCallers(bad: Bad, where: string, value: unknown): CallerConditions {
+  if (!isObject(value)) bad(where, 'expected a mapping with ids, certificate, issuers, api_keys, auth or claims');
+  const v = value as Record<string, unknown>;
+  onlyKeys(bad, where, v, ['ids', 'certificate', 'issuers', 'api_keys', 'auth', 'claims']);
   if (Object.keys(v).length === 0) bad(where, 'is empty; leave callers out to match any authenticated caller');
   const out: CallerConditions = {};
-  if (v.ids !== undefined) {
-    const ids = stringList(bad, `${where}.ids`, v.ids);
-    try {
-      out.ids = compileAllowRules(ids);
-    } catch (err) {
-      bad(`${where}.ids`, (err as Error).message);
-    }
-  }
+  if (v.ids !== undefined) out.ids = compileIds(bad, `${where}.ids`, v.ids);
+  if (v.certificate !== undefined) out.certificate = compileCertificate(bad, `${where}.certificate`, v.certificate);
   if (v.issuers !== undefined) out.issuers = new Set(stringList(bad, `${where}.issuers`, v.issuers));
   if (v.api_keys !== undefined) out.apiKeys = new Set(stringList(bad, `${where}.api_keys`, v.api_keys));
   if (v.auth !== undefined) {
@@ -190,6 +217,21 @@ function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>
   return rule;
 }
 
+/**
+ * `claim_headers:`. A bad entry is located at the mapping, not the entry: its key may hold dots, which a
+ * place such as `claim_headers.a.b` cannot tell apart from nesting; the message names the entry.
+ */
+function compileClaimHeaderMap(bad: Bad, refuse: Refuse, value: unknown): readonly ClaimHeaderMapping[] {
+  const where = 'claim_headers';
+  if (!isObject(value)) {
+    bad(where, 'expected a mapping from claim path to header name, such as realm_access.roles: x-roles');
+  }
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length === 0) bad(where, 'is empty; leave claim_headers out to send no claim headers');
+  const compiled = compileClaimHeaders(entries, where);
+  return typeof compiled === 'string' ? refuse(compiled, where) : compiled;
+}
+
 /** Line and column (1-based) of a character offset in `text`. */
 function lineColumn(text: string, offset: number): string {
   const before = text.slice(0, offset).split('\n');
@@ -216,9 +258,10 @@ function placeOf(doc: Document, text: string, where: string): string {
 /** Parses and compiles a policy document (YAML or JSON text). */
 export function parsePolicy(text: string, label: string): CompiledPolicy {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
-  const bad: Bad = (where, why, at = where) => {
-    throw new SidecarError('ERR_POLICY_INVALID', `${label}: ${where}: ${why}${placeOf(doc, text, at)}`);
+  const refuse: Refuse = (message, at) => {
+    throw new SidecarError('ERR_POLICY_INVALID', `${label}: ${message}${placeOf(doc, text, at)}`);
   };
+  const bad: Bad = (where, why, at = where) => refuse(`${where}: ${why}`, at);
   const notYaml = (why: string, err: unknown): never => {
     throw new SidecarError('ERR_POLICY_INVALID', `${label}: not valid YAML or JSON (${why})`, { cause: err });
   };
@@ -240,11 +283,13 @@ export function parsePolicy(text: string, label: string): CompiledPolicy {
   }
   if (!isObject(document)) bad('top level', 'expected a mapping with version: 1 and rules');
   const root = document as Record<string, unknown>;
-  onlyKeys(bad, 'top level', root, ['version', 'rules']);
+  onlyKeys(bad, 'top level', root, ['version', 'claim_headers', 'rules']);
   if (root.version !== 1) bad('version', 'expected 1');
   if (!Array.isArray(root.rules) || root.rules.length === 0) {
     bad('rules', 'expected a non-empty list of rules (with no rules every request is denied: say so with a deny rule)');
   }
   const names = new Set<string>();
-  return { rules: (root.rules as unknown[]).map((r, i) => compileRule(bad, `rules[${i}]`, r, names)) };
+  const rules = (root.rules as unknown[]).map((r, i) => compileRule(bad, `rules[${i}]`, r, names));
+  if (root.claim_headers === undefined) return { rules };
+  return { rules, claimHeaders: compileClaimHeaderMap(bad, refuse, root.claim_headers) };
 }

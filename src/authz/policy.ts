@@ -8,18 +8,24 @@ import { compileAllowRules, type IdMatcher } from '../spiffe/match.js';
 import { normalizeRequestPath } from '../path-match.js';
 import type { CompiledPolicy } from './policy-file.js';
 import { type RateLimit, type RuleLimiter, sameLimit } from './rate-limiter.js';
-import { type Decision, evaluateRules } from './rule-engine.js';
+import { type CertificateIdentity, type Decision, evaluateRules } from './rule-engine.js';
 
-export type { Decision, DenyReason } from './rule-engine.js';
+export type { CertificateIdentity, Decision, DenyReason } from './rule-engine.js';
 
 export interface Authorizer {
   /** False when decisions depend on the caller alone: an mTLS connection is then decided once. */
   readonly perRequest: boolean;
   /**
-   * `target` is the request target as received (path and query). A promise only where a rule counts in a
-   * shared rate-limit store.
+   * `target` is the request target as received (path and query). `certificate`: the connection's verified
+   * certificate when the request also carries a token or key (`caller`); either may be what a rule admits
+   * (see evaluateRules). A promise only where a rule counts in a shared rate-limit store.
    */
-  decide(caller: PeerIdentity, method: string, target: string): Decision | Promise<Decision>;
+  decide(
+    caller: PeerIdentity,
+    method: string,
+    target: string,
+    certificate?: CertificateIdentity,
+  ): Decision | Promise<Decision>;
 }
 
 export interface AllowFlags {
@@ -47,27 +53,30 @@ function keyRouteRefused(caller: PeerIdentity, method: string, path: string | un
 export function createFlagAuthorizer(flags: AllowFlags): Authorizer {
   const match = flags.allowRules ?? compileAllowRules(flags.allow);
   const issuers = new Set(flags.allowIssuers ?? []);
-  const byCaller = (caller: PeerIdentity): Decision => {
-    if (flags.allowAny) return { allow: true, rule: '--allow-any' };
+  const ruleFor = (caller: PeerIdentity): string | undefined => {
     const rule = caller.id ? match(caller.id) : undefined;
-    if (rule !== undefined) return { allow: true, rule };
-    if (
-      caller.method !== 'mtls' &&
-      caller.method !== 'api-key' &&
-      caller.issuer !== undefined &&
-      issuers.has(caller.issuer)
-    ) {
-      return { allow: true, rule: `--allow-issuer ${caller.issuer}` };
+    if (rule !== undefined) return rule;
+    if (caller.method !== 'mtls' && caller.method !== 'api-key' && caller.issuer !== undefined) {
+      return issuers.has(caller.issuer) ? `--allow-issuer ${caller.issuer}` : undefined;
     }
+    return undefined;
+  };
+  // As for rules: the request's credential first, then the connection's certificate; never both at once.
+  const byCaller = (caller: PeerIdentity, certificate: CertificateIdentity | undefined): Decision => {
+    if (flags.allowAny) return { allow: true, rule: '--allow-any' };
+    const rule = ruleFor(caller);
+    if (rule !== undefined) return { allow: true, rule };
+    const byCertificate = certificate && ruleFor(certificate);
+    if (byCertificate !== undefined) return { allow: true, rule: byCertificate, admitted: certificate };
     return { allow: false, reason: 'no_matching_rule' };
   };
   return {
     perRequest: false,
-    decide(caller, method, target) {
+    decide(caller, method, target, certificate) {
       if (caller.method === 'api-key' && keyRouteRefused(caller, method, normalizeRequestPath(target))) {
         return { allow: false, reason: 'key_route_denied' };
       }
-      return byCaller(caller);
+      return byCaller(caller, certificate);
     },
   };
 }
@@ -105,7 +114,7 @@ export function createFileAuthorizer(
   if (shared) shareLimiters(inForce, shared);
   return {
     perRequest: true,
-    decide(caller, method, target) {
+    decide(caller, method, target, certificate) {
       const path = normalizeRequestPath(target);
       if (path === undefined) return { allow: false, reason: 'path_not_normalized' };
       if (keyRouteRefused(caller, method, path)) return { allow: false, reason: 'key_route_denied' };
@@ -115,7 +124,7 @@ export function createFileAuthorizer(
         else keepLimiters(inForce, policy);
         inForce = policy;
       }
-      return evaluateRules(policy.rules, caller, { method, path }, now());
+      return evaluateRules(policy.rules, caller, { method, path }, now(), certificate);
     },
   };
 }

@@ -17,7 +17,19 @@ export type DenyReason =
   | 'path_not_normalized';
 
 export type Decision =
-  { allow: true; rule: string } | { allow: false; reason: DenyReason; rule?: string; retryAfterSeconds?: number };
+  | {
+      allow: true;
+      rule: string;
+      /**
+       * The credential the rule admitted, when it is not the caller judged first: a request whose token no rule
+       * admits, over a connection whose certificate one does (see evaluateRules).
+       */
+      admitted?: PeerIdentity;
+    }
+  | { allow: false; reason: DenyReason; rule?: string; retryAfterSeconds?: number };
+
+/** An mTLS caller: the certificate of the connection a request came on. */
+export type CertificateIdentity = PeerIdentity & { method: 'mtls' };
 
 /** What a rule looks at: the method and the path in normal form (see path-match.ts). */
 export interface RequestFacts {
@@ -36,6 +48,11 @@ export interface CallerConditions {
   auth?: ReadonlySet<PeerIdentity['method']>;
   /** Every condition holds on the token's claims. */
   claims?: readonly ClaimCondition[];
+  /**
+   * The connection's client certificate matches one of these (the rule then judges the request's token or key
+   * with its other conditions).
+   */
+  certificate?: IdMatcher;
 }
 
 export interface CompiledRule {
@@ -59,9 +76,19 @@ export function methodCovered(methods: ReadonlySet<string> | undefined, method: 
 
 type CallerMatch = 'match' | 'no_match' | 'claims_failed';
 
-function matchCaller(conditions: CallerConditions | undefined, caller: PeerIdentity): CallerMatch {
+function matchCaller(
+  conditions: CallerConditions | undefined,
+  caller: PeerIdentity,
+  certificate: CertificateIdentity | undefined,
+): CallerMatch {
   if (!conditions) return 'match';
   const { ids, issuers, apiKeys, auth, claims } = conditions;
+  // "This certificate, and a token (or key) that…": the certificate is the connection's, the other
+  // conditions judge the request's own credential, never the certificate itself.
+  if (conditions.certificate) {
+    if (caller.method === 'mtls' || !certificate || conditions.certificate(certificate.id) === undefined)
+      return 'no_match';
+  }
   if (auth && !auth.has(caller.method)) return 'no_match';
   if (ids && (caller.id === undefined || ids(caller.id) === undefined)) return 'no_match';
   const issuer = caller.method !== 'mtls' && caller.method !== 'api-key' ? caller.issuer : undefined;
@@ -76,8 +103,8 @@ function matchCaller(conditions: CallerConditions | undefined, caller: PeerIdent
 }
 
 /** The decision of a rate-limited rule that matched, from its limiter's answer. */
-function limited(rule: CompiledRule, admission: Admission): Decision {
-  if (admission.ok) return { allow: true, rule: rule.name };
+function limited(rule: CompiledRule, admission: Admission, by: PeerIdentity | undefined): Decision {
+  if (admission.ok) return by ? { allow: true, rule: rule.name, admitted: by } : { allow: true, rule: rule.name };
   return {
     allow: false,
     reason: admission.unavailable ? 'rate_limit_unavailable' : 'rate_limited',
@@ -89,27 +116,42 @@ function limited(rule: CompiledRule, admission: Admission): Decision {
 /**
  * The decision, at once; a promise only when the matching rule counts in a shared store (one round trip:
  * see shared-rate-limits.ts). Local buckets and rules without limits never make a request wait.
+ *
+ * `certificate`: the connection's verified certificate, when the request also carries a token or key
+ * (`caller`). Each rule, in order, judges one credential: the request's, then the certificate's; the first
+ * rule that matches either decides (a deny rule that matches either denies). A rule never adds up what two
+ * credentials prove, except the one conjunction it spells out (`callers.certificate`), so no mix of
+ * credentials is admitted that no single rule admits.
  */
 export function evaluateRules(
   rules: readonly CompiledRule[],
   caller: PeerIdentity,
   request: RequestFacts,
   now: number,
+  certificate?: CertificateIdentity,
 ): Decision | Promise<Decision> {
   let claimsFailed = false;
   for (const rule of rules) {
     if (!methodCovered(rule.methods, request.method)) continue;
     if (rule.path && !rule.path(request.path)) continue;
-    const match = matchCaller(rule.callers, caller);
-    // Only an allow rule that failed on a claim makes the denial a `claim_mismatch`.
-    if (match === 'claims_failed' && rule.effect === 'allow') claimsFailed = true;
-    if (match !== 'match') continue;
-    if (rule.effect === 'deny') return { allow: false, reason: 'rule_denied', rule: rule.name };
-    if (rule.limiter) {
-      const admission = rule.limiter.take(describePeer(caller), now);
-      return admission instanceof Promise ? admission.then((a) => limited(rule, a)) : limited(rule, admission);
+    let admitted: PeerIdentity | undefined;
+    for (const credential of certificate ? [caller, certificate] : [caller]) {
+      const match = matchCaller(rule.callers, credential, certificate);
+      // Only an allow rule that failed on a claim makes the denial a `claim_mismatch`.
+      if (match === 'claims_failed' && rule.effect === 'allow') claimsFailed = true;
+      if (match === 'match') {
+        admitted = credential;
+        break;
+      }
     }
-    return { allow: true, rule: rule.name };
+    if (!admitted) continue;
+    if (rule.effect === 'deny') return { allow: false, reason: 'rule_denied', rule: rule.name };
+    const by = admitted === caller ? undefined : admitted;
+    if (rule.limiter) {
+      const admission = rule.limiter.take(describePeer(admitted), now);
+      return admission instanceof Promise ? admission.then((a) => limited(rule, a, by)) : limited(rule, admission, by);
+    }
+    return by ? { allow: true, rule: rule.name, admitted: by } : { allow: true, rule: rule.name };
   }
   // Specific when it helps the operator: a rule would have matched but for a claim.
   return { allow: false, reason: claimsFailed ? 'claim_mismatch' : 'no_matching_rule' };

@@ -172,7 +172,12 @@ export class Exchange implements ExchangeProgress, RequestTrace {
     const upstreamMs = this.reachedAt === 0 ? undefined : this.reachedAt - this.started;
     // Upgrades were never counted as requests (their 101 is not an answer).
     if (status !== 0 && this.protocol !== 'websocket')
-      this.access.metrics.request(status, totalMs / 1000, upstreamMs === undefined ? undefined : upstreamMs / 1000);
+      this.access.metrics.request(
+        status,
+        totalMs / 1000,
+        upstreamMs === undefined ? undefined : upstreamMs / 1000,
+        this.identity?.method ?? 'none',
+      );
     this.writeLine();
   }
 

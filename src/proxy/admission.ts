@@ -10,8 +10,8 @@ import type { TLSSocket } from 'node:tls';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
 import type { PeerIdentity, Rejection } from '../authn/identity.js';
-import type { JwtAuthenticator } from '../authn/jwt.js';
-import type { Authorizer, Decision } from '../authz/policy.js';
+import { answerReasonOf, type JwtAuthenticator } from '../authn/jwt.js';
+import type { Authorizer, CertificateIdentity, Decision } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { Logger } from '../log.js';
 import type { X509BundleSet } from '../spiffe/bundle.js';
@@ -21,14 +21,24 @@ import { admitPeer } from './peer-gate.js';
 import { rejectionLine, suppressedField } from './rejection-log.js';
 import { checkRequestHead } from './request-checks.js';
 
+/**
+ * How callers authenticate. `certificates`: off (plain HTTP, or TLS that asks for none), optional (asked
+ * for; a caller without one must send a token or key) or required. `authenticator`: bearer tokens are
+ * accepted (JWT mode; mTLS mode with --jwt-audience); `Authorization` is then ours to judge.
+ */
+export interface InboundAuth {
+  readonly certificates: 'off' | 'optional' | 'required';
+  readonly authenticator?: JwtAuthenticator;
+}
+
 export interface AdmissionOptions {
-  auth: { mode: 'mtls' } | { mode: 'jwt'; authenticator: JwtAuthenticator };
+  auth: InboundAuth;
   authorizer: Authorizer;
   /** `--policy-mode dry-run`: denials are logged and counted, and the request goes through. */
   dryRun?: boolean;
-  /** `--api-keys-file`: the keys in force. In mTLS mode a caller without a certificate must send one. */
+  /** `--api-keys-file`: the keys in force. */
   apiKeys?: () => ApiKeySet;
-  /** mTLS: our identity (its revocation refuses every request). */
+  /** With certificates: our identity (its revocation refuses every request). */
   identity?: IdentitySource;
   /** The names the app receives from us only (identity headers, XFCC, forwarding headers). */
   headers: HeaderPolicy;
@@ -50,7 +60,10 @@ export interface RequestHead {
 export type Admission =
   | {
       readonly admitted: true;
+      /** The credential that was admitted: the request's token or key, or the connection's certificate. */
       readonly identity: PeerIdentity;
+      /** The connection's certificate, when the request was admitted by its token or key over one. */
+      readonly certificate?: CertificateIdentity;
       /** The decision in force (dry-run: a denial made an allow). */
       readonly decision: Decision & { allow: true };
       /** The decision as the rules made it, for the access line. */
@@ -69,9 +82,9 @@ export type Admission =
       readonly judged?: Decision;
     };
 
-/** An mTLS connection: its verified peer, or none (no certificate, API keys accepted). */
+/** A connection that was asked for a certificate: its verified peer, or none (tokens or keys accepted). */
 interface PeerState {
-  identity?: PeerIdentity;
+  identity?: CertificateIdentity;
   /** With allow flags the decision depends on the caller alone: made once per connection. */
   decision?: Decision;
 }
@@ -114,32 +127,49 @@ function carriesKeyInAuthorization(head: RequestHead): boolean {
 
 export class RequestAdmission {
   private readonly peers = new WeakMap<Socket, PeerState>();
-  private readonly owned: ReadonlySet<string>;
-  private readonly ownedWithAuthorization: ReadonlySet<string>;
+  /** The names we own, with and without Authorization, for the claim mappings in force (`mappings`). */
+  private names: {
+    mappings: unknown;
+    owned: ReadonlySet<string>;
+    withAuthorization: ReadonlySet<string>;
+  } = { mappings: null, owned: new Set(), withAuthorization: new Set() };
 
   constructor(private readonly options: AdmissionOptions) {
-    this.owned = protectedNames(options.headers);
-    this.ownedWithAuthorization = protectedNames({ ...options.headers, stripAuthorization: true });
+    this.ownedNames();
+  }
+
+  /** The names we own: computed again only when a policy reload changed the claim mappings. */
+  private ownedNames(): typeof this.names {
+    const { headers } = this.options;
+    const mappings = headers.claimHeaders?.();
+    if (mappings === this.names.mappings) return this.names;
+    this.names = {
+      mappings,
+      owned: protectedNames(headers),
+      withAuthorization: protectedNames({ ...headers, stripAuthorization: true }),
+    };
+    return this.names;
   }
 
   /**
-   * mTLS, once per connection, before any request: a peer that fails is disconnected here, before a byte
-   * reaches the app. Without a certificate, a caller is admitted only where API keys are accepted: then
-   * every request on this connection must carry one.
+   * Certificates, once per connection, before any request: a peer that fails is disconnected here, before a
+   * byte reaches the app. Without a certificate, a caller is admitted only where tokens or API keys are
+   * accepted: then every request on this connection must carry one.
    */
   connect(socket: TLSSocket, previousBundles: X509BundleSet | undefined): PeerIdentity | undefined {
-    const { log, metrics, apiKeys } = this.options;
+    const { log, metrics, auth } = this.options;
     const identity = this.options.identity as IdentitySource;
-    const gate = admitPeer(socket, identity, previousBundles, log, metrics, apiKeys !== undefined);
+    const gate = admitPeer(socket, identity, previousBundles, log, metrics, auth.certificates === 'optional');
     if (!gate.admitted) return undefined;
-    this.peers.set(socket, { identity: gate.identity });
+    this.peers.set(socket, { identity: gate.identity as CertificateIdentity | undefined });
     return gate.identity;
   }
 
   /**
    * The request's caller and decision, logged. The head is checked first (framing the app could read
-   * otherwise). mTLS: the peer was verified once per connection. JWT: the bearer token is checked per
-   * request (cached per token). An API key, where accepted, is checked per request.
+   * otherwise). A certificate was verified once per connection; a bearer token is checked per request
+   * (cached per token), and so is an API key. A request may carry one of them over a certificate: each
+   * rule judges one credential (see evaluateRules), and a credential that fails is refused, never ignored.
    */
   admit(head: RequestHead): Admission | Promise<Admission> {
     const { auth, log, metrics, maxHeaderCount } = this.options;
@@ -148,30 +178,48 @@ export class RequestAdmission {
       logRequestRefused(log, metrics, malformed.reason, malformed.status, head.socket.remoteAddress);
       return { admitted: false, answer: answer(malformed.status, malformed.reason) };
     }
-    if (auth.mode === 'jwt') {
-      const presented = this.options.apiKeys ? presentedApiKey(head.headers) : undefined;
-      if (presented !== undefined) return this.admitKey(head, presented);
-      return auth.authenticator.authenticate(head.headers.authorization).then((result) => {
-        if (result.ok) return this.decide(head, result.identity);
+    let certificate: CertificateIdentity | undefined;
+    let state: PeerState | undefined;
+    if (auth.certificates !== 'off') {
+      state = this.peers.get(head.socket);
+      // Unreachable unless a request raced authentication: fail closed.
+      if (!state) return { admitted: false };
+      // A revoked identity: nothing may pass in its name, not even on connections opened before.
+      if (this.options.identity?.status().reason === 'identity_revoked')
+        return { admitted: false, answer: answer(503, 'identity_revoked') };
+      certificate = state.identity;
+      // Verified once per connection, so checked here: no request passes on a certificate past its notAfter
+      // (the listener also closes the connection then, see inbound.ts).
+      if (certificate?.notAfter !== undefined && Date.now() > certificate.notAfter) {
+        logRequestRefused(log, metrics, 'certificate_expired', 401, head.socket.remoteAddress);
+        return { admitted: false, answer: answer(401, 'certificate_expired') };
+      }
+    }
+    // An API key first (as before tokens existed on this listener): `x-api-key`, or `Authorization: Bearer sk_…`.
+    const key = this.options.apiKeys ? presentedApiKey(head.headers) : undefined;
+    if (key !== undefined) return this.admitKey(head, key, certificate);
+    if (auth.authenticator && (head.headers.authorization !== undefined || !certificate)) {
+      // A certificate-bound token (RFC 8705) is checked against this connection's certificate.
+      const connection = certificate ? { certificateSha256Hex: certificate.leafSha256 } : undefined;
+      return auth.authenticator.authenticate(head.headers.authorization, Date.now(), connection).then((result) => {
+        if (result.ok) return this.decide(head, result.identity, certificate);
         this.rejected(head, 'jwt', result.rejection);
-        if (result.status === 503) return { admitted: false, answer: answer(503, 'no_keys') };
+        if (result.status === 503) return { admitted: false, answer: answer(503, answerReasonOf(result.rejection)) };
         // RFC 6750 §3: no error code when the request carried no token at all.
         const challenge = result.rejection.reason === 'ERR_JWT_MISSING' ? 'Bearer' : 'Bearer error="invalid_token"';
         return { admitted: false, answer: answer(401, result.rejection.reason, { 'www-authenticate': challenge }) };
       });
     }
-    const state = this.peers.get(head.socket);
-    // Unreachable unless a request raced authentication: fail closed.
-    if (!state) return { admitted: false };
-    // A revoked identity: nothing may pass in its name, not even on connections opened before.
-    if (this.options.identity?.status().reason === 'identity_revoked')
-      return { admitted: false, answer: answer(503, 'identity_revoked') };
-    if (!state.identity) return this.admitKey(head, presentedApiKey(head.headers));
-    return this.decide(head, state.identity, state);
+    if (!certificate) return this.admitKey(head, undefined, undefined);
+    return this.decide(head, certificate, undefined, state);
   }
 
   /** A caller with an API key (`x-api-key` or `Authorization: Bearer sk_...`): one key, known, unexpired. */
-  private admitKey(head: RequestHead, presented: ReturnType<typeof presentedApiKey>): Admission | Promise<Admission> {
+  private admitKey(
+    head: RequestHead,
+    presented: ReturnType<typeof presentedApiKey>,
+    certificate: CertificateIdentity | undefined,
+  ): Admission | Promise<Admission> {
     const result =
       presented === undefined
         ? ({
@@ -181,7 +229,7 @@ export class RequestAdmission {
         : presented === 'ambiguous'
           ? ({ ok: false, rejection: { reason: 'ERR_API_KEY_UNKNOWN', message: 'more than one API key' } } as const)
           : (this.options.apiKeys as () => ApiKeySet)().authenticate(presented.key, Date.now());
-    if (result.ok) return this.decide(head, result.identity);
+    if (result.ok) return this.decide(head, result.identity, certificate);
     this.rejected(head, 'api-key', result.rejection);
     return { admitted: false, answer: answer(401, result.rejection.reason, { 'www-authenticate': 'Bearer' }) };
   }
@@ -207,24 +255,39 @@ export class RequestAdmission {
   }
 
   /**
-   * Decides (once per connection when the decision depends on the caller alone), counts and audit-logs.
+   * Decides (once per connection when the decision depends on the certificate alone), counts and audit-logs.
+   * `identity` is the request's credential (or the certificate, when the request carries none);
+   * `certificate` the connection's, when the request carries a token or key over one.
    * In dry-run mode a denial is logged and counted as such, and the request is let through.
    */
-  private decide(head: RequestHead, identity: PeerIdentity, connection?: PeerState): Admission | Promise<Admission> {
+  private decide(
+    head: RequestHead,
+    identity: PeerIdentity,
+    certificate: CertificateIdentity | undefined,
+    connection?: PeerState,
+  ): Admission | Promise<Admission> {
     const { authorizer } = this.options;
     const known = connection?.decision;
-    if (known) return this.judged(head, identity, known);
-    const decision = authorizer.decide(identity, head.method ?? '', head.url ?? '');
+    if (known) return this.judged(head, identity, certificate, known);
+    const decision = authorizer.decide(identity, head.method ?? '', head.url ?? '', certificate);
     // Only a shared rate-limit store makes a decision wait (per request, so never cached per connection).
-    if (decision instanceof Promise) return decision.then((d) => this.judged(head, identity, d));
+    if (decision instanceof Promise) return decision.then((d) => this.judged(head, identity, certificate, d));
     if (connection && !authorizer.perRequest) connection.decision = decision;
-    return this.judged(head, identity, decision);
+    return this.judged(head, identity, certificate, decision);
   }
 
   /** Counts a decision, and makes it an admission (dry-run: a denial goes through). */
-  private judged(head: RequestHead, identity: PeerIdentity, made: Decision): Admission {
+  private judged(
+    head: RequestHead,
+    presented: PeerIdentity,
+    certificate: CertificateIdentity | undefined,
+    made: Decision,
+  ): Admission {
     const { dryRun, metrics } = this.options;
     let decision = made;
+    // The rule may have admitted the connection's certificate rather than the request's credential.
+    const identity = made.allow && made.admitted ? made.admitted : presented;
+    const over = identity === certificate ? undefined : certificate;
     // Dry-run lifts the rules' denials only: a key's own route limits and unparseable paths still hold.
     const wouldDeny =
       !decision.allow &&
@@ -234,13 +297,21 @@ export class RequestAdmission {
     metrics.decision(
       decision.allow ? 'allow' : wouldDeny ? 'dry_run_deny' : 'deny',
       decision.allow ? 'rule_matched' : decision.reason,
+      identity.method,
     );
     if (!decision.allow) {
       if (!wouldDeny)
         return { admitted: false, answer: denialAnswer(decision), keepAlive: true, identity, judged: made };
       decision = { allow: true, rule: `dry-run (${decision.rule ?? decision.reason})` };
     }
-    return { admitted: true, identity, decision, judged: made, owned: this.ownedFor(head, identity) };
+    return {
+      admitted: true,
+      identity,
+      ...(over ? { certificate: over } : {}),
+      decision,
+      judged: made,
+      owned: this.ownedFor(head, identity),
+    };
   }
 
   /**
@@ -250,8 +321,10 @@ export class RequestAdmission {
    */
   private ownedFor(head: RequestHead, identity: PeerIdentity): ReadonlySet<string> {
     const keyInAuthorization = this.options.apiKeys !== undefined && carriesKeyInAuthorization(head);
-    const admittedByKeyInJwtMode = this.options.auth.mode === 'jwt' && identity.method === 'api-key';
-    return keyInAuthorization || admittedByKeyInJwtMode ? this.ownedWithAuthorization : this.owned;
+    // Where tokens are accepted, an Authorization this request was not admitted by is never forwarded.
+    const notItsToken = this.options.auth.authenticator !== undefined && identity.method === 'api-key';
+    const names = this.ownedNames();
+    return keyInAuthorization || notItsToken ? names.withAuthorization : names.owned;
   }
 }
 

@@ -4,10 +4,14 @@
 // Names are compared after folding case and `_` to `-`, because some app frameworks (CGI/WSGI, nginx
 // with underscores_in_headers) read `x_spiffe_id` as `x-spiffe-id`.
 import type { PeerIdentity } from '../authn/identity.js';
+import type { CertificateIdentity } from '../authz/rule-engine.js';
+import { type ClaimHeaderMapping, claimHeaderFields } from './claim-headers.js';
 import type { SpiffeId } from '../spiffe/id.js';
 import { type RequestTrace, validTracestate } from './request-id.js';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
+/** How the caller was admitted: mtls, jwt-svid, oidc, k8s-sa or api-key. */
+export const AUTH_METHOD_HEADER = 'x-auth-method';
 /** The name of the API key a caller authenticated with (`--api-keys-file`). */
 export const API_KEY_NAME_HEADER = 'x-api-key-name';
 /** Where a caller may send its API key, besides `Authorization: Bearer sk_...`. */
@@ -70,6 +74,13 @@ export interface HeaderPolicy {
   apiKeys?: boolean;
   /** Our own SPIFFE ID, for XFCC `By=`. */
   self: () => SpiffeId;
+  /**
+   * `--claim-header` and the policy file's `claim_headers`: the mappings in force (the policy's change on
+   * reload, so this returns the same array until they do).
+   */
+  claimHeaders?: () => readonly ClaimHeaderMapping[];
+  /** `--identity-assertion`: the header, and the signed assertion of an admitted caller (identity-assertion.ts). */
+  assertion?: { readonly header: string; readonly sign: (caller: AdmittedCaller) => string };
 }
 
 export const DEFAULT_ISSUER_HEADER = 'x-jwt-issuer';
@@ -81,24 +92,45 @@ function fold(name: string): string {
 
 /** Names we own, folded: anything the client sends under them is dropped. */
 export function protectedNames(
-  policy: Pick<HeaderPolicy, 'identityHeaders' | 'issuerHeader' | 'subjectHeader' | 'stripAuthorization' | 'apiKeys'>,
+  policy: Pick<
+    HeaderPolicy,
+    | 'identityHeaders'
+    | 'issuerHeader'
+    | 'subjectHeader'
+    | 'stripAuthorization'
+    | 'apiKeys'
+    | 'assertion'
+    | 'claimHeaders'
+  >,
 ): Set<string> {
   const names = [
     XFCC_HEADER,
+    AUTH_METHOD_HEADER,
     API_KEY_NAME_HEADER,
     REQUEST_ID_HEADER,
     ...CALLER_FORWARDING_HEADERS,
     ...policy.identityHeaders,
     policy.issuerHeader,
     policy.subjectHeader,
+    policy.assertion?.header,
+    ...(policy.claimHeaders?.() ?? []).map((m) => m.header),
   ];
   if (policy.stripAuthorization) names.push('authorization');
   if (policy.apiKeys) names.push(API_KEY_HEADER);
   return new Set(names.filter((n): n is string => n !== undefined).map(fold));
 }
 
+/** Who was admitted, as the forwarders pass it on: the credential, and the connection's certificate under it. */
+export interface AdmittedCaller {
+  readonly identity: PeerIdentity;
+  /** The connection's certificate, when a token or key over it was what the rule admitted. */
+  readonly certificate?: CertificateIdentity;
+  /** The rule that admitted it (for the signed assertion). */
+  readonly decision?: { readonly rule: string };
+}
+
 /** Envoy's XFCC element. SPIFFE IDs cannot contain `,;="`, so no value needs quoting. */
-export function formatXfcc(self: SpiffeId, peer: PeerIdentity & { method: 'mtls' }): string {
+export function formatXfcc(self: SpiffeId, peer: CertificateIdentity): string {
   return `By=${self};Hash=${peer.leafSha256};URI=${peer.id}`;
 }
 
@@ -119,7 +151,7 @@ const NEVER_CONNECTION_LISTED = new Set(['content-length', 'transfer-encoding', 
  */
 export function upstreamRequestHeaders(
   rawHeaders: readonly string[],
-  peer: PeerIdentity,
+  caller: AdmittedCaller,
   policy: HeaderPolicy,
   owned: ReadonlySet<string>,
   origin: RequestOrigin,
@@ -128,17 +160,25 @@ export function upstreamRequestHeaders(
   stripped?: string[],
 ): string[] {
   const out: string[] = [];
+  const peer = caller.identity;
   if (peer.id) {
     const id = peer.id.toString();
     for (const name of policy.identityHeaders) out.push(name, id);
   }
+  out.push(AUTH_METHOD_HEADER, peer.method);
+  if (policy.assertion) out.push(policy.assertion.header, policy.assertion.sign(caller));
+  // XFCC describes the client certificate of the connection, whatever credential the rule admitted.
+  const certificate = peer.method === 'mtls' ? peer : caller.certificate;
+  if (certificate && policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), certificate));
   if (peer.method === 'mtls') {
-    if (policy.xfcc) out.push(XFCC_HEADER, formatXfcc(policy.self(), peer));
+    // Nothing more: the SPIFFE ID and XFCC say it all.
   } else if (peer.method === 'api-key') {
     out.push(API_KEY_NAME_HEADER, peer.name);
   } else {
     if (peer.issuer !== undefined && policy.issuerHeader) out.push(policy.issuerHeader, peer.issuer);
     if (policy.subjectHeader) out.push(policy.subjectHeader, peer.subject);
+    const mappings = policy.claimHeaders?.();
+    if (mappings && mappings.length > 0) for (const field of claimHeaderFields(peer.claims, mappings)) out.push(field);
   }
   if (origin.address !== undefined) out.push(FORWARDED_FOR_HEADER, origin.address);
   out.push(FORWARDED_PROTO_HEADER, origin.proto);

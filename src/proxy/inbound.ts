@@ -11,13 +11,18 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { noMetrics, type ProxyMetrics } from './proxy-metrics.js';
 import type { ApiKeySet } from '../authn/api-keys.js';
-import type { JwtAuthenticator } from '../authn/jwt.js';
 import type { Authorizer } from '../authz/policy.js';
 import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import { type AccessLog, Exchange } from './access-log.js';
-import { type Admission, logRequestRefused, type RequestHead, RequestAdmission } from './admission.js';
+import {
+  type Admission,
+  type InboundAuth,
+  logRequestRefused,
+  type RequestHead,
+  RequestAdmission,
+} from './admission.js';
 import { type Answer, answer, writeAnswerH1, writeAnswerH2, writeAnswerRaw } from './answers.js';
 import { accountConnections } from './connection-accounting.js';
 import { forwardH1 } from './forward-h1.js';
@@ -38,13 +43,13 @@ export interface InboundOptions {
   port: number;
   /** The app: an http: origin. */
   upstream: URL;
-  /** Our X.509 identity: required for mTLS and for JWT over TLS; absent for JWT over plain HTTP. */
+  /** Our X.509 identity: required for TLS (mTLS, and JWT over TLS); absent for JWT over plain HTTP. */
   identity?: IdentitySource;
-  auth: { mode: 'mtls' } | { mode: 'jwt'; authenticator: JwtAuthenticator };
+  auth: InboundAuth;
   authorizer: Authorizer;
   /** `--policy-mode dry-run`: denials are logged and counted, and the request goes through. */
   dryRun?: boolean;
-  /** `--api-keys-file`: the keys in force. In mTLS mode a caller without a certificate must send one. */
+  /** `--api-keys-file`: the keys in force. */
   apiKeys?: () => ApiKeySet;
   headers: Omit<HeaderPolicy, 'self' | 'apiKeys'>;
   /** How the app is reached: HTTP/1.1 (default) or cleartext HTTP/2 (`--upstream-protocol h2c`, for gRPC). */
@@ -83,6 +88,15 @@ export class InboundProxy {
   /** Per HTTP/2 connection: streams opened, and streams the client reset before we answered (rapid reset). */
   private readonly streamCounts = new WeakMap<http2.ServerHttp2Session, { opened: number; reset: number }>();
   private acceptingH2: TLSSocket | undefined;
+  /** When each connection must end, and why (see expireAt). */
+  private readonly deadlines = new WeakMap<
+    Socket,
+    { at: number; by: 'certificate' | 'token'; timer: NodeJS.Timeout }
+  >();
+  /** HTTP/1.1 connections with a request under way (Node serves one at a time per connection). */
+  private readonly busy = new WeakSet<Socket>();
+  /** HTTP/1.1 connections past their certificate's notAfter: closed once the response under way is written. */
+  private readonly expired = new WeakSet<Socket>();
   private draining = false;
 
   private constructor(private readonly options: InboundOptions) {
@@ -99,7 +113,7 @@ export class InboundProxy {
       authorizer: options.authorizer,
       dryRun: options.dryRun,
       apiKeys: options.apiKeys,
-      identity: auth.mode === 'mtls' ? identity : undefined,
+      identity: auth.certificates !== 'off' ? identity : undefined,
       headers: this.headerPolicy,
       maxHeaderCount: limits.maxHeaderCount,
       log,
@@ -118,13 +132,13 @@ export class InboundProxy {
       // How often Node checks the header timeout: a tenth of it, so a slowloris is cut close to the limit.
       connectionsCheckingInterval: Math.max(100, Math.floor(limits.headerTimeoutMs / 10)),
     };
-    if (auth.mode === 'mtls' && !identity) throw new Error('mTLS needs an identity source');
+    if (auth.certificates !== 'off' && !identity) throw new Error('client certificates need an identity source');
     // JWT mode over plain HTTP has no TLS at all; otherwise we serve our SVID, and ask for the
-    // caller's only in mTLS mode.
+    // caller's where certificates are accepted.
     this.server = identity
       ? https.createServer({
           ...tlsOptions(identity.current()),
-          requestCert: auth.mode === 'mtls',
+          requestCert: auth.certificates !== 'off',
           // Node checks the chain only after the handshake either way; we make the call ourselves in
           // admission so that every rejected peer is logged with its reason.
           rejectUnauthorized: false,
@@ -154,7 +168,7 @@ export class InboundProxy {
       // admission rather than reset by nghttp2.
       maxHeaderListPairs: limits.maxHeaderCount + 16,
     });
-    if (identity) this.dispatchByAlpn(auth.mode === 'mtls', limits);
+    if (identity) this.dispatchByAlpn(auth.certificates !== 'off', limits);
     this.server.on('request', (req, res) => this.handle(req, res));
     // `Expect: 100-continue`: answered by us, and only once the caller is admitted. A refused caller gets
     // its 401/403 and never an invitation to send the body.
@@ -232,6 +246,7 @@ export class InboundProxy {
         const peer = this.admission.connect(socket, this.rotation?.previousBundles());
         if (socket.destroyed) return;
         logConnectionAccepted(this.options.log, socket, peer);
+        if (peer?.method === 'mtls' && peer.notAfter !== undefined) this.expireAt(socket, peer.notAfter, 'certificate');
       } else logConnectionAccepted(this.options.log, socket, undefined);
       if (socket.alpnProtocol !== 'h2') {
         http1.call(this.server, socket);
@@ -269,6 +284,48 @@ export class InboundProxy {
   }
 
   /**
+   * A connection does not outlive what admitted it: its client certificate (the chain's notAfter) or, on a
+   * connection without one, the latest-expiring token a request on it was admitted by. Then an HTTP/2 session
+   * gets GOAWAY (open streams finish), an idle HTTP/1.1 connection is closed and a busy one once its response
+   * is written. Meanwhile admission refuses what arrives: certificate_expired, or the token's own expiry.
+   */
+  private expireAt(socket: Socket, at: number, by: 'certificate' | 'token'): void {
+    const current = this.deadlines.get(socket);
+    if (current && (current.by === 'certificate' || current.at >= at)) return;
+    if (current) clearTimeout(current.timer);
+    // setTimeout holds at most 2^31-1 ms (24.8 days): a later deadline is looked at again then.
+    const delay = Math.min(Math.max(0, at - Date.now() + 1), 2 ** 31 - 1);
+    const timer = setTimeout(() => {
+      this.deadlines.delete(socket);
+      if (Date.now() <= at) return this.expireAt(socket, at, by);
+      this.options.log.info(
+        { event: 'connection_expired', remote: socket.remoteAddress, by },
+        by === 'certificate'
+          ? "closing a connection at its client certificate's notAfter"
+          : "closing a connection at its last token's exp",
+      );
+      for (const [session, under] of this.sessionSocketList()) if (under === socket) return void session.close();
+      if (this.busy.has(socket)) this.expired.add(socket);
+      else socket.destroy();
+    }, delay).unref();
+    if (!current) socket.once('close', () => clearTimeout(this.deadlines.get(socket)?.timer));
+    this.deadlines.set(socket, { at, by, timer });
+  }
+
+  /** A connection without a certificate, admitted by a token: it may stay open until that token's exp. */
+  private holdForToken(socket: Socket, a: Admission & { admitted: true }): void {
+    const { identity } = a;
+    if (identity.method === 'mtls' || identity.method === 'api-key' || a.certificate) return;
+    const exp = identity.claims?.exp;
+    if (typeof exp === 'number') this.expireAt(socket, exp * 1000, 'token');
+  }
+
+  /** The HTTP/2 sessions and the TLS socket under each. */
+  private *sessionSocketList(): Iterable<[http2.ServerHttp2Session, TLSSocket | undefined]> {
+    for (const session of this.h2Sessions) yield [session, this.sessionSockets.get(session)];
+  }
+
+  /**
    * Runs admission, then `go` with the admitted caller; a refusal is answered, an error fails closed. The
    * exchange learns the decision either way.
    */
@@ -280,8 +337,10 @@ export class InboundProxy {
   ): void {
     const settle = (a: Admission) => {
       ex.judged(a);
-      if (a.admitted) go(a);
-      else refuse(a);
+      if (a.admitted) {
+        this.holdForToken(head.socket, a);
+        go(a);
+      } else refuse(a);
     };
     const admission = this.admission.admit(head);
     if (admission instanceof Promise) admission.then(settle).catch((err: unknown) => this.failClosed(head.socket, err));
@@ -309,7 +368,7 @@ export class InboundProxy {
     const stripped = log.isLevelEnabled('debug') ? [] : undefined;
     const fields = upstreamRequestHeaders(
       head.rawHeaders,
-      admitted.identity,
+      admitted,
       this.headerPolicy,
       admitted.owned,
       originOf(this.forwarding, head.socket),
@@ -336,7 +395,12 @@ export class InboundProxy {
       req.headers.traceparent,
     );
     // Before any listener of the forwarders: the exchange ends as the caller saw it.
-    res.once('close', () => ex.end(res.headersSent ? res.statusCode : 0, !res.writableFinished));
+    this.busy.add(req.socket);
+    res.once('close', () => {
+      ex.end(res.headersSent ? res.statusCode : 0, !res.writableFinished);
+      this.busy.delete(req.socket);
+      if (this.expired.has(req.socket)) req.socket.destroy();
+    });
     if (this.draining) res.setHeader('connection', 'close');
     const reply: Reply = (a, keepAlive = false) => {
       ex.bytesOut += writeAnswerH1(res, a, keepAlive && bodyArrived(req));

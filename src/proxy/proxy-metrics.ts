@@ -1,12 +1,16 @@
 // What the data path reports, as a small interface with no dependency: the proxies never touch
 // prom-client, and prom-client (50 ms and several MB to load) is loaded only after the sidecar is ready.
+import type { AuthMethod } from '../authn/identity.js';
+
+/** How a request's caller authenticated, as a metric label: none when it was answered before that. */
+export type AuthLabel = AuthMethod | 'none';
 
 /** What the proxy reports. */
 export interface ProxyMetrics {
   handshake(result: 'success' | 'failure', reason: string): void;
-  decision(decision: 'allow' | 'deny' | 'dry_run_deny', reason: string): void;
+  decision(decision: 'allow' | 'deny' | 'dry_run_deny', reason: string, auth: AuthMethod): void;
   /** `upstreamSeconds`: time to the app's response headers, when the app was reached. */
-  request(status: number, totalSeconds: number, upstreamSeconds?: number): void;
+  request(status: number, totalSeconds: number, upstreamSeconds: number | undefined, auth: AuthLabel): void;
   connectionOpened(): void;
   connectionClosed(): void;
   connectionDropped(): void;
@@ -54,11 +58,11 @@ export class DeferredMetrics implements ProxyMetrics {
   handshake(result: 'success' | 'failure', reason: string): void {
     this.call((m) => m.handshake(result, reason));
   }
-  decision(decision: 'allow' | 'deny' | 'dry_run_deny', reason: string): void {
-    this.call((m) => m.decision(decision, reason));
+  decision(decision: 'allow' | 'deny' | 'dry_run_deny', reason: string, auth: AuthMethod): void {
+    this.call((m) => m.decision(decision, reason, auth));
   }
-  request(status: number, totalSeconds: number, upstreamSeconds?: number): void {
-    this.call((m) => m.request(status, totalSeconds, upstreamSeconds));
+  request(status: number, totalSeconds: number, upstreamSeconds: number | undefined, auth: AuthLabel): void {
+    this.call((m) => m.request(status, totalSeconds, upstreamSeconds, auth));
   }
   connectionOpened(): void {
     this.call((m) => m.connectionOpened());

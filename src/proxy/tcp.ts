@@ -120,7 +120,7 @@ export class TcpInboundProxy {
    */
   private judged(socket: TLSSocket, peer: PeerIdentity, decision: Decision): void {
     const { log } = this.options;
-    this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason);
+    this.metrics.decision(decision.allow ? 'allow' : 'deny', decision.allow ? 'rule_matched' : decision.reason, 'mtls');
     log.info(
       {
         event: 'authz',

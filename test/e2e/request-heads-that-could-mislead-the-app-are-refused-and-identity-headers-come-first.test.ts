@@ -40,7 +40,8 @@ describe('request heads that could mislead the app', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 200 /);
     const seen = s.app.seen.find((r) => r.url === '/padded');
     expect(seen?.rawHeaders.slice(0, 2)).toEqual(['x-spiffe-id', ALLOWED_ID]);
-    expect(seen?.rawHeaders[2]).toBe('x-forwarded-client-cert');
+    expect(seen?.rawHeaders.slice(2, 4)).toEqual(['x-auth-method', 'mtls']);
+    expect(seen?.rawHeaders[4]).toBe('x-forwarded-client-cert');
   });
 
   it('two Host fields get 400', async () => {

@@ -65,10 +65,10 @@ describe('the admin endpoints report health, readiness, certs and every document
     );
     expect(scrape.text).toMatch(/^spiffe_sidecar_tls_handshakes_total\{result="success",reason="verified"\} 2$/m);
     expect(scrape.text).toMatch(
-      /^spiffe_sidecar_authz_decisions_total\{decision="deny",reason="no_matching_rule"\} 1$/m,
+      /^spiffe_sidecar_authz_decisions_total\{decision="deny",reason="no_matching_rule",auth="mtls"\} 1$/m,
     );
-    expect(scrape.text).toMatch(/^spiffe_sidecar_requests_total\{status_class="2xx"\} 1$/m);
-    expect(scrape.text).toMatch(/^spiffe_sidecar_requests_total\{status_class="4xx"\} 1$/m);
+    expect(scrape.text).toMatch(/^spiffe_sidecar_requests_total\{status_class="2xx",auth="mtls"\} 1$/m);
+    expect(scrape.text).toMatch(/^spiffe_sidecar_requests_total\{status_class="4xx",auth="mtls"\} 1$/m);
     expect(scrape.text).toMatch(/^spiffe_sidecar_ready 1$/m);
     expect(scrape.text).toMatch(/^spiffe_sidecar_identity_reloads_total\{source="file",result="failed"\} 0$/m);
     // Bounded labels: no SPIFFE ID, path or rule ever becomes a label value.

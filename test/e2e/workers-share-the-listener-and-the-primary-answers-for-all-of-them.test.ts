@@ -105,7 +105,9 @@ describe('workers share the listener and the primary answers for all of them', (
 
       expect(await admin(adminPort, '/readyz')).toEqual({ status: 200, body: '{"ready":true}' });
       const metrics = (await admin(adminPort, '/metrics')).body;
-      expect(metric(metrics, 'spiffe_sidecar_authz_decisions_total{decision="allow",reason="rule_matched"}')).toBe(40);
+      expect(
+        metric(metrics, 'spiffe_sidecar_authz_decisions_total{decision="allow",reason="rule_matched",auth="mtls"}'),
+      ).toBe(40);
       const certs = JSON.parse((await admin(adminPort, '/certs')).body) as { svid: { spiffe_id: string } };
       expect(certs.svid.spiffe_id).toBe('spiffe://example.org/server');
 

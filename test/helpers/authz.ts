@@ -85,13 +85,20 @@ export async function scrapeMetrics(adminPort: number): Promise<string> {
   return res.text();
 }
 
-/** The value of one sample, 0 when absent. Labels are matched in the order given. */
+/**
+ * The sum of the samples of `name` whose labels include `labels` (0 when none): a sample with more labels
+ * (e.g. `auth`) counts toward the one the test names.
+ */
 export function sample(scrape: string, name: string, labels: Record<string, string>): number {
-  const text = Object.entries(labels)
-    .map(([k, v]) => `${k}="${v}"`)
-    .join(',');
-  const line = scrape.split('\n').find((l) => l.startsWith(`${name}{${text}} `));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  let sum = 0;
+  for (const line of scrape.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const close = line.indexOf('} ');
+    const have = line.slice(name.length + 1, close).split(',');
+    if (wanted.every((w) => have.includes(w))) sum += Number(line.slice(close + 2));
+  }
+  return sum;
 }
 
 /** `spiffe_sidecar_authz_decisions_total{decision,reason}`. */

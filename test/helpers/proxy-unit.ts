@@ -120,7 +120,7 @@ export function targetFor(
 ): ForwardTarget {
   const fields = upstreamRequestHeaders(
     head.rawHeaders,
-    CALLER,
+    { identity: CALLER },
     ctx.headers,
     protectedNames(ctx.headers),
     originOf(ctx, head.socket),

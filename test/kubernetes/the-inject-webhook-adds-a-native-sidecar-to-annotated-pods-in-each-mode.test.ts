@@ -219,7 +219,10 @@ describe('the inject webhook adds a native sidecar to annotated pods in each mod
     ]);
     const config = expectAcceptedBySidecar(sidecar);
     expect(config.source).toBeUndefined();
-    expect(config.auth).toMatchObject({ mode: 'jwt', audience: ['orders'], tokenReview: { intervalMs: 60_000 } });
+    expect(config.auth).toMatchObject({
+      mode: 'jwt',
+      tokens: { audience: ['orders'], tokenReview: { intervalMs: 60_000 } },
+    });
   });
 
   it('SPIRE mode with JWT callers, and an outbound-only caller with its egress routes', async () => {

@@ -114,7 +114,7 @@ function build(options: Partial<AdmissionOptions> = {}) {
   const { log, logs } = capturingLogger();
   const metrics = countingMetrics();
   const admission = new RequestAdmission({
-    auth: { mode: 'jwt', authenticator: authenticator() },
+    auth: { certificates: 'off', authenticator: authenticator() },
     authorizer: createFlagAuthorizer({ allow: [CLIENT_ID, WEB_ID], allowAny: false, allowIssuers: ['keycloak'] }),
     apiKeys: () => apiKeys,
     headers: headerPolicy(),
@@ -274,7 +274,7 @@ describe('JWT mode', () => {
     expect(a.owned.has('authorization')).toBe(false);
     expect([...a.owned].sort()).toEqual([...protectedNames(headerPolicy())].sort());
     expect(a.owned.has('x-request-id')).toBe(true);
-    expect(metrics.calls).toEqual([['decision', 'allow', 'rule_matched']]);
+    expect(metrics.calls).toEqual([['decision', 'allow', 'rule_matched', 'k8s-sa']]);
     // The access line is written when the exchange is over, by the proxy: nothing here.
     await settleLogs();
     expect(logs).toEqual([]);
@@ -300,7 +300,7 @@ describe('JWT mode', () => {
     expect(a).toMatchObject({ admitted: false, answer: { status: 403, reason: 'no_matching_rule' }, keepAlive: true });
     expect(a.identity).toMatchObject({ method: 'oidc', issuer: 'keycloak', subject: 'alice' });
     expect(a.judged).toEqual({ allow: false, reason: 'no_matching_rule' });
-    expect(metrics.calls).toEqual([['decision', 'deny', 'no_matching_rule']]);
+    expect(metrics.calls).toEqual([['decision', 'deny', 'no_matching_rule', 'oidc']]);
     await settleLogs();
     expect(logs).toEqual([]);
   });
@@ -392,7 +392,7 @@ describe('API keys', () => {
     const a = refused(await admission.admit(head(socket, 'GET', '/v1/items', ['x-api-key', keys.limited])));
     expect(a).toMatchObject({ admitted: false, answer: { status: 403, reason: 'key_route_denied' }, keepAlive: true });
     expect(a.judged).toEqual({ allow: false, reason: 'key_route_denied' });
-    expect(metrics.calls).toEqual([['decision', 'deny', 'key_route_denied']]);
+    expect(metrics.calls).toEqual([['decision', 'deny', 'key_route_denied', 'api-key']]);
   });
 });
 
@@ -419,8 +419,8 @@ describe('decisions', () => {
     expect(b.decision).toEqual({ allow: true, rule: 'dry-run (no_matching_rule)' });
     expect(b.judged).toEqual({ allow: false, reason: 'no_matching_rule' });
     expect(metrics.calls).toEqual([
-      ['decision', 'dry_run_deny', 'rule_denied'],
-      ['decision', 'dry_run_deny', 'no_matching_rule'],
+      ['decision', 'dry_run_deny', 'rule_denied', 'api-key'],
+      ['decision', 'dry_run_deny', 'no_matching_rule', 'api-key'],
     ]);
   });
 
@@ -433,7 +433,7 @@ describe('decisions', () => {
       answer: { status: 400, reason: 'path_not_normalized' },
       keepAlive: true,
     });
-    expect(metrics.calls).toEqual([['decision', 'deny', 'path_not_normalized']]);
+    expect(metrics.calls).toEqual([['decision', 'deny', 'path_not_normalized', 'api-key']]);
   });
 
   it('rate limited: 429 with Retry-After, the connection kept', async () => {
@@ -446,8 +446,8 @@ describe('decisions', () => {
     expect(Number(a.answer?.headers?.['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(a.keepAlive).toBe(true);
     expect(metrics.calls).toEqual([
-      ['decision', 'allow', 'rule_matched'],
-      ['decision', 'deny', 'rate_limited'],
+      ['decision', 'allow', 'rule_matched', 'api-key'],
+      ['decision', 'deny', 'rate_limited', 'api-key'],
     ]);
   });
 });
@@ -496,7 +496,9 @@ describe('mTLS connections', () => {
     cert: { chainPem: string; keyPem: string } | undefined,
     status = { value: { ready: true } as IdentityStatus },
   ) {
-    const built = build({ auth: { mode: 'mtls' }, identity: identity(status), ...options });
+    // As the app configures it: a certificate is required unless API keys are accepted too.
+    const certificates = 'apiKeys' in options && options.apiKeys === undefined ? 'required' : 'optional';
+    const built = build({ auth: { certificates }, identity: identity(status), ...options });
     server = tls.createServer({
       cert: serverCert.chainPem,
       key: serverCert.keyPem,
@@ -533,7 +535,7 @@ describe('mTLS connections', () => {
     expect(a.owned.has('authorization')).toBe(false);
     expect(metrics.calls).toEqual([
       ['handshake', 'success', 'verified'],
-      ['decision', 'allow', 'rule_matched'],
+      ['decision', 'allow', 'rule_matched', 'mtls'],
     ]);
     expect(a.judged).toEqual({ allow: true, rule: CLIENT_ID });
     await settleLogs();
@@ -637,7 +639,7 @@ describe('mTLS connections', () => {
   });
 
   it('a request on a connection that never passed connect(): refused without an answer (fail closed)', async () => {
-    const { admission } = build({ auth: { mode: 'mtls' }, identity: identity({ value: { ready: true } }) });
+    const { admission } = build({ auth: { certificates: 'required' }, identity: identity({ value: { ready: true } }) });
     const socket = await callerSocket();
     expect(await admission.admit(head(socket, 'GET', '/', []))).toEqual({ admitted: false });
   });

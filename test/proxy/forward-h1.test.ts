@@ -116,6 +116,8 @@ describe('forwardH1', () => {
     const seen = a.seen[0];
     expect([seen.method, seen.url]).toEqual(['GET', '/v1/items?q=1']);
     expect(seen.rawHeaders).toEqual([
+      'x-auth-method',
+      'api-key',
       'x-api-key-name',
       'partner',
       'x-forwarded-for',

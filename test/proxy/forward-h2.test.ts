@@ -64,7 +64,9 @@ describe('forwardH2ToH1', () => {
     expect(got.body.toString()).toBe('got GET /v1/items?q=1');
     const seen = app.seen[0];
     expect([seen.method, seen.url]).toEqual(['GET', '/v1/items?q=1']);
-    expect(seen.rawHeaders.slice(0, 6)).toEqual([
+    expect(seen.rawHeaders.slice(0, 8)).toEqual([
+      'x-auth-method',
+      'api-key',
       'x-api-key-name',
       'partner',
       'x-forwarded-for',

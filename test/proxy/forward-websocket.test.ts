@@ -149,7 +149,9 @@ describe('tunnelWebSocket', () => {
     expect((await readBytes(socket, 24, rest)).toString()).toBe('hello through the tunnel');
     const seen = a.upgrades[0];
     expect(seen.url).toBe('/chat?room=1');
-    expect(seen.rawHeaders.slice(0, 6)).toEqual([
+    expect(seen.rawHeaders.slice(0, 8)).toEqual([
+      'x-auth-method',
+      'api-key',
       'x-api-key-name',
       'partner',
       'x-forwarded-for',
