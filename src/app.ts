@@ -320,9 +320,13 @@ async function openAssertion(
   const options = config.identityAssertion as NonNullable<Config['identityAssertion']>;
   const { createIdentityAssertion, assertedCaller } = await import('./proxy/identity-assertion.js');
   const self = identity?.status().ready ? identity.current().svid.id.toString() : undefined;
+  const audience = options.audience ?? self;
+  // buildConfig requires an audience without an identity of our own, and SPIRE mode waited for the SVID.
+  if (audience === undefined)
+    throw new SidecarError('ERR_CONFIG_MISSING', '--identity-assertion needs --identity-assertion-audience here');
   const assertion = createIdentityAssertion({
     issuer: self ?? 'spiffe-sidecar',
-    audience: options.audience ?? (self as string),
+    audience,
     ttlSeconds: options.ttlSeconds,
     key,
   });
@@ -474,7 +478,8 @@ async function openSidecar(
     const adminServer = admin;
     teardown.defer(() => adminServer.close());
   }
-  if (identity?.kind === 'workload_api' && (servesTls || outboundNeedsSvid)) {
+  // The assertion names our SPIFFE ID (iss, and aud by default): it waits for the first SVID too.
+  if (identity?.kind === 'workload_api' && (servesTls || outboundNeedsSvid || config.identityAssertion)) {
     const spire = identity as WorkloadApiIdentitySource;
     log.info(
       { event: 'waiting_for_identity', endpoint: spire.endpoint.address },

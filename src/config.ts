@@ -819,6 +819,12 @@ const TOKEN_FLAGS = [
   'jwt-issuer-header',
   'jwt-subject-header',
   'k8s-token-review',
+  'k8s-token-review-only',
+  'k8s-api-server',
+  'k8s-token-file',
+  'k8s-token-review-interval',
+  'k8s-api-ca-file',
+  'k8s-trust-domain',
   'max-token-lifetime',
   'jwt-replay-cache',
 ] as const;
@@ -987,6 +993,11 @@ export function buildConfig(raw: RawOptions): Config {
   const auth = parseAuth(raw);
   const tcp = parseTcpMode(raw, auth);
   const workers = parseWorkers(raw.workers ?? DEFAULTS.workers.value);
+  // Each worker would remember its own jtis, and a replay on a new connection would reach another worker.
+  if (auth.tokens?.replayCacheSize !== undefined && workers > 1)
+    invalid(
+      `--jwt-replay-cache with --workers ${workers}: each worker would remember alone, and a token could be replayed once per worker; use --workers 1 where tokens are one-time`,
+    );
   const outbound = (raw.outbound ?? []).map(parseOutbound);
   // An outbound-only sidecar (the calling side) needs no app behind it and no allow rules.
   const inbound = raw.upstream !== undefined || outbound.length === 0;

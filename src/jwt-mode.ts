@@ -148,6 +148,7 @@ export async function openJwt(config: Config, auth: TokenAuthConfig, log: Logger
         caPem: apiCaPem ?? [],
         audiences: auth.audience,
         onReview: metrics && ((result, seconds) => metrics.tokenReview(result, seconds)),
+        rememberInvalidMs: review.intervalMs,
       }),
       intervalMs: review.intervalMs,
     },

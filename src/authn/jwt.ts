@@ -25,7 +25,8 @@ export type JwtRejectionReason =
   | 'ERR_JWT_REPLAYED'
   | 'ERR_JWT_CNF_MISMATCH'
   | 'ERR_JWT_CNF_UNSUPPORTED'
-  | 'ERR_JWT_TOKEN_REVIEW_UNAVAILABLE';
+  | 'ERR_JWT_TOKEN_REVIEW_UNAVAILABLE'
+  | 'ERR_JWT_REPLAY_CACHE_FULL';
 
 export type JwtAuthnResult = { ok: true; identity: PeerIdentity } | Refused;
 
@@ -129,6 +130,8 @@ export function answerReasonOf(rejection: Rejection): string {
       return 'no_keys';
     case 'ERR_JWT_TOKEN_REVIEW_UNAVAILABLE':
       return 'token_review_unavailable';
+    case 'ERR_JWT_REPLAY_CACHE_FULL':
+      return 'replay_cache_full';
     default:
       return rejection.reason;
   }
@@ -224,7 +227,14 @@ export class JwtAuthenticator {
       // A token admitted once is never admitted again: caching it would only hold memory. Checked and recorded
       // in one step, so that of two presentations verified side by side only one gets in.
       if (verified.jti) {
-        if (!this.replay?.admitOnce(scope as string, verified.jti.value, verified.jti.until, now)) return replayed();
+        const once = this.replay?.admitOnce(scope as string, verified.jti.value, verified.jti.until, now);
+        if (once === 'full')
+          return reject(
+            'ERR_JWT_REPLAY_CACHE_FULL',
+            'every --jwt-replay-cache entry holds a live one-time token: raise N (nothing is evicted alive)',
+            503,
+          );
+        if (once !== 'admitted') return replayed();
       } else {
         if (this.cache.size >= (this.options.cacheSize ?? 10_000))
           this.cache.delete(this.cache.keys().next().value as string);

@@ -2,6 +2,7 @@
 // secret or service account may have been deleted since it was signed). Called once per new token and
 // again after the review interval. Answers `valid`, `invalid`, or `unavailable` (fail closed); never throws.
 // The API server is trusted by the CAs it is given (`--k8s-api-ca-file`, see jwt-mode.ts), nothing else.
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 
@@ -28,13 +29,60 @@ export interface TokenReviewOptions {
   timeoutMs?: number;
   /** Told of every review when it ends, with its duration: the metrics' observer. */
   onReview?: (result: TokenReviewResult, seconds: number) => void;
+  /** Reviews under way at once, at most (default 32); past it the answer is `unavailable` (503). */
+  maxInFlight?: number;
+  /** How long a token the API server refused is refused without asking again (the review interval). */
+  rememberInvalidMs?: number;
 }
+
+const DEFAULT_MAX_IN_FLIGHT = 32;
+/** Refused tokens remembered at most (oldest first out): a bound on memory, not on safety. */
+const MAX_REMEMBERED_INVALID = 10_000;
 
 export type TokenReviewer = (token: string, subject: string) => Promise<ReviewVerdict>;
 
 export function createTokenReviewer(options: TokenReviewOptions): TokenReviewer {
-  const review = reviewer(options);
-  const { onReview } = options;
+  return guarded(observed(reviewer(options), options.onReview), options);
+}
+
+/**
+ * What a caller can make us ask the API server is bounded: a token that costs nothing to forge (TokenReview
+ * alone checks no signature before asking) must not become a flood of reviews that gets the API server to
+ * throttle us for everyone. So: one review per token at a time (concurrent requests share it), a refused
+ * token is refused from memory for the review interval, and past `maxInFlight` reviews the answer is
+ * `unavailable` (503, fail closed) without asking.
+ */
+function guarded(review: TokenReviewer, options: TokenReviewOptions): TokenReviewer {
+  const maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  const rememberMs = options.rememberInvalidMs ?? 0;
+  const inFlight = new Map<string, Promise<ReviewVerdict>>();
+  const refused = new Map<string, number>();
+  return (token, subject) => {
+    const key = createHash('sha256').update(token).digest('base64url');
+    const until = refused.get(key);
+    if (until !== undefined) {
+      if (Date.now() < until) return Promise.resolve('invalid');
+      refused.delete(key);
+    }
+    const pending = inFlight.get(key);
+    if (pending) return pending;
+    if (inFlight.size >= maxInFlight) return Promise.resolve('unavailable');
+    const asked = review(token, subject)
+      .then((verdict) => {
+        if (verdict === 'invalid' && rememberMs > 0) {
+          if (refused.size >= MAX_REMEMBERED_INVALID) refused.delete(refused.keys().next().value as string);
+          refused.set(key, Date.now() + rememberMs);
+        }
+        return verdict;
+      })
+      .finally(() => inFlight.delete(key));
+    inFlight.set(key, asked);
+    return asked;
+  };
+}
+
+/** Tells `onReview` of every review made (not of those answered from memory). */
+function observed(review: TokenReviewer, onReview: TokenReviewOptions['onReview']): TokenReviewer {
   if (!onReview) return review;
   return async (token, subject) => {
     const started = performance.now();

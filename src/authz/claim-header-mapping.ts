@@ -64,6 +64,11 @@ function headerName(written: string): { header: string } | { why: string } {
   if (!TOKEN.test(written)) {
     return { why: `${quoted(written)} is not a header name: use letters, digits and "-", such as x-roles` };
   }
+  // CGI-style apps read `_` as `-`: `x_spiffe_id` would be their x-spiffe-id. Only `-`, so that a name can be
+  // compared with the sidecar's own as written.
+  if (written.includes('_')) {
+    return { why: `${quoted(written)} has "_", which some apps read as "-": write it with "-", such as x-roles` };
+  }
   if (written.length > MAX_CLAIM_HEADER_NAME_LENGTH) {
     return { why: `header name ${shown(written)} is longer than ${MAX_CLAIM_HEADER_NAME_LENGTH} characters` };
   }

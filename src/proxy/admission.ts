@@ -197,6 +197,15 @@ export class RequestAdmission {
     }
     // An API key first (as before tokens existed on this listener): `x-api-key`, or `Authorization: Bearer sk_…`.
     const key = this.options.apiKeys ? presentedApiKey(head.headers) : undefined;
+    // A key in x-api-key and a token in Authorization: two credentials, neither checked for the other. Refused,
+    // rather than one of them ignored.
+    if (key !== undefined && key !== 'ambiguous' && key.from === 'x-api-key' && auth.authenticator) {
+      if (head.headers.authorization !== undefined) {
+        const rejection = { reason: 'ERR_CREDENTIALS_AMBIGUOUS', message: 'an API key and a bearer token together' };
+        this.rejected(head, 'api-key', rejection);
+        return { admitted: false, answer: answer(401, rejection.reason, { 'www-authenticate': 'Bearer' }) };
+      }
+    }
     if (key !== undefined) return this.admitKey(head, key, certificate);
     if (auth.authenticator && (head.headers.authorization !== undefined || !certificate)) {
       // A certificate-bound token (RFC 8705) is checked against this connection's certificate.
@@ -316,13 +325,15 @@ export class RequestAdmission {
 
   /**
    * Header names the caller may not pass on: ours; `Authorization` too when it carried an API key (whoever
-   * sent it, even a caller with a certificate), and in JWT mode for a caller admitted by its API key:
-   * `--jwt-forward-token` forwards the token this request was admitted by, and nothing else.
+   * sent it, even a caller with a certificate), and, where tokens are accepted, for a caller admitted by its
+   * certificate: `--jwt-forward-token` forwards the token this request was admitted by, and nothing else.
    */
   private ownedFor(head: RequestHead, identity: PeerIdentity): ReadonlySet<string> {
     const keyInAuthorization = this.options.apiKeys !== undefined && carriesKeyInAuthorization(head);
-    // Where tokens are accepted, an Authorization this request was not admitted by is never forwarded.
-    const notItsToken = this.options.auth.authenticator !== undefined && identity.method === 'api-key';
+    // Where tokens are accepted, an Authorization this request was not admitted by is never forwarded: not
+    // when a key admitted it, nor when a rule admitted the connection's certificate rather than its token.
+    const notItsToken =
+      this.options.auth.authenticator !== undefined && (identity.method === 'api-key' || identity.method === 'mtls');
     const names = this.ownedNames();
     return keyInAuthorization || notItsToken ? names.withAuthorization : names.owned;
   }

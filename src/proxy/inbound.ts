@@ -25,6 +25,7 @@ import {
 } from './admission.js';
 import { type Answer, answer, writeAnswerH1, writeAnswerH2, writeAnswerRaw } from './answers.js';
 import { accountConnections } from './connection-accounting.js';
+import { ConnectionDeadlines, type DeadlineCause } from './connection-deadline.js';
 import { forwardH1 } from './forward-h1.js';
 import { forwardH2ToH1 } from './forward-h2.js';
 import { forwardToH2c } from './forward-h2c.js';
@@ -88,11 +89,8 @@ export class InboundProxy {
   /** Per HTTP/2 connection: streams opened, and streams the client reset before we answered (rapid reset). */
   private readonly streamCounts = new WeakMap<http2.ServerHttp2Session, { opened: number; reset: number }>();
   private acceptingH2: TLSSocket | undefined;
-  /** When each connection must end, and why (see expireAt). */
-  private readonly deadlines = new WeakMap<
-    Socket,
-    { at: number; by: 'certificate' | 'token'; timer: NodeJS.Timeout }
-  >();
+  /** When each connection must end: its certificate's notAfter, its tokens' exp. */
+  private readonly deadlines = new ConnectionDeadlines((socket, cause) => this.expire(socket, cause));
   /** HTTP/1.1 connections with a request under way (Node serves one at a time per connection). */
   private readonly busy = new WeakSet<Socket>();
   /** HTTP/1.1 connections past their certificate's notAfter: closed once the response under way is written. */
@@ -246,7 +244,7 @@ export class InboundProxy {
         const peer = this.admission.connect(socket, this.rotation?.previousBundles());
         if (socket.destroyed) return;
         logConnectionAccepted(this.options.log, socket, peer);
-        if (peer?.method === 'mtls' && peer.notAfter !== undefined) this.expireAt(socket, peer.notAfter, 'certificate');
+        if (peer?.method === 'mtls' && peer.notAfter !== undefined) this.deadlines.certificate(socket, peer.notAfter);
       } else logConnectionAccepted(this.options.log, socket, undefined);
       if (socket.alpnProtocol !== 'h2') {
         http1.call(this.server, socket);
@@ -284,40 +282,29 @@ export class InboundProxy {
   }
 
   /**
-   * A connection does not outlive what admitted it: its client certificate (the chain's notAfter) or, on a
-   * connection without one, the latest-expiring token a request on it was admitted by. Then an HTTP/2 session
-   * gets GOAWAY (open streams finish), an idle HTTP/1.1 connection is closed and a busy one once its response
-   * is written. Meanwhile admission refuses what arrives: certificate_expired, or the token's own expiry.
+   * A connection has outlived what admitted it (connection-deadline.ts): an HTTP/2 session gets GOAWAY, an idle
+   * HTTP/1.1 connection is closed and a busy one once its response is written; whatever is still open after
+   * the header timeout (a long stream or upload, a WebSocket) is cut. Admission refuses what arrives meanwhile.
    */
-  private expireAt(socket: Socket, at: number, by: 'certificate' | 'token'): void {
-    const current = this.deadlines.get(socket);
-    if (current && (current.by === 'certificate' || current.at >= at)) return;
-    if (current) clearTimeout(current.timer);
-    // setTimeout holds at most 2^31-1 ms (24.8 days): a later deadline is looked at again then.
-    const delay = Math.min(Math.max(0, at - Date.now() + 1), 2 ** 31 - 1);
-    const timer = setTimeout(() => {
-      this.deadlines.delete(socket);
-      if (Date.now() <= at) return this.expireAt(socket, at, by);
-      this.options.log.info(
-        { event: 'connection_expired', remote: socket.remoteAddress, by },
-        by === 'certificate'
-          ? "closing a connection at its client certificate's notAfter"
-          : "closing a connection at its last token's exp",
-      );
-      for (const [session, under] of this.sessionSocketList()) if (under === socket) return void session.close();
-      if (this.busy.has(socket)) this.expired.add(socket);
-      else socket.destroy();
-    }, delay).unref();
-    if (!current) socket.once('close', () => clearTimeout(this.deadlines.get(socket)?.timer));
-    this.deadlines.set(socket, { at, by, timer });
+  private expire(socket: Socket, cause: DeadlineCause): void {
+    this.options.log.info(
+      { event: 'connection_expired', remote: socket.remoteAddress, by: cause },
+      cause === 'certificate'
+        ? "closing a connection at its client certificate's notAfter"
+        : "closing a connection at its last token's exp",
+    );
+    setTimeout(() => socket.destroy(), this.options.limits.headerTimeoutMs).unref();
+    for (const [session, under] of this.sessionSocketList()) if (under === socket) return void session.close();
+    if (this.busy.has(socket)) this.expired.add(socket);
+    else socket.destroy();
   }
 
-  /** A connection without a certificate, admitted by a token: it may stay open until that token's exp. */
+  /** A request admitted by a token: its connection may last until the latest such token's exp. */
   private holdForToken(socket: Socket, a: Admission & { admitted: true }): void {
     const { identity } = a;
-    if (identity.method === 'mtls' || identity.method === 'api-key' || a.certificate) return;
+    if (identity.method === 'mtls' || identity.method === 'api-key') return;
     const exp = identity.claims?.exp;
-    if (typeof exp === 'number') this.expireAt(socket, exp * 1000, 'token');
+    if (typeof exp === 'number') this.deadlines.token(socket, exp * 1000);
   }
 
   /** The HTTP/2 sessions and the TLS socket under each. */

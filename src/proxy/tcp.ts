@@ -15,6 +15,7 @@ import type { InboundLimits } from './limits.js';
 import { proxyV2Header } from './proxy-protocol.js';
 import { relayBytes } from './byte-relay.js';
 import { accountConnections } from './connection-accounting.js';
+import { ConnectionDeadlines } from './connection-deadline.js';
 import { serverTlsOptions } from './server-tls.js';
 import { followRotation, type RotationFollower } from './tls-listener.js';
 
@@ -39,6 +40,14 @@ export class TcpInboundProxy {
   /** Every accepted connection, so that a drain or a revocation can end them. */
   private readonly sockets = new Set<Socket>();
   private readonly rotation: RotationFollower;
+  /** A relay ends with the client certificate that admitted it. */
+  private readonly deadlines = new ConnectionDeadlines((socket) => {
+    this.options.log.info(
+      { event: 'connection_expired', remote: socket.remoteAddress, by: 'certificate' },
+      "closing a connection at its client certificate's notAfter",
+    );
+    socket.destroy();
+  });
 
   private constructor(private readonly options: TcpInboundOptions) {
     const { identity, limits, log } = options;
@@ -137,6 +146,8 @@ export class TcpInboundProxy {
       socket.destroy();
       return;
     }
+    // Bytes have no requests to refuse one by one: the relay is cut when the certificate expires.
+    if (peer.method === 'mtls' && peer.notAfter !== undefined) this.deadlines.certificate(socket, peer.notAfter);
     this.relay(socket, describePeer(peer));
   }
 

@@ -209,15 +209,16 @@ describe('--jwt-replay-cache: a token with a jti is admitted once', () => {
     ]);
   });
 
-  it('holds N entries: the oldest is evicted first (and could then be replayed: N must cover live tokens)', async () => {
+  it('holds N live entries and then refuses new one-time tokens with 503, never evicting one alive', async () => {
     const authn = authenticator({ replayCacheSize: 2 });
     const [t1, t2, t3] = await Promise.all(['1', '2', '3'].map((jti) => oidcToken({ jti })));
-    for (const t of [t1, t2, t3]) expect((await authn.authenticate(bearer(t), NOW)).ok).toBe(true);
-    expect(authn.replayCacheStats()).toEqual({ size: 2, evictedAlive: 1 });
-    expect(refusal(await authn.authenticate(bearer(t3), NOW)).reason).toBe('ERR_JWT_REPLAYED');
+    for (const t of [t1, t2]) expect((await authn.authenticate(bearer(t), NOW)).ok).toBe(true);
+    const full = await authn.authenticate(bearer(t3), NOW);
+    expect([full.ok, refusal(full).reason, !full.ok && full.status]).toEqual([false, 'ERR_JWT_REPLAY_CACHE_FULL', 503]);
+    expect(authn.replayCacheStats()).toEqual({ size: 2, refusedFull: 1 });
+    // Nothing was evicted: the first two are still refused as replays.
+    expect(refusal(await authn.authenticate(bearer(t1), NOW)).reason).toBe('ERR_JWT_REPLAYED');
     expect(refusal(await authn.authenticate(bearer(t2), NOW)).reason).toBe('ERR_JWT_REPLAYED');
-    // t1 was evicted alive: the documented gap of a cache too small for the tokens alive at once.
-    expect((await authn.authenticate(bearer(t1), NOW)).ok).toBe(true);
   });
 
   it('without the flag, a token with a jti is admitted as often as it comes', async () => {

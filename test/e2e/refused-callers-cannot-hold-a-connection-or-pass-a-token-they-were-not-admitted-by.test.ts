@@ -109,11 +109,15 @@ describe('a refused request holds no connection', () => {
 });
 
 describe('--jwt-forward-token forwards only the token that admitted the request', () => {
-  it('a caller admitted by its API key cannot slip a self-made token to the app', async () => {
+  it('a caller with an API key cannot slip a self-made token to the app: the two together are refused', async () => {
     const forged = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJzcGlmZmU6Ly9leGFtcGxlLm9yZy9hZG1pbiJ9.';
+    const before = ws.app.seen.length;
     const res = await get({ 'x-api-key': key.key, authorization: `Bearer ${forged}` });
-    expect(res.status).toBe(200);
-    const headers = JSON.parse(res.body).headers as Record<string, string | undefined>;
+    expect([res.status, JSON.parse(res.body).reason]).toEqual([401, 'ERR_CREDENTIALS_AMBIGUOUS']);
+    expect(ws.app.seen.length).toBe(before);
+    const byKey = await get({ 'x-api-key': key.key });
+    expect(byKey.status).toBe(200);
+    const headers = JSON.parse(byKey.body).headers as Record<string, string | undefined>;
     expect(headers['x-api-key-name']).toBe('script');
     expect(headers.authorization).toBeUndefined();
   });

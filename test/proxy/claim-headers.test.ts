@@ -35,7 +35,7 @@ describe('parseClaimHeaderFlag accepts', () => {
     ['"a=b"=x-a', { text: '"a=b"', path: ['a=b'], header: 'x-a' }],
     ['a=b=x-a', { text: 'a=b', path: ['a=b'], header: 'x-a' }],
     ['"x=y".z=x-z', { text: '"x=y".z', path: ['x=y', 'z'], header: 'x-z' }],
-    ["tenant=x-tenant_id!#$%&'*+.^`|~", { text: 'tenant', path: ['tenant'], header: "x-tenant_id!#$%&'*+.^`|~" }],
+    ["tenant=x-tenant-id!#$%&'*+.^`|~", { text: 'tenant', path: ['tenant'], header: "x-tenant-id!#$%&'*+.^`|~" }],
     [`sub=${'x'.repeat(64)}`, { text: 'sub', path: ['sub'], header: 'x'.repeat(64) }],
     // names that merely start like a refused one
     ['sub=hosts', { text: 'sub', path: ['sub'], header: 'hosts' }],
@@ -74,8 +74,8 @@ describe('parseClaimHeaderFlag refuses, naming the flag and how to write it', ()
     ['proxy-connection', 'sub=Proxy-Connection', 'header proxy-connection describes one connection'],
     ['host', 'sub=host', 'header host frames or routes the request'],
     ['content-length', 'sub=Content-Length', 'header content-length frames or routes the request'],
-    ['content_length (read as content-length)', 'sub=content_length', 'header content_length frames or routes'],
-    ['transfer_encoding', 'sub=transfer_encoding', 'header transfer_encoding describes one connection'],
+    ['content_length (read as content-length)', 'sub=content_length', 'has "_", which some apps read as "-"'],
+    ['x_spiffe_id (an identity header to CGI-style apps)', 'sub=x_spiffe_id', 'has "_", which some apps read as "-"'],
     ['authorization', 'sub=Authorization', 'header authorization carries a credential'],
     ['cookie', 'sub=cookie', 'header cookie carries a credential'],
   ];
