@@ -82,6 +82,9 @@ export interface RawOptions extends RateLimitStoreFlags {
   'max-token-lifetime'?: string;
   'jwt-replay-cache'?: string;
   'claim-header'?: string[];
+  'api-key-header'?: string;
+  'api-key-prefix'?: string;
+  'api-key-unused-after'?: string;
   'identity-assertion'?: boolean;
   'identity-assertion-header'?: string;
   'identity-assertion-audience'?: string;
@@ -143,6 +146,21 @@ export type AuthConfig =
   | { readonly mode: 'mtls'; readonly transport: 'mtls'; readonly tokens: TokenAuthConfig | undefined }
   | { readonly mode: 'jwt'; readonly transport: 'plain' | 'tls' | 'mtls'; readonly tokens: TokenAuthConfig };
 
+export type OutboundAuth = (typeof OUTBOUND_AUTH)[number];
+
+/** An outbound route's OAuth 2.0 client: where it gets tokens, as whom. */
+export interface OutboundOAuth {
+  readonly tokenEndpoint: URL;
+  readonly clientId: string;
+  /** secret: client_secret_basic from `clientSecretFile`; private-key-jwt: a JWT-SVID as client assertion (RFC 7523); mtls: our SVID (RFC 8705). */
+  readonly clientAuth: 'secret' | 'private-key-jwt' | 'mtls';
+  readonly clientSecretFile: string | undefined;
+  /** Space-separated, as OAuth sends it (written with `+` in the route, since `,` separates options). */
+  readonly scope: string | undefined;
+  /** RFC 8707 resource indicator. */
+  readonly resource: string | undefined;
+}
+
 export interface OutboundRouteConfig {
   readonly host: string;
   readonly port: number;
@@ -151,9 +169,16 @@ export interface OutboundRouteConfig {
   readonly id: string | undefined;
   /** `id`, compiled once (here, where it is validated). */
   readonly idRule: IdMatcher | undefined;
-  readonly auth: 'mtls' | 'jwt';
+  /**
+   * mtls: our SVID only; jwt: a JWT-SVID or token-file; client-credentials (RFC 6749 §4.4): our own access
+   * token; token-exchange (RFC 8693): the caller's verified token exchanged for one for the remote; forward: the
+   * caller's verified token, unchanged. Every https remote is also mTLS with our SVID.
+   */
+  readonly auth: OutboundAuth;
   readonly audience: string | undefined;
   readonly tokenFile: string | undefined;
+  /** client-credentials and token-exchange: the token endpoint and how we authenticate to it. */
+  readonly oauth: OutboundOAuth | undefined;
   /** http: the app speaks HTTP/1.1 to LISTEN; h2 (`protocol=h2`): cleartext HTTP/2 (gRPC), carried as HTTP/2
    * over mTLS; tcp (a `tls://` remote): bytes, relayed over mTLS. */
   readonly protocol: 'http' | 'h2' | 'tcp';
@@ -186,6 +211,8 @@ export interface Config {
   readonly policy: { readonly file: string; readonly dryRun: boolean } | undefined;
   /** `--api-keys-file`: static API keys, named in the policy file's rules. */
   readonly apiKeysFile: string | undefined;
+  /** `--api-key-header`, `--api-key-prefix`, `--api-key-unused-after`: how keys are sent, what they look like. */
+  readonly apiKeys: { readonly header: string; readonly prefix: string; readonly unusedAfterMs: number };
   /** `--rate-limit-store` and its flags: the policy's rate limits counted across replicas. */
   readonly rateLimitStore: RateLimitStoreConfig | undefined;
   readonly identityHeaders: readonly string[];
@@ -550,6 +577,27 @@ function parseHeaderName(raw: string, flag: string): string {
   return name;
 }
 
+/** `--api-key-header`, `--api-key-prefix` and `--api-key-unused-after` (each needs --api-keys-file). */
+function parseApiKeyFlags(raw: RawOptions, identityHeaders: readonly string[]): Config['apiKeys'] {
+  const given = (['api-key-header', 'api-key-prefix', 'api-key-unused-after'] as const).find(
+    (f) => raw[f] !== undefined,
+  );
+  if (given && raw['api-keys-file'] === undefined) invalid(`--${given} needs --api-keys-file`);
+  const written = raw['api-key-header'] ?? DEFAULTS['api-key-header'].value;
+  // x-api-key is reserved for exactly this (parseHeaderName refuses it as a name the sidecar owns).
+  const header = written.toLowerCase() === 'x-api-key' ? 'x-api-key' : parseHeaderName(written, '--api-key-header');
+  if (header !== 'x-api-key' && (OWN_HEADERS.includes(header) || identityHeaders.includes(header)))
+    invalid(`--api-key-header ${header}: the sidecar sets that header itself; pick another, e.g. x-gofannon-key`);
+  const prefix = raw['api-key-prefix'] ?? DEFAULTS['api-key-prefix'].value;
+  if (!/^[a-z][a-z0-9]{0,15}_$/.test(prefix))
+    invalid(`--api-key-prefix ${JSON.stringify(prefix)}: 1-16 lower-case letters and digits, then "_", e.g. gak_`);
+  const unusedAfterMs = parseDuration(
+    raw['api-key-unused-after'] ?? DEFAULTS['api-key-unused-after'].value,
+    '--api-key-unused-after',
+  );
+  return Object.freeze({ header, prefix, unusedAfterMs });
+}
+
 /** The names we set on every request, whatever the flags say (headers.ts owns them). */
 const OWN_HEADERS = [
   'x-forwarded-client-cert',
@@ -699,7 +747,23 @@ export const OUTBOUND_FORMS: readonly (readonly [form: string, meaning: string])
   ['LISTEN=tls://HOST:PORT,id=RULE', 'bytes (L4: a database, any TCP protocol) over mTLS'],
 ];
 
-const OUTBOUND_OPTIONS = ['id', 'auth', 'audience', 'token-file', 'protocol'];
+const OUTBOUND_OPTIONS = [
+  'id',
+  'auth',
+  'audience',
+  'token-file',
+  'protocol',
+  'token-endpoint',
+  'client-id',
+  'client-secret-file',
+  'client-auth',
+  'scope',
+  'resource',
+];
+/** How a route authenticates to the remote: our SVID, a JWT, or an OAuth access token (see OutboundOAuth). */
+const OUTBOUND_AUTH = ['mtls', 'jwt', 'client-credentials', 'token-exchange', 'forward'] as const;
+/** The route options that only the OAuth ways (client-credentials, token-exchange) take. */
+const OAUTH_OPTIONS = ['token-endpoint', 'client-id', 'client-secret-file', 'client-auth', 'scope', 'resource'];
 const OUTBOUND_EXAMPLE = '127.0.0.1:15001=https://orders.example:8443,id=spiffe://example.org/ns/shop/sa/orders';
 
 /** LISTEN of a route: a literal loopback address, the only one the app (and nobody else) reaches. */
@@ -757,8 +821,9 @@ function parseOutbound(value: string): OutboundRouteConfig {
     if (options.has(key)) bad(`option ${key}= is given twice`);
     options.set(key, pair.slice(i + 1));
   }
-  const auth = options.get('auth') ?? 'mtls';
-  if (auth !== 'mtls' && auth !== 'jwt') bad(`auth=${auth}: auth must be mtls or jwt`);
+  const auth = (options.get('auth') ?? 'mtls') as OutboundAuth;
+  if (!OUTBOUND_AUTH.includes(auth)) bad(`auth=${auth}: auth must be one of ${OUTBOUND_AUTH.join(', ')}`);
+  const oauth = parseOutboundOAuth(auth, options, remote, bad);
   const id = options.get('id');
   let idRule: IdMatcher | undefined;
   if (id !== undefined) {
@@ -784,20 +849,79 @@ function parseOutbound(value: string): OutboundRouteConfig {
   if (auth === 'mtls' && remote.protocol === 'http:')
     bad('auth=mtls needs an https:// remote; plain http:// is only for auth=jwt to a loopback remote');
   if (auth === 'jwt' && !options.get('audience')) bad('auth=jwt needs audience=: the audience the token is for');
-  if (auth !== 'jwt' && (options.has('audience') || options.has('token-file')))
-    bad('audience= and token-file= are for auth=jwt routes');
-  if (auth === 'jwt' && remote.protocol === 'http:' && !isLoopbackIp(remote.hostname)) {
+  if (auth !== 'jwt' && options.has('token-file')) bad('token-file= is for auth=jwt routes');
+  if (auth !== 'jwt' && !oauth && options.has('audience'))
+    bad('audience= is for auth=jwt, client-credentials and token-exchange routes');
+  if (auth !== 'mtls' && remote.protocol === 'http:' && !isLoopbackIp(remote.hostname)) {
     bad('a bearer token may cross the network only over https://');
   }
+  // The caller's own token goes only where it is sure whom it reaches: a remote with a verified identity.
+  if (auth === 'forward' && remote.protocol !== 'https:')
+    bad("auth=forward sends the caller's token on: only to an https:// remote whose id= is verified");
   return Object.freeze({
     ...listen,
     remote,
     id,
     idRule,
-    auth: auth as 'mtls' | 'jwt',
+    auth,
     audience: options.get('audience'),
     tokenFile: options.get('token-file'),
+    oauth,
     protocol: remote.protocol === 'tls:' ? ('tcp' as const) : protocol === 'h2' ? ('h2' as const) : ('http' as const),
+  });
+}
+
+/** The OAuth options of a client-credentials or token-exchange route; none for the other ways. */
+function parseOutboundOAuth(
+  auth: OutboundAuth,
+  options: Map<string, string>,
+  remote: URL,
+  bad: (why: string) => never,
+): OutboundOAuth | undefined {
+  if (auth !== 'client-credentials' && auth !== 'token-exchange') {
+    const given = OAUTH_OPTIONS.find((o) => options.has(o));
+    if (given) bad(`${given}= is for auth=client-credentials and auth=token-exchange routes`);
+    return undefined;
+  }
+  if (remote.protocol === 'tls:') bad(`auth=${auth} needs an HTTP route: a tls:// remote carries bytes`);
+  const endpointText = options.get('token-endpoint');
+  if (!endpointText) bad(`auth=${auth} needs token-endpoint=URL: where the access tokens come from`);
+  let tokenEndpoint: URL;
+  try {
+    tokenEndpoint = new URL(endpointText as string);
+  } catch {
+    return bad(
+      `token-endpoint=${endpointText} is not a URL; write e.g. https://keycloak.example/realms/r/protocol/openid-connect/token`,
+    );
+  }
+  if (
+    tokenEndpoint.protocol !== 'https:' &&
+    !(tokenEndpoint.protocol === 'http:' && isLoopbackIp(tokenEndpoint.hostname))
+  )
+    bad(`token-endpoint=${endpointText}: client credentials cross the network only over https://`);
+  const clientId = options.get('client-id');
+  if (!clientId) bad(`auth=${auth} needs client-id=: who the sidecar is to the token endpoint`);
+  const clientAuth = options.get('client-auth') ?? (options.has('client-secret-file') ? 'secret' : undefined);
+  if (clientAuth !== 'secret' && clientAuth !== 'private-key-jwt' && clientAuth !== 'mtls')
+    bad(
+      'say how the sidecar authenticates to the token endpoint: client-secret-file=PATH, client-auth=private-key-jwt (our JWT-SVID) or client-auth=mtls (our SVID)',
+    );
+  if (clientAuth === 'secret' && !options.has('client-secret-file'))
+    bad('client-auth=secret needs client-secret-file=PATH (a secret is never written in a flag)');
+  if (clientAuth !== 'secret' && options.has('client-secret-file'))
+    bad(`client-secret-file= is for client-auth=secret, not client-auth=${clientAuth}`);
+  if (clientAuth === 'mtls' && tokenEndpoint.protocol !== 'https:')
+    bad('client-auth=mtls needs an https:// token endpoint');
+  const scope = options.get('scope')?.replaceAll('+', ' ');
+  if (scope !== undefined && !/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(scope))
+    bad(`scope=${options.get('scope')}: scopes are printable words joined by + (RFC 6749 §3.3)`);
+  return Object.freeze({
+    tokenEndpoint,
+    clientId: clientId as string,
+    clientAuth,
+    clientSecretFile: options.get('client-secret-file'),
+    scope,
+    resource: options.get('resource'),
   });
 }
 
@@ -1005,7 +1129,11 @@ export function buildConfig(raw: RawOptions): Config {
     invalid('--allow and --allow-any need an inbound listener (--upstream)');
   const policy = parsePolicyFlags(raw, inbound);
   const needsIdentityForOutbound = outbound.some(
-    (r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:' || (r.auth === 'jwt' && !r.tokenFile),
+    (r) =>
+      r.remote.protocol === 'https:' ||
+      r.remote.protocol === 'tls:' ||
+      (r.auth === 'jwt' && !r.tokenFile) ||
+      r.oauth?.clientAuth === 'mtls',
   );
   // JWT mode over plain HTTP needs no X.509 identity of its own; every other mode does.
   const needsSource = (inbound && auth.transport !== 'plain') || needsIdentityForOutbound;
@@ -1017,6 +1145,12 @@ export function buildConfig(raw: RawOptions): Config {
   // with no identity at all) it could never send a token, and every request would get 503 no_token.
   const tokenless = (raw.outbound ?? []).find((_, i) => outbound[i].auth === 'jwt' && !outbound[i].tokenFile);
   const spire = !!raw['workload-api-socket'] || (!FILE_FLAGS.some((f) => raw[f]) && !!raw.spiffeEndpointSocket);
+  // A JWT-SVID as client assertion comes from the Workload API too.
+  const assertionRoute = (raw.outbound ?? []).find((_, i) => outbound[i].oauth?.clientAuth === 'private-key-jwt');
+  if (assertionRoute !== undefined && !spire)
+    invalid(
+      `--outbound ${JSON.stringify(assertionRoute)}: client-auth=private-key-jwt signs with a JWT-SVID from the Workload API; add --workload-api-socket (SPIRE mode), or use client-secret-file=`,
+    );
   if (tokenless !== undefined && !spire)
     invalid(
       `--outbound ${JSON.stringify(tokenless)}: auth=jwt without token-file= sends a JWT-SVID from the Workload API; add --workload-api-socket (SPIRE mode), or token-file=PATH with the token to send`,
@@ -1079,6 +1213,7 @@ export function buildConfig(raw: RawOptions): Config {
     allowAny,
     policy,
     apiKeysFile: raw['api-keys-file'],
+    apiKeys: parseApiKeyFlags(raw, identityHeaders),
     rateLimitStore: parseRateLimitStoreFlags(raw, policy !== undefined),
     identityHeaders,
     ...parseAppHeaders(raw, auth, identityHeaders, source !== undefined),

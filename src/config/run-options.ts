@@ -206,6 +206,13 @@ export const RUN_OPTIONS: Readonly<Record<RunFlag, OptionSpec>> = {
     value: 'FILE',
     help: 'static API keys by SHA-256 (made by apikey new; hot-reloaded)',
   },
+  'api-key-header': { type: 'string', value: 'NAME', help: 'the header callers send their API key in' },
+  'api-key-prefix': { type: 'string', value: 'PREFIX', help: 'what every API key starts with (e.g. gak_)' },
+  'api-key-unused-after': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'a key not used for this long is counted as unused (metric, /api-keys)',
+  },
   'rate-limit-store': {
     type: 'string',
     value: 'URL',

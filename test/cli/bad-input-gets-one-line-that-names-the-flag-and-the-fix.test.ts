@@ -182,7 +182,7 @@ const cases: [what: string, args: () => string[], expected: string[], notSaid?: 
   [
     'run: --outbound audience= without auth=jwt',
     () => [...M, '--outbound', '127.0.0.1:15001=https://o.example:8443,id=spiffe://example.org/o,audience=o'],
-    ['ERR_CONFIG_INVALID: --outbound ', 'audience= and token-file= are for auth=jwt routes'],
+    ['ERR_CONFIG_INVALID: --outbound ', 'audience= is for auth=jwt, client-credentials and token-exchange routes'],
   ],
   // was: "no identity source: give --workload-api-socket … or --mtls-cert-file…" (files cannot mint a JWT-SVID)
   [
