@@ -2,6 +2,7 @@
 // writes them), so each is checked against a strict grammar and becomes exactly one flag value of the
 // sidecar; nothing is ever spliced into a container field. A bad value throws a SidecarError whose
 // message names the annotation: the webhook turns it into an admission denial.
+import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
 import { quoteInput } from '../spiffe/id.js';
 import { compileAllowRules } from '../spiffe/match.js';
@@ -22,11 +23,22 @@ export const ANNOTATIONS = {
   secret: `${ANNOTATION_PREFIX}secret`,
   jwtAudience: `${ANNOTATION_PREFIX}jwt-audience`,
   tokenReview: `${ANNOTATION_PREFIX}token-review`,
+  tokenExpiration: `${ANNOTATION_PREFIX}token-expiration`,
   status: `${ANNOTATION_PREFIX}status`,
 } as const;
 
 /** The namespace label that opts every pod of the namespace in. */
 export const NAMESPACE_LABEL = 'spiffe-sidecar.io/inject';
+
+/**
+ * An outbound route as the sidecar will run it. A route written `auth=k8s-token,audience=AUD` sends the
+ * pod's own service-account token: `route` then says `auth=jwt` and `tokenAudience` is AUD, and the
+ * sidecar's container gets that token projected and `token-file=` pointing at it (sidecar-container.ts).
+ */
+export interface OutboundAnnotationRoute {
+  readonly route: string;
+  readonly tokenAudience: string | undefined;
+}
 
 export interface PodSidecarSettings {
   readonly mode: IdentityMode;
@@ -37,7 +49,9 @@ export interface PodSidecarSettings {
   readonly port: number;
   readonly allow: readonly string[];
   readonly policyConfigMap: string | undefined;
-  readonly outbound: readonly string[];
+  readonly outbound: readonly OutboundAnnotationRoute[];
+  /** Lifetime of the projected tokens of `auth=k8s-token` routes (kubelet renews them at 80 %). */
+  readonly tokenExpirationSeconds: number;
   readonly secret: string | undefined;
   readonly jwtAudience: readonly string[];
   readonly tokenReview: boolean;
@@ -52,6 +66,13 @@ const OBJECT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9
 const AUDIENCE = /^[A-Za-z0-9._:/@-]{1,256}$/;
 /** The characters an outbound route can contain (see --outbound); no spaces, quotes or control bytes. */
 const ROUTE = /^[A-Za-z0-9.:[\]/=,_*-]+$/;
+/**
+ * Projected token lifetimes: Kubernetes refuses less than 10 minutes; past a day a token copied out of the
+ * node stays good for longer than kubelet would ever keep one (it renews at 80 % of the lifetime or 24 h).
+ */
+const MIN_TOKEN_EXPIRATION_SECONDS = 600;
+const MAX_TOKEN_EXPIRATION_SECONDS = 86_400;
+export const DEFAULT_TOKEN_EXPIRATION_SECONDS = 3600;
 
 function bad(annotation: string, value: string, why: string): never {
   throw new SidecarError('ERR_CONFIG_INVALID', `annotation ${annotation}: ${quoteInput(value)}: ${why}`);
@@ -91,6 +112,61 @@ function port(annotations: Record<string, unknown>, name: string): number | unde
   return parsePort(value, `annotation ${name}`);
 }
 
+/**
+ * One route of the outbound annotation. `auth=k8s-token,audience=AUD` becomes `auth=jwt,audience=AUD` with
+ * the audience set apart for the projected token; every other route is left for the sidecar to judge.
+ */
+function outboundRoute(route: string, mode: IdentityMode): OutboundAnnotationRoute {
+  const name = ANNOTATIONS.outbound;
+  if (route.length > 2048 || !ROUTE.test(route))
+    bad(name, route, 'not a route; write LISTEN=REMOTE_URL,id=RULE[,auth=jwt|k8s-token,audience=AUD]');
+  // The pod's author must not point the sidecar at files: the only ones in its container are its own (the
+  // SVID's key, the TokenReview token), and token-file= would send one as a bearer token to any remote.
+  if (/,token-file=/.test(route))
+    bad(
+      name,
+      route,
+      "token-file is not available in an injected sidecar; send the pod's service-account token with auth=k8s-token,audience=AUD, or a JWT-SVID with auth=jwt in SPIRE mode",
+    );
+  const [head, ...pairs] = route.split(',');
+  // Every https:// and tls:// remote is mutual TLS with the pod's own SVID, which jwt mode does not have.
+  if (mode === 'jwt' && /^[^=]*=(https|tls):/.test(head))
+    bad(
+      name,
+      route,
+      "jwt mode has no X.509 identity, and an https:// or tls:// remote is mutual TLS with the pod's SVID; use mode spire or file (auth=k8s-token then sends the token over that connection)",
+    );
+  const auth = pairs.filter((p) => p.startsWith('auth='));
+  if (!auth.includes('auth=k8s-token')) return { route, tokenAudience: undefined };
+  if (auth.length > 1) bad(name, route, 'option auth= is given twice');
+  const audiences = pairs.filter((p) => p.startsWith('audience=')).map((p) => p.slice('audience='.length));
+  if (audiences.length !== 1)
+    bad(name, route, 'auth=k8s-token needs audience= once: the audience of the token, e.g. audience=orders');
+  const audience = audiences[0];
+  if (!AUDIENCE.test(audience))
+    bad(name, route, `audience ${quoteInput(audience)}: 1 to 256 letters, digits and . _ : / -`);
+  if (/^[^=]*=tls:/.test(head))
+    bad(name, route, 'auth=k8s-token sends a bearer token over HTTP: a tls:// remote carries bytes, always mTLS');
+  return {
+    route: [head, ...pairs.map((p) => (p === 'auth=k8s-token' ? 'auth=jwt' : p))].join(','),
+    tokenAudience: audience,
+  };
+}
+
+/** The lifetime of the projected tokens, a duration in whole seconds (e.g. 10m, 1h). */
+function tokenExpiration(annotations: Record<string, unknown>): number | undefined {
+  const name = ANNOTATIONS.tokenExpiration;
+  const value = stringValue(annotations, name);
+  if (value === undefined) return undefined;
+  const ms = parseDuration(value, `annotation ${name}`);
+  if (ms % 1000 !== 0) bad(name, value, 'whole seconds: Kubernetes counts a token lifetime in seconds');
+  if (ms < MIN_TOKEN_EXPIRATION_SECONDS * 1000)
+    bad(name, value, 'at least 10m: Kubernetes refuses a projected token that lives less than 10 minutes');
+  if (ms > MAX_TOKEN_EXPIRATION_SECONDS * 1000)
+    bad(name, value, 'at most 24h: a shorter-lived token is a smaller loss if it leaks');
+  return ms / 1000;
+}
+
 function objectName(annotations: Record<string, unknown>, name: string): string | undefined {
   const value = stringValue(annotations, name);
   if (value !== undefined && (value.length > 253 || !OBJECT_NAME.test(value)))
@@ -123,7 +199,8 @@ export function parsePodSettings(
   const listenPort = port(annotations, ANNOTATIONS.port);
   const allow = listValue(annotations, ANNOTATIONS.allow);
   const policyConfigMap = objectName(annotations, ANNOTATIONS.policyConfigMap);
-  const outbound = listValue(annotations, ANNOTATIONS.outbound, false);
+  const outbound = listValue(annotations, ANNOTATIONS.outbound, false).map((r) => outboundRoute(r, mode));
+  const expiration = tokenExpiration(annotations);
   const secret = objectName(annotations, ANNOTATIONS.secret);
   const jwtAudience = listValue(annotations, ANNOTATIONS.jwtAudience);
   const tokenReview = choice(annotations, ANNOTATIONS.tokenReview, ['true', 'false'] as const) === 'true';
@@ -138,17 +215,12 @@ export function parsePodSettings(
   for (const audience of jwtAudience) {
     if (!AUDIENCE.test(audience)) bad(ANNOTATIONS.jwtAudience, audience, 'letters, digits and . _ : / @ - only');
   }
-  for (const route of outbound) {
-    if (route.length > 2048 || !ROUTE.test(route))
-      bad(ANNOTATIONS.outbound, route, 'not a route; write LISTEN=REMOTE_URL,id=RULE[,auth=jwt,audience=AUD]');
-    // The sidecar container holds no files but ours: a token path from a pod would point at nothing.
-    if (/,token-file=/.test(route))
-      bad(
-        ANNOTATIONS.outbound,
-        route,
-        'token-file is not available in an injected sidecar; use SPIRE mode for JWT-SVIDs',
-      );
-  }
+  if (expiration !== undefined && outbound.every((r) => r.tokenAudience === undefined))
+    bad(
+      ANNOTATIONS.tokenExpiration,
+      stringValue(annotations, ANNOTATIONS.tokenExpiration) ?? '',
+      `needs a route with auth=k8s-token in ${ANNOTATIONS.outbound}: it is the lifetime of that token`,
+    );
 
   if (mode === 'file' && secret === undefined) {
     throw new SidecarError(
@@ -214,7 +286,8 @@ export function parsePodSettings(
     port: listenPort ?? defaults.port,
     allow: Object.freeze(allow),
     policyConfigMap,
-    outbound: Object.freeze(outbound),
+    outbound: Object.freeze(outbound.map((r) => Object.freeze(r))),
+    tokenExpirationSeconds: expiration ?? DEFAULT_TOKEN_EXPIRATION_SECONDS,
     secret,
     jwtAudience: Object.freeze(jwtAudience),
     tokenReview,

@@ -12,6 +12,9 @@ import { SIDECAR_CONTAINER_NAME, sidecarContainer, sidecarVolumes } from './side
 /** Namespaces that never get a sidecar, whatever their pods or labels say. */
 export const PROTECTED_NAMESPACES: readonly string[] = ['kube-system'];
 
+/** The API server's usual audiences (beyond --k8s-issuer and --k8s-token-audience): never a route's token. */
+const API_SERVER_AUDIENCES = ['https://kubernetes.default.svc', 'https://kubernetes.default.svc.cluster.local'];
+
 export type SkipReason = 'not_requested' | 'opted_out' | 'already_injected' | 'host_network' | 'protected_namespace';
 
 export type InjectDecision =
@@ -89,6 +92,16 @@ export function decideInjection(
       return {
         kind: 'deny',
         message: `spiffe-sidecar: annotation ${ANNOTATIONS.appPort} ${settings.appPort} is a port of the sidecar itself; the app must listen on another port`,
+      };
+    }
+    // A token for the API server's own audience would let the remote act as the pod's service account
+    // against the API server: a route's token is for the remote alone.
+    const apiAudiences = new Set([template.k8sIssuer, template.k8sTokenAudience, ...API_SERVER_AUDIENCES]);
+    const apiRoute = settings.outbound.find((r) => r.tokenAudience !== undefined && apiAudiences.has(r.tokenAudience));
+    if (apiRoute !== undefined) {
+      return {
+        kind: 'deny',
+        message: `spiffe-sidecar: annotation ${ANNOTATIONS.outbound}: audience=${apiRoute.tokenAudience} is the API server's: the remote could act as this pod's service account against it; name the remote's own audience, e.g. audience=orders`,
       };
     }
     const volumeNames = new Set((pod.spec.volumes ?? []).map((v) => v?.name));

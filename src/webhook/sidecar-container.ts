@@ -1,6 +1,7 @@
 // The injected sidecar: a native sidecar (an init container with restartPolicy Always) running
 // `spiffe-sidecar run`, each setting one `--flag=value` argument (so a value can never be read as
-// another flag), its identity volume, ports, probes, resources and a locked-down security context.
+// another flag), its identity volume (and the pod's projected tokens for `auth=k8s-token` routes, in this
+// container only), ports, probes, resources and a locked-down security context.
 import type { PodSidecarSettings } from './annotations.js';
 import type { Container, Volume, VolumeMount } from './kubernetes-types.js';
 import type { SidecarTemplate } from './options.js';
@@ -18,6 +19,7 @@ export const SPIFFE_CSI_DRIVER = 'csi.spiffe.io';
 const IDENTITY_DIR = '/var/run/spiffe-sidecar/identity';
 const KUBERNETES_DIR = '/var/run/spiffe-sidecar/kubernetes';
 const POLICY_DIR = '/etc/spiffe-sidecar/policy';
+export const TOKENS_DIR = '/var/run/spiffe-sidecar/tokens';
 export const POLICY_FILE = `${POLICY_DIR}/policy.yaml`;
 
 /** Volume names, prefixed so they cannot collide with the app's own (a collision is a denial). */
@@ -26,9 +28,42 @@ export const VOLUME_NAMES = {
   identity: 'spiffe-sidecar-identity',
   kubernetes: 'spiffe-sidecar-kubernetes',
   policy: 'spiffe-sidecar-policy',
+  tokens: 'spiffe-sidecar-tokens',
 } as const;
 
 export const PORT_NAMES = { inbound: 'spiffe-inbound', admin: 'spiffe-admin' } as const;
+
+/** A file name for a token: the audience as a DNS label (`https://orders.example` → `https-orders-example`). */
+function tokenFileName(audience: string, taken: ReadonlySet<string>): string {
+  const base =
+    audience
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 63)
+      .replace(/-+$/, '') || 'token';
+  for (let n = 1; ; n++) {
+    const suffix = n === 1 ? '' : `-${n}`;
+    const name = `${base.slice(0, 63 - suffix.length).replace(/-+$/, '')}${suffix}`;
+    if (!taken.has(name)) return name;
+  }
+}
+
+/**
+ * The pod's projected service-account tokens, audience → file name in TOKENS_DIR: one per distinct audience
+ * of the `auth=k8s-token` routes, in the order they first appear (so the same pod always gets the same names).
+ */
+export function serviceAccountTokenFiles(s: PodSidecarSettings): Map<string, string> {
+  const files = new Map<string, string>();
+  const taken = new Set<string>();
+  for (const { tokenAudience } of s.outbound) {
+    if (tokenAudience === undefined || files.has(tokenAudience)) continue;
+    const name = tokenFileName(tokenAudience, taken);
+    taken.add(name);
+    files.set(tokenAudience, name);
+  }
+  return files;
+}
 
 /** The volumes the sidecar needs, each with where it is mounted. */
 export function sidecarVolumes(s: PodSidecarSettings, t: SidecarTemplate): { volume: Volume; mount: VolumeMount }[] {
@@ -45,7 +80,7 @@ export function sidecarVolumes(s: PodSidecarSettings, t: SidecarTemplate): { vol
       mount: { name: VOLUME_NAMES.identity, mountPath: IDENTITY_DIR, readOnly: true },
     });
   }
-  if (s.mode === 'jwt') {
+  if (s.mode === 'jwt' && s.appPort !== undefined) {
     // Our own projected token (audience-bound, rotated by kubelet) for TokenReview, and the cluster CA
     // that signs the API server's certificate, for fetching the issuer's keys over HTTPS. Webhook-added
     // containers may not get the default service-account mount, so we bring both.
@@ -66,6 +101,23 @@ export function sidecarVolumes(s: PodSidecarSettings, t: SidecarTemplate): { vol
     out.push({
       volume: { name: VOLUME_NAMES.policy, configMap: { name: s.policyConfigMap } },
       mount: { name: VOLUME_NAMES.policy, mountPath: POLICY_DIR, readOnly: true },
+    });
+  }
+  const tokens = serviceAccountTokenFiles(s);
+  if (tokens.size > 0) {
+    // One projected volume, one source per audience: one name to reserve and one mount however many
+    // routes, and kubelet still renews each token on its own. Only this container mounts it: the app's
+    // containers never see the tokens the sidecar sends for them.
+    out.push({
+      volume: {
+        name: VOLUME_NAMES.tokens,
+        projected: {
+          sources: [...tokens].map(([audience, path]) => ({
+            serviceAccountToken: { audience, expirationSeconds: s.tokenExpirationSeconds, path },
+          })),
+        },
+      },
+      mount: { name: VOLUME_NAMES.tokens, mountPath: TOKENS_DIR, readOnly: true },
     });
   }
   return out;
@@ -94,7 +146,8 @@ export function sidecarArgs(s: PodSidecarSettings, t: SidecarTemplate): string[]
       `--mtls-ca-file=${IDENTITY_DIR}/ca.crt`,
     );
   }
-  if (s.mode === 'jwt') {
+  // The issuer's keys judge callers: an outbound-only sidecar has none (and the sidecar refuses the flags).
+  if (s.mode === 'jwt' && s.appPort !== undefined) {
     args.push(
       `--jwt-issuer=k8s=${t.k8sIssuer}`,
       `--jwt-ca-file=${KUBERNETES_DIR}/ca.crt`,
@@ -102,7 +155,11 @@ export function sidecarArgs(s: PodSidecarSettings, t: SidecarTemplate): string[]
     );
     if (s.tokenReview) args.push('--k8s-token-review', `--k8s-token-file=${KUBERNETES_DIR}/token`);
   }
-  for (const route of s.outbound) args.push(`--outbound=${route}`);
+  const tokens = serviceAccountTokenFiles(s);
+  for (const { route, tokenAudience } of s.outbound) {
+    const file = tokenAudience === undefined ? '' : `,token-file=${TOKENS_DIR}/${tokens.get(tokenAudience)}`;
+    args.push(`--outbound=${route}${file}`);
+  }
   return args;
 }
 
