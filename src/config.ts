@@ -744,6 +744,18 @@ export const OUTBOUND_FORMS: readonly (readonly [form: string, meaning: string])
     'LISTEN=http://127.0.0.1:PORT,auth=jwt,audience=AUD[,token-file=PATH]',
     'a bearer token over plain HTTP: to a loopback remote only',
   ],
+  [
+    'LISTEN=https://HOST:PORT,id=RULE,auth=client-credentials,token-endpoint=URL,client-id=ID,client-secret-file=PATH[,scope=A+B][,audience=AUD][,resource=URI]',
+    "the sidecar's own access token (RFC 6749 §4.4, fetched and refreshed); client-auth=private-key-jwt or client-auth=mtls instead of a secret",
+  ],
+  [
+    'LISTEN=https://HOST:PORT,id=RULE,auth=token-exchange,token-endpoint=URL,client-id=ID,client-secret-file=PATH,audience=AUD',
+    "the caller's token (the app passes it on) exchanged for one for AUD (RFC 8693), cached until it nears its expiry",
+  ],
+  [
+    'LISTEN=https://HOST:PORT,id=RULE,auth=forward',
+    "the caller's token unchanged, only if this sidecar verified it, only to a verified remote",
+  ],
   ['LISTEN=tls://HOST:PORT,id=RULE', 'bytes (L4: a database, any TCP protocol) over mTLS'],
 ];
 
@@ -847,7 +859,9 @@ function parseOutbound(value: string): OutboundRouteConfig {
   if (remote.protocol === 'http:' && id !== undefined)
     bad('id= needs an https:// remote: plain HTTP proves no identity');
   if (auth === 'mtls' && remote.protocol === 'http:')
-    bad('auth=mtls needs an https:// remote; plain http:// is only for auth=jwt to a loopback remote');
+    bad(
+      'auth=mtls needs an https:// remote; plain http:// is only for a bearer token (auth=jwt, client-credentials, token-exchange) to a loopback remote',
+    );
   if (auth === 'jwt' && !options.get('audience')) bad('auth=jwt needs audience=: the audience the token is for');
   if (auth !== 'jwt' && options.has('token-file')) bad('token-file= is for auth=jwt routes');
   if (auth !== 'jwt' && !oauth && options.has('audience'))
@@ -1128,6 +1142,17 @@ export function buildConfig(raw: RawOptions): Config {
   if (!inbound && (raw.allow?.length || raw['allow-any']))
     invalid('--allow and --allow-any need an inbound listener (--upstream)');
   const policy = parsePolicyFlags(raw, inbound);
+  // auth=forward passes on only a token this sidecar verified: it needs the token flags, and a second look at
+  // a one-time token would be its replay.
+  const forward = (raw.outbound ?? []).find((_, i) => outbound[i].auth === 'forward');
+  if (forward !== undefined && !auth.tokens)
+    invalid(
+      `--outbound ${JSON.stringify(forward)}: auth=forward passes on the caller's token only once this sidecar verified it; add --jwt-audience and the token flags`,
+    );
+  if (forward !== undefined && auth.tokens?.replayCacheSize !== undefined)
+    invalid(
+      `--outbound ${JSON.stringify(forward)}: auth=forward with --jwt-replay-cache: a one-time token cannot be verified a second time; use auth=token-exchange`,
+    );
   const needsIdentityForOutbound = outbound.some(
     (r) =>
       r.remote.protocol === 'https:' ||

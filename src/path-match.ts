@@ -1,5 +1,6 @@
 // Request paths as the policy sees them, and the three ways a rule names paths: exact, prefix on a
-// segment boundary, and glob (`*` one segment, a trailing `**` any number of segments).
+// segment boundary, and glob (`*` one segment, a trailing `**` any number of segments). A path template
+// (authz/path-template.ts) is a glob whose named segments bind values.
 //
 // A path check is only as good as the agreement between the proxy and the app on what the path is. An
 // app that decodes `%2F`, resolves `..` or merges `//` would route `/public/../admin` to a place the
@@ -45,12 +46,17 @@ export type PathPattern = { exact: string } | { prefix: string } | { glob: strin
 
 export type PathMatcher = (path: string) => boolean;
 
+/** Why a pattern's text is not a path in normal form (no pattern can match what no request path is), if it is not. */
+export function normalFormProblem(text: string): string | undefined {
+  if (normalizeRequestPath(text) === text) return undefined;
+  return `"${text}" is not a path in normal form: start with "/", no "." or ".." or empty segments, no "?", "#" or "\\", escapes only for reserved characters`;
+}
+
 /** Compiles a pattern; returns an error message (naming the fix) instead of a matcher when it is invalid. */
 export function compilePathPattern(pattern: PathPattern): PathMatcher | string {
   const [kind, text] = Object.entries(pattern)[0] as ['exact' | 'prefix' | 'glob', string];
-  if (normalizeRequestPath(text) !== text) {
-    return `"${text}" is not a path in normal form: start with "/", no "." or ".." or empty segments, no "?", "#" or "\\", escapes only for reserved characters`;
-  }
+  const problem = normalFormProblem(text);
+  if (problem) return problem;
   if (kind === 'exact') {
     if (text.includes('*')) return `exact path "${text}" contains "*": use glob for wildcards`;
     return (path) => path === text;

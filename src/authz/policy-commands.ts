@@ -1,15 +1,16 @@
 // `spiffe-sidecar policy check`: what would the policy file decide for this caller and request? For
-// operators and CI: prints the decision and the rule behind it; exit status 0 allow, 3 deny. It also
-// warns about deny rules that another spelling of the same path escapes (a warning never changes the
-// exit status).
+// operators and CI: prints the decision, the rule behind it and the segments a path template bound; exit
+// status 0 allow, 3 deny. It also warns about deny rules that another spelling of the same path escapes (a
+// warning never changes the exit status).
 import type { PeerIdentity } from '../authn/identity.js';
 import { SidecarError } from '../errors.js';
 import { readFlagFile } from '../flag-file.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
-import { normalizeRequestPath, type PathPattern } from '../path-match.js';
+import { normalizeRequestPath } from '../path-match.js';
+import type { Binding } from './path-template.js';
 import { createFileAuthorizer } from './policy.js';
 import { type CompiledPolicy, parsePolicy } from './policy-file.js';
-import { type CompiledRule, methodCovered } from './rule-engine.js';
+import { type CompiledRule, type Decision, methodCovered, type RulePathPattern } from './rule-engine.js';
 
 export const DENY_EXIT_STATUS = 3;
 
@@ -76,13 +77,16 @@ type Spelling = 'trailing-slash' | 'suffix' | 'case';
 /** `*` stands for this segment in a glob's shortest path. */
 const SAMPLE_SEGMENT = '1';
 
-/** The shortest path a pattern matches (a glob's `*` as a sample segment; its trailing `**` as nothing). */
-function shortestPath(pattern: PathPattern): string {
+/**
+ * The shortest path a pattern matches (a glob's `*` and a template's `{name}` as a sample segment; a trailing
+ * `**` as nothing).
+ */
+function shortestPath(pattern: RulePathPattern): string {
   if ('exact' in pattern) return pattern.exact;
   if ('prefix' in pattern) return pattern.prefix;
-  const segments = pattern.glob.split('/').slice(1);
+  const segments = ('glob' in pattern ? pattern.glob : pattern.template).split('/').slice(1);
   if (segments.at(-1) === '**') segments.pop();
-  return `/${segments.map((s) => (s === '*' ? SAMPLE_SEGMENT : s)).join('/')}`;
+  return `/${segments.map((s) => (s === '*' || s.startsWith('{') ? SAMPLE_SEGMENT : s)).join('/')}`;
 }
 
 /** `admin` → `Admin`; a segment with an upper-case letter → lower case. Escapes (`%3A`) are kept. */
@@ -123,7 +127,7 @@ const matchesPath = (rule: CompiledRule, path: string) => rule.path === undefine
 
 /** Whether `rule` refuses every caller and every method of `deny` (so a spelling it matches is covered). */
 function coversDeny(rule: CompiledRule, deny: CompiledRule): boolean {
-  if (rule.effect !== 'deny' || rule.callers !== undefined) return false;
+  if (rule.effect !== 'deny' || rule.callers !== undefined || rule.where !== undefined) return false;
   if (rule.methods === undefined) return true;
   return deny.methods !== undefined && [...deny.methods].every((m) => methodCovered(rule.methods, m));
 }
@@ -141,14 +145,17 @@ function escapeVia(rules: readonly CompiledRule[], index: number, path: string):
   return next?.effect === 'allow' ? next : undefined;
 }
 
-function describePattern(pattern: PathPattern): string {
+function describePattern(pattern: RulePathPattern): string {
   const [kind, text] = Object.entries(pattern)[0] as [string, string];
   return `{ ${kind}: ${text} }`;
 }
 
 /** How to cover the trailing-"/" spelling with the rule's own pattern. */
-function slashFix(pattern: PathPattern): string {
+function slashFix(pattern: RulePathPattern): string {
   if ('glob' in pattern) return `end the glob with "/**" (path: { glob: ${pattern.glob.replace(/\/$/, '')}/** })`;
+  if ('template' in pattern) {
+    return `end the template with "/**" (path: { template: ${pattern.template.replace(/\/$/, '')}/** })`;
+  }
   const text = 'exact' in pattern ? pattern.exact : pattern.prefix;
   return `write path: { prefix: ${text.replace(/\/$/, '')} } (it also covers ${text.replace(/\/$/, '')}/ and every path below)`;
 }
@@ -188,6 +195,32 @@ export function policyWarnings(policy: CompiledPolicy): string[] {
     );
   });
   return warnings;
+}
+
+/** `owner=alice`; a value with a space, a comma, a quote or an invisible character as a JSON string. */
+function formatBindings(bindings: readonly Binding[]): string {
+  const show = (b: Binding) => {
+    if (b.value === undefined) return `${b.name}=<not UTF-8: ${b.segment}>`;
+    return `${b.name}=${/^[^\s",\p{C}]+$/u.test(b.value) ? b.value : JSON.stringify(b.value)}`;
+  };
+  return bindings.map(show).join(', ');
+}
+
+/**
+ * What the path's segments bound: under the rule that decided; or, for `resource_mismatch` (no rule decided),
+ * under each allow rule with `where` whose method and template fit the request, for the operator to compare
+ * with the caller's claims or SPIFFE ID.
+ */
+function bindingLines(policy: CompiledPolicy, decision: Decision, method: string, path: string): string[] {
+  if (decision.rule !== undefined) {
+    const bindings = policy.rules.find((r) => r.name === decision.rule)?.template?.bind(path);
+    return bindings ? [`bindings: ${formatBindings(bindings)}`] : [];
+  }
+  if (decision.allow || decision.reason !== 'resource_mismatch') return [];
+  return policy.rules.flatMap((r) => {
+    const bindings = r.effect === 'allow' && r.where && methodCovered(r.methods, method) && r.template?.bind(path);
+    return bindings ? [`bindings: ${formatBindings(bindings)} (rule ${r.name})`] : [];
+  });
 }
 
 /**
@@ -230,6 +263,8 @@ export async function policyCheck(
   const lines = decision.allow
     ? [`allow`, `rule: ${decision.rule}`]
     : [`deny`, ...(decision.rule ? [`rule: ${decision.rule}`] : []), `reason: ${decision.reason}`];
+  const path = normalizeRequestPath(target as string);
+  if (path !== undefined) lines.push(...bindingLines(policy, decision, method as string, path));
   // Warnings after the decision: the first line stays `allow` or `deny` for scripts that read it.
   out.write(`${[...lines, ...policyWarnings(policy)].join('\n')}\n`);
   return decision.allow ? 0 : DENY_EXIT_STATUS;

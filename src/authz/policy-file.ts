@@ -10,7 +10,7 @@
 //     - name: managers-delete-sandboxes
 //       effect: allow                      # or deny
 //       methods: [DELETE]                  # optional: any method
-//       path: { glob: /sandboxes/* }       # optional: exact, prefix or glob; any path
+//       path: { glob: /sandboxes/* }       # optional: exact, prefix, glob or template; any path
 //       callers:                           # optional: any authenticated caller; all conditions must hold
 //         ids: [spiffe://example.org/ns/prod/sa/*]   # --allow syntax; one must match
 //         certificate:                                 # the connection's client certificate
@@ -22,6 +22,12 @@
 //           - { claim: realm_access.roles, contains: sandbox:manage }
 //           - { claim: '"kubernetes.io".namespace', equals: prod }   # a quoted name may hold dots
 //       rate_limit: { requests: 10, per: 1s, burst: 20 }   # allow rules only; per caller
+//     - name: owners-use-their-sandboxes
+//       effect: allow
+//       path: { template: '/sandboxes/{owner}/**' }   # {name} binds one segment (path-template.ts)
+//       where:                                         # every condition must hold (resource-condition.ts)
+//         - { segment: owner, equals: claims.sub }     # or id.segment[N], id.trust_domain, key.name
+//         - { segment: owner, in: [alice, bob] }       # fixed values; `segment: a/b` joins two bindings
 import { type Document, parseDocument, visit } from 'yaml';
 import { AUTH_METHODS, type AuthMethod } from '../authn/identity.js';
 import { parseDuration } from '../duration.js';
@@ -31,8 +37,10 @@ import type { ClaimCondition, Scalar } from './claim-condition.js';
 import { compileClaimHeaders, type ClaimHeaderMapping } from './claim-header-mapping.js';
 import { parseClaimPath } from './claim-path.js';
 import { compilePathPattern, type PathPattern } from '../path-match.js';
+import { compilePathTemplate, type PathTemplate } from './path-template.js';
 import { RateLimiter } from './rate-limiter.js';
-import type { CallerConditions, CompiledRule } from './rule-engine.js';
+import { CALLER_VALUE_HOW, parseCallerValue, type ResourceCondition } from './resource-condition.js';
+import type { CallerConditions, CompiledRule, RulePathPattern } from './rule-engine.js';
 
 export interface CompiledPolicy {
   readonly rules: readonly CompiledRule[];
@@ -172,23 +180,92 @@ function compileRateLimit(bad: Bad, where: string, value: unknown): RateLimiter 
   return new RateLimiter({ requests, perMs, burst });
 }
 
-function compilePath(bad: Bad, where: string, value: unknown) {
+function compilePath(bad: Bad, where: string, value: unknown): Pick<CompiledRule, 'path' | 'pathPattern' | 'template'> {
   if (!isObject(value) || Object.keys(value).length !== 1) {
-    bad(where, 'expected exactly one of { exact: /p }, { prefix: /p }, { glob: /p/* }');
+    bad(where, 'expected exactly one of { exact: /p }, { prefix: /p }, { glob: /p/* }, { template: /p/{name} }');
   }
   const [kind, text] = Object.entries(value as Record<string, unknown>)[0];
-  if (!['exact', 'prefix', 'glob'].includes(kind)) bad(where, `unknown key "${kind}"; expected exact, prefix or glob`);
+  if (!['exact', 'prefix', 'glob', 'template'].includes(kind)) {
+    bad(where, `unknown key "${kind}"; expected exact, prefix, glob or template`);
+  }
   if (typeof text !== 'string') bad(`${where}.${kind}`, 'expected a path string');
-  const pattern = { [kind]: text } as PathPattern;
-  const matcher = compilePathPattern(pattern);
+  const pattern = { [kind]: text } as RulePathPattern;
+  if ('template' in pattern) {
+    const template = compilePathTemplate(pattern.template);
+    if (typeof template === 'string') return bad(`${where}.template`, template);
+    return { path: (path) => template.bind(path) !== undefined, pathPattern: pattern, template };
+  }
+  const matcher = compilePathPattern(pattern as PathPattern);
   if (typeof matcher === 'string') bad(`${where}.${kind}`, matcher);
-  return { matcher: matcher as Exclude<typeof matcher, string>, pattern };
+  return { path: matcher as Exclude<typeof matcher, string>, pathPattern: pattern };
+}
+
+const WHERE_HOW = '{ segment: NAME, equals: claims.sub } or { segment: NAME, in: [a, b] }';
+
+/** `segment: owner` or `segment: owner/repo`: the indexes of those bindings in the template. */
+function compileSegment(bad: Bad, at: string, value: unknown, template: PathTemplate): number[] {
+  if (typeof value !== 'string')
+    bad(at, `expected the name of a segment the template binds (${template.names.join(', ')})`);
+  const names = (value as string).split('/');
+  return names.map((name, i) => {
+    const index = template.names.indexOf(name);
+    if (index === -1) {
+      bad(at, `"${name}" is not bound by the template ${template.text}; it binds ${template.names.join(', ')}`);
+    }
+    if (names.indexOf(name) !== i) bad(at, `"${name}" is named twice; join each binding once`);
+    return index;
+  });
+}
+
+function compileWhere(
+  bad: Bad,
+  where: string,
+  value: unknown,
+  template: PathTemplate | undefined,
+): ResourceCondition[] {
+  if (!template) {
+    bad(
+      where,
+      'needs a path template that binds the segments it names, e.g. path: { template: /sandboxes/{owner}/** }',
+    );
+  }
+  const bound = template as PathTemplate;
+  if (!Array.isArray(value) || value.length === 0)
+    bad(where, `expected a non-empty list of conditions such as ${WHERE_HOW}`);
+  return (value as unknown[]).map((c, i) => {
+    const at = `${where}[${i}]`;
+    if (!isObject(c)) bad(at, `expected ${WHERE_HOW}`);
+    const condition = c as Record<string, unknown>;
+    onlyKeys(bad, at, condition, ['segment', 'equals', 'in']);
+    const bindings = compileSegment(bad, `${at}.segment`, condition.segment, bound);
+    const segment = condition.segment as string;
+    const ops = ['equals', 'in'].filter((k) => k in condition);
+    if (ops.length !== 1) bad(at, 'give exactly one of equals, in');
+    if (ops[0] === 'equals') {
+      if (typeof condition.equals !== 'string') bad(`${at}.equals`, CALLER_VALUE_HOW);
+      const ref = parseCallerValue(condition.equals as string);
+      if (typeof ref === 'string') bad(`${at}.equals`, ref);
+      return { segment, bindings, equals: ref as Exclude<typeof ref, string> };
+    }
+    // A fixed value that no path can bind would make a condition that silently never holds.
+    const literal = (s: string) =>
+      s.split('/').length === bindings.length && !s.split('/').includes('')
+        ? undefined
+        : bindings.length === 1
+          ? 'a segment is never empty and never holds "/"'
+          : `${segment} is ${bindings.length} non-empty segments joined by "/"`;
+    const list = condition.in;
+    if (!Array.isArray(list) || list.length === 0 || !list.every((s) => typeof s === 'string')) {
+      bad(`${at}.in`, "expected a non-empty list of strings (quote a number: '42')");
+    }
+    return { segment, bindings, in: new Set(stringList(bad, `${at}.in`, list, literal)) };
+  });
 }
 
 function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>): CompiledRule {
   if (!isObject(value)) bad(where, 'expected a mapping with name, effect, and optionally methods, path, callers');
   const v = value as Record<string, unknown>;
-  onlyKeys(bad, where, v, ['name', 'description', 'effect', 'methods', 'path', 'callers', 'rate_limit']);
+  onlyKeys(bad, where, v, ['name', 'description', 'effect', 'methods', 'path', 'callers', 'where', 'rate_limit']);
   if (typeof v.name !== 'string' || !RULE_NAME.test(v.name)) {
     bad(`${where}.name`, 'expected 1-63 letters, digits, ".", "_", ":" or "-", starting with a letter or digit');
   }
@@ -204,12 +281,9 @@ function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>
     );
     rule.methods = new Set(methods);
   }
-  if (v.path !== undefined) {
-    const { matcher, pattern } = compilePath(bad, `${where}.path`, v.path);
-    rule.path = matcher;
-    rule.pathPattern = pattern;
-  }
+  if (v.path !== undefined) Object.assign(rule, compilePath(bad, `${where}.path`, v.path));
   if (v.callers !== undefined) rule.callers = compileCallers(bad, `${where}.callers`, v.callers);
+  if (v.where !== undefined) rule.where = compileWhere(bad, `${where}.where`, v.where, rule.template);
   if (v.rate_limit !== undefined) {
     if (rule.effect !== 'allow') bad(`${where}.rate_limit`, 'only an allow rule can be rate limited');
     rule.limiter = compileRateLimit(bad, `${where}.rate_limit`, v.rate_limit);

@@ -1,16 +1,20 @@
 // Evaluates policy rules for one request: in order, first match wins, default deny. A rule matches on the
-// method, the path (normal form) and the caller; its effect allows or denies, and an allow may be rate
-// limited per caller. Denials carry a bounded reason (audit log, metric label) and the rule behind them.
+// method, the path (normal form), the caller and its `where` conditions on the segments the path template
+// bound; its effect allows or denies, and an allow may be rate limited per caller. Denials carry a bounded
+// reason (audit log, metric label) and the rule behind them.
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { type ClaimCondition, conditionHolds } from './claim-condition.js';
 import type { PathMatcher, PathPattern } from '../path-match.js';
+import type { Binding, PathTemplate } from './path-template.js';
+import { type ResourceCondition, resourceConditionsHold } from './resource-condition.js';
 import type { Admission, RuleLimiter } from './rate-limiter.js';
 
 export type DenyReason =
   | 'no_matching_rule'
   | 'rule_denied'
   | 'claim_mismatch'
+  | 'resource_mismatch'
   | 'rate_limited'
   | 'rate_limit_unavailable'
   | 'key_route_denied'
@@ -55,14 +59,22 @@ export interface CallerConditions {
   certificate?: IdMatcher;
 }
 
+/** A rule's `path:` as written. */
+export type RulePathPattern = PathPattern | { template: string };
+
 export interface CompiledRule {
   name: string;
   effect: 'allow' | 'deny';
   methods?: ReadonlySet<string>;
+  /** Whether the rule covers a path; for a template, whether it binds it. */
   path?: PathMatcher;
   /** The path as written, for what `policy check` says about the rule (never used to decide). */
-  pathPattern?: PathPattern;
+  pathPattern?: RulePathPattern;
+  /** `path: { template }`: the segments it binds, for `where`. */
+  template?: PathTemplate;
   callers?: CallerConditions;
+  /** Every condition holds on the template's bindings and the credential the rule judges. */
+  where?: readonly ResourceCondition[];
   limiter?: RuleLimiter;
 }
 
@@ -131,18 +143,29 @@ export function evaluateRules(
   certificate?: CertificateIdentity,
 ): Decision | Promise<Decision> {
   let claimsFailed = false;
+  let resourceFailed = false;
   for (const rule of rules) {
     if (!methodCovered(rule.methods, request.method)) continue;
-    if (rule.path && !rule.path(request.path)) continue;
+    let bindings: readonly Binding[] = [];
+    if (rule.template) {
+      const bound = rule.template.bind(request.path);
+      if (!bound) continue;
+      bindings = bound;
+    } else if (rule.path && !rule.path(request.path)) continue;
     let admitted: PeerIdentity | undefined;
     for (const credential of certificate ? [caller, certificate] : [caller]) {
       const match = matchCaller(rule.callers, credential, certificate);
       // Only an allow rule that failed on a claim makes the denial a `claim_mismatch`.
       if (match === 'claims_failed' && rule.effect === 'allow') claimsFailed = true;
-      if (match === 'match') {
-        admitted = credential;
-        break;
+      if (match !== 'match') continue;
+      // `where` judges the same credential as the rest of the rule: a token's subject is never matched
+      // against the segments of the certificate's SPIFFE ID, nor the other way round.
+      if (rule.where && !resourceConditionsHold(rule.where, bindings, credential)) {
+        if (rule.effect === 'allow') resourceFailed = true;
+        continue;
       }
+      admitted = credential;
+      break;
     }
     if (!admitted) continue;
     if (rule.effect === 'deny') return { allow: false, reason: 'rule_denied', rule: rule.name };
@@ -153,6 +176,9 @@ export function evaluateRules(
     }
     return by ? { allow: true, rule: rule.name, admitted: by } : { allow: true, rule: rule.name };
   }
-  // Specific when it helps the operator: a rule would have matched but for a claim.
-  return { allow: false, reason: claimsFailed ? 'claim_mismatch' : 'no_matching_rule' };
+  // Specific when it helps the operator: a rule would have matched but for the resource the path names, or
+  // but for a claim. The resource is the nearer miss (the caller met every other condition of a rule), so it
+  // is the one named when both happened.
+  const reason = resourceFailed ? 'resource_mismatch' : claimsFailed ? 'claim_mismatch' : 'no_matching_rule';
+  return { allow: false, reason };
 }

@@ -1,8 +1,9 @@
 // Outbound HTTP/2 routes (`--outbound LISTEN=https://HOST:PORT,id=RULE,protocol=h2`), for gRPC clients:
 // the app speaks cleartext HTTP/2 (prior knowledge) to a loopback port; the sidecar carries each stream
-// over one HTTP/2 session with the remote, opened with our SVID (or a bearer token) and only once the
-// remote proved the expected SPIFFE ID. Streams flow both ways, trailers included. A new SVID or
-// bundle retires the session: the next stream opens a new, re-verified one.
+// over one HTTP/2 session with the remote, opened with our SVID (a JWT route's: without) and only once the
+// remote proved the expected SPIFFE ID; each stream carries the route's bearer token, if it has one, and
+// none leaves without it (outbound.ts: routeCredential). Streams flow both ways, trailers included. A new
+// SVID or bundle retires the session: the next stream opens a new, re-verified one.
 import { answer, writeAnswerH2 } from './answers.js';
 import { cancelStream } from './cancel-stream.js';
 import * as http2 from 'node:http2';
@@ -14,7 +15,7 @@ import type { Logger } from '../log.js';
 import { forwardH2Response } from './h2-response.js';
 import { h1FieldsToH2, h2RequestToH1 } from './http2-headers.js';
 import { contentTypeOf, isGrpc } from './forwarding.js';
-import { outboundFields, type OutboundRoute, routeCredential } from './outbound.js';
+import { outboundFields, type OutboundRoute, routeCredential, verifiedRemote } from './outbound.js';
 import { relay } from './relay.js';
 import { startResponseTimer } from './response-timer.js';
 import { connectVerified, RemoteIdentityError } from './verified-connect.js';
@@ -83,7 +84,7 @@ export class H2OutboundProxy {
     this.connecting ??= new Promise<http2.ClientHttp2Session>((resolve, reject) => {
       const socket = connectVerified(
         this.identity,
-        route,
+        verifiedRemote(route),
         { host, port: Number(route.remote.port || 443), ...(isIP(host) ? {} : { servername: host }) },
         ['h2'],
         (err) => {
@@ -120,8 +121,18 @@ export class H2OutboundProxy {
     const reply = (status: number, reason: string): void => {
       writeAnswerH2(stream, answer(status, reason));
     };
-    const credential = await routeCredential(route, this.identity);
+    const credential = await routeCredential(route, this.identity, raw);
     if ('refused' in credential) {
+      log.warn(
+        {
+          event: 'outbound_rejected',
+          remote: route.remote.origin,
+          expected: route.expectText,
+          reason: credential.refused.reason,
+          path: String(headers[':path'] ?? '').split('?', 1)[0],
+        },
+        'the stream was refused before it left: no credential to send it with',
+      );
       writeAnswerH2(stream, credential.refused);
       return;
     }
@@ -143,7 +154,8 @@ export class H2OutboundProxy {
       return reply(502, reason);
     }
     // The app's fields by the same rules as HTTP/1.1 routes, minus what we set: the remote's authority,
-    // and for JWT routes our token. gRPC's `te: trailers` goes with the hop-by-hop fields: restated.
+    // and for token routes the token (the app's own Authorization never goes on). gRPC's `te: trailers`
+    // goes with the hop-by-hop fields: restated.
     const fields = outboundFields(h2RequestToH1(raw), token !== undefined);
     const { headers: out } = h1FieldsToH2(fields);
     if (isGrpc(contentTypeOf(fields))) out.te = 'trailers';

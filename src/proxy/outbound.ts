@@ -1,8 +1,10 @@
 // Outbound (egress) routes: the app sends plain HTTP to a loopback port; the sidecar calls the remote
 // with the workload's identity: mTLS with our current SVID (the remote's chain verified against the
-// bundle of its trust domain and its SPIFFE ID against the route's rule, no DNS name check), or a
-// bearer JWT-SVID. A socket reaches the request only after the remote is verified, so not one byte goes
-// to an unverified peer. Mismatch: 502 and an audit line; no identity yet: 503.
+// bundle of its trust domain and its SPIFFE ID against the route's rule, no DNS name check), plus, on a
+// token route, a bearer token: a JWT-SVID, an OAuth access token, or the caller's verified token. A socket
+// reaches the request only after the remote is verified, so not one byte goes to an unverified peer, and no
+// request leaves without its token. Mismatch: 502 and an audit line; no identity or token: 503 (401/403
+// when the caller's token is missing, unverified or refused in exchange).
 import { type Answer, answer, writeAnswerH1 } from './answers.js';
 import * as http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -17,7 +19,7 @@ import { closeNow, listen } from '../listener.js';
 import type { Logger } from '../log.js';
 import type { IdMatcher } from '../spiffe/match.js';
 import { downstreamResponseHeaders, forwardableHeaders } from './headers.js';
-import { connectVerified, RemoteIdentityError } from './verified-connect.js';
+import { connectVerified, RemoteIdentityError, type VerifiedRemote } from './verified-connect.js';
 import { certificateAlertOf } from './connection-accounting.js';
 
 export interface OutboundRoute {
@@ -29,10 +31,22 @@ export interface OutboundRoute {
   /** Who the remote must be (allow-rule syntax); required for https remotes. */
   expect: IdMatcher | undefined;
   expectText: string | undefined;
-  /** mtls: present our SVID. jwt: attach a bearer token. */
-  auth: 'mtls' | 'jwt';
+  /**
+   * mtls: present our SVID. jwt: attach a bearer token (no client certificate). client-credentials,
+   * token-exchange, forward: an OAuth access token, over mTLS with our SVID to an https remote.
+   */
+  auth: 'mtls' | 'jwt' | 'client-credentials' | 'token-exchange' | 'forward';
   /** jwt: the bearer token to attach, or undefined while none is available. */
   token?: () => Promise<string | undefined>;
+  /**
+   * client-credentials (`subject` undefined): our own access token; token-exchange: the one `subject` (the
+   * caller's token) was exchanged for. Or why there is none.
+   */
+  accessToken?: (
+    subject: string | undefined,
+  ) => Promise<{ token: string } | { refused: 'token_unavailable' | 'token_exchange_refused' }>;
+  /** forward: whether this sidecar verified the caller's `Authorization` field; required for forward routes. */
+  verifyToken?: (authorization: string) => Promise<boolean>;
   limits: { handshakeTimeoutMs: number; upstreamTimeoutMs: number; maxConnections: number };
 }
 
@@ -46,6 +60,8 @@ export function outboundFields(rawHeaders: readonly string[], withToken: boolean
 }
 /** A compact JWS: what a bearer token must look like before it goes into a header. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/** RFC 6750 §2.1, as the inbound side parses it: `Bearer` (any case), one space, a b64token. */
+const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i;
 
 /**
  * The bearer token a JWT route sends now, or undefined when there is none fit to send: only a compact
@@ -56,18 +72,79 @@ export async function routeToken(route: OutboundRoute): Promise<string | undefin
   return token && COMPACT_JWS.test(token) ? token : undefined;
 }
 
+/** What the remote is checked for: every route but a JWT one presents our SVID. */
+export function verifiedRemote(route: OutboundRoute): VerifiedRemote {
+  return {
+    auth: route.auth === 'jwt' ? 'jwt' : 'mtls',
+    expect: route.expect,
+    expectText: route.expectText,
+    limits: route.limits,
+  };
+}
+
+const BEARER_CHALLENGE = { 'www-authenticate': 'Bearer' };
+
+/**
+ * The caller's token among the app's fields (`raw`: name, value, ...): missing when no field offers a Bearer
+ * token, invalid when it is not exactly one `Bearer <b64token>`.
+ */
+function subjectToken(raw: readonly string[]): { token: string; field: string } | { refused: Answer } {
+  const fields: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === 'authorization') fields.push(raw[i + 1]);
+  if (fields.length === 0 || (fields.length === 1 && !/^bearer(\s|$)/i.test(fields[0])))
+    return { refused: answer(401, 'subject_token_missing', BEARER_CHALLENGE) };
+  const token = fields.length === 1 ? BEARER.exec(fields[0])?.[1] : undefined;
+  if (token === undefined) return { refused: answer(401, 'subject_token_invalid', BEARER_CHALLENGE) };
+  return { token, field: fields[0] };
+}
+
+function accessTokenAnswer(
+  result: Awaited<ReturnType<NonNullable<OutboundRoute['accessToken']>>>,
+): { token: string } | { refused: Answer } {
+  if ('token' in result) return result;
+  return { refused: answer(result.refused === 'token_exchange_refused' ? 403 : 503, result.refused) };
+}
+
 /**
  * What a request on this route is sent with, checked before the remote is dialled (HTTP/1.1 and h2 routes
- * alike): an mTLS route needs our identity, a JWT route a token fit to send; else the app gets a 503.
+ * alike): our identity when we present it, and the route's token. `raw`: the app's fields (name, value, ...),
+ * where the caller's token is for token-exchange and forward routes. No token, no request: the app gets
+ * 503 (no identity, no token, token endpoint failing), 401 (the caller's token missing or unverified) or 403
+ * (the exchange refused).
  */
 export async function routeCredential(
   route: OutboundRoute,
   identity: IdentitySource | undefined,
+  raw: readonly string[] = [],
 ): Promise<{ token?: string } | { refused: Answer }> {
-  if (route.auth === 'mtls' && identity?.status().ready === false) return { refused: answer(503, 'no_identity') };
-  if (route.auth !== 'jwt') return {};
-  const token = await routeToken(route);
-  return token ? { token } : { refused: answer(503, 'no_token') };
+  if (route.auth !== 'jwt' && route.remote.protocol === 'https:' && identity?.status().ready === false)
+    return { refused: answer(503, 'no_identity') };
+  switch (route.auth) {
+    case 'mtls':
+      return {};
+    case 'jwt': {
+      const token = await routeToken(route);
+      return token ? { token } : { refused: answer(503, 'no_token') };
+    }
+    case 'client-credentials':
+      return route.accessToken ? accessTokenAnswer(await route.accessToken(undefined)) : noToken();
+    case 'token-exchange': {
+      const subject = subjectToken(raw);
+      if ('refused' in subject) return subject;
+      return route.accessToken ? accessTokenAnswer(await route.accessToken(subject.token)) : noToken();
+    }
+    case 'forward': {
+      const subject = subjectToken(raw);
+      if ('refused' in subject) return subject;
+      // A check that fails to run is a token not verified.
+      const verified = (await route.verifyToken?.(subject.field).catch(() => false)) === true;
+      return verified ? { token: subject.token } : { refused: answer(401, 'subject_token_invalid', BEARER_CHALLENGE) };
+    }
+  }
+}
+
+function noToken(): { refused: Answer } {
+  return { refused: answer(503, 'token_unavailable') };
 }
 
 /** An https.Agent whose sockets are handed out only once the remote proved the expected identity. */
@@ -78,7 +155,7 @@ class VerifyingAgent extends https.Agent {
 
   constructor(
     private readonly identity: IdentitySource | undefined,
-    private readonly route: OutboundRoute,
+    private readonly route: VerifiedRemote,
   ) {
     super({ keepAlive: true, scheduling: 'lifo' });
     // A pooled connection was verified (and presented our SVID) under the old identity and bundles.
@@ -122,7 +199,7 @@ export class OutboundProxy {
   ) {
     this.agent =
       route.remote.protocol === 'https:'
-        ? new VerifyingAgent(identity, route)
+        ? new VerifyingAgent(identity, verifiedRemote(route))
         : new http.Agent({ keepAlive: true, scheduling: 'lifo' });
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
@@ -163,8 +240,18 @@ export class OutboundProxy {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { route, log } = this;
-    const credential = await routeCredential(route, this.identity);
+    const credential = await routeCredential(route, this.identity, req.rawHeaders);
     if ('refused' in credential) {
+      log.warn(
+        {
+          event: 'outbound_rejected',
+          remote: route.remote.origin,
+          expected: route.expectText,
+          reason: credential.refused.reason,
+          path: (req.url ?? '').split('?', 1)[0],
+        },
+        'the request was refused before it left: no credential to send it with',
+      );
       writeAnswerH1(res, credential.refused, true);
       return;
     }

@@ -26,6 +26,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['identity'],
   ['authn'],
   ['authz'],
+  // The outbound routes' OAuth client: token requests and their cache, below the proxy that sends them.
+  ['outbound'],
   ['proxy'],
   ['admin'],
   [

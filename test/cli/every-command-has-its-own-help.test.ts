@@ -137,13 +137,24 @@ describe('run --help', () => {
         .replace(':PORT', ':8080')
         .replace('RULE', 'spiffe://example.org/ns/shop/sa/orders')
         .replace('AUD', 'orders')
-        .replace('PATH', '/var/run/tokens/orders');
+        .replace('PATH', '/var/run/tokens/orders')
+        .replace('token-endpoint=URL', 'token-endpoint=https://keycloak.example/token')
+        .replace('client-id=ID', 'client-id=sidecar')
+        .replace('resource=URI', 'resource=https://orders.example');
+    // auth=forward passes on a token this sidecar verified: it needs an inbound listener that verifies tokens.
+    const verifying = {
+      upstream: 'http://127.0.0.1:8080',
+      'allow-any': true,
+      'jwt-audience': ['orders'],
+      'jwt-issuer': ['keycloak=https://keycloak.example'],
+    };
     for (const [form] of OUTBOUND_FORMS) {
       for (const route of [fill(form.replace(/\[([^\]]*)\]/g, '$1')), fill(form.replace(/\[[^\]]*\]/g, ''))]) {
         expect(() =>
           buildConfig({
             outbound: [route],
             'workload-api-socket': 'unix:///run/spire/sockets/agent.sock',
+            ...(route.includes('auth=forward') ? verifying : {}),
           }),
         ).not.toThrow();
       }
