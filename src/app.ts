@@ -14,8 +14,9 @@ import { DeferredMetrics, type ProxyMetrics } from './proxy/proxy-metrics.js';
 const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 import { AdminServer, certsDocument, type Readiness } from './admin/server.js';
 import type { ApiKeySet } from './authn/api-keys.js';
+import type { ApiKeysDocument } from './authn/api-key-usage.js';
 import { type Authorizer, createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
-import { type Config, headerOwners, type IdentitySourceConfig } from './config.js';
+import { type Config, headerOwners, type IdentitySourceConfig, type OutboundRouteConfig } from './config.js';
 import { SidecarError } from './errors.js';
 import { FileIdentitySource } from './identity/file-source.js';
 import type { IdentitySource } from './identity/source.js';
@@ -142,6 +143,7 @@ async function openOutbound(
   identity: IdentitySource | undefined,
   log: Logger,
   teardown: Teardown,
+  jwt: JwtMode | undefined,
 ): Promise<(OutboundProxy | TcpOutboundProxy | H2OutboundProxy)[]> {
   const outbound: (OutboundProxy | TcpOutboundProxy | H2OutboundProxy)[] = [];
   const outboundClosers: (() => void)[] = [];
@@ -156,15 +158,19 @@ async function openOutbound(
     const { OutboundProxy } = await import('./proxy/outbound.js');
     const { TcpOutboundProxy } = await import('./proxy/tcp-outbound.js');
     const { outboundRoute, tcpOutboundRoute } = await import('./outbound-routes.js');
+    // auth=forward passes on only a token this sidecar's own token checks accept (buildConfig requires them).
+    const authenticator = jwt?.authenticator;
+    const verifyToken =
+      authenticator && (async (authorization: string) => (await authenticator.authenticate(authorization)).ok);
+    const httpRoute = (route: OutboundRouteConfig) =>
+      outboundRoute(route, config, identity, log, outboundClosers, { verifyToken });
     for (const route of config.outbound) {
       outbound.push(
         route.protocol === 'tcp'
           ? await TcpOutboundProxy.start(tcpOutboundRoute(route, config), identity, log)
           : route.protocol === 'h2'
-            ? await (
-                await import('./proxy/h2-outbound.js')
-              ).H2OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log)
-            : await OutboundProxy.start(outboundRoute(route, config, identity, log, outboundClosers), identity, log),
+            ? await (await import('./proxy/h2-outbound.js')).H2OutboundProxy.start(httpRoute(route), identity, log)
+            : await OutboundProxy.start(httpRoute(route), identity, log),
       );
     }
   }
@@ -180,6 +186,7 @@ async function openInbound(
     authorizer: Authorizer;
     jwt: JwtMode | undefined;
     apiKeys: (() => ApiKeySet) | undefined;
+    apiKeyFormat: HeaderPolicy['apiKeyFormat'];
     claimHeaders: () => readonly ClaimHeaderMapping[];
     assertion: HeaderPolicy['assertion'];
     log: Logger;
@@ -224,6 +231,7 @@ async function openInbound(
             stripAuthorization: auth.tokens !== undefined && !auth.tokens.forwardToken,
             claimHeaders: deps.claimHeaders,
             assertion: deps.assertion,
+            apiKeyFormat: deps.apiKeyFormat,
           },
           log: deps.log,
           limits: config.limits,
@@ -339,6 +347,30 @@ async function openAssertion(
   };
 }
 
+/**
+ * `--api-keys-file` and its flags: the file (reloading; each reload keeps the last-use records of the keys
+ * still listed), where callers send keys, and the /api-keys document and key gauges made at request time.
+ */
+async function openApiKeys(config: Config, file: string, log: Logger) {
+  const { apiKeyFormat, parseApiKeys } = await import('./authn/api-keys.js');
+  const { apiKeyCounts, apiKeysDocument, newApiKeyUsage } = await import('./authn/api-key-usage.js');
+  const { header, prefix, unusedAfterMs } = config.apiKeys;
+  const usage = newApiKeyUsage(Date.now());
+  const reloading = await ReloadingFile.open(
+    '--api-keys-file',
+    file,
+    (text, label) => parseApiKeys(text, label, { prefix, usage }),
+    log,
+  );
+  const document = (): ApiKeysDocument => apiKeysDocument(reloading.current(), usage, unusedAfterMs, Date.now());
+  return {
+    file: reloading,
+    format: apiKeyFormat(header, prefix),
+    document,
+    counts: () => apiKeyCounts(document()),
+  };
+}
+
 /** Opens everything in order, each thing's closing registered on `teardown` as soon as it is open. */
 async function openSidecar(
   config: Config,
@@ -351,14 +383,8 @@ async function openSidecar(
   const policyFile = config.policy
     ? await ReloadingFile.open('--policy-file', config.policy.file, await policyParser(config), log)
     : undefined;
-  const apiKeysFile = config.apiKeysFile
-    ? await ReloadingFile.open(
-        '--api-keys-file',
-        config.apiKeysFile,
-        (await import('./authn/api-keys.js')).parseApiKeys,
-        log,
-      )
-    : undefined;
+  const keys = config.apiKeysFile ? await openApiKeys(config, config.apiKeysFile, log) : undefined;
+  const apiKeysFile = keys?.file;
   if (policyFile) teardown.defer(() => policyFile.close());
   if (apiKeysFile) teardown.defer(() => apiKeysFile.close());
   // File mode fails right here on bad files; SPIRE mode opens its stream and waits below, with the
@@ -405,7 +431,9 @@ async function openSidecar(
     : undefined;
   teardown.defer(() => clearInterval(ruleInterval));
   const servesTls = config.inbound && auth.transport !== 'plain';
-  const outboundNeedsSvid = config.outbound.some((r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:');
+  const outboundNeedsSvid = config.outbound.some(
+    (r) => r.remote.protocol === 'https:' || r.remote.protocol === 'tls:' || r.oauth?.clientAuth === 'mtls',
+  );
   let admin: AdminServer | undefined;
   let draining = false;
   const proxyMetrics = new DeferredMetrics();
@@ -439,6 +467,7 @@ async function openSidecar(
         files: reloadedFiles,
         jwksIssuers: jwt?.remoteIssuers,
         tokenReview: jwt?.tokenReview,
+        apiKeys: keys && { counts: () => keys.counts(), perWorker: role === 'worker' },
       });
       proxyMetrics.attach(real.proxy);
       keyFetchMetrics.attach(real.keyFetches);
@@ -460,8 +489,11 @@ async function openSidecar(
     : undefined;
   if (role === 'worker') {
     const { serveAdminToPrimary } = await import('./workers.js');
-    serveAdminToPrimary((await loadMetrics()).registry, readiness, () =>
-      certsDocument(identity, source?.kind ?? 'none'),
+    serveAdminToPrimary(
+      (await loadMetrics()).registry,
+      readiness,
+      () => certsDocument(identity, source?.kind ?? 'none'),
+      keys?.document,
     );
   } else {
     admin = await AdminServer.start({
@@ -473,6 +505,7 @@ async function openSidecar(
       identity,
       source: source?.kind ?? 'none',
       readiness,
+      apiKeys: keys?.document,
       assertionJwks: assertionKey && (() => assertionKey.jwks),
     });
     const adminServer = admin;
@@ -487,13 +520,14 @@ async function openSidecar(
     );
     await spire.firstIdentity();
   }
-  const outbound = await openOutbound(config, identity, log, teardown);
+  const outbound = await openOutbound(config, identity, log, teardown, jwt);
   const inbound = await openInbound(config, {
     identity,
     servesTls,
     authorizer,
     jwt,
     apiKeys: apiKeysFile ? () => apiKeysFile.current() : undefined,
+    apiKeyFormat: keys?.format,
     claimHeaders: claimMappings(config, policyFile),
     assertion: assertionKey && (await openAssertion(config, assertionKey, identity)),
     log,

@@ -68,6 +68,7 @@ export const APIKEY_NEW_OPTIONS: Readonly<Record<keyof typeof APIKEY_NEW_DEFAULT
     value: 'METHOD:PATH',
     help: 'only these routes, e.g. POST:/invoke (repeatable; glob paths)',
   },
+  prefix: { type: 'string', value: 'PREFIX', help: 'what the key starts with (as --api-key-prefix), e.g. gak_' },
 };
 
 /** Every command's flag table: an unknown flag that belongs to another command is named as such. */

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { RUN_DEFAULTS as DEFAULTS } from './config/defaults.js';
 import { parseDuration } from './duration.js';
+import { isApiKeyPrefix } from './authn/api-keys.js';
 import { SidecarError } from './errors.js';
 import { type ClaimHeaderMapping, parseClaimHeaderFlag } from './proxy/claim-headers.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
@@ -589,7 +590,7 @@ function parseApiKeyFlags(raw: RawOptions, identityHeaders: readonly string[]): 
   if (header !== 'x-api-key' && (OWN_HEADERS.includes(header) || identityHeaders.includes(header)))
     invalid(`--api-key-header ${header}: the sidecar sets that header itself; pick another, e.g. x-gofannon-key`);
   const prefix = raw['api-key-prefix'] ?? DEFAULTS['api-key-prefix'].value;
-  if (!/^[a-z][a-z0-9]{0,15}_$/.test(prefix))
+  if (!isApiKeyPrefix(prefix))
     invalid(`--api-key-prefix ${JSON.stringify(prefix)}: 1-16 lower-case letters and digits, then "_", e.g. gak_`);
   const unusedAfterMs = parseDuration(
     raw['api-key-unused-after'] ?? DEFAULTS['api-key-unused-after'].value,
@@ -631,6 +632,7 @@ export function headerOwners(config: Config): Map<string, string> {
   const taken = fixedHeaderOwners(config.auth, config.identityHeaders);
   for (const m of config.claimHeaders) taken.set(m.header, '--claim-header');
   if (config.identityAssertion) taken.set(config.identityAssertion.header, '--identity-assertion-header');
+  if (config.apiKeysFile !== undefined) taken.set(config.apiKeys.header, '--api-key-header');
   return taken;
 }
 

@@ -192,7 +192,6 @@ function extraCa(config: Config): string[] | undefined {
 /** An L4 route (`tls://` remote): who the remote must be, and the limits. */
 export function tcpOutboundRoute(route: OutboundRouteConfig, config: Config): TcpOutboundRoute {
   const id = route.id as string;
-  if (route.auth !== 'mtls' && route.auth !== 'jwt') throw new Error(`auth=${route.auth} is not wired yet`);
   return {
     host: route.host,
     port: route.port,

@@ -1,12 +1,15 @@
 // `--workers N`: one sidecar process per core. The primary forks N workers (node:cluster) that share the
 // listening sockets, and keeps the admin listener itself: /readyz is ready only when every worker is,
-// /metrics sums the workers' metrics (prom-client's AggregatorRegistry), /certs asks a worker. Workers
-// get SIGHUP and SIGTERM forwarded and are restarted if one dies; a worker that fails to start stops the
-// whole sidecar. Each keeps its own TLS ticket keys (server-tls.ts says why), but all sign identity
+// /metrics sums the workers' metrics (prom-client's AggregatorRegistry), /certs asks a worker, /api-keys
+// and the API key gauges ask every worker (each keeps its own last-use records) and merge the answers.
+// Workers get SIGHUP and SIGTERM forwarded and are restarted if one dies; a worker that fails to start
+// stops the whole sidecar. Each keeps its own TLS ticket keys (server-tls.ts says why), but all sign identity
 // assertions with the primary's one key, since the primary's JWKS is the one apps check them against.
 import cluster, { type Worker } from 'node:cluster';
-import { AggregatorRegistry, type Registry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
+import { registerApiKeyMetrics } from './admin/metrics.js';
 import { AdminServer, type Readiness } from './admin/server.js';
+import { apiKeyCounts, type ApiKeysDocument, mergeApiKeysDocuments } from './authn/api-key-usage.js';
 import type { Config } from './config.js';
 import { flushStdoutLines, type Logger } from './log.js';
 import { type AssertionJwks, assertionKey, newAssertionKeyPem } from './proxy/identity-assertion.js';
@@ -21,21 +24,27 @@ const ASK_TIMEOUT_MS = 2000;
 interface AdminRequest {
   type: typeof ADMIN_REQUEST;
   id: number;
-  what: 'readiness' | 'certs';
+  what: 'readiness' | 'certs' | 'api-keys';
 }
+
+const NO_API_KEYS: ApiKeysDocument = { since: new Date(0).toISOString(), unused_after_seconds: 0, keys: [] };
 
 /** In a worker: answers the primary's admin questions and shares its metrics registry. */
 export function serveAdminToPrimary(
   registry: Registry,
   readiness: () => Promise<Readiness>,
   certs: () => object,
+  apiKeys?: () => ApiKeysDocument,
 ): void {
   // Constructing one installs prom-client's worker side of the metrics exchange.
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([registry]);
   process.on('message', (message: AdminRequest) => {
     if (message?.type !== ADMIN_REQUEST) return;
-    const answer = message.what === 'readiness' ? readiness() : Promise.resolve(certs());
+    const answer =
+      message.what === 'readiness'
+        ? readiness()
+        : Promise.resolve(message.what === 'certs' ? certs() : (apiKeys?.() ?? NO_API_KEYS));
     answer.then(
       (body) => process.send?.({ type: ADMIN_REPLY, id: message.id, body }),
       (err: Error) =>
@@ -172,11 +181,26 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
     throw err;
   }
   const aggregator = new AggregatorRegistry();
+  // Each worker keeps its own last-use records: a key was used if any worker saw it.
+  const apiKeys = config.apiKeysFile
+    ? async () => {
+        if (workers.size === 0) throw new Error('no worker is serving');
+        const answers = await Promise.all([...workers].map((w) => ask(w, 'api-keys')));
+        return mergeApiKeysDocuments(answers as ApiKeysDocument[]);
+      }
+    : undefined;
+  // The API key gauges are left out of the workers' sum (see metrics.ts): the primary counts the merge.
+  const own = new Registry();
+  if (apiKeys) registerApiKeyMetrics(own, { counts: async () => apiKeyCounts(await apiKeys()) });
+  const clusterMetrics = async () => {
+    const [workersText, ownText] = await Promise.all([aggregator.clusterMetrics(), own.metrics()]);
+    return ownText === '' || workersText.endsWith('\n') ? workersText + ownText : `${workersText}\n${ownText}`;
+  };
   // Every worker has started, so every worker that signs assertions has asked for the key by now.
   const jwks = assertionKeys.jwks();
   const admin = await AdminServer.start({
     ...config.admin,
-    registry: { metrics: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
+    registry: { metrics: clusterMetrics, contentType: aggregator.contentType },
     identity: undefined,
     source: config.source?.kind ?? 'none',
     readiness: async () => {
@@ -186,6 +210,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
       return answers.find((r) => !r.ready) ?? { ready: true };
     },
     certs: () => ask([...workers][0], 'certs') as Promise<object>,
+    apiKeys,
     assertionJwks: jwks && (() => jwks),
   });
   log.info(

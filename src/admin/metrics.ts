@@ -2,6 +2,7 @@
 // bounded: never a SPIFFE ID, a path or a rule text. The data path reports through the small ProxyMetrics
 // interface and never touches prom-client; identity and file reload metrics are read from the sources at
 // scrape time; JWT mode's key fetches (JWKS, TokenReview) report through the small KeyFetchMetrics.
+// A source that fails at scrape time fails the scrape (500), except the API key gauges (last value kept).
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { chainNotAfter } from '../identity/expiry.js';
 import type { IdentitySource } from '../identity/source.js';
@@ -44,6 +45,18 @@ export interface MetricSources {
   jwksIssuers?: readonly string[];
   /** --k8s-token-review is on (its review metrics start at 0). */
   tokenReview?: boolean;
+  /** `--api-keys-file`: its gauges exist only then. */
+  apiKeys?: ApiKeyMetricSource;
+}
+
+/** The API keys in force, counted at scrape time. */
+export interface ApiKeyMetricSource {
+  counts(): { listed: number; unused: number } | Promise<{ listed: number; unused: number }>;
+  /**
+   * A `--workers` worker: its counts are left out of the primary's sum (a key is unused only if unused on
+   * every worker), and the primary reports the merged counts itself.
+   */
+  perWorker?: boolean;
 }
 
 export function createMetrics(
@@ -258,6 +271,7 @@ export function createMetrics(
   const keyFetches = registerKeyFetchMetrics(registry, sources);
 
   if (rateLimitStore) registerRateLimitStoreMetrics(registry, rateLimitStore);
+  if (sources.apiKeys) registerApiKeyMetrics(registry, sources.apiKeys);
 
   const proxy: ProxyMetrics = {
     handshake: (result, reason) => handshakes.inc({ result, reason }),
@@ -351,6 +365,44 @@ function registerRateLimitStoreMetrics(registry: Registry, store: { stats(): Sha
     collect() {
       this.reset();
       for (const [kind, count] of Object.entries(store.stats().errors)) this.inc({ kind }, count);
+    },
+  });
+}
+
+/**
+ * `--api-keys-file`: keys listed, and keys unused for --api-key-unused-after (not used since the latest of
+ * their created= and the process start). Counted at scrape time; a count that cannot be had (a worker that
+ * did not answer) keeps the last one rather than failing the scrape.
+ */
+export function registerApiKeyMetrics(registry: Registry, source: ApiKeyMetricSource): void {
+  let last: { listed: number; unused: number } | undefined;
+  const counts = async () => {
+    try {
+      last = await source.counts();
+    } catch {
+      // Kept: the last counts.
+    }
+    return last;
+  };
+  const aggregator = source.perWorker ? 'omit' : 'sum';
+  new Gauge({
+    name: `${PREFIX}api_keys`,
+    help: 'API keys listed in --api-keys-file (expired ones included)',
+    registers: [registry],
+    aggregator,
+    async collect() {
+      const c = await counts();
+      if (c) this.set(c.listed);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}api_keys_unused`,
+    help: 'API keys not used for --api-key-unused-after, counting from the latest of their last use, created= and the process start',
+    registers: [registry],
+    aggregator,
+    async collect() {
+      const c = await counts();
+      if (c) this.set(c.unused);
     },
   });
 }

@@ -1,7 +1,9 @@
 // The admin listener: plain HTTP on its own port, never on the data path. /healthz (the process is
 // alive), /readyz (it can serve: identity ready, not draining, the app reachable if required), /metrics
-// (Prometheus), /certs (what we serve and trust) and, when identity assertions are on,
-// /.well-known/jwks.json (the key apps check them with). GET and HEAD only.
+// (Prometheus), /certs (what we serve and trust), with --api-keys-file /api-keys (each key's name, id,
+// dates and last use; never a key or its digest) and, when identity assertions are on,
+// /.well-known/jwks.json (the key apps check them with). GET and HEAD only; a document that cannot be had
+// (a worker that does not answer) is a 503.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chainNotAfter } from '../identity/expiry.js';
@@ -22,11 +24,14 @@ export interface AdminOptions {
   readiness: () => Promise<Readiness>;
   /** The /certs document, when it is not this process's to tell (`--workers`: a worker's). */
   certs?: () => Promise<object>;
+  /** `--api-keys-file`: the /api-keys document; without it /api-keys is 404 like any unknown path. */
+  apiKeys?: () => object | Promise<object>;
   /** The identity-assertion JWKS; without it /.well-known/jwks.json is 404 like any unknown path. */
   assertionJwks?: () => object;
 }
 
 const JWKS_PATH = '/.well-known/jwks.json';
+const API_KEYS_PATH = '/api-keys';
 
 /** The /certs document: our SVID and, per trust domain, how many authorities we trust. */
 export function certsDocument(identity: IdentitySource | undefined, source: string): object {
@@ -62,7 +67,14 @@ export class AdminServer {
   private constructor(private readonly server: Server) {}
 
   static async start(options: AdminOptions): Promise<AdminServer> {
-    const endpoints = ['/healthz', '/readyz', '/metrics', '/certs', ...(options.assertionJwks ? [JWKS_PATH] : [])];
+    const endpoints = [
+      '/healthz',
+      '/readyz',
+      '/metrics',
+      '/certs',
+      ...(options.apiKeys ? [API_KEYS_PATH] : []),
+      ...(options.assertionJwks ? [JWKS_PATH] : []),
+    ];
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?', 1)[0];
       const send = (status: number, type: string, body: string, cacheControl = 'no-store') => {
@@ -94,6 +106,16 @@ export class AdminServer {
             (err: Error) => json(503, { error: err.message }),
           );
           return;
+        case API_KEYS_PATH: {
+          if (!options.apiKeys) return notFound();
+          const apiKeys = options.apiKeys;
+          // A document built here, or asked of the workers: either way a failure answers, never hangs.
+          new Promise<object>((resolve) => resolve(apiKeys())).then(
+            (doc) => json(200, doc),
+            (err: Error) => json(503, { error: err.message }),
+          );
+          return;
+        }
         case JWKS_PATH:
           if (!options.assertionJwks) return notFound();
           // A minute of caching: the key lives as long as the process, and an app refetches on an unknown kid.

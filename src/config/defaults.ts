@@ -164,6 +164,7 @@ export const APIKEY_NEW_DEFAULTS = freeze({
   name: REQUIRED,
   expires: { shown: 'never' },
   route: { shown: 'every route' },
+  prefix: { value: 'sk_' },
 } as const);
 
 /** The default as the README's flag tables write it: a value in backticks, a switch on or off, or words. */

@@ -8,7 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ProxyMetrics } from './proxy-metrics.js';
-import { type ApiKeySet, presentedApiKey } from '../authn/api-keys.js';
+import { type ApiKeyFormat, type ApiKeySet, DEFAULT_API_KEY_FORMAT, presentedApiKey } from '../authn/api-keys.js';
 import type { PeerIdentity, Rejection } from '../authn/identity.js';
 import { answerReasonOf, type JwtAuthenticator } from '../authn/jwt.js';
 import type { Authorizer, CertificateIdentity, Decision } from '../authz/policy.js';
@@ -89,7 +89,6 @@ interface PeerState {
   decision?: Decision;
 }
 
-const API_KEY_BEARER = /^Bearer sk_/i;
 /** A compact JWS: three base64url parts. */
 const COMPACT_JWS = /^Bearer ([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*$/i;
 /** The longest claim we repeat in a log line: a SPIFFE ID's maximum. */
@@ -115,12 +114,12 @@ export function presentedClaims(authorization: string | undefined): { iss?: stri
 }
 
 /** Any `Authorization` field carries an API key: Node shows only the first one in `headers`. */
-function carriesKeyInAuthorization(head: RequestHead): boolean {
+function carriesKeyInAuthorization(head: RequestHead, format: ApiKeyFormat): boolean {
   const raw = head.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     // Only a name of this length can match: most fields are passed over without lower-casing them.
-    if (name.length === 13 && name.toLowerCase() === 'authorization' && API_KEY_BEARER.test(raw[i + 1])) return true;
+    if (name.length === 13 && name.toLowerCase() === 'authorization' && format.bearer.test(raw[i + 1])) return true;
   }
   return false;
 }
@@ -195,13 +194,18 @@ export class RequestAdmission {
         return { admitted: false, answer: answer(401, 'certificate_expired') };
       }
     }
-    // An API key first (as before tokens existed on this listener): `x-api-key`, or `Authorization: Bearer sk_…`.
-    const key = this.options.apiKeys ? presentedApiKey(head.headers) : undefined;
-    // A key in x-api-key and a token in Authorization: two credentials, neither checked for the other. Refused,
-    // rather than one of them ignored.
-    if (key !== undefined && key !== 'ambiguous' && key.from === 'x-api-key' && auth.authenticator) {
+    // An API key first (as before tokens existed on this listener): the key header (--api-key-header,
+    // x-api-key by default), or `Authorization: Bearer <prefix>…`.
+    const format = this.keyFormat();
+    const key = this.options.apiKeys ? presentedApiKey(head.headers, format) : undefined;
+    // A key in the key header and a token in Authorization: two credentials, neither checked for the other.
+    // Refused, rather than one of them ignored.
+    if (key !== undefined && key !== 'ambiguous' && key.from !== 'authorization' && auth.authenticator) {
       if (head.headers.authorization !== undefined) {
-        const rejection = { reason: 'ERR_CREDENTIALS_AMBIGUOUS', message: 'an API key and a bearer token together' };
+        const rejection = {
+          reason: 'ERR_CREDENTIALS_AMBIGUOUS',
+          message: `an API key (${format.header}) and a bearer token together`,
+        };
         this.rejected(head, 'api-key', rejection);
         return { admitted: false, answer: answer(401, rejection.reason, { 'www-authenticate': 'Bearer' }) };
       }
@@ -223,7 +227,12 @@ export class RequestAdmission {
     return this.decide(head, certificate, undefined, state);
   }
 
-  /** A caller with an API key (`x-api-key` or `Authorization: Bearer sk_...`): one key, known, unexpired. */
+  /** Where callers send keys: `--api-key-header` and `--api-key-prefix`, as the header policy carries them. */
+  private keyFormat(): ApiKeyFormat {
+    return this.options.headers.apiKeyFormat ?? DEFAULT_API_KEY_FORMAT;
+  }
+
+  /** A caller with an API key (the key header or `Authorization: Bearer <prefix>...`): one key, known, unexpired. */
   private admitKey(
     head: RequestHead,
     presented: ReturnType<typeof presentedApiKey>,
@@ -329,7 +338,7 @@ export class RequestAdmission {
    * certificate: `--jwt-forward-token` forwards the token this request was admitted by, and nothing else.
    */
   private ownedFor(head: RequestHead, identity: PeerIdentity): ReadonlySet<string> {
-    const keyInAuthorization = this.options.apiKeys !== undefined && carriesKeyInAuthorization(head);
+    const keyInAuthorization = this.options.apiKeys !== undefined && carriesKeyInAuthorization(head, this.keyFormat());
     // Where tokens are accepted, an Authorization this request was not admitted by is never forwarded: not
     // when a key admitted it, nor when a rule admitted the connection's certificate rather than its token.
     const notItsToken =

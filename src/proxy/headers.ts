@@ -3,6 +3,7 @@
 // without any it sent under a name we own (identity headers, XFCC, X-Forwarded-*, X-Request-Id).
 // Names are compared after folding case and `_` to `-`, because some app frameworks (CGI/WSGI, nginx
 // with underscores_in_headers) read `x_spiffe_id` as `x-spiffe-id`.
+import { API_KEY_HEADER, type ApiKeyFormat } from '../authn/api-keys.js';
 import type { PeerIdentity } from '../authn/identity.js';
 import type { CertificateIdentity } from '../authz/rule-engine.js';
 import { type ClaimHeaderMapping, claimHeaderFields } from './claim-headers.js';
@@ -14,8 +15,6 @@ export const XFCC_HEADER = 'x-forwarded-client-cert';
 export const AUTH_METHOD_HEADER = 'x-auth-method';
 /** The name of the API key a caller authenticated with (`--api-keys-file`). */
 export const API_KEY_NAME_HEADER = 'x-api-key-name';
-/** Where a caller may send its API key, besides `Authorization: Bearer sk_...`. */
-export const API_KEY_HEADER = 'x-api-key';
 
 /**
  * Who connected, as a proxy tells the app: set by us, never taken from the caller (an unverified
@@ -70,8 +69,10 @@ export interface HeaderPolicy {
   subjectHeader?: string;
   /** JWT mode: the bearer token is the caller's credential, not the app's; removed unless forwarded. */
   stripAuthorization?: boolean;
-  /** API keys are accepted: `x-api-key` is a credential and never reaches the app. */
+  /** API keys are accepted: `x-api-key` and the key header are credentials and never reach the app. */
   apiKeys?: boolean;
+  /** `--api-key-header` and `--api-key-prefix`: where callers send keys (default `x-api-key`, `sk_`). */
+  apiKeyFormat?: ApiKeyFormat;
   /** Our own SPIFFE ID, for XFCC `By=`. */
   self: () => SpiffeId;
   /**
@@ -99,6 +100,7 @@ export function protectedNames(
     | 'subjectHeader'
     | 'stripAuthorization'
     | 'apiKeys'
+    | 'apiKeyFormat'
     | 'assertion'
     | 'claimHeaders'
   >,
@@ -116,7 +118,8 @@ export function protectedNames(
     ...(policy.claimHeaders?.() ?? []).map((m) => m.header),
   ];
   if (policy.stripAuthorization) names.push('authorization');
-  if (policy.apiKeys) names.push(API_KEY_HEADER);
+  // x-api-key stays ours under another --api-key-header: a key sent there out of habit never reaches the app.
+  if (policy.apiKeys) names.push(API_KEY_HEADER, policy.apiKeyFormat?.header ?? API_KEY_HEADER);
   return new Set(names.filter((n): n is string => n !== undefined).map(fold));
 }
 

@@ -211,7 +211,9 @@ describe('apikey new', () => {
   it('prints a fresh key once and the line that admits it; the line holds only its SHA-256', () => {
     const { out, key, line } = made({ name: 'partner-x' });
     expect(key).toMatch(/^sk_[A-Za-z0-9_-]{43}$/);
-    expect(line).toBe(`sha256:${createHash('sha256').update(key).digest('hex')} partner-x`);
+    expect(line).toBe(
+      `sha256:${createHash('sha256').update(key).digest('hex')} partner-x created=2026-05-01T10:00:00Z`,
+    );
     expect(out.split(key)).toHaveLength(2);
     expect(out).toContain('shown only this once');
     const set = parseApiKeys(line, LABEL);
@@ -225,7 +227,7 @@ describe('apikey new', () => {
 
   it('--expires as a duration from now, or as an ISO date; the key expires then', () => {
     const inDays = made({ name: 'a', expires: '90d' });
-    expect(inDays.line).toMatch(/ a expires=2026-07-30T10:00:00Z$/);
+    expect(inDays.line).toMatch(/ a created=2026-05-01T10:00:00Z expires=2026-07-30T10:00:00Z$/);
     const set = parseApiKeys(inDays.line, LABEL);
     expect(set.authenticate(inDays.key, NOW + 90 * 86_400_000 - 1).ok).toBe(true);
     expect(set.authenticate(inDays.key, NOW + 90 * 86_400_000)).toMatchObject({
@@ -239,7 +241,7 @@ describe('apikey new', () => {
 
   it('--route, repeatable, ends up on the line and limits the key', () => {
     const { key, line } = made({ name: 'reporter', route: ['POST:/invoke', '*:/status/**'] });
-    expect(line).toMatch(/ reporter route=POST:\/invoke route=\*:\/status\/\*\*$/);
+    expect(line).toMatch(/ reporter created=\S+ route=POST:\/invoke route=\*:\/status\/\*\*$/);
     const result = parseApiKeys(line, LABEL).authenticate(key, NOW);
     expect(result.ok).toBe(true);
     const routes = routesOf(result);

@@ -33,11 +33,13 @@ let forwardH2: H2OutboundProxy;
 const logs = capturingLogger();
 const closers: (() => void)[] = [];
 let closeJwt: () => Promise<void>;
+/** The trust domain's CA: every sidecar of these tests has an SVID of it. */
+let ca: Awaited<ReturnType<typeof createDevCa>>;
 
-async function svidFiles(name: string, id: string, ca: Awaited<ReturnType<typeof createDevCa>>) {
+async function svidFiles(name: string, id: string, authority: Awaited<ReturnType<typeof createDevCa>>) {
   const path = join(dir.path, name);
   await mkdir(path);
-  const f = await writeServingFiles(path, await issueSvid(ca, { id }), ca.certPem);
+  const f = await writeServingFiles(path, await issueSvid(authority, { id }), authority.certPem);
   return { 'mtls-cert-file': f.certFile, 'mtls-key-file': f.keyFile, 'mtls-ca-file': f.caFile };
 }
 
@@ -46,7 +48,7 @@ beforeAll(async () => {
   issuer = await startOidcIssuer();
   const caFile = join(dir.path, 'issuer-ca.pem');
   await writeFile(caFile, issuer.caPem);
-  const ca = await createDevCa({ trustDomain: 'example.org' });
+  ca = await createDevCa({ trustDomain: 'example.org' });
   const tokens = {
     'auth-mode': 'jwt',
     'jwt-audience': ['orders'],
@@ -192,6 +194,33 @@ describe('forward routes pass on only a token this sidecar verified', () => {
       'subject_token_invalid',
       'subject_token_invalid',
     ]);
+  });
+
+  it('as app.ts wires it: a sidecar started with a forward route passes on a token it verifies, not a forged one', async () => {
+    const c = await startTestSidecar({
+      upstream: appB.url,
+      'auth-mode': 'jwt',
+      'jwt-audience': ['orders'],
+      'jwt-issuer': [`kc=${issuer.url}`],
+      'jwt-ca-file': join(dir.path, 'issuer-ca.pem'),
+      'allow-issuer': ['kc'],
+      'jwt-transport': 'tls',
+      ...(await svidFiles('d', A, ca)),
+      outbound: [`127.0.0.1:0=https://127.0.0.1:${b.port},id=${B},auth=forward`],
+    });
+    try {
+      const out = c.outboundAddresses()[0].port;
+      const bob = await issuer.sign({ sub: 'bob' });
+      const ok = await fetch(`http://127.0.0.1:${out}/orders/3`, { headers: { authorization: `Bearer ${bob}` } });
+      expect(ok.status).toBe(200);
+      expect(((await ok.json()) as { headers: Record<string, string> }).headers['x-jwt-subject']).toBe('bob');
+      const bad = await fetch(`http://127.0.0.1:${out}/orders/3`, {
+        headers: { authorization: `Bearer ${await forged('bob')}` },
+      });
+      expect([bad.status, ((await bad.json()) as { reason: string }).reason]).toEqual([401, 'subject_token_invalid']);
+    } finally {
+      await c.close();
+    }
   });
 
   it('a sidecar that verifies no tokens refuses a forward route at startup, saying why', async () => {

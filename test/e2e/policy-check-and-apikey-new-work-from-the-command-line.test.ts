@@ -261,7 +261,7 @@ describe('apikey new', () => {
     const expires = /expires=(\S+)/.exec(line)?.[1];
     expect(Date.parse(expires!) - before).toBeGreaterThanOrEqual(90 * 86_400_000 - 2000);
     expect(Date.parse(expires!) - Date.now()).toBeLessThanOrEqual(90 * 86_400_000 + 2000);
-    expect(line).toMatch(/ reporter expires=\S+ route=GET:\/reports\/\*\* route=\*:\/status$/);
+    expect(line).toMatch(/ reporter created=\S+ expires=\S+ route=GET:\/reports\/\*\* route=\*:\/status$/);
     await writeFile(keysFile, `${line}\n`);
     await expect
       .poll(async () => (await call(key, 'GET', '/reports/daily')).status, { timeout: 5000, interval: 50 })
@@ -276,7 +276,7 @@ describe('apikey new', () => {
 
   it('an ISO expiry date is printed in UTC', async () => {
     const { line } = await newKey('--name', 'yearly', '--expires', '2099-01-31');
-    expect(line).toMatch(/ yearly expires=2099-01-31T00:00:00Z$/);
+    expect(line).toMatch(/ yearly created=\S+ expires=2099-01-31T00:00:00Z$/);
   });
 
   // Every refusal is unit-tested (test/authz/api-keys.test.ts); these check the process's exit and output.

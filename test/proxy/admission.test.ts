@@ -7,7 +7,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type ApiKeySet, newApiKey, parseApiKeys } from '../../src/authn/api-keys.js';
+import { apiKeyFormat, type ApiKeySet, newApiKey, parseApiKeys } from '../../src/authn/api-keys.js';
 import type { PeerIdentity } from '../../src/authn/identity.js';
 import { JwtAuthenticator, type OidcIssuer } from '../../src/authn/jwt.js';
 import { type Authorizer, createFileAuthorizer, createFlagAuthorizer } from '../../src/authz/policy.js';
@@ -393,6 +393,68 @@ describe('API keys', () => {
     expect(a).toMatchObject({ admitted: false, answer: { status: 403, reason: 'key_route_denied' }, keepAlive: true });
     expect(a.judged).toEqual({ allow: false, reason: 'key_route_denied' });
     expect(metrics.calls).toEqual([['decision', 'deny', 'key_route_denied', 'api-key']]);
+  });
+});
+
+describe('API keys under --api-key-header x-gofannon-key --api-key-prefix gak_', () => {
+  const gak = newApiKey('gak_');
+  const gakKeys = parseApiKeys(`sha256:${gak.sha256} partner`, 'gak keys', { prefix: 'gak_' });
+  const configured = (options: Partial<AdmissionOptions> = {}) =>
+    build({
+      authorizer: createFileAuthorizer(() => parsePolicy(POLICY, 'test policy')),
+      apiKeys: () => gakKeys,
+      headers: headerPolicy({ apiKeyFormat: apiKeyFormat('x-gofannon-key', 'gak_') }),
+      ...options,
+    });
+
+  it.each<[what: string, raw: () => string[], authorizationOwned: boolean]>([
+    ['in X-Gofannon-Key', () => ['X-Gofannon-Key', gak.key], false],
+    ['in Authorization', () => ['Authorization', `Bearer ${gak.key}`], true],
+  ])('a gak_ key %s is admitted; the key header and x-api-key are owned', async (_what, raw, owned) => {
+    const { admission } = configured({ auth: { certificates: 'off' } });
+    const socket = await callerSocket();
+    const a = admitted(await admission.admit(head(socket, 'GET', '/v1/items', raw())));
+    expect(a.identity).toEqual({ method: 'api-key', name: 'partner' });
+    expect(a.owned.has('x-gofannon-key')).toBe(true);
+    expect(a.owned.has('x-api-key')).toBe(true);
+    expect(a.owned.has('authorization')).toBe(owned);
+  });
+
+  it('JWT mode: a key in the configured header and a bearer token together are ambiguous', async () => {
+    const { admission, logs } = configured();
+    const socket = await callerSocket();
+    const a = refused(
+      await admission.admit(head(socket, 'GET', '/v1/x', ['x-gofannon-key', gak.key, 'Authorization', 'Bearer a.b.c'])),
+    );
+    expect(a.answer).toEqual({
+      status: 401,
+      reason: 'ERR_CREDENTIALS_AMBIGUOUS',
+      headers: { 'www-authenticate': 'Bearer' },
+    });
+    await settleLogs();
+    expect(logs).toEqual([
+      expect.objectContaining({ event: 'peer_rejected', auth: 'api-key', reason: 'ERR_CREDENTIALS_AMBIGUOUS' }),
+    ]);
+  });
+
+  it('JWT mode: x-api-key is no credential here, and an sk_ bearer is a (malformed) token, not a key', async () => {
+    const { admission } = configured();
+    const socket = await callerSocket();
+    const inOldHeader = refused(await admission.admit(head(socket, 'GET', '/v1/x', ['x-api-key', gak.key])));
+    expect(inOldHeader.answer?.reason).toBe('ERR_JWT_MISSING');
+    const sk = refused(
+      await admission.admit(head(socket, 'GET', '/v1/x', ['Authorization', `Bearer ${keys.partner}`])),
+    );
+    expect(sk.answer?.reason).toBe('ERR_JWT_MALFORMED');
+  });
+
+  it('certificates optional, no certificate: a key in x-api-key is missing, an sk_ key in the header unknown', async () => {
+    const { admission } = configured({ auth: { certificates: 'off' } });
+    const socket = await callerSocket();
+    const old = refused(await admission.admit(head(socket, 'GET', '/v1/x', ['x-api-key', gak.key])));
+    expect(old.answer?.reason).toBe('ERR_API_KEY_MISSING');
+    const sk = refused(await admission.admit(head(socket, 'GET', '/v1/x', ['x-gofannon-key', keys.partner])));
+    expect(sk.answer?.reason).toBe('ERR_API_KEY_UNKNOWN');
   });
 });
 
