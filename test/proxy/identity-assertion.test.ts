@@ -1,6 +1,6 @@
 // Identity assertions, checked the way an app checks them: jose's jwtVerify against the JWKS we serve.
 // What each authentication method asserts, lifetime and reuse, and that nothing else verifies.
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import type { PeerIdentity } from '../../src/authn/identity.js';
@@ -245,7 +245,9 @@ describe('nothing else verifies', () => {
 describe('the key', () => {
   it('the same PEM gives the same kid, and each instance verifies the other (--workers)', async () => {
     const pem = newAssertionKeyPem();
-    expect(pem).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+    // A PKCS#8 P-256 key, as the workers are handed it.
+    const key = createPrivateKey(pem);
+    expect([key.asymmetricKeyType, key.asymmetricKeyDetails?.namedCurve]).toEqual(['ec', 'prime256v1']);
     const one = asserter(60, clock().now, { privateKeyPem: pem });
     const two = asserter(60, clock().now, { privateKeyPem: pem });
     expect(one.jwks()).toEqual(two.jwks());
