@@ -2,28 +2,11 @@
 // the two key gauges, which exist only with --api-keys-file and which a --workers worker leaves out of the
 // primary's sum (the primary counts the merged document itself).
 import { AggregatorRegistry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
-import { AdminServer, type AdminOptions } from '../../src/admin/server.js';
+import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../src/admin/metrics.js';
+import { useAdminServers } from '../helpers/admin-server.js';
 
-const started: AdminServer[] = [];
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((s) => s.close()));
-});
-
-async function admin(extra: Partial<AdminOptions> = {}): Promise<string> {
-  const server = await AdminServer.start({
-    host: '127.0.0.1',
-    port: 0,
-    registry: { metrics: async () => '', contentType: 'text/plain' },
-    identity: undefined,
-    source: 'none',
-    readiness: async () => ({ ready: true }),
-    ...extra,
-  });
-  started.push(server);
-  return `http://127.0.0.1:${server.address().port}`;
-}
+const admin = useAdminServers();
 
 const DOC = { since: '2026-05-01T00:00:00.000Z', unused_after_seconds: 60, keys: [] };
 

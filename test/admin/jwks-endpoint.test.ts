@@ -1,31 +1,14 @@
 // The admin listener's /.well-known/jwks.json: served (GET and HEAD, cacheable for a minute) only when
 // identity assertions are on, and an app that fetches it over HTTP verifies the sidecar's assertions.
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { afterEach, describe, expect, it } from 'vitest';
-import { AdminServer, type AdminOptions } from '../../src/admin/server.js';
+import { describe, expect, it } from 'vitest';
 import { assertedCaller, createIdentityAssertion } from '../../src/proxy/identity-assertion.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
+import { useAdminServers } from '../helpers/admin-server.js';
 
 const PATH = '/.well-known/jwks.json';
 
-const started: AdminServer[] = [];
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((s) => s.close()));
-});
-
-async function admin(extra: Partial<AdminOptions> = {}): Promise<string> {
-  const server = await AdminServer.start({
-    host: '127.0.0.1',
-    port: 0,
-    registry: { metrics: async () => '', contentType: 'text/plain' },
-    identity: undefined,
-    source: 'none',
-    readiness: async () => ({ ready: true }),
-    ...extra,
-  });
-  started.push(server);
-  return `http://127.0.0.1:${server.address().port}`;
-}
+const admin = useAdminServers();
 
 describe('GET /.well-known/jwks.json', () => {
   const assertion = createIdentityAssertion({ issuer: 'spiffe://example.org/app', audience: 'app', ttlSeconds: 60 });

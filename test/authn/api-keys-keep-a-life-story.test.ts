@@ -14,6 +14,7 @@ import {
 import { apiKeyFormat, isApiKeyPrefix, newApiKey, parseApiKeys, presentedApiKey } from '../../src/authn/api-keys.js';
 import { buildConfig } from '../../src/config.js';
 import { SidecarError } from '../../src/errors.js';
+import { apiKeysRefusal } from '../helpers/authz.js';
 import { FILE_MODE } from '../helpers/config.js';
 
 const LABEL = '--api-keys-file /etc/sidecar/keys';
@@ -25,15 +26,7 @@ function key(name: string, fields: string[] = [], prefix = 'gak_') {
   return { key: k, sha256, line: [`sha256:${sha256}`, name, ...fields].join(' ') };
 }
 
-function refusal(text: string): SidecarError {
-  try {
-    parseApiKeys(text, LABEL);
-  } catch (err) {
-    expect(err).toBeInstanceOf(SidecarError);
-    return err as SidecarError;
-  }
-  throw new Error('the file was accepted');
-}
+const refusal = (text: string) => apiKeysRefusal(text, LABEL);
 
 describe('created=', () => {
   it('is optional, parsed like expires=, and reported in UTC', () => {

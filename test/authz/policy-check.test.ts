@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { policyCheck, policyWarnings } from '../../src/authz/policy-commands.js';
 import { parsePolicy } from '../../src/authz/policy-file.js';
-import { parseCommandLine } from '../../src/cli.js';
 import { SidecarError } from '../../src/errors.js';
+import { runPolicyCheck } from '../helpers/policy-check.js';
 
 const example = (name: string) => fileURLToPath(new URL(`../../examples/policies/${name}`, import.meta.url));
 const ROUTER = example('router-to-workload-manager.yaml');
@@ -19,15 +19,7 @@ const K8S = example('kubernetes-namespace-auto-approval.yaml');
 const GITHUB = example('github-actions-repository.yaml');
 
 /** Runs `spiffe-sidecar policy check ARGS` in-process: exit status and stdout. */
-async function check(...args: string[]): Promise<{ code: number; stdout: string }> {
-  const command = parseCommandLine(['policy', 'check', ...args], {});
-  if (command.command !== 'policy-check') throw new Error(`parsed as ${command.command}`);
-  const out = new PassThrough();
-  let stdout = '';
-  out.on('data', (d: Buffer) => (stdout += d.toString()));
-  const code = await policyCheck(command.options, command.method, command.path, out);
-  return { code, stdout };
-}
+const check = runPolicyCheck;
 
 const roles = (...r: string[]) => JSON.stringify({ sub: 'u', realm_access: { roles: r } });
 const job = (repository: string, ref: string) =>

@@ -5,22 +5,13 @@ import { describe, expect, it } from 'vitest';
 import type { PeerIdentity } from '../../src/authn/identity.js';
 import { parsePolicy } from '../../src/authz/policy-file.js';
 import { evaluateRules } from '../../src/authz/rule-engine.js';
-import { SidecarError } from '../../src/errors.js';
 import { claimHeaderFields } from '../../src/proxy/claim-headers.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
+import { policyRefusal } from '../helpers/authz.js';
 
 const LABEL = '--policy-file /etc/sidecar/policy.yaml';
 
-function refusal(text: string): SidecarError {
-  try {
-    parsePolicy(text, LABEL);
-  } catch (err) {
-    expect(err).toBeInstanceOf(SidecarError);
-    expect((err as SidecarError).code).toBe('ERR_POLICY_INVALID');
-    return err as SidecarError;
-  }
-  throw new Error('the policy was accepted');
-}
+const refusal = (text: string) => policyRefusal(text, LABEL);
 
 const oidc = (claims: Record<string, unknown>): PeerIdentity => ({
   method: 'oidc',

@@ -2,20 +2,11 @@
 // place (`rules[0].where[1].equals`) and its line, and an unknown key is an error, never ignored.
 import { describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/authz/policy-file.js';
-import { SidecarError } from '../../src/errors.js';
+import { policyRefusal } from '../helpers/authz.js';
 
 const LABEL = '--policy-file /etc/sidecar/policy.yaml';
 
-function refusal(text: string): SidecarError {
-  try {
-    parsePolicy(text, LABEL);
-  } catch (err) {
-    expect(err).toBeInstanceOf(SidecarError);
-    expect((err as SidecarError).code).toBe('ERR_POLICY_INVALID');
-    return err as SidecarError;
-  }
-  throw new Error('the policy was accepted');
-}
+const refusal = (text: string) => policyRefusal(text, LABEL);
 
 /** One rule in YAML: its path on line 5, `where:` on line 6 and its list (where a `where` error points) from line 7. */
 const rule = (path: string, where: string) =>

@@ -4,15 +4,14 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { PeerIdentity } from '../../src/authn/identity.js';
-import { policyCheck, policyWarnings } from '../../src/authz/policy-commands.js';
+import { policyWarnings } from '../../src/authz/policy-commands.js';
 import { createFileAuthorizer, type Decision } from '../../src/authz/policy.js';
 import { parsePolicy } from '../../src/authz/policy-file.js';
 import type { CertificateIdentity } from '../../src/authz/rule-engine.js';
-import { parseCommandLine } from '../../src/cli.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
+import { runPolicyCheck } from '../helpers/policy-check.js';
 
 type Rule = Record<string, unknown>;
 
@@ -279,13 +278,7 @@ describe('policy check shows what the segments bound', () => {
     const dir = await mkdtemp(join(tmpdir(), 'policy-check-'));
     const file = join(dir, 'policy.json');
     await writeFile(file, JSON.stringify(POLICY));
-    const command = parseCommandLine(['policy', 'check', '--policy-file', file, ...args], {});
-    if (command.command !== 'policy-check') throw new Error(`parsed as ${command.command}`);
-    const out = new PassThrough();
-    let stdout = '';
-    out.on('data', (d: Buffer) => (stdout += d.toString()));
-    const code = await policyCheck(command.options, command.method, command.path, out);
-    return { code, stdout };
+    return runPolicyCheck('--policy-file', file, ...args);
   }
 
   const user = (sub: string) => ['--issuer', 'keycloak', '--claims', JSON.stringify({ sub })];

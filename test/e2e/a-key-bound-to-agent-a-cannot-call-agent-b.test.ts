@@ -2,14 +2,13 @@
 // Gofannon header and prefix: agent A's key is bound by its own line (route=*:/agents/a/**, whatever the
 // rules allow), agent B's by the policy rule that names it. Each reaches its own agent and is refused on
 // the other's, by HTTP/1.1 and HTTP/2, however the path is spelled; the app never sees a refused request.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiKeyNew } from '../../src/authn/api-key-commands.js';
-import { lastAudit, writePolicy } from '../helpers/authz.js';
+import { lastAudit, printedApiKey, writePolicy } from '../helpers/authz.js';
 import { requestVia } from '../helpers/client.js';
 import { h2request, h2session } from '../helpers/http2-fixture.js';
-import { createDevCa, issueSvid, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, servingOptions } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
@@ -26,25 +25,18 @@ const ws = useWorkspace();
 let sidecar: TestSidecar;
 
 /** What `apikey new --prefix gak_` prints: the key and the line. */
-function made(name: string, ...route: string[]) {
-  const out = apiKeyNew({ name, prefix: 'gak_', route });
-  return { key: /^key: {2}(\S+)$/m.exec(out)?.[1] as string, line: /^line: (.+)$/m.exec(out)?.[1] as string };
-}
-const agentA = made('agent-a', '*:/agents/a/**');
-const agentB = made('agent-b');
+const agentA = printedApiKey({ name: 'agent-a', prefix: 'gak_', route: ['*:/agents/a/**'] });
+const agentB = printedApiKey({ name: 'agent-b', prefix: 'gak_' });
 
 beforeAll(async () => {
   const ca = await createDevCa({ trustDomain: 'example.org' });
   const dir = join(ws.path, 'agents');
-  await mkdir(dir);
-  const serving = await writeServingFiles(dir, await issueSvid(ca, { id: 'spiffe://example.org/gateway' }), ca.certPem);
+  const serving = await servingOptions(dir, ca, 'spiffe://example.org/gateway');
   const keys = join(dir, 'api-keys.txt');
   await writeFile(keys, `${agentA.line}\n${agentB.line}\n`);
   sidecar = await startTestSidecar({
     upstream: ws.app.url,
-    'mtls-cert-file': serving.certFile,
-    'mtls-key-file': serving.keyFile,
-    'mtls-ca-file': serving.caFile,
+    ...serving,
     'policy-file': await writePolicy(dir, 'policy.json', POLICY),
     'api-keys-file': keys,
     'api-key-header': 'x-gofannon-key',

@@ -3,14 +3,13 @@
 // `apikey new --prefix gak_` is used in X-Gofannon-Key (the app sees its name, never the key), its last
 // use appears in /api-keys, keys nobody uses are counted as unused, and the key ends by expiry and then by
 // revocation (its line removed, a reload), which also forgets its last use.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiKeyNew } from '../../src/authn/api-key-commands.js';
 import { newApiKey } from '../../src/authn/api-keys.js';
-import { scrapeMetrics, writePolicy } from '../helpers/authz.js';
+import { printedApiKey, scrapeMetrics, writePolicy } from '../helpers/authz.js';
 import { requestVia } from '../helpers/client.js';
-import { createDevCa, issueSvid, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, servingOptions } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
@@ -22,11 +21,7 @@ let sidecar: TestSidecar;
 let keysFile: string;
 let startedAt: number;
 
-const printed = apiKeyNew({ name: 'agent-a', prefix: 'gak_', route: ['*:/agents/a/**'] });
-const agentA = {
-  key: /^key: {2}(\S+)$/m.exec(printed)?.[1] as string,
-  line: /^line: (.+)$/m.exec(printed)?.[1] as string,
-};
+const agentA = printedApiKey({ name: 'agent-a', prefix: 'gak_', route: ['*:/agents/a/**'] });
 /** A key from before created= existed, and one made long ago: neither is ever used here. */
 const legacy = newApiKey('gak_');
 const idleLine = `sha256:${legacy.sha256} idle-agent created=2020-01-01T00:00:00Z`;
@@ -73,16 +68,13 @@ async function call(headers: Record<string, string>, path = '/agents/a/invoke') 
 beforeAll(async () => {
   const ca = await createDevCa({ trustDomain: 'example.org' });
   const dir = join(ws.path, 'gofannon');
-  await mkdir(dir);
-  const serving = await writeServingFiles(dir, await issueSvid(ca, { id: 'spiffe://example.org/gateway' }), ca.certPem);
+  const serving = await servingOptions(dir, ca, 'spiffe://example.org/gateway');
   keysFile = join(dir, 'api-keys.txt');
   await writeFile(keysFile, `${agentA.line}\n${idleLine}\n`);
   startedAt = Date.now();
   sidecar = await startTestSidecar({
     upstream: ws.app.url,
-    'mtls-cert-file': serving.certFile,
-    'mtls-key-file': serving.keyFile,
-    'mtls-ca-file': serving.caFile,
+    ...serving,
     'policy-file': await writePolicy(dir, 'policy.json', {
       version: 1,
       rules: [{ name: 'agents', effect: 'allow', path: { prefix: '/agents' }, callers: { auth: ['api_key'] } }],

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { waitForLog } from '../helpers/authz.js';
 import { requestVia, type Response } from '../helpers/client.js';
-import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, issueSvid, mtlsFileOptions, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { type JwtSvidKeys, jwtSvidKeys } from '../helpers/jwt-svid-keys.js';
 import { useWorkspace } from '../helpers/workspace.js';
@@ -32,9 +32,7 @@ beforeAll(async () => {
   keys = await jwtSvidKeys(ws.path);
   sidecar = await startTestSidecar({
     upstream: ws.app.url,
-    'mtls-cert-file': serving.certFile,
-    'mtls-key-file': serving.keyFile,
-    'mtls-ca-file': serving.caFile,
+    ...mtlsFileOptions(serving),
     allow: ['spiffe://example.org/**'],
     'jwt-audience': [AUDIENCE],
     'jwt-bundle-file': [`example.org=${keys.file}`],

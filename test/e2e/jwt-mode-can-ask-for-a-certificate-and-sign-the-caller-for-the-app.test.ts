@@ -5,7 +5,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { expectRejected, requestVia, type Response } from '../helpers/client.js';
-import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, issueSvid, mtlsFileOptions, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { type JwtSvidKeys, jwtSvidKeys } from '../helpers/jwt-svid-keys.js';
 import { useWorkspace } from '../helpers/workspace.js';
@@ -30,9 +30,7 @@ beforeAll(async () => {
     'jwt-transport': 'mtls',
     'jwt-audience': ['orders'],
     'jwt-bundle-file': [`example.org=${keys.file}`],
-    'mtls-cert-file': serving.certFile,
-    'mtls-key-file': serving.keyFile,
-    'mtls-ca-file': serving.caFile,
+    ...mtlsFileOptions(serving),
     allow: ['spiffe://example.org/worker', ROUTER],
     'identity-assertion': true,
     'admin-listen': '127.0.0.1:0',

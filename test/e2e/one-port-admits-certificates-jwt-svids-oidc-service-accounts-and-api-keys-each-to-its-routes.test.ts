@@ -13,7 +13,7 @@ import { apiKey, lastAudit, scrapeMetrics, sample, writePolicy } from '../helper
 import { expectRejected, requestVia, type Response } from '../helpers/client.js';
 import { type KubeApi, startKubeApi } from '../helpers/kube-api.js';
 import { type OidcIssuer, startOidcIssuer } from '../helpers/oidc-issuer.js';
-import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, issueSvid, mtlsFileOptions, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { type JwtSvidKeys, jwtSvidKeys } from '../helpers/jwt-svid-keys.js';
 import { useWorkspace } from '../helpers/workspace.js';
@@ -100,9 +100,7 @@ beforeAll(async () => {
   await writeFile(callerToken, kube.callerToken);
   sidecar = await startTestSidecar({
     upstream: ws.app.url,
-    'mtls-cert-file': serving.certFile,
-    'mtls-key-file': serving.keyFile,
-    'mtls-ca-file': serving.caFile,
+    ...mtlsFileOptions(serving),
     'policy-file': await writePolicy(ws.path, 'policy.json', POLICY),
     'api-keys-file': keysFile,
     'jwt-audience': [AUDIENCE],

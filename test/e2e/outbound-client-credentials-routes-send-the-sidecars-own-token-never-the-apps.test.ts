@@ -4,14 +4,14 @@
 // answering an expired token) the app gets 503 token_unavailable and the remote sees nothing. HTTP/1.1 and
 // HTTP/2 routes alike, and over mTLS to a remote sidecar that verifies who we are.
 import { writeFile } from 'node:fs/promises';
-import * as http2 from 'node:http2';
 import { join } from 'node:path';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority } from '../../src/certs/dev-ca.js';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
+import { h2cJson } from '../helpers/http2-fixture.js';
 import { issued, type OAuthTokenEndpoint, refused, startOAuthTokenEndpoint } from '../helpers/oauth-token-endpoint.js';
-import { createDevCa, issueSvid, tempDir, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, servingOptions, tempDir } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 const A = 'spiffe://example.org/ns/shop/sa/checkout';
@@ -198,13 +198,10 @@ describe('over mTLS to a remote sidecar, HTTP/1.1 and HTTP/2', () => {
   beforeAll(async () => {
     ca = await createDevCa({ trustDomain: 'example.org' });
     appB = await startEchoApp();
-    const fb = await writeServingFiles(await subdir('b'), await issueSvid(ca, { id: B }), ca.certPem);
     b = await startTestSidecar({
       upstream: appB.url,
       allow: [A],
-      'mtls-cert-file': fb.certFile,
-      'mtls-key-file': fb.keyFile,
-      'mtls-ca-file': fb.caFile,
+      ...(await servingOptions(join(dir.path, 'b'), ca, B)),
     });
   });
   afterAll(async () => {
@@ -212,48 +209,17 @@ describe('over mTLS to a remote sidecar, HTTP/1.1 and HTTP/2', () => {
     await appB.close();
   });
 
-  async function subdir(name: string): Promise<string> {
-    const { mkdir } = await import('node:fs/promises');
-    const path = join(dir.path, name);
-    await mkdir(path, { recursive: true });
-    return path;
-  }
-
   async function sidecarA(protocol: 'h1' | 'h2'): Promise<TestSidecar> {
     await newEndpoint();
-    const fa = await writeServingFiles(await subdir(`a-${protocol}`), await issueSvid(ca, { id: A }), ca.certPem);
     const s = await startTestSidecar({
       outbound: [route(`https://127.0.0.1:${b.port}`, `,id=${B},protocol=${protocol}`)],
-      'mtls-cert-file': fa.certFile,
-      'mtls-key-file': fa.keyFile,
-      'mtls-ca-file': fa.caFile,
+      ...(await servingOptions(join(dir.path, `a-${protocol}`), ca, A)),
     });
     sidecars.push(s);
     return s;
   }
 
-  function h2Get(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
-    return new Promise((resolve, reject) => {
-      const session = http2.connect(`http://127.0.0.1:${port}`);
-      session.on('error', reject);
-      const req = session.request({ ':path': '/stock/3', authorization: 'Bearer the-apps-own-token' });
-      let status = 0;
-      let text = '';
-      req.on('response', (h) => {
-        status = Number(h[':status']);
-      });
-      req.setEncoding('utf8');
-      req.on('data', (d: string) => {
-        text += d;
-      });
-      req.on('end', () => {
-        session.close();
-        resolve({ status, body: JSON.parse(text) as Record<string, unknown> });
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  }
+  const h2Get = (port: number) => h2cJson(port, { ':path': '/stock/3', authorization: 'Bearer the-apps-own-token' });
 
   it('HTTP/1.1: B verifies our SVID and its app gets the endpoint’s token, not the app’s', async () => {
     const a = await sidecarA('h1');

@@ -2,10 +2,7 @@
 // (the route's verifyToken, which app.ts gives from the inbound authenticator; here it is composed the same
 // way from A's config). A forged or missing token is answered 401 and the remote sees nothing; a sidecar
 // that verifies no tokens refuses a forward route at startup.
-import { mkdir, writeFile } from 'node:fs/promises';
-import * as http2 from 'node:http2';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,8 +12,10 @@ import { outboundRoute } from '../../src/outbound-routes.js';
 import { H2OutboundProxy } from '../../src/proxy/h2-outbound.js';
 import { OutboundProxy } from '../../src/proxy/outbound.js';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
+import { h2cJson } from '../helpers/http2-fixture.js';
 import { type OidcIssuer, startOidcIssuer } from '../helpers/oidc-issuer.js';
-import { createDevCa, issueSvid, tempDir, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, servingOptions, tempDir } from '../helpers/pki.js';
+import { type RelayingApp, startRelayingApp } from '../helpers/relaying-app.js';
 import { capturingLogger, startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 const A = 'spiffe://example.org/ns/shop/sa/checkout';
@@ -25,7 +24,7 @@ const B = 'spiffe://example.org/ns/shop/sa/orders';
 let dir: { path: string; remove: () => Promise<void> };
 let issuer: OidcIssuer;
 let appB: EchoApp;
-let appA: Server;
+let appA: RelayingApp;
 let a: TestSidecar;
 let b: TestSidecar;
 let forward: OutboundProxy;
@@ -36,12 +35,8 @@ let closeJwt: () => Promise<void>;
 /** The trust domain's CA: every sidecar of these tests has an SVID of it. */
 let ca: Awaited<ReturnType<typeof createDevCa>>;
 
-async function svidFiles(name: string, id: string, authority: Awaited<ReturnType<typeof createDevCa>>) {
-  const path = join(dir.path, name);
-  await mkdir(path);
-  const f = await writeServingFiles(path, await issueSvid(authority, { id }), authority.certPem);
-  return { 'mtls-cert-file': f.certFile, 'mtls-key-file': f.keyFile, 'mtls-ca-file': f.caFile };
-}
+const svidFiles = (name: string, id: string, authority: Awaited<ReturnType<typeof createDevCa>>) =>
+  servingOptions(join(dir.path, name), authority, id);
 
 beforeAll(async () => {
   dir = await tempDir();
@@ -64,18 +59,9 @@ beforeAll(async () => {
     'jwt-transport': 'tls',
     ...(await svidFiles('b', B, ca)),
   });
-  let out = 0;
-  appA = createServer((req, res) => {
-    void fetch(`http://127.0.0.1:${out}${req.url}`, {
-      headers: req.headers.authorization ? { authorization: req.headers.authorization } : {},
-    }).then(async (r) => {
-      res.writeHead(r.status, { 'content-type': 'application/json' });
-      res.end(await r.text());
-    });
-  });
-  await new Promise<void>((resolve) => appA.listen(0, '127.0.0.1', resolve));
+  appA = await startRelayingApp();
   const aOptions: RawOptions = {
-    upstream: `http://127.0.0.1:${(appA.address() as AddressInfo).port}`,
+    upstream: appA.url,
     ...tokens,
     ...(await svidFiles('a', A, ca)),
   };
@@ -100,7 +86,7 @@ beforeAll(async () => {
     a.identity,
     logs.log,
   );
-  out = forward.address().port;
+  appA.outboundPort = forward.address().port;
 });
 afterAll(async () => {
   await forward.close();
@@ -109,10 +95,7 @@ afterAll(async () => {
   await closeJwt();
   await a.close();
   await b.close();
-  await new Promise<void>((resolve) => {
-    appA.close(() => resolve());
-    appA.closeAllConnections();
-  });
+  await appA.close();
   await appB.close();
   await issuer.close();
   await dir.remove();
@@ -138,28 +121,7 @@ async function direct(authorization: string | undefined) {
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-function h2Status(authorization: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${forwardH2.address().port}`);
-    session.on('error', reject);
-    const req = session.request({ ':path': '/orders/2', authorization });
-    let status = 0;
-    let text = '';
-    req.on('response', (h) => {
-      status = Number(h[':status']);
-    });
-    req.setEncoding('utf8');
-    req.on('data', (d: string) => {
-      text += d;
-    });
-    req.on('end', () => {
-      session.close();
-      resolve({ status, body: JSON.parse(text) as Record<string, unknown> });
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const h2Status = (authorization: string) => h2cJson(forwardH2.address().port, { ':path': '/orders/2', authorization });
 
 describe('forward routes pass on only a token this sidecar verified', () => {
   it('the user’s token, verified by A, reaches B unchanged; B admits it and app B sees the user', async () => {

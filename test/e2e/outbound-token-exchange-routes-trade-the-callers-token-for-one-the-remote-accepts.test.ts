@@ -3,8 +3,6 @@
 // meant for orders, and B (JWT mode, trusting the same issuer) admits the exchanged token: app B sees the
 // user. One exchange per user token; a refused exchange is 403 and B sees nothing; no token, 401.
 import { writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +10,7 @@ import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { issued, type OAuthTokenEndpoint, refused, startOAuthTokenEndpoint } from '../helpers/oauth-token-endpoint.js';
 import { type OidcIssuer, startOidcIssuer } from '../helpers/oidc-issuer.js';
 import { tempDir } from '../helpers/pki.js';
+import { type RelayingApp, startRelayingApp } from '../helpers/relaying-app.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -22,7 +21,7 @@ let dir: { path: string; remove: () => Promise<void> };
 let issuer: OidcIssuer;
 let endpoint: OAuthTokenEndpoint;
 let appB: EchoApp;
-let appA: Server;
+let appA: RelayingApp;
 let a: TestSidecar;
 let b: TestSidecar;
 
@@ -56,18 +55,9 @@ beforeAll(async () => {
     ...trustIssuer,
   });
   // App A: whatever it is asked, it asks orders through its outbound route, passing the caller's token on.
-  let outbound = 0;
-  appA = createServer((req, res) => {
-    void fetch(`http://127.0.0.1:${outbound}${req.url}`, {
-      headers: req.headers.authorization ? { authorization: req.headers.authorization } : {},
-    }).then(async (out) => {
-      res.writeHead(out.status, { 'content-type': 'application/json' });
-      res.end(await out.text());
-    });
-  });
-  await new Promise<void>((resolve) => appA.listen(0, '127.0.0.1', resolve));
+  appA = await startRelayingApp();
   a = await startTestSidecar({
-    upstream: `http://127.0.0.1:${(appA.address() as AddressInfo).port}`,
+    upstream: appA.url,
     'auth-mode': 'jwt',
     'jwt-audience': ['checkout'],
     'jwt-forward-token': true,
@@ -77,15 +67,12 @@ beforeAll(async () => {
         `client-id=checkout,client-secret-file=${secretFile}`,
     ],
   });
-  outbound = a.outboundAddresses()[0].port;
+  appA.outboundPort = a.outboundAddresses()[0].port;
 });
 afterAll(async () => {
   await a.close();
   await b.close();
-  await new Promise<void>((resolve) => {
-    appA.close(() => resolve());
-    appA.closeAllConnections();
-  });
+  await appA.close();
   await appB.close();
   await endpoint.close();
   await issuer.close();

@@ -10,7 +10,7 @@ import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { decisions, lastAudit, scrapeMetrics, writePolicy } from '../helpers/authz.js';
 import { requestVia, type Response } from '../helpers/client.js';
 import { type OidcIssuer, startOidcIssuer } from '../helpers/oidc-issuer.js';
-import { createDevCa, issueSvid, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, issueSvid, mtlsFileOptions, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
@@ -85,9 +85,7 @@ beforeAll(async () => {
   await writeFile(issuerCa, keycloak.caPem + github.caPem);
   sidecar = await startTestSidecar({
     upstream: ws.app.url,
-    'mtls-cert-file': serving.certFile,
-    'mtls-key-file': serving.keyFile,
-    'mtls-ca-file': serving.caFile,
+    ...mtlsFileOptions(serving),
     'policy-file': await writePolicy(ws.path, 'policy.yaml', POLICY),
     'jwt-audience': [AUDIENCE],
     'jwt-issuer': [`keycloak=${keycloak.url}`, `github=${github.url}`],

@@ -4,19 +4,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { apiKeyNew } from '../../src/authn/api-key-commands.js';
-import { writePolicy } from '../helpers/authz.js';
+import { printedApiKey, writePolicy } from '../helpers/authz.js';
 import { requestVia } from '../helpers/client.js';
 import { createDevCa, issueSvid, writeServingFiles } from '../helpers/pki.js';
-import { startCli, waitForEvent } from '../helpers/process.js';
+import { fileModeArgs, startCli, waitForEvent } from '../helpers/process.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
 const ws = useWorkspace();
 
-function made(name: string) {
-  const out = apiKeyNew({ name, prefix: 'gak_' });
-  return { key: /^key: {2}(\S+)$/m.exec(out)?.[1] as string, line: /^line: (.+)$/m.exec(out)?.[1] as string };
-}
+const made = (name: string) => printedApiKey({ name, prefix: 'gak_' });
 
 describe("with workers the primary reports every worker's API key use", () => {
   it('/api-keys and the gauges speak for all workers', async () => {
@@ -35,16 +31,7 @@ describe("with workers the primary reports every worker's API key use", () => {
     const sidecar = startCli([
       '--workers',
       '2',
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      ws.app.url,
-      '--mtls-cert-file',
-      files.certFile,
-      '--mtls-key-file',
-      files.keyFile,
-      '--mtls-ca-file',
-      files.caFile,
+      ...fileModeArgs(ws.app.url, files),
       '--policy-file',
       policy,
       '--api-keys-file',

@@ -1,10 +1,13 @@
-// Shared pieces of the policy and API key tests: fresh API keys and their lines, policy files on disk,
-// the audit lines a sidecar logged, and counters read from a real /metrics scrape.
+// Shared pieces of the policy and API key tests: fresh API keys and their lines, policy files on disk and
+// the errors they are refused with, the audit lines a sidecar logged, and counters read from a /metrics scrape.
 import { writeFile } from 'node:fs/promises';
 import { request as httpsRequest, Agent } from 'node:https';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { newApiKey } from '../../src/authn/api-keys.js';
+import { apiKeyNew } from '../../src/authn/api-key-commands.js';
+import { newApiKey, parseApiKeys } from '../../src/authn/api-keys.js';
+import { parsePolicy } from '../../src/authz/policy-file.js';
+import { SidecarError } from '../../src/errors.js';
 import type { ClientCert, Response } from './client.js';
 
 /** A fresh key and its `--api-keys-file` line (`fields`: `expires=…`, `route=…`). */
@@ -13,11 +16,40 @@ export function apiKey(name: string, ...fields: string[]): { key: string; line: 
   return { key, line: [`sha256:${sha256}`, name, ...fields].join(' ') };
 }
 
+/** A key made by `apikey new` (`options` as the command takes them: name, prefix, route...) and the line it prints. */
+export function printedApiKey(options: Parameters<typeof apiKeyNew>[0]): { key: string; line: string } {
+  const out = apiKeyNew(options);
+  return { key: /^key: {2}(\S+)$/m.exec(out)?.[1] as string, line: /^line: (.+)$/m.exec(out)?.[1] as string };
+}
+
 /** Writes a policy document (an object as JSON, or YAML text) and returns its path. */
 export async function writePolicy(dir: string, name: string, doc: object | string): Promise<string> {
   const path = join(dir, name);
   await writeFile(path, typeof doc === 'string' ? doc : JSON.stringify(doc, null, 2));
   return path;
+}
+
+/** The SidecarError that `parse` throws; fails the test if `what` is accepted. */
+function refusalOf(parse: () => unknown, what: string): SidecarError {
+  try {
+    parse();
+  } catch (err) {
+    expect(err).toBeInstanceOf(SidecarError);
+    return err as SidecarError;
+  }
+  throw new Error(`${what} was accepted`);
+}
+
+/** The ERR_POLICY_INVALID that a policy file (`text`, named `label`) is refused with. */
+export function policyRefusal(text: string, label: string): SidecarError {
+  const err = refusalOf(() => parsePolicy(text, label), 'the policy');
+  expect(err.code).toBe('ERR_POLICY_INVALID');
+  return err;
+}
+
+/** The error that an --api-keys-file (`text`, named `label`) is refused with. */
+export function apiKeysRefusal(text: string, label: string): SidecarError {
+  return refusalOf(() => parseApiKeys(text, label), 'the file');
 }
 
 /** The `authz` audit lines logged since `from`. */

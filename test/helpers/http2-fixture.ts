@@ -230,6 +230,21 @@ export function h2request(
   });
 }
 
+/** One cleartext HTTP/2 request (h2c, prior knowledge) on a session of its own, as an app asks an outbound route. */
+export async function h2cJson(
+  port: number,
+  headers: http2.OutgoingHttpHeaders,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  const failed = new Promise<never>((_, reject) => session.on('error', reject));
+  try {
+    const res = await Promise.race([h2request(session, headers), failed]);
+    return { status: res.status, body: JSON.parse(res.body.toString('utf8')) as Record<string, unknown> };
+  } finally {
+    session.close();
+  }
+}
+
 /** The real curl, as a child process (the app runs in this process: a blocking exec would starve it). */
 export function curl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

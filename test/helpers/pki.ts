@@ -1,5 +1,6 @@
-// Test PKI: real certificates made at test time by the dev CA, including the invalid ones a test needs.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+// Test PKI: real certificates made at test time by the dev CA, including the invalid ones a test needs, and
+// the files and file-mode options that serve them.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -36,6 +37,17 @@ export async function writeServingFiles(
   await writeFile(files.keyFile, svid.keyPem);
   await writeFile(files.caFile, bundlePem);
   return files;
+}
+
+/** The file-mode options that serve `files`: --mtls-cert-file, --mtls-key-file and --mtls-ca-file. */
+export function mtlsFileOptions(files: ServingFiles) {
+  return { 'mtls-cert-file': files.certFile, 'mtls-key-file': files.keyFile, 'mtls-ca-file': files.caFile };
+}
+
+/** An SVID of `ca` for `id` and its bundle, written into `dir` (made if need be): the options that serve them. */
+export async function servingOptions(dir: string, ca: CertificateAuthority, id: string) {
+  await mkdir(dir, { recursive: true });
+  return mtlsFileOptions(await writeServingFiles(dir, await issueSvid(ca, { id }), ca.certPem));
 }
 
 /** A leaf that is a valid SVID in every respect but those the template overrides. */

@@ -2,48 +2,17 @@
 // not point the sidecar at its own files), an audience that is missing, malformed or the API server's, a
 // lifetime Kubernetes would refuse or we will not issue, and a volume name the pod already uses. Each is an
 // admission denial whose message names the annotation and the fix, and nothing is patched.
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createWebhookCa,
-  deploymentPod,
-  issueServingCertificate,
-  type RunningWebhook,
-  reviewPod,
-  startWebhook,
-  stopWebhook,
-  writeServingSecret,
-} from '../helpers/admission.js';
-import { tempDir } from '../helpers/pki.js';
+import { describe, expect, it } from 'vitest';
+import { deploymentPod, reviewPod } from '../helpers/admission.js';
+import { expectReviewDenied, useInjectWebhook } from '../helpers/inject-webhook.js';
 
-let caPem: string;
-let webhook: RunningWebhook;
-let removeDir: () => Promise<void>;
-
-beforeAll(async () => {
-  const dir = await tempDir();
-  removeDir = dir.remove;
-  const ca = await createWebhookCa();
-  caPem = ca.certPem;
-  await writeServingSecret(join(dir.path, 'tls'), await issueServingCertificate(ca));
-  webhook = await startWebhook(join(dir.path, 'tls'), '--k8s-issuer', 'https://oidc.eks.example/id/ABC');
-});
-afterAll(async () => {
-  await stopWebhook(webhook);
-  await removeDir?.();
-});
+const webhook = useInjectWebhook('--k8s-issuer', 'https://oidc.eks.example/id/ABC');
 
 const ORDERS = '127.0.0.1:15001=https://orders.shop.svc:8443,id=spiffe://example.org/ns/shop/sa/orders';
 const TOKEN_ROUTE = `${ORDERS},auth=k8s-token,audience=orders`;
 
-async function expectDenied(annotations: Record<string, string>, spec: Record<string, unknown> = {}) {
-  const pod = deploymentPod({ 'spiffe-sidecar.io/inject': 'true', ...annotations }, spec);
-  const answer = await reviewPod(webhook.port, caPem, pod);
-  expect(answer.response.uid).toBe(answer.uid);
-  expect(answer.response.allowed, JSON.stringify(answer.response)).toBe(false);
-  expect(answer.response.patch).toBeUndefined();
-  expect(answer.response.status?.code).toBe(400);
-  return answer.response.status?.message ?? '';
+function expectDenied(annotations: Record<string, string>, spec: Record<string, unknown> = {}) {
+  return expectReviewDenied(webhook, deploymentPod({ 'spiffe-sidecar.io/inject': 'true', ...annotations }, spec));
 }
 
 const route = (r: string) => ({ 'spiffe-sidecar.io/outbound': r });
@@ -139,7 +108,7 @@ describe('the inject webhook denies token routes it cannot project safely', () =
   it('the same pod with its own audience and lifetime is injected', async () => {
     const answer = await reviewPod(
       webhook.port,
-      caPem,
+      webhook.caPem,
       deploymentPod({
         'spiffe-sidecar.io/inject': 'true',
         'spiffe-sidecar.io/token-expiration': '10m',

@@ -3,37 +3,17 @@
 // read-only in the sidecar and in no app container; the sidecar's own CLI reads each route as auth=jwt with
 // that token file; and the rendered sidecar, started for real, sends the token and the one kubelet rotates in.
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../../src/cli.js';
 import { buildConfig } from '../../src/config.js';
-import {
-  applyReviewPatch,
-  createWebhookCa,
-  deploymentPod,
-  issueServingCertificate,
-  type PodFixture,
-  type RunningWebhook,
-  reviewPod,
-  startWebhook,
-  stopWebhook,
-  writeServingSecret,
-} from '../helpers/admission.js';
+import { applyReviewPatch, deploymentPod, type PodFixture, reviewPod } from '../helpers/admission.js';
+import { useInjectWebhook } from '../helpers/inject-webhook.js';
 import { startCli, waitForEvent } from '../helpers/process.js';
 import { writeSecretVolume } from '../helpers/secret-volume.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
 const ws = useWorkspace();
-let caPem: string;
-let webhook: RunningWebhook;
-
-beforeAll(async () => {
-  const ca = await createWebhookCa();
-  caPem = ca.certPem;
-  const tls = join(ws.path, 'tls');
-  await writeServingSecret(tls, await issueServingCertificate(ca));
-  webhook = await startWebhook(tls);
-});
-afterAll(() => stopWebhook(webhook));
+const webhook = useInjectWebhook();
 
 type Container = Record<string, unknown> & {
   name: string;
@@ -47,7 +27,7 @@ const ORDERS = '127.0.0.1:15001=https://orders.shop.svc:8443,id=spiffe://example
 const PAYMENTS = '127.0.0.1:15002=https://payments.shop.svc:8443,id=spiffe://example.org/ns/shop/sa/payments';
 
 async function inject(pod: PodFixture) {
-  const answer = await reviewPod(webhook.port, caPem, pod);
+  const answer = await reviewPod(webhook.port, webhook.caPem, pod);
   expect(answer.response.allowed, JSON.stringify(answer.response)).toBe(true);
   const patched = await applyReviewPatch(pod, answer);
   const init = (patched.spec.initContainers ?? []) as Container[];

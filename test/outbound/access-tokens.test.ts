@@ -34,66 +34,65 @@ function tokenOf(outcome: TokenOutcome): string {
   return outcome.ok ? outcome.accessToken : `failed:${outcome.error}`;
 }
 
+/** A cache of `maxEntries` keys on a clock the test moves (`clock.now`, from T0), and its scripted endpoint. */
+function cacheOnClock(maxEntries = 10) {
+  const clock = { now: T0 };
+  const cache = new AccessTokenCache(maxEntries, () => clock.now);
+  return { clock, cache, f: scriptedFetch() };
+}
+
+/** The same, once key `k` holds `t1`, issued at T0 for 100 s (`notAfter` as the route gives it). */
+async function cacheHoldingT1(notAfter?: () => number) {
+  const held = cacheOnClock();
+  const first = held.cache.get('k', held.f.fetch, notAfter);
+  held.f.issue(held.clock.now);
+  await first;
+  return held;
+}
+
 describe('the access token cache', () => {
   it('one request for every caller waiting on a key; then hits cost no request', async () => {
-    let now = T0;
-    const cache = new AccessTokenCache(10, () => now);
-    const f = scriptedFetch();
+    const { clock, cache, f } = cacheOnClock();
     const waiting = Array.from({ length: 20 }, () => cache.get('k', f.fetch));
     expect(f.calls).toBe(1);
-    f.issue(now);
+    f.issue(clock.now);
     expect(new Set((await Promise.all(waiting)).map(tokenOf))).toEqual(new Set(['t1']));
-    now += 79_000;
+    clock.now += 79_000;
     expect(tokenOf(await cache.get('k', f.fetch))).toBe('t1');
     expect(f.calls).toBe(0);
   });
 
   it('from 80%: the cached token at once and one refresh behind it; past 95%: the caller waits', async () => {
-    let now = T0;
-    const cache = new AccessTokenCache(10, () => now);
-    const f = scriptedFetch();
-    const first = cache.get('k', f.fetch);
-    f.issue(now);
-    await first;
-    now = T0 + 80_000;
+    const { clock, cache, f } = await cacheHoldingT1();
+    clock.now = T0 + 80_000;
     expect(tokenOf(await cache.get('k', f.fetch))).toBe('t1');
     expect(tokenOf(await cache.get('k', f.fetch))).toBe('t1');
     expect(f.calls).toBe(1);
     // The refresh fails: the token still goes, until 95% of its life.
     f.fail(false);
     await settled();
-    now = T0 + 94_000;
+    clock.now = T0 + 94_000;
     expect(tokenOf(await cache.get('k', f.fetch))).toBe('t1');
     f.fail(false);
     await settled();
-    now = T0 + 95_000;
+    clock.now = T0 + 95_000;
     const waited = cache.get('k', f.fetch);
     expect(f.calls).toBe(1);
-    f.issue(now);
+    f.issue(clock.now);
     expect(tokenOf(await waited)).toBe('t2');
   });
 
   it('a token past 95% is never sent, even when the endpoint is down: the failure is the answer', async () => {
-    let now = T0;
-    const cache = new AccessTokenCache(10, () => now);
-    const f = scriptedFetch();
-    const first = cache.get('k', f.fetch);
-    f.issue(now);
-    await first;
-    now = T0 + 96_000;
+    const { clock, cache, f } = await cacheHoldingT1();
+    clock.now = T0 + 96_000;
     const waited = cache.get('k', f.fetch);
     f.fail(false);
     expect(tokenOf(await waited)).toBe('failed:http_503');
   });
 
   it('a refusal drops what was issued before for that key', async () => {
-    let now = T0;
-    const cache = new AccessTokenCache(10, () => now);
-    const f = scriptedFetch();
-    const first = cache.get('k', f.fetch);
-    f.issue(now);
-    await first;
-    now = T0 + 85_000;
+    const { clock, cache, f } = await cacheHoldingT1();
+    clock.now = T0 + 85_000;
     await cache.get('k', f.fetch);
     f.fail(true);
     await settled();
@@ -104,24 +103,18 @@ describe('the access token cache', () => {
   });
 
   it('notAfter bounds how long a token is sent (the subject token expires first)', async () => {
-    let now = T0;
-    const cache = new AccessTokenCache(10, () => now);
-    const f = scriptedFetch();
-    const first = cache.get('k', f.fetch, () => T0 + 10_000);
-    f.issue(now);
-    await first;
-    now = T0 + 10_000;
-    void cache.get('k', f.fetch, () => T0 + 10_000);
+    const notAfter = () => T0 + 10_000;
+    const { clock, cache, f } = await cacheHoldingT1(notAfter);
+    clock.now = T0 + 10_000;
+    void cache.get('k', f.fetch, notAfter);
     expect(f.calls).toBe(1);
   });
 
   it('holds at most maxEntries keys, the oldest going first', async () => {
-    const now = T0;
-    const cache = new AccessTokenCache(2, () => now);
-    const f = scriptedFetch();
+    const { clock, cache, f } = cacheOnClock(2);
     for (const key of ['a', 'b', 'c']) {
       const got = cache.get(key, f.fetch);
-      f.issue(now);
+      f.issue(clock.now);
       await got;
     }
     expect(cache.size).toBe(2);
