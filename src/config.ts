@@ -928,6 +928,10 @@ function parseOutboundOAuth(
     bad(`client-secret-file= is for client-auth=secret, not client-auth=${clientAuth}`);
   if (clientAuth === 'mtls' && tokenEndpoint.protocol !== 'https:')
     bad('client-auth=mtls needs an https:// token endpoint');
+  // Without a target the authorization server picks its default audience, often broad: the exchanged token
+  // could then be replayed at another route's remote.
+  if (auth === 'token-exchange' && !options.has('audience') && !options.has('resource'))
+    bad('auth=token-exchange needs audience= or resource=: whom the exchanged token is for');
   const scope = options.get('scope')?.replaceAll('+', ' ');
   if (scope !== undefined && !/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(scope))
     bad(`scope=${options.get('scope')}: scopes are printable words joined by + (RFC 6749 §3.3)`);

@@ -12,6 +12,9 @@
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
 const FORBIDDEN_ESCAPES = new Set(['2F', '5C', '00', '3B']);
 
+/** Visible ASCII only (RFC 3986 §2: a path is ASCII; anything else is percent-encoded). */
+const VISIBLE_ASCII = /^[\x21-\x7e]*$/;
+
 /** The normal form of a request target's path, or undefined if it has none (the request is refused). */
 export function normalizeRequestPath(target: string): string | undefined {
   const q = target.indexOf('?');
@@ -19,6 +22,9 @@ export function normalizeRequestPath(target: string): string | undefined {
   // `;` starts path parameters that Tomcat, Spring and others strip before routing (`/admin;x` is
   // `/admin` to them): refused rather than matched as a different path.
   if (!raw.startsWith('/') || raw.includes('\\') || raw.includes('#') || raw.includes(';')) return undefined;
+  // Only visible ASCII: HTTP/1.1 refuses anything else, but an HTTP/2 :path may carry raw bytes above 0x7F,
+  // which a rule would read as latin1 and the app as UTF-8 (`jos\xC3\xA9` is `josé` to the app).
+  if (!VISIBLE_ASCII.test(raw)) return undefined;
   let path = '';
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i];

@@ -74,6 +74,11 @@ describe('a request target has one normal form, or is refused', () => {
     ['a/b', undefined],
     ['http://example.org/admin', undefined],
     ['?x=1', undefined],
+    // only visible ASCII: an HTTP/2 :path may carry raw bytes, read as latin1 here and as UTF-8 by the app
+    ['/sandboxes/jos\u00c3\u00a9/f', undefined],
+    ['/a b', undefined],
+    ['/a\u007f', undefined],
+    ['/sandboxes/jos%C3%A9/f', '/sandboxes/jos%C3%A9/f'],
   ];
   it.each(cases)('%j → %j', (target, normal) => {
     expect(normalizeRequestPath(target)).toBe(normal);

@@ -57,6 +57,8 @@ const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 const OAUTH_ERROR = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
 /** RFC 6749 §5.1 leaves expires_in optional: without it (and no JWT `exp`), a token is trusted this long. */
 const DEFAULT_LIFETIME_MS = 60_000;
+/** The longest a token is kept, whatever the endpoint says: a day. */
+const MAX_LIFETIME_MS = 24 * 3_600_000;
 /** A token answer is a few kilobytes; more is not a token endpoint talking. */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
@@ -240,6 +242,8 @@ export function judgeTokenAnswer(status: number, text: string, now: number): Tok
     return failure('token_expired', 'the access token has already expired (its exp)', status);
   expiresAt = Math.min(expiresAt ?? Infinity, exp ?? Infinity);
   if (expiresAt === Infinity) expiresAt = now + DEFAULT_LIFETIME_MS;
+  // An absurd lifetime (`expires_in: 1e300`) would keep a token, revoked since, for the life of the process.
+  expiresAt = Math.min(expiresAt, now + MAX_LIFETIME_MS);
   return { ok: true, accessToken: token, issuedAt: now, expiresAt };
 }
 

@@ -122,6 +122,14 @@ function outboundRoute(route: string, mode: IdentityMode): OutboundAnnotationRou
     bad(name, route, 'not a route; write LISTEN=REMOTE_URL,id=RULE[,auth=jwt|k8s-token,audience=AUD]');
   // The pod's author must not point the sidecar at files: the only ones in its container are its own (the
   // SVID's key, the TokenReview token), and token-file= would send one as a bearer token to any remote.
+  // client-secret-file= too: it would send the file's content as a password to a token endpoint of the
+  // author's choosing.
+  if (/,client-secret-file=/.test(route))
+    bad(
+      name,
+      route,
+      'client-secret-file is not available in an injected sidecar (it would read a file of the sidecar); use client-auth=private-key-jwt or client-auth=mtls in SPIRE mode',
+    );
   if (/,token-file=/.test(route))
     bad(
       name,

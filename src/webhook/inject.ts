@@ -104,6 +104,24 @@ export function decideInjection(
         message: `spiffe-sidecar: annotation ${ANNOTATIONS.outbound}: audience=${apiRoute.tokenAudience} is the API server's: the remote could act as this pod's service account against it; name the remote's own audience, e.g. audience=orders`,
       };
     }
+    // The sidecar's volumes are its own: a container of the pod that names one in its volumeMounts would get
+    // the SVID's key, the Workload API socket or the projected tokens.
+    const ours = new Set(volumes.map((v) => v.name));
+    const podContainers = [
+      ...(pod.spec.containers ?? []),
+      ...(pod.spec.initContainers ?? []),
+      ...(pod.spec.ephemeralContainers ?? []),
+    ];
+    for (const c of podContainers) {
+      const mount = (isObject(c) && Array.isArray(c.volumeMounts) ? c.volumeMounts : []).find(
+        (m: unknown) => isObject(m) && typeof m.name === 'string' && ours.has(m.name),
+      ) as { name: string } | undefined;
+      if (mount)
+        return {
+          kind: 'deny',
+          message: `spiffe-sidecar: container ${String((c as { name?: unknown }).name)} mounts ${mount.name}, a volume of the sidecar's own`,
+        };
+    }
     const volumeNames = new Set((pod.spec.volumes ?? []).map((v) => v?.name));
     for (const volume of volumes) {
       if (volumeNames.has(volume.name))

@@ -70,6 +70,7 @@ export interface Pod {
     hostNetwork?: boolean;
     containers?: Partial<Container>[];
     initContainers?: Partial<Container>[];
+    ephemeralContainers?: Partial<Container>[];
     volumes?: Partial<Volume>[];
   };
 }

@@ -155,6 +155,18 @@ describe('a policy file refuses, naming the place and its line', () => {
       'rules[0].where[0].in[0]: owner/repo is 2 non-empty segments joined by "/"',
       7,
     ],
+    [
+      'claims.* in an allow rule without exactly one issuer',
+      rule("{ template: '/sandboxes/{owner}' }", '      - { segment: owner, equals: claims.sub }'),
+      'rules[0].where: claims.* compares with a token of one issuer: add callers.issuers with exactly that issuer',
+      7,
+    ],
+    [
+      'id.segment in an allow rule without callers.ids',
+      rule("{ template: '/namespaces/{ns}' }", "      - { segment: ns, equals: 'id.segment[1]' }"),
+      'rules[0].where: id.segment[N] compares with a SPIFFE ID: add callers.ids naming the trust domain',
+      7,
+    ],
   ];
   it.each(cases)('%s', (_what, yaml, message, line) => {
     const err = refusal(yaml);
@@ -171,11 +183,13 @@ rules:
   - name: owners
     effect: allow
     path: { template: '/sandboxes/{owner}/**' }
+    callers: { issuers: [keycloak] }
     where:
       - { segment: owner, equals: claims.sub }
   - name: namespaces
     effect: allow
     path: { template: '/namespaces/{ns}/**' }
+    callers: { ids: ['spiffe://example.org/ns/*/sa/*'] }
     where:
       - { segment: ns, equals: 'id.segment[1]' }
   - name: trust-domains
@@ -191,6 +205,7 @@ rules:
   - name: repositories
     effect: allow
     path: { template: '/repos/{owner}/{repo}/workflows/{workflow}' }
+    callers: { issuers: [github] }
     where:
       - { segment: owner/repo, equals: claims.repository }
       - { segment: workflow, equals: claims.workflow }
@@ -199,6 +214,7 @@ rules:
   - name: namespaced
     effect: allow
     path: { template: '/k8s/{ns}' }
+    callers: { issuers: [k8s] }
     where:
       - { segment: ns, equals: 'claims."kubernetes.io".namespace' }
   - name: bindings-without-where

@@ -67,7 +67,7 @@ const ROLES: Rule = {
   name: 'role-holders',
   effect: 'allow',
   path: { template: '/projects/{project}/**' },
-  callers: { claims: [{ claim: 'realm_access.roles', contains: 'project:write' }] },
+  callers: { issuers: ['keycloak'], claims: [{ claim: 'realm_access.roles', contains: 'project:write' }] },
   where: [{ segment: 'project', equals: 'claims.project' }],
 };
 const alice = oidc({ sub: 'alice', project: 'p1', realm_access: { roles: ['project:write'] } });
@@ -202,6 +202,7 @@ describe('where in the order of rules', () => {
       name: 'repos',
       effect: 'allow',
       path: { template: '/repos/{owner}/{repo}/**' },
+      callers: { issuers: ['github'] },
       where: [
         { segment: 'owner', in: ['octo-org', 'example-org'] },
         { segment: 'owner/repo', equals: 'claims.repository' },
@@ -241,10 +242,11 @@ describe('where judges one credential: a token and a certificate are never mixed
       name: 'mixed',
       effect: 'allow',
       path: { template: '/sandboxes/{owner}/**' },
-      callers: { ids: ['spiffe://example.org/ns/prod/sa/router'] },
+      callers: { ids: ['spiffe://example.org/ns/prod/sa/router'], issuers: ['keycloak'] },
       where: [{ segment: 'owner', equals: 'claims.sub' }],
     };
-    expect(decide([mixed], alice, 'GET', '/sandboxes/alice', router)).toEqual(deny('resource_mismatch'));
+    // Each credential is judged alone: the certificate has no issuer, the token no SPIFFE ID.
+    expect(decide([mixed], alice, 'GET', '/sandboxes/alice', router)).toEqual(deny('no_matching_rule'));
   });
 
   it('callers.certificate: the certificate is the condition, where judges the token', () => {

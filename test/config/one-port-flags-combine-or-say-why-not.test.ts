@@ -49,6 +49,14 @@ describe('one port, every caller: the flags', () => {
       /--k8s-token-review-only verifies .* without the issuer's keys/,
     ],
     [{ ...TOKENS, 'k8s-api-ca-file': '/ca.pem' }, /--k8s-api-ca-file needs --k8s-token-review/],
+    [
+      {
+        outbound: [
+          '127.0.0.1:15001=https://o.example:8443,id=spiffe://example.org/o,auth=token-exchange,token-endpoint=https://idp.example/t,client-id=c,client-auth=mtls',
+        ],
+      },
+      /auth=token-exchange needs audience= or resource=/,
+    ],
   ] as [RawOptions, RegExp][])('%o is refused', (options, message) => {
     expect(refusal(options)).toMatch(message);
   });

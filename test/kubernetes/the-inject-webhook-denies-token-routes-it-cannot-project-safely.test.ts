@@ -96,6 +96,25 @@ describe('the inject webhook denies token routes it cannot project safely', () =
     expect(text).toMatch(message);
   });
 
+  it('a client secret file: the sidecar would read one of its own files as a password', async () => {
+    expect(
+      await expectDenied(
+        route(
+          `127.0.0.1:15001=http://127.0.0.1:9998,auth=client-credentials,token-endpoint=http://127.0.0.1:9999/t,client-id=x,client-secret-file=/var/run/spiffe-sidecar/identity/tls.key`,
+        ),
+      ),
+    ).toMatch(/client-secret-file is not available in an injected sidecar/);
+  });
+
+  it("an app container that mounts one of the sidecar's volumes (the tokens)", async () => {
+    const pod = deploymentPod(undefined);
+    const [app] = pod.spec.containers as { volumeMounts?: unknown[] }[];
+    const containers = [{ ...app, volumeMounts: [{ name: 'spiffe-sidecar-tokens', mountPath: '/stolen' }] }];
+    expect(await expectDenied(route(TOKEN_ROUTE), { containers })).toMatch(
+      /mounts spiffe-sidecar-tokens, a volume of the sidecar's own/,
+    );
+  });
+
   it('a pod that already has a volume named like the tokens volume', async () => {
     const volumes = [...(deploymentPod(undefined).spec.volumes as unknown[])];
     expect(

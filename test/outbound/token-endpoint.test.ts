@@ -265,6 +265,13 @@ describe('the answer judged (RFC 6749 §5.1, RFC 8693 §2.2)', () => {
     return outcome.ok ? 'ok' : outcome.error;
   };
 
+  it('an absurd expires_in is held to a day: a token revoked since is not kept for the life of the process', () => {
+    expect(judge({ access_token: 'at', token_type: 'Bearer', expires_in: 1e300 })).toMatchObject({
+      ok: true,
+      expiresAt: NOW + 24 * 3_600_000,
+    });
+  });
+
   it('a Bearer token (the type compared case-insensitively) lives expires_in seconds', () => {
     expect(judge({ access_token: 'at', token_type: 'bearer', expires_in: 300 })).toEqual({
       ok: true,
