@@ -7,6 +7,12 @@ import type { TokenOutcome } from './token-endpoint.js';
 /** When a refresh starts, and when a token stops being sent (it could expire on its way), as lifetime shares. */
 const REFRESH_AT = 0.8;
 const SEND_UNTIL = 0.95;
+/**
+ * Token requests under way at once, per route: each subject token of an exchange is its own key, so a flood of
+ * distinct tokens must not become a flood of requests to the token endpoint (each waits up to its deadline).
+ * Past it the answer is a failure at once (503 token_unavailable), nothing asked.
+ */
+export const MAX_TOKEN_REQUESTS_IN_FLIGHT = 64;
 
 type Issued = Extract<TokenOutcome, { ok: true }>;
 
@@ -55,6 +61,14 @@ export class AccessTokenCache {
     notAfter: (() => number | undefined) | undefined,
   ): Promise<TokenOutcome> {
     let pending = this.inFlight.get(key);
+    if (!pending && this.inFlight.size >= MAX_TOKEN_REQUESTS_IN_FLIGHT) {
+      return Promise.resolve({
+        ok: false,
+        refused: false,
+        error: 'too_many_token_requests',
+        message: `${MAX_TOKEN_REQUESTS_IN_FLIGHT} token requests are under way already`,
+      });
+    }
     if (!pending) {
       pending = fetch()
         .catch((err: unknown): TokenOutcome => ({ ok: false, refused: false, error: 'internal', message: String(err) }))

@@ -1,7 +1,7 @@
 // The route's token cache on a clock the test moves: one request per key however many callers wait, a
 // background refresh from 80% of the lifetime, never sent past 95%, a refusal drops the token, bounded.
 import { describe, expect, it } from 'vitest';
-import { AccessTokenCache } from '../../src/outbound/access-tokens.js';
+import { AccessTokenCache, MAX_TOKEN_REQUESTS_IN_FLIGHT } from '../../src/outbound/access-tokens.js';
 import type { TokenOutcome } from '../../src/outbound/token-endpoint.js';
 
 const T0 = 1_000_000;
@@ -123,5 +123,20 @@ describe('the access token cache', () => {
     expect(f.calls).toBe(0);
     void cache.get('a', f.fetch);
     expect(f.calls).toBe(1);
+  });
+
+  it('past the cap of requests in flight, a new key fails at once without a request; a key under way still waits', async () => {
+    const { clock, cache, f } = cacheOnClock(1000);
+    const waiting = Array.from({ length: MAX_TOKEN_REQUESTS_IN_FLIGHT }, (_, i) => cache.get(`k${i}`, f.fetch));
+    expect(f.calls).toBe(MAX_TOKEN_REQUESTS_IN_FLIGHT);
+    expect(tokenOf(await cache.get('one-more', f.fetch))).toBe('failed:too_many_token_requests');
+    const shared = cache.get('k0', f.fetch);
+    expect(f.calls).toBe(MAX_TOKEN_REQUESTS_IN_FLIGHT);
+    f.issue(clock.now);
+    expect(tokenOf(await shared)).toBe('t1');
+    await waiting[0];
+    await settled();
+    void cache.get('one-more', f.fetch);
+    expect(f.calls).toBe(MAX_TOKEN_REQUESTS_IN_FLIGHT);
   });
 });
