@@ -3,8 +3,10 @@
 // the sidecar in each mode this build has, then measures them in interleaved rounds with its own load generator (a
 // separate process that presents a client certificate), and prints a Markdown table, the targets with PASS/MISS,
 // and JSON (also written to bench/results/latest.json). `--soak` (or BENCH_SOAK=1) runs the soak instead
-// (bench/lib/soak.js). Environment: BENCH_QUICK=1, BENCH_ROUNDS, BENCH_SECONDS, BENCH_ONLY, BENCH_SIDECAR_NODE, see
-// bench/README.md.
+// (bench/lib/soak.js). The sidecar rows run on the base Node (BENCH_SIDECAR_NODE, by default this one) and the
+// `-node24` rows on Node 24 (installed from the npm registry when missing, BENCH_NODE24=skip to leave out); the
+// Node-dependent targets are judged on the image's Node, read from the Dockerfile. Environment: BENCH_QUICK=1,
+// BENCH_ROUNDS, BENCH_SECONDS, BENCH_ONLY, BENCH_SIDECAR_NODE, BENCH_NODE24, see bench/README.md.
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -26,7 +28,10 @@ import { measureRotation } from './lib/rotation.js';
 import { canPin } from './lib/affinity.js';
 import { runRounds } from './lib/rounds.js';
 import { benchRows } from './lib/rows.js';
-import { nodeVersion, sidecarFeatures } from './lib/sidecar.js';
+import { sidecarFeatures } from './lib/sidecar.js';
+import { imageNode } from './lib/dockerfile.js';
+import { compareNodes } from './lib/node-choice.js';
+import { describeNode, ensureSecondNode, imageSidecarNode, SECOND_MAJOR, SECOND_SUFFIX } from './lib/sidecar-nodes.js';
 import { measureSoak } from './lib/soak.js';
 import { measureStartup } from './lib/startup.js';
 import { summarize } from './lib/summary.js';
@@ -77,29 +82,45 @@ async function main() {
   const options = benchOptions();
   if (!existsSync(options.cli)) throw new Error(`${options.cli} not found: run \`npm run build\` first`);
   if (!existsSync(options.sidecarNode)) throw new Error(`BENCH_SIDECAR_NODE=${options.sidecarNode} not found`);
+  const baseNode = await describeNode(options.sidecarNode, { suffix: '', tag: '' });
   const sidecarNode = {
-    path: options.sidecarNode,
-    version: await nodeVersion(options.sidecarNode),
+    path: baseNode.path,
+    version: baseNode.version,
     custom: options.sidecarNode !== process.execPath,
   };
+  const image = imageNode(options.dockerfile);
   const started = new Date();
   const tmp = await mkdtemp(join(os.tmpdir(), 'spiffe-sidecar-bench-'));
   workDir = options.keepTmp ? undefined : tmp;
   const kind = options.soak ? `soak of ${options.soakSeconds} s` : options.quick ? 'quick run' : 'full run';
   say(`${kind}; work directory ${tmp} (certificates, logs; removed at the end)`);
   say(`sidecar on Node ${sidecarNode.version} (${sidecarNode.path}); bench on Node ${process.version}`);
+  say(
+    'error' in image
+      ? `the image's Node: unknown (${image.error})`
+      : `the image's Node: ${image.major} (${image.from})${image.runtimeMismatch ? `, but ${image.runtimeMismatch}` : ''}`,
+  );
   /** @type {{ label: string, stop: () => Promise<void> }[]} */
   const stops = [];
   let loadgen;
   try {
-    const [features, pki, nginx, redis, ghostunnel] = await Promise.all([
+    const [features, pki, nginx, redis, ghostunnel, secondNode] = await Promise.all([
       sidecarFeatures(options.cli, options.sidecarNode),
       makePki(options.cli, join(tmp, 'pki'), 3),
       // The soak measures the sidecar alone: no nginx to install, no store, no ghostunnel to build.
       options.soak ? undefined : ensureNginx(say),
       options.soak ? undefined : findRedis(),
       options.soak ? undefined : ensureGhostunnel(say, !options.only || options.only.includes('ghostunnel')),
+      // The newer Node when a row or startup mode runs on it, or when it is the image's Node (for the soak).
+      ensureSecondNode({
+        say,
+        base: baseNode,
+        wanted: options.soak
+          ? !('error' in image) && image.major === SECOND_MAJOR
+          : !options.only || options.only.some((key) => key.endsWith(SECOND_SUFFIX)),
+      }),
     ]);
+    const onImage = imageSidecarNode(image, baseNode, secondNode);
     say(
       `sidecar features: --workers ${features.workers ? 'yes' : 'no'}, --protocol ${features.protocol ? 'yes' : 'no'}`,
     );
@@ -131,6 +152,8 @@ async function main() {
       clientTls,
       redis: redis ?? { missing: 'not used by the soak' },
       ghostunnel: ghostunnel ?? { missing: 'not used by the soak' },
+      baseNode,
+      secondNode,
     };
     if (redis && 'binary' in redis && (!options.only || options.only.includes('sidecar-mtls-rate-limit-store')))
       say(`redis-server: ${redis.binary} (for the rate-limit store row)`);
@@ -148,8 +171,19 @@ async function main() {
     let notes = [];
     /** @type {import('./lib/targets.js').TargetResult[]} */
     let targets;
+    /** @type {import('./lib/node-choice.js').NodeChoice | undefined} */
+    let nodeChoice;
     if (options.soak) {
-      soak = await measureSoak({ options, pki, tmp, appPort, appPid, loadgen, clientTls, say }).catch((err) => {
+      // On the image's Node, so that the soak proves the memory of what ships; on the base Node, with the
+      // reason (and a MISS), when the image's is not to be had.
+      const node =
+        'node' in onImage
+          ? { ...onImage.node, image: true, note: undefined }
+          : { ...baseNode, image: false, note: onImage.missing.replace(/^not run: /, '') };
+      say(
+        `soak: the sidecar on Node ${node.version}${node.image ? " (the image's)" : ` (NOT the image's: ${node.note})`}`,
+      );
+      soak = await measureSoak({ options, pki, tmp, appPort, appPid, loadgen, clientTls, say, node }).catch((err) => {
         say(`soak: failed: ${err.message}`);
         return undefined;
       });
@@ -159,9 +193,9 @@ async function main() {
             `${fmt(soak.rss.growthPercent, 1)}% after warm-up`,
         );
       }
-      targets = soakTargets(soak);
+      targets = soakTargets(soak, options.soakSeconds);
     } else {
-      ({ rows, startup, rotation, notes, targets } = await measureTable({ ctx, loadgen, stops }));
+      ({ rows, startup, rotation, notes, targets, nodeChoice } = await measureTable({ ctx, loadgen, stops, onImage }));
     }
     for (const { stop } of stops.splice(0).reverse()) await stop();
 
@@ -170,12 +204,17 @@ async function main() {
       durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
       machine: await machine(nginx, redis, ghostunnel),
       sidecarNode,
+      nodes: {
+        second: 'path' in secondNode ? { version: secondNode.version, path: secondNode.path } : secondNode,
+        image,
+        imageRun: 'node' in onImage ? onImage.node.version : onImage.missing,
+      },
       options: { ...options, cli: relative(process.cwd(), options.cli) },
       sidecarFeatures: { workers: features.workers, protocol: features.protocol },
       latencyPinned: canPin(),
     };
-    const markdown = markdownReport({ meta, rows, startup, rotation, soak, targets, notes });
-    const json = options.soak ? { meta, soak, targets } : { meta, rows, startup, rotation, targets };
+    const markdown = markdownReport({ meta, rows, startup, rotation, soak, targets, notes, nodeChoice });
+    const json = options.soak ? { meta, soak, targets } : { meta, rows, startup, rotation, nodeChoice, targets };
     await mkdir(dirname(options.out), { recursive: true });
     await writeFile(options.out, await formatJson(json, options.out));
     // On the terminal, without what only the file needs (every round, every RSS sample).
@@ -204,10 +243,17 @@ async function main() {
 /**
  * The table: every row in interleaved rounds, startup and the rotation row.
  * @param {{ ctx: import('./lib/rows.js').RowContext, loadgen: LoadGenerator,
- *   stops: { label: string, stop: () => Promise<void> }[] }} input
+ *   stops: { label: string, stop: () => Promise<void> }[],
+ *   onImage: ReturnType<typeof imageSidecarNode> }} input `onImage`: which Node is the image's, or why none is
  */
-async function measureTable({ ctx, loadgen, stops }) {
-  const { options, pki, tmp, appPort, appPid, clientTls } = ctx;
+async function measureTable({ ctx, loadgen, stops, onImage }) {
+  const { options, pki, tmp, appPort, appPid, clientTls, baseNode, secondNode } = ctx;
+  const ran = (/** @type {string} */ key) => !options.only || options.only.includes(key);
+  // Startup on each Node this run has: `startup` the base one, `startup-node24` the newer one.
+  const startupNodes = [
+    ...(ran('startup') ? [baseNode] : []),
+    ...('path' in secondNode && ran(`startup${SECOND_SUFFIX}`) ? [secondNode] : []),
+  ];
   // Start every row, then read its idle RSS once all have settled.
   /** @type {import('./lib/summary.js').RowRecord[]} */
   const records = [];
@@ -239,8 +285,8 @@ async function measureTable({ ctx, loadgen, stops }) {
   }
 
   const startup =
-    !options.only || options.only.includes('startup')
-      ? await measureStartup({ options, pki, tmp, appPort }).catch((err) => {
+    startupNodes.length > 0
+      ? await measureStartup({ options, pki, tmp, appPort, nodes: startupNodes }).catch((err) => {
           say(`startup: failed: ${err.message}`);
           return undefined;
         })
@@ -249,27 +295,50 @@ async function measureTable({ ctx, loadgen, stops }) {
     const modes = Object.entries(startup.modes).map(([mode, s]) =>
       s.error ? `${mode} failed (${s.error})` : `${mode} ${fmt(s.medianMs)} ms (CPU ${fmt(s.cpuMedianMs)} ms)`,
     );
-    say(`startup to ready, medians: ${modes.join(', ')}; bare Node ${fmt(startup.bareNode.medianMs)} ms`);
+    const bare = startup.nodes.map(({ tag, version }) => `bare Node ${version} ${fmt(startup.bare[tag].medianMs)} ms`);
+    say(`startup to ready, medians: ${modes.join(', ')}; ${bare.join(', ')}`);
   }
 
   await runRounds({ records, running, loadgen, options, appPid, say });
 
-  const rotation =
-    !options.only || options.only.includes('rotation')
-      ? await measureRotation({ options, pki, tmp, appPort, loadgen, clientTls }).catch((err) => {
-          say(`rotation: failed: ${err.message}`);
-          return undefined;
-        })
-      : undefined;
+  const rotation = ran('rotation')
+    ? await measureRotation({ options, pki, tmp, appPort, loadgen, clientTls }).catch((err) => {
+        say(`rotation: failed: ${err.message}`);
+        return undefined;
+      })
+    : undefined;
   if (rotation) say(`rotation: ${rotation.failures} failed requests over ${rotation.rotations} rotations`);
 
   for (const { stop } of stops.splice(0).reverse()) await stop();
 
   const rows = summarize(records);
   const notes = await runNotes(rows, tmp);
-  const ran = (/** @type {string} */ key) => !options.only || options.only.includes(key);
-  const targets = checkTargets(rows, startup, rotation, { startup: ran('startup'), rotation: ran('rotation') });
-  return { rows, startup, rotation, notes, targets };
+  // The Nodes the sidecar ran on here: the base one, and the newer one when a row or startup mode used it.
+  const usedSecond =
+    'path' in secondNode &&
+    (rows.some((r) => r.node?.suffix === SECOND_SUFFIX && r.measured) || startupNodes.includes(secondNode));
+  const nodes = usedSecond
+    ? [baseNode, /** @type {import('./lib/sidecar-nodes.js').SidecarNode} */ (secondNode)]
+    : [baseNode];
+  const image =
+    'node' in onImage && nodes.includes(onImage.node)
+      ? onImage
+      : 'missing' in onImage
+        ? onImage
+        : { missing: `not run (BENCH_ONLY: nothing on the image's Node ${onImage.node.version})` };
+  const targets = checkTargets(
+    rows,
+    startup,
+    rotation,
+    { startup: ran('startup'), rotation: ran('rotation') },
+    {
+      base: baseNode,
+      all: nodes,
+      image,
+    },
+  );
+  const nodeChoice = compareNodes(rows, startup, nodes, 'node' in image ? image.node : undefined);
+  return { rows, startup, rotation, notes, targets, nodeChoice };
 }
 
 for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {

@@ -18,7 +18,7 @@ import type { ApiKeysDocument } from './authn/api-key-usage.js';
 import { type Authorizer, createFileAuthorizer, createFlagAuthorizer } from './authz/policy.js';
 import { type Config, headerOwners, type IdentitySourceConfig, type OutboundRouteConfig } from './config.js';
 import { SidecarError } from './errors.js';
-import { FileIdentitySource } from './identity/file-source.js';
+import type { FileIdentitySource } from './identity/file-source.js';
 import type { IdentitySource } from './identity/source.js';
 import { type FileWatcher, watchIdentityFiles } from './file-watcher.js';
 import type { WorkloadApiIdentitySource } from './identity/workload-api-source.js';
@@ -94,6 +94,8 @@ async function openFileSource(
   log: Logger,
 ): Promise<OpenedSource> {
   const { files } = source;
+  // Loaded here: JWT mode without an identity source never pays for the X.509 parser (@peculiar/asn1-*).
+  const { FileIdentitySource } = await import('./identity/file-source.js');
   const identity = await FileIdentitySource.open(files, log);
   const watcher: FileWatcher | undefined = config.watch
     ? await watchIdentityFiles(
@@ -221,6 +223,7 @@ async function openInbound(
           },
           authorizer: deps.authorizer,
           upstreamProtocol: config.upstreamProtocol,
+          http1Engine: config.http1Engine,
           dryRun: config.policy?.dryRun,
           apiKeys: deps.apiKeys,
           headers: {
@@ -577,7 +580,7 @@ async function openSidecar(
       const outcomes: { flag: string; outcome: ReloadOutcome }[] = [];
       if (policyFile) outcomes.push({ flag: policyFile.flag, outcome: await policyFile.reload(trigger) });
       if (apiKeysFile) outcomes.push({ flag: apiKeysFile.flag, outcome: await apiKeysFile.reload(trigger) });
-      if (identity instanceof FileIdentitySource) {
+      if (identity?.kind === 'file') {
         const { outcome } = await identity.reload(trigger);
         const flags = ['--mtls-cert-file', '--mtls-key-file', '--mtls-ca-file'];
         if (identity.options.federatedBundles.length > 0) flags.push('--federated-bundle');

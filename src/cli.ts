@@ -283,7 +283,16 @@ const SUMMARIES: Readonly<Record<Exclude<HelpTopic, 'overview'>, string>> = {
 export const RUN_FLAG_GROUPS: readonly (readonly [heading: string, flags: readonly RunFlag[]])[] = [
   [
     'The listener and the app',
-    ['listen', 'upstream', 'unsafe-upstream', 'protocol', 'upstream-protocol', 'proxy-protocol', 'workers'],
+    [
+      'listen',
+      'upstream',
+      'unsafe-upstream',
+      'protocol',
+      'upstream-protocol',
+      'http-engine',
+      'proxy-protocol',
+      'workers',
+    ],
   ],
   ['Outbound: the app calls other services through the sidecar', ['outbound']],
   [

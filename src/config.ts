@@ -28,6 +28,7 @@ export interface RawOptions extends RateLimitStoreFlags {
   protocol?: string;
   workers?: string;
   'upstream-protocol'?: string;
+  'http-engine'?: string;
   'proxy-protocol'?: string;
   'mtls-cert-file'?: string;
   'mtls-key-file'?: string;
@@ -200,6 +201,8 @@ export interface Config {
   readonly workers: number;
   /** How the app is reached in HTTP mode: HTTP/1.1, or cleartext HTTP/2 (gRPC). */
   readonly upstreamProtocol: 'h1' | 'h2c';
+  /** `--http-engine`: how HTTP/1.1 callers are served (an h2c app: always node:http). */
+  readonly http1Engine: 'raw' | 'node';
   /** `--protocol tcp`: where the bytes go, and whether a PROXY v2 header goes first. */
   readonly tcp: { readonly upstream: TcpUpstream; readonly proxyProtocol: boolean } | undefined;
   /** Where our X.509 identity comes from; JWT mode over plain HTTP may have none. */
@@ -326,6 +329,13 @@ function parseWorkers(text: string): number {
   if (!(n >= 1 && n <= MAX_WORKERS))
     invalid(`--workers ${JSON.stringify(text)}: give 1 to ${MAX_WORKERS}, or auto (one per core)`);
   return n;
+}
+
+function parseHttpEngine(text: string | undefined, tcp: boolean): 'raw' | 'node' {
+  if (text === undefined) return DEFAULTS['http-engine'].value;
+  if (text !== 'raw' && text !== 'node') invalid(`--http-engine ${JSON.stringify(text)}: use raw or node`);
+  if (tcp) invalid('--http-engine is for --protocol http; TCP mode relays bytes as they come');
+  return text;
 }
 
 function parseUpstreamProtocol(text: string | undefined, tcp: boolean): 'h1' | 'h2c' {
@@ -1233,6 +1243,7 @@ export function buildConfig(raw: RawOptions): Config {
     protocol: tcp ? 'tcp' : 'http',
     workers,
     upstreamProtocol: parseUpstreamProtocol(raw['upstream-protocol'], tcp !== undefined),
+    http1Engine: parseHttpEngine(raw['http-engine'], tcp !== undefined),
     tcp,
     upstream:
       inbound && !tcp

@@ -2,7 +2,6 @@
 // Process entry: argv → command → run it. Startup problems print one clear line to stderr and exit 1;
 // SIGHUP reloads the identity files; SIGTERM/SIGINT close the listener and exit 0, within the drain limit
 // plus a short grace whatever else hangs (a close that never ends, a log reader that went away).
-import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { type Sidecar, startSidecar } from './app.js';
 import { helpText, parseCommandLine } from './cli.js';
@@ -76,10 +75,13 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'run': {
       const config = buildConfig(command.options);
+      // node:cluster (and child_process under it) only with --workers or in a worker: 3 ms of every start.
+      const cluster =
+        config.workers > 1 || 'NODE_UNIQUE_ID' in process.env ? (await import('node:cluster')).default : undefined;
       const root = createLogger(config.logLevel, config.logFormat === 'pretty' ? prettyDestination() : undefined);
       // With --workers, each line says which process wrote it.
-      const log = cluster.isWorker ? root.child({ pid: process.pid, worker: cluster.worker?.id }) : root;
-      if (config.workers > 1 && cluster.isPrimary) {
+      const log = cluster?.isWorker ? root.child({ pid: process.pid, worker: cluster.worker?.id }) : root;
+      if (config.workers > 1 && cluster?.isPrimary) {
         const { runPrimary } = await import('./workers.js');
         // Handled before the workers start, as below: a SIGTERM right after `workers_started` was logged
         // must not find the default action (death without draining the workers).
@@ -121,9 +123,9 @@ async function main(argv: string[]): Promise<void> {
       process.on('SIGHUP', () => void running.sidecar?.reload('SIGHUP'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
-      running.sidecar = await startSidecar(config, log, cluster.isWorker ? 'worker' : 'alone');
+      running.sidecar = await startSidecar(config, log, cluster?.isWorker ? 'worker' : 'alone');
       if (running.stopping) await running.sidecar.stop();
-      else if (cluster.isWorker) (await import('./workers.js')).reportStarted();
+      else if (cluster?.isWorker) (await import('./workers.js')).reportStarted();
       return;
     }
   }

@@ -2,8 +2,9 @@
 // (level, time, the logger's bindings, the fields, msg), so the access line written by hand reads like
 // every other line, in both formats, through child loggers (a worker's pid), and is skipped when its level
 // is off.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createLogger, prettyDestination, writeSerializedLine } from '../src/log.js';
+import { createLogger, isoTime, jsonString, prettyDestination, writeSerializedLine } from '../src/log.js';
 
 function capture() {
   const lines: string[] = [];
@@ -65,5 +66,21 @@ describe('writeSerializedLine', () => {
     expect(out.lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}authorization decision event=authz peer=oidc#sub/);
     expect(out.lines[0]).toContain('\\n newline');
     expect(out.lines[0].split('\n')).toHaveLength(2);
+  });
+});
+
+describe('the parts of a line written by hand', () => {
+  it('jsonString writes what JSON.stringify writes, whatever the string holds', () => {
+    for (const text of ['', 'GET', '/a"b\\c', 'a\nb\u0000\u001f\u007f', '\u2028', '\ud800', 'x\udc00y', '\ud83d\ude00'])
+      expect(jsonString(text)).toBe(JSON.stringify(text));
+    fc.assert(fc.property(fc.string({ unit: 'binary' }), (text) => jsonString(text) === JSON.stringify(text)));
+  });
+
+  it("isoTime is pino's isoTime: the time now, to the millisecond", () => {
+    const before = Date.now();
+    const { time } = JSON.parse(`{${isoTime().slice(1)}}`) as { time: string };
+    expect(time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(Date.parse(time)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(time)).toBeLessThanOrEqual(Date.now());
   });
 });

@@ -3,7 +3,7 @@
 // written escaped, so it can neither forge a log line nor rewrite the terminal.
 import { PassThrough, Writable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { BatchedLines, createLogger, prettyDestination } from '../src/log.js';
 
 /** Logs through the real pretty destination and returns what reached "stdout". */
@@ -81,22 +81,33 @@ function recordingStream({ stalled = false } = {}) {
 }
 
 describe('BatchedLines (the log on stdout)', () => {
-  it('the lines of one event-loop turn leave in one write, in order, and the next turn in another', async () => {
-    const { stream, writes } = recordingStream();
-    const log = createLogger('info', new BatchedLines(stream));
-    for (let i = 0; i < 50; i++) log.info({ event: 'authz', n: i }, 'authorization decision');
-    expect(writes).toEqual([]);
-    await nextTurn();
-    expect(writes).toHaveLength(1);
-    expect(
-      writes[0]
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l).n),
-    ).toEqual([...Array(50).keys()]);
-    log.info({ event: 'authz', n: 50 }, 'authorization decision');
-    await nextTurn();
-    expect(writes).toHaveLength(2);
+  it('lines leave in one write 20 ms after the first of them, in order, or at once when 16 KiB wait', () => {
+    vi.useFakeTimers();
+    try {
+      const { stream, writes } = recordingStream();
+      const log = createLogger('info', new BatchedLines(stream));
+      for (let i = 0; i < 50; i++) log.info({ event: 'authz', n: i }, 'authorization decision');
+      vi.advanceTimersByTime(19);
+      expect(writes).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(writes).toHaveLength(1);
+      expect(
+        writes[0]
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l).n),
+      ).toEqual([...Array(50).keys()]);
+      // 16 KiB waiting: written at once, without waiting for the timer.
+      for (let i = 0; i < 200; i++) log.info({ event: 'authz', n: i, pad: 'x'.repeat(100) }, 'authorization decision');
+      expect(writes.length).toBeGreaterThanOrEqual(2);
+      const before = writes.length;
+      vi.advanceTimersByTime(20);
+      expect(writes.length).toBeLessThanOrEqual(before + 1);
+      const all = writes.slice(1).join('').trim().split('\n');
+      expect(all.map((l) => JSON.parse(l).n)).toEqual([...Array(200).keys()]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('flush() writes what is pending at once (the exit path)', () => {

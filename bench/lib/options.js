@@ -27,6 +27,7 @@ import process from 'node:process';
  * @property {number} soakSeconds how long the soak drives the sidecar
  * @property {number} soakRotateSeconds the soak replaces the SVID files this often
  * @property {number} soakNewConnShare the share of the soak's requests sent on new TLS connections
+ * @property {string} dockerfile the Dockerfile whose `FROM node:NN` names the image's Node (BENCH_DOCKERFILE)
  */
 
 /** @param {string} name @param {number} fallback */
@@ -77,5 +78,6 @@ export function benchOptions() {
     soakSeconds: number('BENCH_SOAK_SECONDS', 600),
     soakRotateSeconds: number('BENCH_SOAK_ROTATE_SECONDS', 5),
     soakNewConnShare: share,
+    dockerfile: process.env.BENCH_DOCKERFILE || fileURLToPath(new URL('../../Dockerfile', import.meta.url)),
   };
 }

@@ -22,20 +22,31 @@ const mb = (v) => (v === undefined ? '–' : (v / MB).toFixed(1));
  * @param {import('./soak.js').SoakResult | undefined} [input.soak]
  * @param {import('./targets.js').TargetResult[]} input.targets
  * @param {string[]} input.notes
+ * @param {import('./node-choice.js').NodeChoice} [input.nodeChoice] the Nodes side by side, when two ran
  */
-export function markdownReport({ meta, rows, startup, rotation, soak, targets, notes }) {
+export function markdownReport({ meta, rows, startup, rotation, soak, targets, notes, nodeChoice }) {
   const m = /** @type {any} */ (meta);
   const lines = [];
   lines.push(`## spiffe-sidecar ${m.options.soak ? 'soak' : 'benchmark'}, ${m.date}`);
   lines.push('');
-  // The sidecar may run on another Node than the bench (BENCH_SIDECAR_NODE): say which ran what.
-  const sidecarNode = m.sidecarNode.custom
-    ? `sidecar on Node ${m.sidecarNode.version} (\`BENCH_SIDECAR_NODE=${m.sidecarNode.path}\`); ` +
-      `bench, load generator, app and reference rows on Node ${m.machine.node}`
-    : `Node ${m.machine.node} (sidecar, bench and reference rows alike)`;
+  // The sidecar may run on another Node than the bench (BENCH_SIDECAR_NODE, the -node24 rows): say which ran what.
+  const second = m.nodes?.second;
+  const sidecarNode = soak
+    ? `sidecar on Node ${soak.node.version.slice(1)}${soak.node.image ? " (the image's)" : ''}; bench, load generator and app on Node ${m.machine.node}`
+    : m.sidecarNode.custom
+      ? `sidecar on Node ${m.sidecarNode.version} (\`BENCH_SIDECAR_NODE=${m.sidecarNode.path}\`); ` +
+        `bench, load generator, app and reference rows on Node ${m.machine.node}`
+      : `Node ${m.machine.node} (${second && 'version' in second ? 'the sidecar rows' : 'sidecar'}, bench and reference rows alike)`;
+  const secondNode =
+    second && 'version' in second && !m.options.soak
+      ? `; the \`-node24\` rows and \`@24\` startup on Node ${second.version.slice(1)} (${second.path})`
+      : second && !m.options.soak
+        ? `; no \`-node24\` rows (${second.missing})`
+        : '';
   const machineLine =
     `Machine: ${m.machine.cpus} cores (${m.machine.cpuModel}), ${m.machine.memoryGb} GB, ${m.machine.kernel}; ` +
-    `${sidecarNode}; nginx ${m.machine.nginx ?? 'not available'}; ghostunnel ${m.machine.ghostunnel ?? 'not available'}.`;
+    `${sidecarNode}${secondNode}; ${imageLine(m.nodes?.image)}; nginx ${m.machine.nginx ?? 'not available'}; ` +
+    `ghostunnel ${m.machine.ghostunnel ?? 'not available'}.`;
   if (m.options.soak) {
     lines.push(machineLine);
     lines.push('');
@@ -90,6 +101,7 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
   }
   lines.push('');
   lines.push(...referenceLines(rows));
+  if (nodeChoice) lines.push(...nodeChoiceTable(nodeChoice));
   const jwt = rows.find((r) => r.key === 'sidecar-jwt');
   if (jwt?.measured && jwt.vsSidecarMtls.keepAliveRps !== undefined) {
     lines.push(
@@ -109,12 +121,16 @@ export function markdownReport({ meta, rows, startup, rotation, soak, targets, n
     lines.push('| mode | median ms | CPU median ms | runs ms |');
     lines.push('|---|--:|--:|---|');
     /** @type {[string, import('./startup.js').StartupSeries][]} */
-    const series = [
-      ['file (PEM files, mTLS)', startup.modes.file],
-      ['jwt (JWT bundle file, plain)', startup.modes.jwt],
-      ['spire (Workload API socket, mTLS)', startup.modes.spire],
-      ['bare Node serving /readyz (for scale)', startup.bareNode],
-    ];
+    const series = startup.nodes.flatMap(({ tag, version }) => {
+      // With two Nodes, each series names its Node (the base one's modes are `file`, the newer one's `file@24`).
+      const on = startup.nodes.length > 1 || tag ? ` on Node ${version.slice(1)}` : '';
+      return /** @type {[string, import('./startup.js').StartupSeries][]} */ ([
+        [`file${tag} (PEM files, mTLS)${on}`, startup.modes[`file${tag}`]],
+        [`jwt${tag} (JWT bundle file, plain)${on}`, startup.modes[`jwt${tag}`]],
+        [`spire${tag} (Workload API socket, mTLS)${on}`, startup.modes[`spire${tag}`]],
+        [`bare Node serving /readyz (for scale)${on}`, startup.bare[tag]],
+      ]);
+    });
     for (const [label, s] of series) {
       const runs = s.ms.map((v) => v.toFixed(0)).join(', ') || '–';
       lines.push(
@@ -163,7 +179,7 @@ function referenceLines(rows) {
   const pair = (/** @type {number | undefined} */ a, /** @type {number | undefined} */ b) =>
     `${times(a)} / ${times(b)}`;
   const out = [];
-  for (const key of ['sidecar-mtls', 'sidecar-mtls-w2', 'sidecar-l4']) {
+  for (const key of ['sidecar-mtls', 'sidecar-mtls-node24', 'sidecar-mtls-w2', 'sidecar-l4', 'sidecar-l4-node24']) {
     const r = rows.find((x) => x.key === key);
     if (!r?.measured) continue;
     const n = r.vsNginx;
@@ -217,6 +233,38 @@ function storeLine(rows, redisVersion) {
     `redis-server ${num(total)} µs per request, ${times(b?.totalCpuUsPerRequest)} local buckets. ` +
     `Local buckets themselves: CPU per request ${times(overAllow)} the \`--allow\` row.`
   );
+}
+
+/**
+ * Which Node the image has, from the Dockerfile, for the machine line.
+ * @param {import('./dockerfile.js').ImageNode | undefined} image
+ */
+function imageLine(image) {
+  if (!image) return "the image's Node unknown";
+  if ('error' in image) return `the image's Node unknown (${image.error})`;
+  const mismatch = image.runtimeMismatch ? `, but ${image.runtimeMismatch}` : '';
+  return `the image's Node: ${image.major} (Dockerfile \`${image.from}\` → ${image.image}${mismatch})`;
+}
+
+/**
+ * Every Node's value of each Node-dependent target side by side, one line each, for choosing the image's Node.
+ * @param {import('./node-choice.js').NodeChoice} choice
+ * @returns {string[]}
+ */
+function nodeChoiceTable(choice) {
+  const heads = choice.nodes.map((n) => `Node ${n.version.slice(1)}${n.image ? " (the image's)" : ''}`);
+  const [first, last] = [choice.nodes[0], choice.nodes[choice.nodes.length - 1]];
+  const major = (/** @type {string} */ v) => v.replace(/^v(\d+).*/, '$1');
+  return [
+    "The sidecar's Node, side by side: the Node-dependent targets on each Node (the targets below judge the " +
+      "image's Node's) and what else differs; the last column is the newer Node's value over the base Node's, " +
+      'taken within each round for throughput and CPU:',
+    '',
+    `| target | ${heads.join(' | ')} | Node ${major(last.version)} / Node ${major(first.version)} |`,
+    `|---|${choice.nodes.map(() => '--:|').join('')}--:|`,
+    ...choice.lines.map((l) => `| ${l.what} | ${l.values.join(' | ')} | ${times(l.overBase)} |`),
+    '',
+  ];
 }
 
 /** @param {import('./targets.js').TargetResult[]} targets */
@@ -280,7 +328,9 @@ function soakSection(s) {
     ['RSS max (every second, warm-up included)', `${mb(s.rss.maxBytes)} MB`],
   ];
   const lines = [
-    `Soak: ${s.seconds} s of one sidecar in file mode (mTLS, as \`sidecar-mtls\`) at half its measured keep-alive ` +
+    `Soak: ${s.seconds} s of one sidecar in file mode (mTLS, as \`sidecar-mtls\`) on ` +
+      `${s.node.image ? "the image's Node" : 'Node'} ${s.node.version.slice(1)}${s.node.note ? ` (not the image's: ${s.node.note})` : ''} ` +
+      `at half its measured keep-alive ` +
       `capacity, paced closed loop, ${((s.rate.newConn / s.rate.total) * 100).toFixed(1)}% of the requests on new ` +
       `TLS connections (full handshake, server chain verified), the SVID files replaced kubelet-style every ` +
       `${s.rotateSeconds} s; RSS of its process tree sampled every second.`,

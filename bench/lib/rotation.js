@@ -42,15 +42,16 @@ function secretVolume(dir) {
  * A file-mode mTLS sidecar whose SVID files live in a Secret-style volume that the caller rotates.
  * @param {{ options: import('./options.js').BenchOptions, pki: import('./pki.js').Pki, tmp: string, appPort: number }} ctx
  * @param {string} name the volume directory and the log file's name
+ * @param {string} [node] the node binary that runs it (the soak: the image's Node), the base one by default
  */
-export async function startRotatingSidecar({ options, pki, tmp, appPort }, name) {
+export async function startRotatingSidecar({ options, pki, tmp, appPort }, name, node = options.sidecarNode) {
   const dir = join(tmp, `${name}-svid`);
   const volume = secretVolume(dir);
   await volume.init(pki.rotationDirs[0]);
   const [port, adminPort] = [await freePort(), await freePort()];
   const logFile = join(tmp, `${name}.log`);
   const { child, readyMs } = await startSidecar({
-    node: options.sidecarNode,
+    node,
     cli: options.cli,
     nodeArgs: options.sidecarNodeArgs,
     args: [

@@ -11,6 +11,7 @@ import { CLIENT_ID } from './pki.js';
 import { describeModeLine, StoreModeWatch, writeRateLimitPolicy } from './rate-limit.js';
 import { startRedis } from './redis.js';
 import { sidecarArgs, startSidecar } from './sidecar.js';
+import { SECOND_MAJOR, SECOND_SUFFIX } from './sidecar-nodes.js';
 
 /**
  * @typedef {object} Started
@@ -33,6 +34,7 @@ import { sidecarArgs, startSidecar } from './sidecar.js';
  * @property {boolean} tls whether the row speaks TLS to the load generator
  * @property {string} [unavailable] why the row cannot be measured in this run
  * @property {string} [baseline] the row it is priced against, round by round (summary: `vsBaseline`)
+ * @property {import('./sidecar-nodes.js').SidecarNode} [node] the Node a sidecar row runs on
  * @property {() => Promise<Started>} start
  */
 
@@ -49,6 +51,9 @@ import { sidecarArgs, startSidecar } from './sidecar.js';
  * @property {{ workers: boolean, protocol: boolean }} features
  * @property {{ cert: string, key: string, ca: string }} clientTls the load generator's SVID (PEM)
  * @property {{ binary: string } | { missing: string }} redis the redis-server binary, or why there is none
+ * @property {import('./sidecar-nodes.js').SidecarNode} baseNode the Node of the sidecar rows
+ * @property {import('./sidecar-nodes.js').SidecarNode | { missing: string }} secondNode the Node of the
+ *   `-node24` rows, or why there is none
  */
 
 const servers = (/** @type {string} */ file) => fileURLToPath(new URL(`../servers/${file}`, import.meta.url));
@@ -77,9 +82,10 @@ async function startReference(ctx, file) {
  * @param {RowContext} ctx
  * @param {import('./sidecar.js').SidecarMode} mode
  * @param {string} key
+ * @param {import('./sidecar-nodes.js').SidecarNode} [node] the Node that runs it, the base one by default
  * @returns {Promise<Started>}
  */
-async function startSidecarRow(ctx, mode, key) {
+async function startSidecarRow(ctx, mode, key, node = ctx.baseNode) {
   const [port, adminPort] = [await freePort(), await freePort()];
   const args = sidecarArgs(mode, {
     port,
@@ -89,7 +95,7 @@ async function startSidecarRow(ctx, mode, key) {
     jwksFile: ctx.pki.jwksFile,
   });
   const { child, readyMs } = await startSidecar({
-    node: ctx.options.sidecarNode,
+    node: node.path,
     cli: ctx.options.cli,
     nodeArgs: ctx.options.sidecarNodeArgs,
     args: [...args, ...ctx.options.sidecarArgs],
@@ -176,6 +182,42 @@ async function startStoreRow(ctx, key) {
     await redis.stop();
     throw err;
   }
+}
+
+/**
+ * The rows that run again on the newer Node, with their mode: the audit-line default and the L4 relay (the
+ * Node-dependent targets' rows, and their closest peer, ghostunnel's).
+ * @type {Record<string, import('./sidecar.js').SidecarMode>}
+ */
+const SECOND_NODE_ROWS = { 'sidecar-mtls': { auth: 'mtls' }, 'sidecar-l4': { auth: 'l4' } };
+
+/**
+ * The same row on the newer Node, placed right after it so that both are measured close together in each
+ * round; priced against it round by round (`baseline`: Node 24 over the base Node).
+ * @param {RowContext} ctx
+ * @param {Row} row a sidecar row of the base Node
+ * @param {import('./sidecar.js').SidecarMode} mode
+ * @returns {Row}
+ */
+function onSecondNode(ctx, row, mode) {
+  const second = ctx.secondNode;
+  const key = `${row.key}${SECOND_SUFFIX}`;
+  if (!('path' in second)) {
+    return {
+      ...row,
+      key,
+      label: `${row.label} on Node ${SECOND_MAJOR}`,
+      unavailable: row.unavailable ?? second.missing,
+    };
+  }
+  return {
+    ...row,
+    key,
+    label: `${row.label} on Node ${second.version.slice(1)}`,
+    baseline: row.key,
+    node: second,
+    start: () => startSidecarRow(ctx, mode, key, second),
+  };
 }
 
 /**
@@ -318,6 +360,11 @@ export function benchRows(ctx) {
       start: () => startSidecarRow(ctx, { auth: 'l4' }, 'sidecar-l4'),
     },
   ];
+  const all = rows.flatMap((row) => {
+    const own = row.kind === 'sidecar' ? { ...row, node: ctx.baseNode } : row;
+    const mode = SECOND_NODE_ROWS[row.key];
+    return mode ? [own, onSecondNode(ctx, row, mode)] : [own];
+  });
   const only = ctx.options.only;
-  return only ? rows.filter((r) => r.key === 'direct' || only.includes(r.key)) : rows;
+  return only ? all.filter((r) => r.key === 'direct' || only.includes(r.key)) : all;
 }

@@ -4,7 +4,8 @@
 // (paced keep-alive connections, plus a share of the requests on new TLS connections so that connections
 // come and go), while its SVID files are replaced kubelet-style every few seconds. Its RSS is sampled every
 // second: the median of the first 30 samples after a warm-up against the median of the last 30 is the
-// growth, so that one GC cycle's peak does not decide it.
+// growth, so that one GC cycle's peak does not decide it. The sidecar runs on the image's Node (its major read
+// from the Dockerfile), so that the soak proves the memory of what ships.
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { clearInterval, setInterval } from 'node:timers';
@@ -23,6 +24,8 @@ const NEWCONN_WORKERS = 2;
 
 /**
  * @typedef {object} SoakResult
+ * @property {{ version: string, image: boolean, note?: string }} node the Node the sidecar ran on; `image`: the
+ *   image's; `note`: why not, when not
  * @property {number} seconds
  * @property {number} warmupSeconds RSS samples before this are not compared (heap and caches still growing)
  * @property {number} rotateSeconds
@@ -98,13 +101,15 @@ function reloads(text) {
 /**
  * @param {{ options: import('./options.js').BenchOptions, pki: import('./pki.js').Pki, tmp: string,
  *   appPort: number, appPid: number, loadgen: import('./loadgen.js').LoadGenerator,
- *   clientTls: { cert: string, key: string, ca: string }, say: (line: string) => void }} ctx
+ *   clientTls: { cert: string, key: string, ca: string }, say: (line: string) => void,
+ *   node: SoakResult['node'] & { path: string } }} ctx `node`: the image's Node, or (with a note why) another
  * @returns {Promise<SoakResult>}
  */
-export async function measureSoak({ options, pki, tmp, appPort, appPid, loadgen, clientTls, say }) {
+export async function measureSoak({ options, pki, tmp, appPort, appPid, loadgen, clientTls, say, node }) {
   const { child, readyMs, volume, port, adminPort } = await startRotatingSidecar(
     { options, pki, tmp, appPort },
     'soak',
+    node.path,
   );
   const pid = /** @type {number} */ (child.pid);
   try {
@@ -200,6 +205,7 @@ export async function measureSoak({ options, pki, tmp, appPort, appPid, loadgen,
     const afterWarmupBytes = median(after.slice(0, EDGE_SAMPLES));
     const endBytes = median(after.slice(-EDGE_SAMPLES));
     return {
+      node: { version: node.version, image: node.image, ...(node.note ? { note: node.note } : {}) },
       seconds: options.soakSeconds,
       warmupSeconds,
       rotateSeconds: options.soakRotateSeconds,

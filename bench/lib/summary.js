@@ -39,7 +39,8 @@ export function summarize(records) {
   const direct = byKey.get('direct');
   const nginx = byKey.get('nginx');
   const ghostunnel = byKey.get('ghostunnel');
-  const sidecarMtls = byKey.get('sidecar-mtls');
+  /** The mTLS row on the same Node as this row (`sidecar-l4-node24` against `sidecar-mtls-node24`). */
+  const sidecarMtlsOf = (/** @type {RowRecord} */ record) => byKey.get(`sidecar-mtls${record.row.node?.suffix ?? ''}`);
   /**
    * Median over rounds of a per-round ratio of this row to another.
    * @param {RowRecord} record
@@ -86,6 +87,7 @@ export function summarize(records) {
       median(rounds.map((round) => get(round, pick)));
     const addedP50 = median(rounds.map((_, i) => added(record, i)));
     const baseline = row.baseline ? byKey.get(row.baseline) : undefined;
+    const sidecarMtls = sidecarMtlsOf(record);
     const errors = rounds.reduce(
       (sum, r) => sum + (r ? r.keepAlive.errors + r.newConn.errors + r.latency.errors : 0),
       0,
@@ -94,6 +96,8 @@ export function summarize(records) {
       key: row.key,
       label: row.label,
       kind: row.kind,
+      // The Node a sidecar row ran on: the Node-dependent targets pick the image's Node's rows by it.
+      node: row.node ? { version: row.node.version, major: row.node.major, suffix: row.node.suffix } : undefined,
       unavailable: record.unavailable,
       failures: record.failures,
       invalid: record.invalid,
@@ -143,6 +147,7 @@ export function summarize(records) {
         keepAliveRps: perRound(record, direct, keepAliveRps),
         newConnRps: perRound(record, direct, newConnRps),
       },
+      // Against the mTLS row of the same Node.
       vsSidecarMtls: {
         keepAliveRps: perRound(record, sidecarMtls, keepAliveRps),
         cpuUsPerRequest: perRound(record, sidecarMtls, keepAliveCpu),
@@ -159,7 +164,8 @@ export function summarize(records) {
             rssLoadedBytes: max(rounds.map((r) => r?.keepAlive.sideRssPeakBytes)),
           }
         : undefined,
-      // Against the row it prices (the store row against local buckets), round by round.
+      // Against the row it prices (the store row against local buckets, a -node24 row against the same row on
+      // the base Node), round by round.
       vsBaseline: baseline
         ? {
             key: baseline.row.key,
@@ -167,6 +173,7 @@ export function summarize(records) {
             cpuUsPerRequest: perRound(record, baseline, keepAliveCpu),
             totalCpuUsPerRequest: perRound(record, baseline, totalCpu),
             newConnRps: perRound(record, baseline, newConnRps),
+            rssLoaded: perRound(record, baseline, rssLoaded),
             addedP50: median(rounds.map((_, i) => ratio(added(record, i), added(baseline, i)))),
           }
         : undefined,

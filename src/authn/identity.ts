@@ -58,6 +58,24 @@ export interface Rejection {
   readonly message: string;
 }
 
+/**
+ * The reason word of the answer a refused caller gets: a 503 says what is missing (`no_keys`: no keys to
+ * verify with yet; `token_review_unavailable`: the Kubernetes API server could not review the token), a 401
+ * the rejection's own reason.
+ */
+export function answerReasonOf(rejection: Rejection): string {
+  switch (rejection.reason) {
+    case 'ERR_JWT_NO_KEYS':
+      return 'no_keys';
+    case 'ERR_JWT_TOKEN_REVIEW_UNAVAILABLE':
+      return 'token_review_unavailable';
+    case 'ERR_JWT_REPLAY_CACHE_FULL':
+      return 'replay_cache_full';
+    default:
+      return rejection.reason;
+  }
+}
+
 /** How the caller appears in the audit log: its SPIFFE ID, or issuer and subject. */
 export function describePeer(peer: PeerIdentity): string {
   if (peer.id) return peer.id.toString();

@@ -33,6 +33,7 @@ export const RUN_DEFAULTS = freeze({
   'proxy-protocol': { shown: 'off' },
   workers: { value: '1' },
   'upstream-protocol': { value: 'h1' },
+  'http-engine': { value: 'raw' },
   // SPIFFE_ENDPOINT_SOCKET, when set, stands in for the flag (Workload Endpoint §4): an environment
   // variable, not a default.
   'workload-api-socket': NONE,

@@ -22,6 +22,11 @@ export const RUN_OPTIONS: Readonly<Record<RunFlag, OptionSpec>> = {
     value: 'P',
     help: 'how the app is reached: h1, or h2c: cleartext HTTP/2 such as gRPC',
   },
+  'http-engine': {
+    type: 'string',
+    value: 'E',
+    help: 'HTTP/1.1 callers: raw (strict parser on the socket, fast) or node (node:http)',
+  },
   'proxy-protocol': { type: 'string', value: 'v2', help: 'TCP mode: send a PROXY v2 header with the SPIFFE ID' },
   'workload-api-socket': {
     type: 'string',

@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { Decision } from '../authz/policy.js';
-import { type Logger, writeSerializedLine } from '../log.js';
+import { jsonString, type Logger, writeSerializedLine } from '../log.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { newRequestId, type RequestTrace, traceIdOf } from './request-id.js';
 
@@ -63,8 +63,10 @@ const MAX_LOGGED_PATH = 256;
 
 /** The path for the log: no query string (it may carry secrets), bounded length. */
 export function auditPath(url: string | undefined): string {
-  const path = (url ?? '').split('?', 1)[0];
-  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}...` : path;
+  if (url === undefined) return '';
+  const query = url.indexOf('?');
+  const end = query === -1 ? url.length : query;
+  return end > MAX_LOGGED_PATH ? `${url.slice(0, MAX_LOGGED_PATH)}...` : query === -1 ? url : url.slice(0, end);
 }
 
 /** Milliseconds to the microsecond. */
@@ -191,21 +193,21 @@ export class Exchange implements ExchangeProgress, RequestTrace {
     if (decision === undefined || !log.isLevelEnabled('info')) return;
     // Serialized here, not by pino: its walk over an ~18-field object cost more than the rest of the line
     // (issue 17: the line must stay within 10% of a request's CPU). Strings that come from the caller or
-    // the rules go through JSON.stringify; the rest are numbers and words of ours.
+    // the rules are quoted by jsonString (JSON.stringify's escaping); the rest are numbers and words of ours.
     const identity = this.identity as PeerIdentity;
-    let line = `"event":"authz","peer":${JSON.stringify(describePeer(identity))},"auth":"${identity.method}"`;
-    line += `,"method":${JSON.stringify(this.method ?? '')},"path":${JSON.stringify(auditPath(this.url))}`;
+    let line = `"event":"authz","peer":${jsonString(describePeer(identity))},"auth":"${identity.method}"`;
+    line += `,"method":${jsonString(this.method ?? '')},"path":${jsonString(auditPath(this.url))}`;
     line += decision.allow ? ',"decision":"allow"' : ',"decision":"deny"';
     // A denial let through by --policy-mode dry-run.
     if (!decision.allow && !this.refused) line += ',"dry_run":true';
-    if (decision.rule !== undefined) line += `,"rule":${JSON.stringify(decision.rule)}`;
-    if (!decision.allow) line += `,"reason":${JSON.stringify(decision.reason)}`;
+    if (decision.rule !== undefined) line += `,"rule":${jsonString(decision.rule)}`;
+    if (!decision.allow) line += `,"reason":${jsonString(decision.reason)}`;
     line += `,"protocol":"${this.protocol}","status":${status},"bytes_in":${this.bytesIn},"bytes_out":${this.bytesOut}`;
     line += `,"duration_ms":${ms(this.totalMs)}`;
     if (upstreamMs !== undefined) line += `,"upstream_ms":${ms(upstreamMs)}`;
     line += `,"request_id":"${this.id}"`;
     if (this.traceId !== undefined) line += `,"trace_id":"${this.traceId}"`;
-    if (this.remote !== undefined) line += `,"remote":${JSON.stringify(this.remote)}`;
+    if (this.remote !== undefined) line += `,"remote":${jsonString(this.remote)}`;
     if (this.outcome !== undefined) line += `,"outcome":"${this.outcome}"`;
     writeSerializedLine(log, 'info', line, 'authorization decision');
   }

@@ -12,6 +12,7 @@ const ERROR_OF_STATUS: Readonly<Record<number, string>> = {
   401: 'unauthorized',
   403: 'forbidden',
   408: 'request_timeout',
+  417: 'expectation_failed',
   429: 'too_many_requests',
   431: 'headers_too_large',
   500: 'internal_error',
@@ -19,6 +20,7 @@ const ERROR_OF_STATUS: Readonly<Record<number, string>> = {
   502: 'bad_gateway',
   503: 'unavailable',
   504: 'gateway_timeout',
+  505: 'http_version_not_supported',
 };
 
 export interface Answer {
@@ -87,15 +89,26 @@ export function writeAnswerH2(stream: http2.ServerHttp2Stream, a: Answer): numbe
   return Buffer.byteLength(body);
 }
 
+/**
+ * An answer as the bytes of an HTTP/1.1 response, for the paths that write to the socket themselves (the raw
+ * HTTP/1.1 path, an upgrade request). `close`: the connection closes after it; `head`: the request was HEAD
+ * (the length is announced, no body is sent). `bodyBytes`: what the access line counts.
+ */
+export function answerMessage(a: Answer, close: boolean, head = false): { text: string; bodyBytes: number } {
+  const body = answerBody(a);
+  let fields = '';
+  if (a.headers) for (const name in a.headers) fields += `${name}: ${a.headers[name]}\r\n`;
+  const length = Buffer.byteLength(body);
+  const text = `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n${fields}${close ? 'connection: close\r\n' : ''}\r\n${head ? '' : body}`;
+  return { text, bodyBytes: head ? 0 : length };
+}
+
 /** On a socket the HTTP server has handed over (an upgrade request): the whole response, then close. */
 export function writeAnswerRaw(socket: Socket, a: Answer): number {
   if (socket.destroyed) return 0;
-  const body = answerBody(a);
-  const fields = Object.entries(a.headers ?? {})
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join('');
-  socket.end(
-    `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${fields}connection: close\r\n\r\n${body}`,
-  );
-  return Buffer.byteLength(body);
+  const { text, bodyBytes } = answerMessage(a, true);
+  socket.end(text);
+  // Gone once written: a half-open socket would otherwise hold a connection (and --max-connections) for ever.
+  socket.destroySoon();
+  return bodyBytes;
 }

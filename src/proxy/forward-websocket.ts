@@ -10,7 +10,7 @@ import { answer, writeAnswerRaw } from './answers.js';
 import { type ForwardContext, type ForwardTarget, logAppConnection, logStall, requestToApp } from './forwarding.js';
 
 /** Whether this upgrade request asks for WebSocket, the only protocol we tunnel. */
-export function isWebSocketUpgrade(req: http.IncomingMessage): boolean {
+export function isWebSocketUpgrade(req: Pick<http.IncomingMessage, 'method' | 'headers'>): boolean {
   return req.method === 'GET' && req.headers.upgrade?.trim().toLowerCase() === 'websocket';
 }
 

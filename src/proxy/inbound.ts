@@ -24,6 +24,7 @@ import {
   RequestAdmission,
 } from './admission.js';
 import { type Answer, answer, writeAnswerH1, writeAnswerH2, writeAnswerRaw } from './answers.js';
+import { AppConnections } from './app-connections.js';
 import { accountConnections } from './connection-accounting.js';
 import { ConnectionDeadlines, type DeadlineCause } from './connection-deadline.js';
 import { forwardH1 } from './forward-h1.js';
@@ -32,6 +33,7 @@ import { forwardToH2c } from './forward-h2c.js';
 import { isWebSocketUpgrade, tunnelWebSocket } from './forward-websocket.js';
 import { bodyArrived, type ForwardContext, type ForwardTarget, originOf, type Reply } from './forwarding.js';
 import { H2cUpstream } from './h2c-upstream.js';
+import { Http1Connection, type Http1Listener } from './h1-connection.js';
 import { type HeaderPolicy, upstreamRequestHeaders } from './headers.js';
 import { h2RequestToH1 } from './http2-headers.js';
 import type { InboundLimits } from './limits.js';
@@ -58,6 +60,11 @@ export interface InboundOptions {
   log: Logger;
   limits: InboundLimits;
   metrics?: ProxyMetrics;
+  /**
+   * HTTP/1.1 callers: `raw` (the default) reads the socket and frames HTTP/1.1 itself (h1-connection.ts);
+   * `node` serves them with node:http (`--http-engine node`). An h2c app always has node:http callers.
+   */
+  http1Engine?: 'raw' | 'node';
 }
 
 const MAX_H2_STREAMS = 100;
@@ -89,6 +96,8 @@ export class InboundProxy {
   /** Per HTTP/2 connection: streams opened, and streams the client reset before we answered (rapid reset). */
   private readonly streamCounts = new WeakMap<http2.ServerHttp2Session, { opened: number; reset: number }>();
   private acceptingH2: TLSSocket | undefined;
+  /** The raw HTTP/1.1 path (absent: node:http serves HTTP/1.1 callers): its connections, and the app's. */
+  private readonly http1: { listener: Http1Listener; connections: Map<Socket, Http1Connection> } | undefined;
   /** When each connection must end: its certificate's notAfter, its tokens' exp. */
   private readonly deadlines = new ConnectionDeadlines((socket, cause) => this.expire(socket, cause));
   /** HTTP/1.1 connections with a request under way (Node serves one at a time per connection). */
@@ -146,6 +155,9 @@ export class InboundProxy {
           ...httpOptions,
         })
       : http.createServer(httpOptions);
+    const raw = options.http1Engine !== 'node' && options.upstreamProtocol !== 'h2c';
+    // Plain HTTP (JWT mode): the connections are ours from the start, not node:http's.
+    if (raw && !identity) this.server.removeAllListeners('connection');
     accountConnections(this.server, { maxConnections: limits.maxConnections, metrics: this.metrics, log, identity });
     this.forwarding = {
       upstream: options.upstream,
@@ -166,6 +178,24 @@ export class InboundProxy {
       // admission rather than reset by nghttp2.
       maxHeaderListPairs: limits.maxHeaderCount + 16,
     });
+    this.http1 = raw
+      ? {
+          connections: new Map(),
+          listener: {
+            forwarding: this.forwarding,
+            access: this.access,
+            app: new AppConnections(
+              options.upstream.hostname,
+              Number(options.upstream.port || 80),
+              Math.min(limits.maxConnections, 1024),
+            ),
+            tunnels: this.tunnels,
+            admit: (head, ex, refuse, go) => this.admitThen(head, ex, refuse, go),
+            target: (head, admitted, ex, endStream, upgrade) => this.target(head, admitted, ex, endStream, upgrade),
+          },
+        }
+      : undefined;
+    if (raw && !identity) this.server.on('connection', (socket: Socket) => this.serveHttp1(socket));
     if (identity) this.dispatchByAlpn(auth.certificates !== 'off', limits);
     this.server.on('request', (req, res) => this.handle(req, res));
     // `Expect: 100-continue`: answered by us, and only once the caller is admitted. A refused caller gets
@@ -178,7 +208,7 @@ export class InboundProxy {
           initialBundles: identity.status().ready ? identity.current().bundles : undefined,
           // On revocation, idle keep-alive connections and tunnels go too (requests on busy ones get 503).
           onRevoked: () => {
-            this.server.closeIdleConnections();
+            this.closeIdleConnections();
             for (const tunnel of this.tunnels) tunnel.destroy();
             for (const session of this.h2Sessions) session.close();
           },
@@ -203,14 +233,15 @@ export class InboundProxy {
   async drain(timeoutMs: number): Promise<void> {
     this.draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    this.closeIdleConnections();
     // A response under way when the drain began leaves a keep-alive connection idle later: keep closing.
-    const sweep = setInterval(() => this.server.closeIdleConnections(), 100);
+    const sweep = setInterval(() => this.closeIdleConnections(), 100);
     // HTTP/2: GOAWAY, so that clients open no new streams here while the open ones finish.
     for (const session of this.h2Sessions) session.close();
     const timer = setTimeout(() => {
       this.access.cutByDrain = true;
       this.server.closeAllConnections();
+      for (const socket of this.http1?.connections.keys() ?? []) socket.destroy();
       for (const tunnel of this.tunnels) tunnel.destroy();
       for (const session of this.h2Sessions) session.destroy();
     }, timeoutMs);
@@ -223,9 +254,23 @@ export class InboundProxy {
   async close(): Promise<void> {
     this.rotation?.stop();
     for (const session of this.h2Sessions) session.destroy();
+    for (const socket of this.http1?.connections.keys() ?? []) socket.destroy();
     await closeNow(this.server);
+    this.http1?.listener.app.close();
     this.forwarding.agent.destroy();
     this.forwarding.h2c?.close();
+  }
+
+  /** Idle keep-alive connections are closed (a drain, a revocation); busy ones finish their response first. */
+  private closeIdleConnections(): void {
+    this.server.closeIdleConnections();
+    for (const [socket, connection] of this.http1?.connections ?? []) if (connection.idle) socket.destroy();
+  }
+
+  /** An HTTP/1.1 caller on the raw path. */
+  private serveHttp1(socket: Socket): void {
+    const http1 = this.http1 as NonNullable<typeof this.http1>;
+    http1.connections.set(socket, new Http1Connection(http1.listener, socket, () => http1.connections.delete(socket)));
   }
 
   /**
@@ -247,7 +292,8 @@ export class InboundProxy {
         if (peer?.method === 'mtls' && peer.notAfter !== undefined) this.deadlines.certificate(socket, peer.notAfter);
       } else logConnectionAccepted(this.options.log, socket, undefined);
       if (socket.alpnProtocol !== 'h2') {
-        http1.call(this.server, socket);
+        if (this.http1) this.serveHttp1(socket);
+        else http1.call(this.server, socket);
         return;
       }
       // The session is created, and 'session' emitted, synchronously inside emit('connection').
@@ -295,6 +341,8 @@ export class InboundProxy {
     );
     setTimeout(() => socket.destroy(), this.options.limits.headerTimeoutMs).unref();
     for (const [session, under] of this.sessionSocketList()) if (under === socket) return void session.close();
+    const raw = this.http1?.connections.get(socket);
+    if (raw) return void raw.closeWhenIdle();
     if (this.busy.has(socket)) this.expired.add(socket);
     else socket.destroy();
   }
@@ -498,6 +546,8 @@ export class InboundProxy {
    * neither. A tunnel cut by a drain or a revocation closes too, so its line is never lost to a shutdown.
    */
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    // node:http no longer listens on the socket it handed over: a caller's reset must not be the process's error.
+    socket.on('error', () => {});
     const ex = new Exchange(
       this.access,
       'websocket',

