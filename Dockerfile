@@ -5,7 +5,9 @@
 #
 #   docker build -t spiffe-sidecar:0.1.0 .
 #   docker run --rm spiffe-sidecar:0.1.0 --version
-ARG NODE_MAJOR=20
+# Node 24: `npm run bench` (README, Performance) chose it over Node 20 (end of life since 2026-04): 1.8× the new
+# mTLS connections per second (1.04× nginx), 0.8× the startup time, 0.9× the CPU per request, for ~15 MB more RSS.
+ARG NODE_MAJOR=24
 
 # 1. Compile TypeScript to dist/ and bundle the CLI into dist/main.js (needs the dev dependencies).
 FROM node:${NODE_MAJOR}-bookworm-slim AS build
@@ -31,7 +33,7 @@ LABEL org.opencontainers.image.title="spiffe-sidecar" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="gcr.io/distroless/nodejs20-debian12:nonroot"
+      org.opencontainers.image.base.name="gcr.io/distroless/nodejs24-debian12:nonroot"
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=production-dependencies /app/node_modules ./node_modules

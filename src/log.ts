@@ -71,9 +71,8 @@ const BATCH_BYTES = 16 * 1024;
  * Lines leave in batches: one write when 16 KiB are waiting or 20 ms after the first of them, whichever comes
  * first (and at exit, and before telling another process anything they must precede). stdout on a file or a
  * pipe is synchronous on Linux, so a write per line cost every request a write(2) for its access line, and
- * one per event-loop turn still one per one or two requests under load (bench: the access line went from
- * ~17% of a request's CPU to ~X%). Nothing waits on the log: lines that would queue beyond
- * MAX_UNWRITTEN_BYTES are dropped and counted.
+ * one per event-loop turn still one per one or two requests under load. Nothing waits on the log: lines that
+ * would queue beyond MAX_UNWRITTEN_BYTES are dropped and counted.
  */
 export class BatchedLines {
   /** Lines dropped because the reader fell behind. */
