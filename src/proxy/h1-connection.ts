@@ -56,6 +56,8 @@ export interface Http1Listener {
 
 const CRLF = Buffer.from('\r\n');
 const LINE_BREAKING = /[\r\n\0]/;
+const HEAD_END = Buffer.from('\n\r\n');
+const BARE_LF_END = Buffer.from('\n\n');
 /** The app's idle timeout when it states none (Node's default), and how long before it we stop using a connection. */
 const UNSTATED_KEEP_ALIVE_MS = 5_000;
 const KEEP_ALIVE_MARGIN_MS = 1_000;
@@ -132,6 +134,8 @@ export class Http1Connection {
   private appIdleSince = 0;
   /** The caller is paused: by the app's back-pressure on a body, or by pipelined bytes piling up. */
   private pausedForApp = false;
+  /** Bytes of `buffered` already searched for the end of a head. */
+  private scanned = 0;
   /** Inside the parse loop: a request that ends synchronously does not re-enter it. */
   private parsing = false;
   /** Handed to the WebSocket tunnel. */
@@ -236,7 +240,10 @@ export class Http1Connection {
   private buffer(chunk: Buffer): void {
     // Closing after the answer under way: what the caller sends past it is not read.
     if (this.closing && this.request === undefined) return;
-    this.buffered = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
+    if (this.buffered === undefined) {
+      this.buffered = chunk;
+      this.scanned = 0;
+    } else this.buffered = Buffer.concat([this.buffered, chunk]);
     if (this.request) {
       // Pipelined: held until the response before them is over, and no more than a head's worth.
       if (this.buffered.length > this.limits.maxHeaderBytes && !this.pausedForApp) this.socket.pause();
@@ -257,11 +264,28 @@ export class Http1Connection {
         !this.detached
       ) {
         const { maxHeaderBytes, maxHeaderCount } = this.limits;
-        const head = parseRequestHead(this.buffered, maxHeaderBytes, maxHeaderCount);
+        const buffered = this.buffered;
+        // Parsed only once its end has come: a head trickled in byte by byte is searched (natively) once per
+        // byte, never parsed from its start once per byte (quadratic, and a CPU flood of one connection).
+        // The first empty line ends a head: CRLF CRLF, or (refused by the parser, at once) a bare LF's.
+        const from = this.scanned > 2 ? this.scanned - 2 : 0;
+        const crlf = buffered.indexOf(HEAD_END, from);
+        const lf = buffered.indexOf(BARE_LF_END, from);
+        const end = crlf < 0 ? lf : lf < 0 ? crlf : Math.min(crlf, lf);
+        if (end < 0) {
+          this.scanned = buffered.length;
+          if (buffered.length > maxHeaderBytes) this.refuseHead({ status: 431, reason: 'headers_too_large' });
+          else if (this.timerKind !== 'header') this.arm('header');
+          return;
+        }
+        const head = parseRequestHead(buffered, maxHeaderBytes, maxHeaderCount);
         if (head === undefined) {
+          // The end found was that of empty lines before a request line.
+          this.scanned = end + 3;
           if (this.timerKind !== 'header') this.arm('header');
           return;
         }
+        this.scanned = 0;
         if (isHeadError(head)) {
           this.refuseHead(head);
           return;
