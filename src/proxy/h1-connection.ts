@@ -15,9 +15,8 @@ import type { Admission, RequestHead as AdmittedHead } from './admission.js';
 import { logRequestRefused } from './admission.js';
 import type { AccessLog } from './access-log.js';
 import { Exchange } from './access-log.js';
-import { type Answer, answer, answerMessage, writeAnswerRaw } from './answers.js';
+import { type Answer, answer, answerMessage } from './answers.js';
 import type { AppConnections } from './app-connections.js';
-import { isWebSocketUpgrade, tunnelWebSocket } from './forward-websocket.js';
 import { type ForwardContext, type ForwardTarget, isGrpc, logStall, upstreamFailed } from './forwarding.js';
 import {
   ChunkedDecoder,
@@ -37,21 +36,15 @@ export interface Http1Listener {
   readonly forwarding: ForwardContext;
   readonly access: AccessLog;
   readonly app: AppConnections;
-  /** WebSocket tunnels in progress (a drain or a revocation cuts them). */
-  readonly tunnels: Set<Socket>;
   admit(
     head: AdmittedHead,
     ex: Exchange,
     refuse: (a: Admission & { admitted: false }) => void,
     go: (a: Admission & { admitted: true }) => void,
   ): void;
-  target(
-    head: AdmittedHead,
-    admitted: Admission & { admitted: true },
-    ex: Exchange,
-    endStream: boolean,
-    upgrade?: 'websocket',
-  ): ForwardTarget;
+  target(head: AdmittedHead, admitted: Admission & { admitted: true }, ex: Exchange, endStream: boolean): ForwardTarget;
+  /** An upgrade request: the socket is the tunnel's from now on; `early`, what the caller sent past the head. */
+  upgrade(head: AdmittedHead, ex: Exchange, early: Buffer): void;
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -856,27 +849,7 @@ export class Http1Connection {
     this.disarm();
     this.socket.off('data', this.onData);
     this.releaseApp(false);
-    const socket = this.socket;
-    const early = rest ?? Buffer.alloc(0);
-    ex.countSocket(socket, socket.bytesRead - early.length);
-    socket.once('close', () => ex.end(ex.status, this.listener.access.cutByDrain));
-    const refuse = (a: Answer) => {
-      ex.status = a.status;
-      ex.headWritten(writeAnswerRaw(socket, a));
-    };
-    this.listener.admit(
-      head,
-      ex,
-      (refused) => (refused.answer ? refuse(refused.answer) : socket.destroy()),
-      (admitted) => {
-        if (!isWebSocketUpgrade(head)) {
-          refuse(answer(400, 'unsupported_upgrade'));
-          return;
-        }
-        const target = this.listener.target(head, admitted, ex, false, 'websocket');
-        tunnelWebSocket(this.listener.forwarding, socket, early, target, this.listener.tunnels, ex);
-      },
-    );
+    this.listener.upgrade(head, ex, rest ?? Buffer.alloc(0));
   }
 
   // ── The end ──

@@ -189,9 +189,9 @@ export class InboundProxy {
               Number(options.upstream.port || 80),
               Math.min(limits.maxConnections, 1024),
             ),
-            tunnels: this.tunnels,
             admit: (head, ex, refuse, go) => this.admitThen(head, ex, refuse, go),
-            target: (head, admitted, ex, endStream, upgrade) => this.target(head, admitted, ex, endStream, upgrade),
+            target: (head, admitted, ex, endStream) => this.target(head, admitted, ex, endStream),
+            upgrade: (head, ex, early) => this.tunnelUpgrade(head, ex, early),
           },
         }
       : undefined;
@@ -556,8 +556,17 @@ export class InboundProxy {
       socket.remoteAddress,
       req.headers.traceparent,
     );
-    // What the socket had read before the body: the request head (`head` is the body's first bytes).
-    ex.countSocket(socket, socket.bytesRead - head.length);
+    this.tunnelUpgrade(req, ex, head);
+  }
+
+  /**
+   * An upgrade request on a socket that is now the tunnel's (node:http's or the raw path's): admitted like any
+   * request, and only WebSocket is tunnelled. `early`: bytes the caller sent past the head.
+   */
+  private tunnelUpgrade(head: RequestHead, ex: Exchange, early: Buffer): void {
+    const socket = head.socket;
+    // What the socket had read before the body: the request head.
+    ex.countSocket(socket, socket.bytesRead - early.length);
     // Either side may end a tunnel: only a drain that ran out of time cuts it.
     socket.once('close', () => ex.end(ex.status, this.access.cutByDrain));
     const refuse = (a: Answer) => {
@@ -565,17 +574,17 @@ export class InboundProxy {
       ex.headWritten(writeAnswerRaw(socket, a));
     };
     this.admitThen(
-      req,
+      head,
       ex,
       (refused) => (refused.answer ? refuse(refused.answer) : socket.destroy()),
       (admitted) => {
         // Only WebSocket: any other protocol (h2c, custom) would tunnel requests past header stripping.
-        if (!isWebSocketUpgrade(req)) {
+        if (!isWebSocketUpgrade(head)) {
           refuse(answer(400, 'unsupported_upgrade'));
           return;
         }
-        const target = this.target(req, admitted, ex, false, 'websocket');
-        tunnelWebSocket(this.forwarding, socket, head, target, this.tunnels, ex);
+        const target = this.target(head, admitted, ex, false, 'websocket');
+        tunnelWebSocket(this.forwarding, socket, early, target, this.tunnels, ex);
       },
     );
   }
