@@ -762,7 +762,7 @@ export class Http1Connection {
       this.appKeepAliveMs = head.keepAliveTimeoutMs;
       this.appIdleSince = performance.now();
     } else this.releaseApp(false);
-    this.finish(req, false);
+    this.finish(req);
   }
 
   /** The app ended or failed its connection. */
@@ -777,7 +777,7 @@ export class Http1Connection {
       if (req.relay === 'rechunk') this.toCaller(LAST_CHUNK);
       else req.closeAfter = true;
       this.releaseApp(false);
-      this.finish(req, false);
+      this.finish(req);
       return;
     }
     this.appFailed(req, err ?? new Error('the app closed its connection before the end of its response'));
@@ -812,17 +812,17 @@ export class Http1Connection {
     req.closeAfter = close;
     if (!req.bodyDone) this.releaseApp(false);
     this.toCaller(text);
-    this.finish(req, false);
+    this.finish(req);
   }
 
-  /** The exchange is over (or cut): its access line, then the next request, or the connection's end. */
-  private finish(req: Request, cut: boolean): void {
+  /** The exchange is over (a cut one ends in closed()): its access line, then the next request, or the end. */
+  private finish(req: Request): void {
     if (req.done) return;
     req.done = true;
     clearTimeout(req.upstreamTimer);
     clearTimeout(req.bodyTimer);
     this.request = undefined;
-    req.ex.end(req.status, cut);
+    req.ex.end(req.status, false);
     if (!req.bodyDone) req.closeAfter = true;
     if (req.closeAfter || this.closing) {
       this.closing = true;
