@@ -4,7 +4,8 @@
 // dates and last use; never a key or its digest) and, when identity assertions are on,
 // /.well-known/jwks.json (the key apps check them with). GET and HEAD only; a document that cannot be had
 // (a worker that does not answer) is a 503.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { nodeHttp } from '../node-http.js';
 import type { AddressInfo } from 'node:net';
 import { chainNotAfter } from '../identity/expiry.js';
 import type { IdentitySource } from '../identity/source.js';
@@ -75,7 +76,7 @@ export class AdminServer {
       ...(options.apiKeys ? [API_KEYS_PATH] : []),
       ...(options.assertionJwks ? [JWKS_PATH] : []),
     ];
-    const server = createServer((req, res) => {
+    const server = nodeHttp.createServer((req, res) => {
       const path = (req.url ?? '/').split('?', 1)[0];
       const send = (status: number, type: string, body: string, cacheControl = 'no-store') => {
         res.writeHead(status, { 'content-type': type, 'cache-control': cacheControl });

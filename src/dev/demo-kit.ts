@@ -3,7 +3,7 @@
 // the demo app that shows what the sidecar told it.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { nodeHttp } from '../node-http.js';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,7 +141,7 @@ export class DemoRun {
   /** The demo app: answers with the identity headers the sidecar gave it, and counts requests. */
   async startApp(name: string): Promise<{ port: number; requests: () => number }> {
     let requests = 0;
-    const server = createServer((req, res) => {
+    const server = nodeHttp.createServer((req, res) => {
       requests++;
       const shown = ['x-spiffe-id', 'x-jwt-issuer', 'x-jwt-subject', 'x-forwarded-client-cert'];
       res.setHeader('content-type', 'application/json');

@@ -2,7 +2,7 @@
 // (client_secret_basic, an RFC 7523 JWT-SVID assertion, or our SVID as the RFC 8705 TLS client certificate),
 // a deadline, and the answer judged. Never throws: every failure is an outcome with a bounded `error` code.
 import { readFile } from 'node:fs/promises';
-import * as http from 'node:http';
+import { nodeHttp } from '../node-http.js';
 import * as https from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { decodeJwt } from 'jose';
@@ -133,7 +133,7 @@ function post(endpoint: TokenEndpoint, body: string, auth: Authenticated, signal
       settled = true;
       resolve(answered);
     };
-    const req = (secure ? https : http).request(
+    const req = (secure ? https : nodeHttp).request(
       {
         method: 'POST',
         host: url.hostname.replace(/^\[|\]$/g, ''),

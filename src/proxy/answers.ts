@@ -1,8 +1,10 @@
 // Every answer the sidecar writes itself, never the app's: a status, a stable reason code and the JSON body
 // `{"error","reason"}`, written the same way on an HTTP/1.1 response, an HTTP/2 stream or a raw socket (an
 // upgrade request). One catalogue, so that the wording cannot drift between the ways of forwarding.
-import * as http from 'node:http';
-import * as http2 from 'node:http2';
+import type * as http from 'node:http';
+import { nodeHttp } from '../node-http.js';
+import type * as http2 from 'node:http2';
+import { H2_NO_ERROR } from './h2-error-codes.js';
 import type { Socket } from 'node:net';
 import type { Decision } from '../authz/policy.js';
 
@@ -84,7 +86,7 @@ export function writeAnswerH2(stream: http2.ServerHttp2Stream, a: Answer): numbe
   if (body) stream.end(body);
   stream.once('finish', () => {
     if (stream.destroyed || stream.closed || stream.readableEnded || stream.session?.destroyed) return;
-    stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    stream.close(H2_NO_ERROR);
   });
   return Buffer.byteLength(body);
 }
@@ -99,7 +101,7 @@ export function answerMessage(a: Answer, close: boolean, head = false): { text: 
   let fields = '';
   if (a.headers) for (const name in a.headers) fields += `${name}: ${a.headers[name]}\r\n`;
   const length = Buffer.byteLength(body);
-  const text = `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n${fields}${close ? 'connection: close\r\n' : ''}\r\n${head ? '' : body}`;
+  const text = `HTTP/1.1 ${a.status} ${nodeHttp.STATUS_CODES[a.status]}\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n${fields}${close ? 'connection: close\r\n' : ''}\r\n${head ? '' : body}`;
   return { text, bodyBytes: head ? 0 : length };
 }
 

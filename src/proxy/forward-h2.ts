@@ -2,7 +2,8 @@
 // unknown, so that it can never be read as a second request), the response's fields carried back as
 // HTTP/2 allows (else 502), under the same watches and --upstream-timeout as HTTP/1.1. What happened is
 // reported to the exchange for the access line.
-import * as http2 from 'node:http2';
+import type * as http2 from 'node:http2';
+import { H2_INTERNAL_ERROR } from './h2-error-codes.js';
 import type { Socket } from 'node:net';
 import type { ExchangeProgress } from './access-log.js';
 import { answer } from './answers.js';
@@ -38,7 +39,7 @@ export function forwardH2ToH1(
   if (!target.endStream && !hasLength) fields.push('transfer-encoding', 'chunked');
   const upstreamReq = requestToApp(ctx, { ...target, fields });
   logAppConnection(ctx, upstreamReq, ex.id);
-  const abort = () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  const abort = () => stream.close(H2_INTERNAL_ERROR);
   let stalled = false;
   let timedOut = false;
   const timer = startResponseTimer(upstreamReq, limits.upstreamTimeoutMs, () => {

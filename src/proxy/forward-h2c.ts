@@ -5,7 +5,8 @@
 import type { ExchangeProgress } from './access-log.js';
 import { cancelStream } from './cancel-stream.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import * as http2 from 'node:http2';
+import type * as http2 from 'node:http2';
+import { H2_INTERNAL_ERROR } from './h2-error-codes.js';
 import type { Socket } from 'node:net';
 import { answer } from './answers.js';
 import {
@@ -68,7 +69,7 @@ export function forwardToH2c(
   const h2 = 'h2' in caller ? caller.h2 : undefined;
   const res = 'res' in caller ? caller.res : undefined;
   const sent = () => (h2 ? h2.headersSent : (res as ServerResponse).headersSent);
-  const abort = () => (h2 ? h2.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : (res as ServerResponse).destroy());
+  const abort = () => (h2 ? h2.close(H2_INTERNAL_ERROR) : (res as ServerResponse).destroy());
   let stalled = false;
   const timer = startResponseTimer(up, limits.upstreamTimeoutMs, () => {
     ex.fail('upstream_timeout');

@@ -2,7 +2,7 @@
 // handling of a caller that stalls (--request-body-timeout, --request-body-min-rate, --response-write-timeout)
 // or an app that fails (502/504): logged, counted, answered from the one catalogue.
 import type * as http from 'node:http';
-import { request as httpRequest } from 'node:http';
+import { nodeHttp } from '../node-http.js';
 import type { Socket } from 'node:net';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import type { Logger } from '../log.js';
@@ -75,7 +75,7 @@ export function requestToApp(
   target: ForwardTarget,
   agent: http.Agent | false = ctx.agent,
 ): http.ClientRequest {
-  return httpRequest({
+  return nodeHttp.request({
     host: ctx.upstream.hostname,
     port: ctx.upstream.port,
     method: target.method,

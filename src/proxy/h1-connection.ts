@@ -9,7 +9,7 @@
 // with only its framing parsed: Content-Length and chunked bodies as they come, a close-delimited body
 // re-chunked, HEAD/1xx/204/304 without one, an HTTP/1.0 caller given a close-delimited body. Requests are
 // served one at a time; pipelined bytes wait (bounded) until the response before them is over.
-import * as http from 'node:http';
+import { nodeHttp } from '../node-http.js';
 import type { Socket } from 'node:net';
 import type { Admission, RequestHead as AdmittedHead } from './admission.js';
 import { logRequestRefused } from './admission.js';
@@ -680,7 +680,7 @@ export class Http1Connection {
         break;
     }
     const fields = downstreamResponseHeaders(head.rawHeaders);
-    let text = `HTTP/1.1 ${head.status} ${http.STATUS_CODES[head.status] ?? 'Unknown'}\r\n`;
+    let text = `HTTP/1.1 ${head.status} ${nodeHttp.STATUS_CODES[head.status] ?? 'Unknown'}\r\n`;
     for (let i = 0; i < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
     text += framing;
     if (req.closeAfter) text += 'connection: close\r\n';

@@ -6,7 +6,8 @@
 //
 // Heads are scanned once with charCode loops over lookup tables and decoded as latin1, as Node does; a
 // head is parsed again from its start when more bytes arrive, which the head-size limit bounds.
-import { type IncomingHttpHeaders, METHODS } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import { nodeHttp } from '../node-http.js';
 
 /** How a message's body is framed (RFC 9112 §6). A `length` is never 0: an empty body is `none`. */
 export type BodyFraming =
@@ -96,7 +97,7 @@ for (const c of ':.0123456789ABCDEFabcdef') IP_LITERAL[c.charCodeAt(0)] = 1;
  * Node's parser answers 400 to any method it does not know, so these are all a request can carry here.
  * CONNECT is not proxied (its target is an authority, and Node gives it to a 'connect' handler).
  */
-const KNOWN_METHODS = new Set(METHODS.filter((m) => /^[A-Z]+$/.test(m) && m !== 'CONNECT'));
+const KNOWN_METHODS = new Set(nodeHttp.METHODS.filter((m) => /^[A-Z]+$/.test(m) && m !== 'CONNECT'));
 const MAX_METHOD_LENGTH = 20;
 /** 15 digits stay below 2^53, so the length is exact. */
 const MAX_CONTENT_LENGTH_DIGITS = 15;

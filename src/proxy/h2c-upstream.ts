@@ -1,7 +1,7 @@
 // `--upstream-protocol h2c`: the app is reached over cleartext HTTP/2 (prior knowledge), as gRPC servers
 // expect. One session carries every request; it is opened on first use and again after it ends (the app
 // restarted, or sent GOAWAY).
-import { type ClientHttp2Session, type ClientHttp2Stream, connect, type OutgoingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 
 export class H2cUpstream {
   private session: ClientHttp2Session | undefined;
@@ -13,7 +13,8 @@ export class H2cUpstream {
   request(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream {
     let session = this.session;
     if (!session || session.closed || session.destroyed) {
-      session = connect(this.origin.origin);
+      // Loaded here, not imported: only h2c sidecars need node:http2 (h2-error-codes.ts says why).
+      session = process.getBuiltinModule('node:http2').connect(this.origin.origin);
       this.sessionsOpened++;
       const opened = session;
       // Errors surface on the streams; a failed session is simply replaced on the next request.

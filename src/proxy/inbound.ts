@@ -4,8 +4,9 @@
 // ALPN dispatch to HTTP/1.1 or HTTP/2, their limits, the HTTP/2 reset budget, rotation, drain and close.
 // Each request is an Exchange (access-log.ts): its id, and its access line once it is over.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import * as http from 'node:http';
-import * as http2 from 'node:http2';
+import type * as http from 'node:http';
+import { nodeHttp } from '../node-http.js';
+import type * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -32,6 +33,7 @@ import { forwardH2ToH1 } from './forward-h2.js';
 import { forwardToH2c } from './forward-h2c.js';
 import { isWebSocketUpgrade, tunnelWebSocket } from './forward-websocket.js';
 import { bodyArrived, type ForwardContext, type ForwardTarget, originOf, type Reply } from './forwarding.js';
+import { H2_ENHANCE_YOUR_CALM } from './h2-error-codes.js';
 import { H2cUpstream } from './h2c-upstream.js';
 import { Http1Connection, type Http1Listener } from './h1-connection.js';
 import { type HeaderPolicy, upstreamRequestHeaders } from './headers.js';
@@ -90,7 +92,8 @@ export class InboundProxy {
   /** Upgraded (WebSocket) sockets: the HTTP server no longer tracks them, a drain must. */
   private readonly tunnels = new Set<Socket>();
   /** HTTP/2 callers (ALPN `h2`): their sessions, and the TLS socket under each (its verified peer). */
-  private readonly http2: http2.Http2Server;
+  /** Created on the first `h2` connection: most sidecars never load node:http2 (h2-error-codes.ts). */
+  private http2: http2.Http2Server | undefined;
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   private readonly sessionSockets = new WeakMap<http2.ServerHttp2Session, TLSSocket>();
   /** Per HTTP/2 connection: streams opened, and streams the client reset before we answered (rapid reset). */
@@ -154,14 +157,14 @@ export class InboundProxy {
           handshakeTimeout: limits.handshakeTimeoutMs,
           ...httpOptions,
         })
-      : http.createServer(httpOptions);
+      : nodeHttp.createServer(httpOptions);
     const raw = options.http1Engine !== 'node' && options.upstreamProtocol !== 'h2c';
     // Plain HTTP (JWT mode): the connections are ours from the start, not node:http's.
     if (raw && !identity) this.server.removeAllListeners('connection');
     accountConnections(this.server, { maxConnections: limits.maxConnections, metrics: this.metrics, log, identity });
     this.forwarding = {
       upstream: options.upstream,
-      agent: new http.Agent({ keepAlive: true, scheduling: 'lifo', maxSockets: limits.maxConnections }),
+      agent: new nodeHttp.Agent({ keepAlive: true, scheduling: 'lifo', maxSockets: limits.maxConnections }),
       h2c: options.upstreamProtocol === 'h2c' ? new H2cUpstream(options.upstream) : undefined,
       limits,
       headers: this.headerPolicy,
@@ -170,14 +173,6 @@ export class InboundProxy {
       metrics: this.metrics,
       draining: () => this.draining,
     };
-    // At most 100 streams at once per HTTP/2 connection (RFC 9113 recommends no fewer): one connection
-    // must not hold thousands of requests open against the app.
-    this.http2 = http2.createServer({
-      settings: { maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: MAX_H2_STREAMS },
-      // Room past --max-header-count (and the pseudo-headers), so that the excess is answered 431 by
-      // admission rather than reset by nghttp2.
-      maxHeaderListPairs: limits.maxHeaderCount + 16,
-    });
     this.http1 = raw
       ? {
           connections: new Map(),
@@ -298,10 +293,23 @@ export class InboundProxy {
       }
       // The session is created, and 'session' emitted, synchronously inside emit('connection').
       this.acceptingH2 = socket;
+      this.http2 ??= this.createHttp2Server(limits);
       this.http2.emit('connection', socket);
       this.acceptingH2 = undefined;
     });
-    this.http2.on('session', (session: http2.ServerHttp2Session) => {
+  }
+
+  /** The HTTP/2 server that serves the `h2` connections dispatchByAlpn hands it. */
+  private createHttp2Server(limits: InboundLimits): http2.Http2Server {
+    // At most 100 streams at once per HTTP/2 connection (RFC 9113 recommends no fewer): one connection
+    // must not hold thousands of requests open against the app.
+    const server = process.getBuiltinModule('node:http2').createServer({
+      settings: { maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: MAX_H2_STREAMS },
+      // Room past --max-header-count (and the pseudo-headers), so that the excess is answered 431 by
+      // admission rather than reset by nghttp2.
+      maxHeaderListPairs: limits.maxHeaderCount + 16,
+    });
+    server.on('session', (session: http2.ServerHttp2Session) => {
       const socket = this.acceptingH2;
       if (!socket) {
         session.destroy();
@@ -320,11 +328,12 @@ export class InboundProxy {
       });
       if (this.draining) session.close();
     });
-    this.http2.on(
+    server.on(
       'stream',
       (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) =>
         this.handleH2(stream, headers, rawHeaders),
     );
+    return server;
   }
 
   /**
@@ -536,7 +545,7 @@ export class InboundProxy {
       'HTTP/2 client reset too many streams',
     );
     // One GOAWAY, with this code (goaway() then destroy() would send a second one, NO_ERROR).
-    session.destroy(new Error('too many streams reset'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy(new Error('too many streams reset'), H2_ENHANCE_YOUR_CALM);
   }
 
   /**

@@ -6,7 +6,8 @@
 // request leaves without its token. Mismatch: 502 and an audit line; no identity or token: 503 (401/403
 // when the caller's token is missing, unverified or refused in exchange).
 import { type Answer, answer, writeAnswerH1 } from './answers.js';
-import * as http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../node-http.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -200,8 +201,8 @@ export class OutboundProxy {
     this.agent =
       route.remote.protocol === 'https:'
         ? new VerifyingAgent(identity, verifiedRemote(route))
-        : new http.Agent({ keepAlive: true, scheduling: 'lifo' });
-    this.server = http.createServer((req, res) => {
+        : new nodeHttp.Agent({ keepAlive: true, scheduling: 'lifo' });
+    this.server = nodeHttp.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         log.error({ event: 'internal_error', err }, 'outbound request failed');
         if (!res.headersSent) reply(res, 500, 'internal_error');
@@ -269,7 +270,7 @@ export class OutboundProxy {
     const headers = outboundFields(req.rawHeaders, token !== undefined);
     headers.push('host', route.remote.host);
     if (token) headers.push('authorization', `Bearer ${token}`);
-    const upstream = (route.remote.protocol === 'https:' ? https : http).request({
+    const upstream = (route.remote.protocol === 'https:' ? https : nodeHttp).request({
       host: route.remote.hostname,
       port: route.remote.port || (route.remote.protocol === 'https:' ? 443 : 80),
       method: req.method,

@@ -21,6 +21,7 @@ const LAYERS: readonly (readonly string[])[] = [
     'reloading-file.ts',
     'teardown.ts',
     'path-match.ts',
+    'node-http.ts',
   ],
   ['spiffe'],
   ['identity'],
@@ -41,6 +42,7 @@ const LAYERS: readonly (readonly string[])[] = [
     'jwt-mode.ts',
     'outbound-routes.ts',
     'workers.ts',
+    'warm-compile-cache.ts',
   ],
   ['app.ts', 'demo.ts', 'main.ts', 'index.ts'],
 ];
