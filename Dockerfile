@@ -16,7 +16,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json rolldown.config.js ./
 COPY src ./src
-RUN npm run build
+RUN npm run build && mkdir /app/compile-cache
 
 # 2. The production dependencies alone, exactly as the lockfile pins them.
 FROM node:${NODE_MAJOR}-bookworm-slim AS production-dependencies
@@ -41,6 +41,13 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 # 65532: distroless's "nonroot"; the injector sets the same runAsUser on the sidecars it adds.
 USER 65532:65532
+# V8's compiled code for every module, made once here instead of at every start (~15 ms of a ~150 ms start; README,
+# Performance). Made by this image's node as the sidecar's user: Node keeps one cache per Node version and user
+# id, and reads no other. The directory belongs to that user; under the chart's readOnlyRootFilesystem nothing
+# can change it at run time.
+ENV NODE_COMPILE_CACHE=/app/compile-cache
+COPY --from=build --chown=65532:65532 /app/compile-cache ./compile-cache
+RUN ["/nodejs/bin/node", "/app/dist/warm-compile-cache.js"]
 # 8443 the sidecar's listener, 15020 its admin port in a pod, 9443 the injector.
 EXPOSE 8443 15020 9443
 ENTRYPOINT ["/nodejs/bin/node", "/app/dist/main.js"]

@@ -28,7 +28,7 @@ import { measureRotation } from './lib/rotation.js';
 import { canPin } from './lib/affinity.js';
 import { runRounds } from './lib/rounds.js';
 import { benchRows } from './lib/rows.js';
-import { sidecarFeatures } from './lib/sidecar.js';
+import { sidecarFeatures, warmCompileCache } from './lib/sidecar.js';
 import { imageNode } from './lib/dockerfile.js';
 import { compareNodes } from './lib/node-choice.js';
 import { describeNode, ensureSecondNode, imageSidecarNode, SECOND_MAJOR, SECOND_SUFFIX } from './lib/sidecar-nodes.js';
@@ -121,6 +121,12 @@ async function main() {
       }),
     ]);
     const onImage = imageSidecarNode(image, baseNode, secondNode);
+    // Every sidecar starts as the image's does: with V8's code for its modules compiled once beforehand
+    // (Dockerfile, NODE_COMPILE_CACHE), on the Nodes that have a compile cache.
+    for (const node of [baseNode, ...('path' in secondNode ? [secondNode] : [])]) {
+      const cached = await warmCompileCache(node.path, options.cli, join(tmp, `compile-cache${node.tag}`));
+      say(`Node ${node.version}: ${cached ? 'compile cache warmed, as in the image' : 'no compile cache'}`);
+    }
     say(
       `sidecar features: --workers ${features.workers ? 'yes' : 'no'}, --protocol ${features.protocol ? 'yes' : 'no'}`,
     );

@@ -2,7 +2,7 @@
 // modes (--workers, --protocol) are used only when `--help` lists them.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import process from 'node:process';
 import { promisify } from 'node:util';
@@ -83,15 +83,46 @@ export async function nodeVersion(node) {
   return stdout.trim();
 }
 
+/** The compile cache warmed for each node binary (warmCompileCache): every sidecar on it starts with it. */
+const compileCaches = new Map();
+
+/**
+ * Fills `dir` with V8's code for the CLI's modules on `node`, as the image's build does (Dockerfile,
+ * dist/warm-compile-cache.js), so that the sidecars of this run start as the image's do. `dir` must be private
+ * to this run (the bench's mkdtemp directory): Node runs the code it finds there. A Node without a compile cache
+ * (Node 20) gets none, and says so.
+ * @param {string} node
+ * @param {string} cli dist/main.js
+ * @param {string} dir
+ * @returns {Promise<boolean>} whether this Node now has a cache
+ */
+export async function warmCompileCache(node, cli, dir) {
+  const warm = join(dirname(cli), 'warm-compile-cache.js');
+  const { stdout } = await run(node, [warm], { env: { ...process.env, NODE_COMPILE_CACHE: dir } });
+  if (/nothing to warm/.test(stdout)) return false;
+  compileCaches.set(node, dir);
+  return true;
+}
+
+/** @param {string} node */
+export function hasCompileCache(node) {
+  return compileCaches.has(node);
+}
+
 /**
  * Starts a sidecar and waits for /readyz to answer 200.
  * @param {{ node: string, cli: string, nodeArgs: string[], args: string[], adminPort: number, logFile: string,
- *   env?: NodeJS.ProcessEnv }} options `node`: the binary that runs it (BENCH_SIDECAR_NODE)
+ *   env?: NodeJS.ProcessEnv, cold?: boolean }} options `node`: the binary that runs it (BENCH_SIDECAR_NODE);
+ *   `cold`: without the compile cache warmed for it
  * @returns {Promise<{ child: import('node:child_process').ChildProcess, readyMs: number }>}
  */
-export async function startSidecar({ node, cli, nodeArgs, args, adminPort, logFile, env }) {
+export async function startSidecar({ node, cli, nodeArgs, args, adminPort, logFile, env, cold }) {
+  const cache = cold ? undefined : compileCaches.get(node);
+  const childEnv = { ...(env ?? process.env) };
+  if (cache) childEnv.NODE_COMPILE_CACHE = cache;
+  else delete childEnv.NODE_COMPILE_CACHE;
   const spawned = performance.now();
-  const child = spawnChild(node, [...nodeArgs, cli, ...args], { logFile, env });
+  const child = spawnChild(node, [...nodeArgs, cli, ...args], { logFile, env: childEnv });
   try {
     const ready = await waitForHttp200(`http://127.0.0.1:${adminPort}/readyz`, { timeoutMs: 15_000, child });
     return { child, readyMs: ready - spawned };
