@@ -24,8 +24,28 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
-# 3. The image: node, the pruned node_modules, dist/ and package.json (read by --version).
-FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot
+# 3. What the image runs: node, the pruned node_modules, dist/ and package.json (read by --version), as the
+#    non-root user, with the compile cache below named.
+FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot AS runtime
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=production-dependencies /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+# 65532: distroless's "nonroot"; the injector sets the same runAsUser on the sidecars it adds.
+USER 65532:65532
+ENV NODE_COMPILE_CACHE=/app/compile-cache
+
+# 4. V8's compiled code for every module, made once here instead of at every start (~15 ms of a ~150 ms start;
+#    README, Performance): by the image's own node, as the sidecar's user, on the same files at the same paths
+#    (Node keeps one cache per Node version, V8 flags and uid, and reads no other).
+FROM runtime AS compile-cache
+COPY --from=build --chown=65532:65532 /app/compile-cache ./compile-cache
+RUN ["/nodejs/bin/node", "/app/dist/warm-compile-cache.js"]
+
+# 5. The image: the cache copied in owned by root and read-only. Node checks a cache entry against its source's
+#    hash, not its compiled code against the source: the user that runs the code must not be able to write it.
+FROM runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="spiffe-sidecar" \
@@ -34,20 +54,7 @@ LABEL org.opencontainers.image.title="spiffe-sidecar" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="gcr.io/distroless/nodejs24-debian12:nonroot"
-WORKDIR /app
-ENV NODE_ENV=production
-COPY --from=production-dependencies /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
-COPY package.json ./
-# 65532: distroless's "nonroot"; the injector sets the same runAsUser on the sidecars it adds.
-USER 65532:65532
-# V8's compiled code for every module, made once here instead of at every start (~15 ms of a ~150 ms start; README,
-# Performance). Made by this image's node as the sidecar's user: Node keeps one cache per Node version and user
-# id, and reads no other. The directory belongs to that user; under the chart's readOnlyRootFilesystem nothing
-# can change it at run time.
-ENV NODE_COMPILE_CACHE=/app/compile-cache
-COPY --from=build --chown=65532:65532 /app/compile-cache ./compile-cache
-RUN ["/nodejs/bin/node", "/app/dist/warm-compile-cache.js"]
+COPY --from=compile-cache --chown=0:0 --chmod=0555 /app/compile-cache ./compile-cache
 # 8443 the sidecar's listener, 15020 its admin port in a pod, 9443 the injector.
 EXPOSE 8443 15020 9443
 ENTRYPOINT ["/nodejs/bin/node", "/app/dist/main.js"]

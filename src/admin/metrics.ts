@@ -71,7 +71,8 @@ export function createMetrics(
   const registry = new Registry();
   // The event-loop-lag histogram samples every 100 ms, not prom-client's 10 ms: a sidecar idles in every pod, and
   // 100 wake-ups a second cost an idle one ~1-2% of a core (test/e2e/an-idle-sidecar-sleeps-…). A stall of 100 ms or
-  // more is still always seen; shorter ones, in proportion to their length.
+  // more is still always seen; shorter ones, in proportion to their length. The histogram's gauges include the
+  // interval itself (~0.100 s when idle: README, /metrics); nodejs_eventloop_lag_seconds does not.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
   const handshakes = new Counter({
     name: `${PREFIX}tls_handshakes_total`,

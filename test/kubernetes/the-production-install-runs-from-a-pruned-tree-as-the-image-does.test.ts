@@ -148,28 +148,34 @@ describe('the production install runs from a pruned tree as the image does', () 
   it('the Dockerfile ships this tree: npm ci --omit=dev, dist/, package.json, node dist/main.js as a non-root user', async () => {
     const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
     const stages = dockerfile.split(/^FROM /m).slice(1);
-    expect(stages).toHaveLength(3);
-    expect(stages[0]).toMatch(/RUN npm ci --no-audit --no-fund\n[\s\S]*RUN npm run build/);
+    expect(stages).toHaveLength(5);
+    expect(stages[0]).toMatch(
+      /RUN npm ci --no-audit --no-fund\n[\s\S]*RUN npm run build && mkdir \/app\/compile-cache\n/,
+    );
     expect(stages[1]).toMatch(/RUN npm ci --omit=dev --no-audit --no-fund/);
-    const runtime = stages[2];
+    const [runtime, cache, image] = stages.slice(2);
+    expect(runtime).toMatch(/^gcr\.io\/distroless\/nodejs\$\{NODE_MAJOR\}-debian12:nonroot AS runtime$/m);
     expect(runtime).toMatch(/COPY --from=production-dependencies \/app\/node_modules \.\/node_modules/);
     expect(runtime).toMatch(/COPY --from=build \/app\/dist \.\/dist/);
     expect(runtime).toMatch(/COPY package\.json \.\//);
-    // One RUN only: the compile cache, made as the sidecar's user by the image's node, after NODE_COMPILE_CACHE names
-    // a directory that user owns.
-    expect(runtime.match(/^RUN .*$/gm)).toEqual(['RUN ["/nodejs/bin/node", "/app/dist/warm-compile-cache.js"]']);
-    expect(runtime).toMatch(
-      new RegExp(
-        `^USER ${SIDECAR_UID}:${SIDECAR_UID}\n[\\s\\S]*^ENV NODE_COMPILE_CACHE=/app/compile-cache\n` +
-          `COPY --from=build --chown=${SIDECAR_UID}:${SIDECAR_UID} /app/compile-cache ./compile-cache\nRUN `,
-        'm',
-      ),
-    );
-    expect(stages[0]).toMatch(/RUN npm run build && mkdir \/app\/compile-cache/);
     expect(runtime).toMatch(/^WORKDIR \/app$/m);
-    expect(runtime).toMatch(/^ENTRYPOINT \["\/nodejs\/bin\/node", "\/app\/dist\/main\.js"\]$/m);
     // The UID the injector sets as runAsUser (runAsNonRoot needs a numeric user to check).
     expect(runtime).toMatch(new RegExp(`^USER ${SIDECAR_UID}:${SIDECAR_UID}$`, 'm'));
+    expect(runtime).toMatch(/^ENV NODE_COMPILE_CACHE=\/app\/compile-cache$/m);
+    expect(runtime).not.toMatch(/^RUN /m);
+    // The compile cache: made on the runtime stage (same node, same files, same user) into a directory that user
+    // owns there...
+    expect(cache).toMatch(/^runtime AS compile-cache$/m);
+    expect(cache.match(/^(RUN|COPY) .*$/gm)).toEqual([
+      `COPY --from=build --chown=${SIDECAR_UID}:${SIDECAR_UID} /app/compile-cache ./compile-cache`,
+      'RUN ["/nodejs/bin/node", "/app/dist/warm-compile-cache.js"]',
+    ]);
+    // ...and shipped owned by root, read-only: the sidecar's user cannot rewrite the code later starts run.
+    expect(image).toMatch(/^runtime$/m);
+    expect(image.match(/^(RUN|COPY|USER) .*$/gm)).toEqual([
+      'COPY --from=compile-cache --chown=0:0 --chmod=0555 /app/compile-cache ./compile-cache',
+    ]);
+    expect(image).toMatch(/^ENTRYPOINT \["\/nodejs\/bin\/node", "\/app\/dist\/main\.js"\]$/m);
     expect(dockerfile).not.toMatch(/^HEALTHCHECK/m);
     expect(dockerfile).toMatch(/LABEL org\.opencontainers\.image\.title="spiffe-sidecar"/);
     // Nothing but the build inputs reaches the build context: never a key.
