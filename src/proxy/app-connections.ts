@@ -39,7 +39,8 @@ export class AppConnections {
 
   /**
    * A connection whose last response ended cleanly, with no listener of the caller's left on it. `keepAliveMs`:
-   * what the app said of its idle timeout.
+   * what is left of the app's idle timeout (its `Keep-Alive: timeout` less the time the connection has already been
+   * idle); undefined when the app stated none and the connection has not waited.
    */
   give(socket: net.Socket, keepAliveMs: number | undefined): void {
     if (this.closed || socket.destroyed || this.idle.length >= this.maxIdle) {

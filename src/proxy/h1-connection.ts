@@ -859,7 +859,11 @@ export class Http1Connection {
     clearTimeout(this.writeTimer);
     const req = this.request;
     this.request = undefined;
-    this.releaseApp(this.appReusable && req === undefined, this.appKeepAliveMs);
+    // The pool counts its deadline from now; the app has been counting since its last response. What it gets is
+    // what is left: a connection this caller kept idle for most of the app's timeout is closed, not pooled (it
+    // was once reused just as the app reset it: a 502).
+    const idleMs = performance.now() - this.appIdleSince;
+    this.releaseApp(this.appReusable && req === undefined, (this.appKeepAliveMs ?? UNSTATED_KEEP_ALIVE_MS) - idleMs);
     if (req && !req.done) {
       req.ex.fail('caller_reset');
       req.done = true;
