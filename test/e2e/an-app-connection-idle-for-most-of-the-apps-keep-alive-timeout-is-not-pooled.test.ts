@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { openRaw } from '../helpers/client.js';
-import { createDevCa, issueSvid, tempDir, writeServingFiles } from '../helpers/pki.js';
+import { createDevCa, issueSvid, servingOptions, tempDir } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 const CLIENT_ID = 'spiffe://example.org/caller';
@@ -40,17 +40,10 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
   const ca = await createDevCa({ trustDomain: 'example.org' });
-  const serving = await writeServingFiles(
-    dir.path,
-    await issueSvid(ca, { id: 'spiffe://example.org/server' }),
-    ca.certPem,
-  );
   client = await issueSvid(ca, { id: CLIENT_ID });
   sidecar = await startTestSidecar({
     upstream: `http://127.0.0.1:${(app.address() as AddressInfo).port}`,
-    'mtls-cert-file': serving.certFile,
-    'mtls-key-file': serving.keyFile,
-    'mtls-ca-file': serving.caFile,
+    ...(await servingOptions(dir.path, ca, 'spiffe://example.org/server')),
     allow: [CLIENT_ID],
   });
 });
