@@ -1,8 +1,10 @@
 // `NODE_COMPILE_CACHE=DIR node dist/warm-compile-cache.js`: fills DIR with V8's compiled code for every module of
 // the bundle (dist/main.js and dist/chunks/), so that a sidecar started later with the same NODE_COMPILE_CACHE
 // skips compiling them: ~15 ms of a ~150 ms start on Node 24 (README, Performance). The image runs it once at
-// build time, as the user and with the node binary the sidecar runs with: Node keeps one cache per Node version,
-// V8 flags and user id, and ignores (never trusts) the others. Nothing here runs the sidecar.
+// build time, in a stage of its own, as the user and with the node binary the sidecar runs with (Node keeps one
+// cache per Node version, V8 flags and user id, and reads no other), and ships the result owned by root and
+// read-only: Node does not check compiled code against its source, so the user that runs it must not write it.
+// Nothing here runs the sidecar.
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -91,8 +91,10 @@ export class InboundProxy {
   private readonly access: AccessLog;
   /** Upgraded (WebSocket) sockets: the HTTP server no longer tracks them, a drain must. */
   private readonly tunnels = new Set<Socket>();
-  /** HTTP/2 callers (ALPN `h2`): their sessions, and the TLS socket under each (its verified peer). */
-  /** Created on the first `h2` connection: most sidecars never load node:http2 (h2-error-codes.ts). */
+  /**
+   * HTTP/2 callers (ALPN `h2`): the server, made on the first `h2` connection (most sidecars never load node:http2:
+   * h2-error-codes.ts); their sessions, and the TLS socket under each (its verified peer).
+   */
   private http2: http2.Http2Server | undefined;
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   private readonly sessionSockets = new WeakMap<http2.ServerHttp2Session, TLSSocket>();
