@@ -41,11 +41,11 @@ describe('an idle sidecar sleeps', () => {
       const wakeups = (await mainThreadWakeups(pid)) - before;
       expect(wakeups).toBeGreaterThan(0);
       expect(wakeups).toBeLessThan(100);
-      // And the sampling interval itself, from a positive signal: the lag histogram's smallest sample is never
-      // shorter than the interval (~0.010 s at prom-client's default).
+      // And the sampling interval itself, from a positive signal: the lag histogram's smallest sample is about the
+      // interval (0.0996 s was seen: the histogram's precision), and ~0.010 s at prom-client's default.
       const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
       const min = Number(/^nodejs_eventloop_lag_min_seconds (\S+)$/m.exec(text)?.[1]);
-      expect(min).toBeGreaterThanOrEqual(0.1);
+      expect(min).toBeGreaterThan(0.05);
     } finally {
       sidecar.child.kill('SIGTERM');
       await sidecar.exited;
