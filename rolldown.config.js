@@ -18,7 +18,7 @@ export default {
         rmSync('dist/chunks', { recursive: true, force: true });
       },
       generateBundle() {
-        // workload-api-client.ts reads its .proto from beside itself (`new URL('./workload.proto', import.meta.url)`);
+        // workload-api-definition.ts reads its .proto from beside itself (`new URL('./workload.proto', import.meta.url)`);
         // in the bundle it lives in a chunk.
         this.emitFile({
           type: 'asset',

@@ -11,11 +11,9 @@ import { isAbsolute, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { type CertificateAuthority, type IssuedCertificate, issueSvid, loadDevCa } from '../certs/dev-ca.js';
 import { SidecarError } from '../errors.js';
-import {
-  SECURITY_HEADER,
-  workloadApiDefinition,
-  type X509SvidResponseMessage,
-} from '../identity/workload-api-client.js';
+import { SECURITY_HEADER } from '../identity/workload-api-client.js';
+import { workloadApiDefinition } from '../identity/workload-api-definition.js';
+import type { X509SvidResponseMessage } from '../identity/workload-api-messages.js';
 import { parseSpiffeId } from '../spiffe/id.js';
 import { type DevSigningKey, loadOrCreateSigningKey, signToken, spiffeJwtBundleOf } from './jwt-key.js';
 

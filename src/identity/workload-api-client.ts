@@ -1,68 +1,34 @@
 // A gRPC client of the SPIFFE Workload API (plaintext gRPC over a Unix socket or loopback TCP, Workload
 // Endpoint §3). Every call carries the security header `workload.spiffe.io: true`. RPC failures surface
-// as grpc-js ServiceErrors with a status code; the callers decide about retries.
-import { fileURLToPath } from 'node:url';
+// as grpc-js ServiceErrors with a status code; the callers decide about retries. The messages are encoded and
+// decoded by workload-api-messages.ts, not by proto-loader (startup cost; see there): a message that is not
+// valid protobuf fails its call with INTERNAL, as any deserialization error does in grpc-js.
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { SidecarError } from '../errors.js';
+import {
+  decodeJwtBundlesResponse,
+  decodeJwtSvidResponse,
+  decodeX509SvidResponse,
+  encodeEmptyRequest,
+  encodeJwtSvidRequest,
+  type JwtBundlesResponseMessage,
+  type JwtSvidMessage,
+  type X509SvidResponseMessage,
+} from './workload-api-messages.js';
 import type { WorkloadEndpoint } from './workload-endpoint.js';
 
-/** Our proto, next to this module in src/ and in dist/ (the build copies it). */
-export const WORKLOAD_PROTO_PATH = fileURLToPath(new URL('./workload.proto', import.meta.url));
 export const SECURITY_HEADER = 'workload.spiffe.io';
 
-export interface X509SvidMessage {
-  spiffe_id: string;
-  x509_svid: Buffer;
-  x509_svid_key: Buffer;
-  bundle: Buffer;
-  hint: string;
-}
-
-export interface X509SvidResponseMessage {
-  svids: X509SvidMessage[];
-  crl: Buffer[];
-  federated_bundles: Record<string, Buffer>;
-}
-
-export interface JwtSvidMessage {
-  spiffe_id: string;
-  svid: string;
-  hint: string;
-}
-
-export interface JwtBundlesResponseMessage {
-  bundles: Record<string, Buffer>;
-}
-
-let definition: grpc.GrpcObject | undefined;
-
-/** The loaded service definition (loaded once; also used by the test server). */
-export function workloadApiDefinition(): grpc.GrpcObject {
-  definition ??= grpc.loadPackageDefinition(
-    protoLoader.loadSync(WORKLOAD_PROTO_PATH, { keepCase: true, longs: String, enums: String, defaults: true }),
-  );
-  return definition;
-}
+/** The proto declares no package: methods are `/SpiffeWorkloadAPI/<name>`. */
+const SERVICE_PATH = '/SpiffeWorkloadAPI/';
 
 type Stream<T> = grpc.ClientReadableStream<T>;
 
-interface RawClient extends grpc.Client {
-  FetchX509SVID(request: object, metadata: grpc.Metadata): Stream<X509SvidResponseMessage>;
-  FetchJWTBundles(request: object, metadata: grpc.Metadata): Stream<JwtBundlesResponseMessage>;
-  FetchJWTSVID(
-    request: object,
-    metadata: grpc.Metadata,
-    callback: (err: grpc.ServiceError | null, res?: { svids: JwtSvidMessage[] }) => void,
-  ): grpc.ClientUnaryCall;
-}
-
 export class WorkloadApiClient {
-  private readonly client: RawClient;
+  private readonly client: grpc.Client;
 
   constructor(readonly endpoint: WorkloadEndpoint) {
-    const Service = workloadApiDefinition().SpiffeWorkloadAPI as grpc.ServiceClientConstructor;
-    this.client = new Service(endpoint.grpcTarget, grpc.credentials.createInsecure()) as unknown as RawClient;
+    this.client = new grpc.Client(endpoint.grpcTarget, grpc.credentials.createInsecure());
   }
 
   private metadata(): grpc.Metadata {
@@ -73,12 +39,20 @@ export class WorkloadApiClient {
 
   /** The X.509-SVID stream: each message is the full state. */
   fetchX509Svid(): Stream<X509SvidResponseMessage> {
-    return this.client.FetchX509SVID({}, this.metadata());
+    const method = `${SERVICE_PATH}FetchX509SVID`;
+    return this.client.makeServerStreamRequest(method, encodeEmptyRequest, decodeX509SvidResponse, {}, this.metadata());
   }
 
   /** The JWT bundles stream: each message is the full set of JWKS documents by trust domain. */
   fetchJwtBundles(): Stream<JwtBundlesResponseMessage> {
-    return this.client.FetchJWTBundles({}, this.metadata());
+    const method = `${SERVICE_PATH}FetchJWTBundles`;
+    return this.client.makeServerStreamRequest(
+      method,
+      encodeEmptyRequest,
+      decodeJwtBundlesResponse,
+      {},
+      this.metadata(),
+    );
   }
 
   /** JWT-SVIDs for an audience (mandatory, Workload API §6.2.1). */
@@ -87,8 +61,13 @@ export class WorkloadApiClient {
       return Promise.reject(new SidecarError('ERR_CONFIG_INVALID', 'a JWT-SVID needs at least one audience'));
     }
     return new Promise((resolve, reject) => {
-      this.client.FetchJWTSVID({ audience, spiffe_id: spiffeId ?? '' }, this.metadata(), (err, res) =>
-        err ? reject(err) : resolve(res?.svids ?? []),
+      this.client.makeUnaryRequest(
+        `${SERVICE_PATH}FetchJWTSVID`,
+        encodeJwtSvidRequest,
+        decodeJwtSvidResponse,
+        { audience, spiffe_id: spiffeId ?? '' },
+        this.metadata(),
+        (err, res) => (err ? reject(err) : resolve(res?.svids ?? [])),
       );
     });
   }

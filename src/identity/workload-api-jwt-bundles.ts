@@ -7,7 +7,8 @@ import { parseTrustDomain } from '../spiffe/id.js';
 import type { JWKS } from '../spiffe/jwtsvid.js';
 import type { JwtBundleSource } from './jwt-bundles.js';
 import { parseJwksText } from './jwks.js';
-import type { JwtBundlesResponseMessage, WorkloadApiClient } from './workload-api-client.js';
+import type { WorkloadApiClient } from './workload-api-client.js';
+import type { JwtBundlesResponseMessage } from './workload-api-messages.js';
 
 /** SPIRE mode: the FetchJWTBundles stream, re-opened with backoff like the X.509 stream. */
 export class WorkloadApiJwtBundles implements JwtBundleSource {

@@ -18,7 +18,8 @@ import {
   notifyAll,
   type X509Identity,
 } from './source.js';
-import { WorkloadApiClient, type X509SvidResponseMessage } from './workload-api-client.js';
+import { WorkloadApiClient } from './workload-api-client.js';
+import type { X509SvidResponseMessage } from './workload-api-messages.js';
 import type { WorkloadEndpoint } from './workload-endpoint.js';
 import { assembleX509Identity } from './x509-identity.js';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type IssuedCertificate, issueSvid, loadDevCa } from '../../src/certs/dev-ca.js';
-import { workloadApiDefinition } from '../../src/identity/workload-api-client.js';
+import { workloadApiDefinition } from '../../src/identity/workload-api-definition.js';
 import { requestVia } from '../helpers/client.js';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { tempDir } from '../helpers/pki.js';

@@ -6,12 +6,9 @@
 import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
-import {
-  type JwtSvidMessage,
-  SECURITY_HEADER,
-  workloadApiDefinition,
-  type X509SvidResponseMessage,
-} from '../../src/identity/workload-api-client.js';
+import { SECURITY_HEADER } from '../../src/identity/workload-api-client.js';
+import { workloadApiDefinition } from '../../src/identity/workload-api-definition.js';
+import type { JwtSvidMessage, X509SvidResponseMessage } from '../../src/identity/workload-api-messages.js';
 
 /** What one SVID entry says, before encoding. */
 export interface ServedSvid {
