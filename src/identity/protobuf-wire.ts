@@ -36,6 +36,8 @@ export function visitFields(bytes: Buffer, what: string, visit: (field: number, 
       if (at >= bytes.length) throw malformed(what, `a varint runs past the end at byte ${at}`);
       const byte = bytes[at++];
       if (i < 5) value += (byte & 0x7f) * 2 ** (7 * i);
+      // The 10th byte of a uint64 holds its top bit only.
+      if (i === 9 && byte > 1) throw malformed(what, `a varint overflows 64 bits at byte ${at - 1}`);
       if ((byte & 0x80) === 0) return value;
     }
     throw malformed(what, `a varint is longer than ${maxBytes} bytes at byte ${at}`);

@@ -40,29 +40,45 @@ export class WorkloadApiJwtBundles implements JwtBundleSource {
     if (this.closed) return;
     const call = this.client.fetchJwtBundles();
     this.call = call;
+    const openedAt = Date.now();
+    let accepted = false;
     let ended = false;
     const end = (err?: Partial<ServiceError>) => {
       if (ended || this.closed) return;
       ended = true;
       const code = err?.code ?? GrpcStatus.OK;
+      const codeName = GrpcStatus[code] ?? String(code);
       if (code === GrpcStatus.INVALID_ARGUMENT || code === GrpcStatus.UNIMPLEMENTED) {
-        this.log.error(
-          { event: 'workload_api_failed', rpc: 'FetchJWTBundles', code: GrpcStatus[code] },
-          'not retrying',
-        );
+        this.log.error({ event: 'workload_api_failed', rpc: 'FetchJWTBundles', code: codeName }, 'not retrying');
         return;
       }
+      // As the X.509 stream: at once again only after a stream that lived a second and delivered an accepted
+      // message; an agent that sends a good message and then one we cannot read must not make us spin.
+      if (accepted && Date.now() - openedAt >= 1000) this.failures = 0;
       const delay =
         this.failures === 0 ? 0 : Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (this.failures - 1));
       this.failures++;
+      this.log.warn(
+        {
+          event: 'workload_api_stream_ended',
+          rpc: 'FetchJWTBundles',
+          code: codeName,
+          details: err?.details,
+          retry_in_ms: delay,
+        },
+        `Workload API JWT bundles stream ended (${codeName}); reconnecting`,
+      );
       this.timer = setTimeout(() => this.connect(), delay);
     };
-    call.on('data', (message: JwtBundlesResponseMessage) => this.onMessage(message));
+    call.on('data', (message: JwtBundlesResponseMessage) => {
+      if (this.onMessage(message)) accepted = true;
+    });
     call.on('error', (err: ServiceError) => end(err));
     call.on('end', () => end());
   }
 
-  private onMessage(message: JwtBundlesResponseMessage): void {
+  /** Whether the message was accepted. */
+  private onMessage(message: JwtBundlesResponseMessage): boolean {
     try {
       const next = new Map<string, JWKS>();
       for (const [key, bytes] of Object.entries(message.bundles)) {
@@ -71,11 +87,11 @@ export class WorkloadApiJwtBundles implements JwtBundleSource {
         next.set(td, parseJwksText(Buffer.from(bytes).toString('utf8'), `JWT bundle of "${td}"`));
       }
       this.bundles = next;
-      this.failures = 0;
       this.log.info(
         { event: 'jwt_bundles_updated', trigger: 'workload_api', trust_domains: [...next.keys()] },
         'JWT bundles updated',
       );
+      return true;
     } catch (err) {
       this.log.warn(
         {
@@ -85,6 +101,7 @@ export class WorkloadApiJwtBundles implements JwtBundleSource {
         },
         `JWT bundles update ignored: ${(err as Error).message}`,
       );
+      return false;
     }
   }
 }

@@ -5,11 +5,12 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { SidecarError } from '../../src/errors.js';
-import { SECURITY_HEADER } from '../../src/identity/workload-api-client.js';
+import { SECURITY_HEADER, WorkloadApiClient } from '../../src/identity/workload-api-client.js';
 import { workloadApiDefinition } from '../../src/identity/workload-api-definition.js';
+import { WorkloadApiJwtBundles } from '../../src/identity/workload-api-jwt-bundles.js';
 import {
   decodeJwtBundlesResponse,
   decodeJwtSvidResponse,
@@ -115,6 +116,37 @@ describe('the Workload API codec decodes what proto-loader encodes, as proto-loa
     expect(ours.federated_bundles.k).toEqual(Buffer.from([2]));
   });
 
+  it('a leading BOM is a character of the string (as in Go and protobufjs), not dropped', () => {
+    const id = Buffer.from('\uFEFFspiffe://example.org/w');
+    const svid = Buffer.concat([Buffer.from([0x0a, id.length]), id]);
+    const wire = Buffer.concat([Buffer.from([0x0a, svid.length]), svid]);
+    expect(decodeX509SvidResponse(wire).svids[0].spiffe_id).toBe('\uFEFFspiffe://example.org/w');
+    expect(decodeX509SvidResponse(wire)).toEqual(method('FetchX509SVID').responseDeserialize(wire));
+  });
+
+  it('a map entry without its value has an empty one; without its key, the key ""', () => {
+    const key = Buffer.from('spiffe://a.org');
+    const noValue = Buffer.concat([Buffer.from([0x0a, key.length]), key]);
+    const noKey = Buffer.from([0x12, 1, 9]);
+    const wire = Buffer.concat([
+      Buffer.from([0x0a, noValue.length]),
+      noValue,
+      Buffer.from([0x0a, noKey.length]),
+      noKey,
+    ]);
+    expect({ ...decodeJwtBundlesResponse(wire).bundles }).toEqual({
+      'spiffe://a.org': Buffer.alloc(0),
+      '': Buffer.from([9]),
+    });
+  });
+
+  it('a 20 kB bundle (a three-byte length) decodes as proto-loader decodes it', () => {
+    const { responseSerialize, responseDeserialize } = method('FetchJWTBundles');
+    const wire = responseSerialize({ bundles: { 'spiffe://a.org': Buffer.alloc(20_000, 7) } });
+    expect(decodeJwtBundlesResponse(wire)).toEqual(responseDeserialize(wire));
+    expect(decodeJwtBundlesResponse(wire).bundles['spiffe://a.org'].length).toBe(20_000);
+  });
+
   it('a map key `__proto__` is a key, not a prototype', () => {
     const key = Buffer.from('__proto__');
     const entry = Buffer.concat([Buffer.from([0x0a, key.length]), key, Buffer.from([0x12, 1, 7])]);
@@ -156,7 +188,9 @@ describe('malformed protobuf is refused, naming what is wrong', () => {
     ['a known field with the wrong wire type', [0x08, 0x01], /field 1 must be length-delimited/],
     ['an unknown fixed64 cut short', [0x49, 1, 2, 3], /field 9 runs past the end/],
     ['an unknown fixed32 cut short', [0x4d, 1, 2], /field 9 runs past the end/],
-    ['an unknown varint of 11 bytes', [0x48, ...Array(10).fill(0xff), 0x01], /varint is longer than 10 bytes/],
+    ['an unknown varint of 11 bytes', [0x48, ...Array(10).fill(0xff), 0x01], /varint overflows 64 bits/],
+    ['an unknown varint past 64 bits', [0x48, ...Array(9).fill(0xff), 0x7f], /varint overflows 64 bits/],
+    ['a length of 2^32', [0x0a, 0x80, 0x80, 0x80, 0x80, 0x10], /field 1 is 4294967296 bytes, past the end/],
     [
       'invalid UTF-8 in an SVID’s spiffe_id',
       svidWith([0x0a, 2, 0xc3, 0x28]),
@@ -187,6 +221,26 @@ describe('malformed protobuf is refused, naming what is wrong', () => {
     expect((thrown as SidecarError).message).toMatch(reason);
   });
 
+  it('any bytes at all: a message or ERR_WORKLOAD_API_MESSAGE, never another exception', () => {
+    const decoders = [decodeX509SvidResponse, decodeJwtBundlesResponse, decodeJwtSvidResponse];
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.constantFrom(...decoders), (wire, decode) => {
+        try {
+          decode(Buffer.from(wire));
+        } catch (err) {
+          expect(err).toBeInstanceOf(SidecarError);
+          expect((err as SidecarError).code).toBe('ERR_WORKLOAD_API_MESSAGE');
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('the UTF-8 decoder reads valid text again right after refusing invalid text', () => {
+    expect(() => decodeJwtSvidResponse(Buffer.from([0x0a, 3, 0x0a, 1, 0xc3]))).toThrow(/not valid UTF-8/);
+    expect(decodeJwtSvidResponse(Buffer.from([0x0a, 4, 0x0a, 2, 0xc3, 0xa9])).svids[0].spiffe_id).toBe('é');
+  });
+
   it('the JWT responses too: a truncated JWT-SVID, a bundle map entry with a wrong wire type', () => {
     expect(() => decodeJwtSvidResponse(Buffer.from([0x0a, 3, 0x12, 5, 0x41]))).toThrow(/JWTSVID: .*past the end/);
     expect(() => decodeJwtBundlesResponse(Buffer.from([0x0a, 2, 0x10, 0x01]))).toThrow(
@@ -199,55 +253,119 @@ describe('a malformed frame from the agent over real gRPC', () => {
   let dir: { path: string; remove: () => Promise<void> };
   let ca: CertificateAuthority;
   let svid: IssuedCertificate;
+  const closers: (() => Promise<void> | void)[] = [];
   beforeAll(async () => {
     dir = await tempDir();
     ca = await createDevCa({ trustDomain: 'example.org' });
     svid = await issueSvid(ca, { id: 'spiffe://example.org/workload' });
   });
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
   afterAll(() => dir.remove());
 
-  it('ends the stream with INTERNAL; the source keeps the identity it had and reconnects', async () => {
-    const good = method('FetchX509SVID').responseSerialize(
-      encodeX509({ svids: [{ spiffeId: 'spiffe://example.org/workload', svid, bundlePem: ca.certPem }] }),
-    );
-    // An agent that writes bytes as they are: the good message, then (on the first stream only) a frame
-    // whose SVID's spiffe_id is not UTF-8.
-    const streams: grpc.ServerWritableStream<unknown, Buffer>[] = [];
+  /** A malformed frame: an SVID (or JWT-SVID) whose spiffe_id is not UTF-8, or a bundle key that is not. */
+  const NOT_UTF8 = Buffer.from([0x0a, 4, 0x0a, 2, 0xc3, 0x28]);
+
+  /**
+   * An agent that writes the bytes it is given, as they are, on real gRPC over a Unix socket: `streams`
+   * says what each new stream of a method gets (by its index), `unary` what FetchJWTSVID answers.
+   */
+  async function rawAgent(handlers: {
+    FetchX509SVID?: (stream: number) => Buffer[];
+    FetchJWTBundles?: (stream: number) => Buffer[];
+    FetchJWTSVID?: Buffer;
+  }) {
+    const calls: { method: string; header: unknown[] }[] = [];
     const server = new grpc.Server();
+    const raw = (name: string) => ({ ...method(name), responseSerialize: (b: Buffer) => b });
+    const streaming = (name: 'FetchX509SVID' | 'FetchJWTBundles') => {
+      let opened = 0;
+      return (call: grpc.ServerWritableStream<unknown, Buffer>) => {
+        calls.push({ method: name, header: call.metadata.get(SECURITY_HEADER) });
+        for (const frame of handlers[name]?.(opened++) ?? []) call.write(frame);
+      };
+    };
     server.addService(
-      { FetchX509SVID: { ...method('FetchX509SVID'), responseSerialize: (b: Buffer) => b } },
       {
-        FetchX509SVID: (call: grpc.ServerWritableStream<unknown, Buffer>) => {
-          streams.push(call);
-          call.write(good);
-          if (streams.length === 1) call.write(Buffer.from([0x0a, 4, 0x0a, 2, 0xc3, 0x28]));
+        FetchX509SVID: raw('FetchX509SVID'),
+        FetchJWTBundles: raw('FetchJWTBundles'),
+        FetchJWTSVID: raw('FetchJWTSVID'),
+      },
+      {
+        FetchX509SVID: streaming('FetchX509SVID'),
+        FetchJWTBundles: streaming('FetchJWTBundles'),
+        FetchJWTSVID: (call: grpc.ServerUnaryCall<unknown, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+          calls.push({ method: 'FetchJWTSVID', header: call.metadata.get(SECURITY_HEADER) });
+          callback(null, handlers.FetchJWTSVID);
         },
       },
     );
-    const socket = join(dir.path, 'raw-agent.sock');
+    const socket = join(dir.path, `raw-agent-${closers.length}-${Date.now()}.sock`);
     await new Promise<void>((resolve, reject) =>
       server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
         err ? reject(err) : resolve(),
       ),
     );
+    closers.push(() => server.forceShutdown());
+    return { endpoint: parseWorkloadEndpoint(`unix://${socket}`, 'test'), calls };
+  }
+
+  it('X.509: ends the stream with INTERNAL; the source keeps the identity it had and reconnects', async () => {
+    const good = method('FetchX509SVID').responseSerialize(
+      encodeX509({ svids: [{ spiffeId: 'spiffe://example.org/workload', svid, bundlePem: ca.certPem }] }),
+    );
+    const agent = await rawAgent({ FetchX509SVID: (stream) => (stream === 0 ? [good, NOT_UTF8] : [good]) });
     const { log, logs } = capturingLogger();
     const source = WorkloadApiIdentitySource.start({
-      endpoint: parseWorkloadEndpoint(`unix://${socket}`, 'test'),
+      endpoint: agent.endpoint,
       log,
       backoff: { initialMs: 20, maxMs: 50 },
     });
-    try {
-      expect((await source.firstIdentity()).svid.chain[0].serialNumber).toBe(svid.serialNumber);
-      await expect.poll(() => streams.length).toBe(2);
-      expect(streams.map((call) => call.metadata.get(SECURITY_HEADER))).toEqual([['true'], ['true']]);
-      const ended = logs.find((l) => l.event === 'workload_api_stream_ended');
-      expect(ended?.code).toBe('INTERNAL');
-      expect(ended?.details).toMatch(/^Response message parsing error: .*field 1 is a string but not valid UTF-8/);
-      expect(source.status()).toEqual({ ready: true });
-      expect(source.current().svid.chain[0].serialNumber).toBe(svid.serialNumber);
-    } finally {
-      await source.close();
-      server.forceShutdown();
-    }
+    closers.push(() => source.close());
+    expect((await source.firstIdentity()).svid.chain[0].serialNumber).toBe(svid.serialNumber);
+    await expect.poll(() => agent.calls.length).toBe(2);
+    expect(agent.calls.map((c) => c.header)).toEqual([['true'], ['true']]);
+    const ended = logs.find((l) => l.event === 'workload_api_stream_ended');
+    expect(ended?.code).toBe('INTERNAL');
+    expect(ended?.details).toMatch(/^Response message parsing error: .*field 1 is a string but not valid UTF-8/);
+    expect(source.status()).toEqual({ ready: true });
+    expect(source.current().svid.chain[0].serialNumber).toBe(svid.serialNumber);
+  });
+
+  it('JWT bundles: a good message then an unreadable one, on every stream, backs off instead of spinning', async () => {
+    const good = method('FetchJWTBundles').responseSerialize({
+      bundles: { 'spiffe://example.org': Buffer.from(JSON.stringify({ keys: [] })) },
+    });
+    const agent = await rawAgent({ FetchJWTBundles: () => [good, NOT_UTF8] });
+    const { log, logs } = capturingLogger();
+    const client = new WorkloadApiClient(agent.endpoint);
+    const bundles = new WorkloadApiJwtBundles(client, log, { initialMs: 20, maxMs: 1000 });
+    closers.push(() => client.close());
+    closers.push(() => bundles.close());
+    const ends = () => logs.filter((l) => l.event === 'workload_api_stream_ended');
+    await expect.poll(() => ends().length, { timeout: 10_000 }).toBeGreaterThanOrEqual(5);
+    // Each stream delivered an accepted message, and yet the delay doubles: it was not a stream that lived.
+    expect(
+      ends()
+        .slice(0, 5)
+        .map((l) => l.retry_in_ms),
+    ).toEqual([0, 20, 40, 80, 160]);
+    expect(ends()[0]).toMatchObject({ rpc: 'FetchJWTBundles', code: 'INTERNAL' });
+    expect(ends()[0].details).toMatch(/JWTBundlesResponse.bundles: .*not valid UTF-8/);
+    expect([...(bundles.current()?.keys() ?? [])]).toEqual(['example.org']);
+  });
+
+  it('JWT-SVID: an unreadable answer fails the call with INTERNAL', async () => {
+    const agent = await rawAgent({ FetchJWTSVID: NOT_UTF8 });
+    const client = new WorkloadApiClient(agent.endpoint);
+    closers.push(() => client.close());
+    const err = await client.fetchJwtSvid(['orders']).then(
+      () => undefined,
+      (e: grpc.ServiceError) => e,
+    );
+    expect(err?.code).toBe(grpc.status.INTERNAL);
+    expect(err?.details).toMatch(/JWTSVID: .*field 1 is a string but not valid UTF-8/);
+    expect(agent.calls).toEqual([{ method: 'FetchJWTSVID', header: ['true'] }]);
   });
 });
