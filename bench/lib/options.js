@@ -61,7 +61,7 @@ export function benchOptions() {
     latencySeconds: number('BENCH_LATENCY_SECONDS', quick ? 0.6 : 1),
     connections: Math.round(number('BENCH_CONNECTIONS', 32)),
     newConnWorkers: Math.round(number('BENCH_NEWCONN_WORKERS', 16)),
-    startupRuns: Math.round(number('BENCH_STARTUP_RUNS', quick ? 3 : 5)),
+    startupRuns: Math.round(number('BENCH_STARTUP_RUNS', quick ? 3 : 11)),
     rotationSeconds: number('BENCH_ROTATION_SECONDS', quick ? 4 : 8),
     only: only && only.length > 0 ? only : undefined,
     cli: process.env.BENCH_CLI ?? fileURLToPath(new URL('../../dist/main.js', import.meta.url)),
