@@ -210,15 +210,9 @@ describe('malformed protobuf is refused, naming what is wrong', () => {
     ],
   ];
   it.each(cases)('%s', (_, wire, reason) => {
-    let thrown: unknown;
-    try {
-      decodeX509SvidResponse(Buffer.from(wire));
-    } catch (err) {
-      thrown = err;
-    }
-    expect(thrown).toBeInstanceOf(SidecarError);
-    expect((thrown as SidecarError).code).toBe('ERR_WORKLOAD_API_MESSAGE');
-    expect((thrown as SidecarError).message).toMatch(reason);
+    expect(() => decodeX509SvidResponse(Buffer.from(wire))).toThrow(
+      expect.objectContaining({ code: 'ERR_WORKLOAD_API_MESSAGE', message: expect.stringMatching(reason) }),
+    );
   });
 
   it('any bytes at all: a message or ERR_WORKLOAD_API_MESSAGE, never another exception', () => {
