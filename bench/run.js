@@ -29,7 +29,7 @@ import { canPin } from './lib/affinity.js';
 import { runRounds } from './lib/rounds.js';
 import { benchRows } from './lib/rows.js';
 import { sidecarFeatures, warmCompileCache } from './lib/sidecar.js';
-import { imageNode } from './lib/dockerfile.js';
+import { imageNode, imageNodeFlags } from './lib/dockerfile.js';
 import { compareNodes } from './lib/node-choice.js';
 import { describeNode, ensureSecondNode, imageSidecarNode, SECOND_MAJOR, SECOND_SUFFIX } from './lib/sidecar-nodes.js';
 import { measureSoak } from './lib/soak.js';
@@ -100,6 +100,13 @@ async function main() {
       ? `the image's Node: unknown (${image.error})`
       : `the image's Node: ${image.major} (${image.from})${image.runtimeMismatch ? `, but ${image.runtimeMismatch}` : ''}`,
   );
+  // Every sidecar runs with the node flags the image's ENTRYPOINT gives it (then BENCH_SIDECAR_NODE_ARGS).
+  const entrypointFlags = imageNodeFlags(options.dockerfile);
+  if ('error' in entrypointFlags) say(`the image's node flags: unknown (${entrypointFlags.error}); none used`);
+  else {
+    options.sidecarNodeArgs = [...entrypointFlags, ...options.sidecarNodeArgs];
+    say(`the image's node flags, on every sidecar: ${entrypointFlags.join(' ') || 'none'}`);
+  }
   /** @type {{ label: string, stop: () => Promise<void> }[]} */
   const stops = [];
   let loadgen;

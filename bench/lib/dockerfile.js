@@ -69,3 +69,49 @@ export function imageNode(file) {
   const parsed = parseImageNode(text);
   return 'error' in parsed ? { error: `${file}: ${parsed.error}` } : parsed;
 }
+
+/**
+ * The node flags of the Dockerfile's (last) ENTRYPOINT in exec form, `["/nodejs/bin/node", "--flag", …,
+ * "/app/dist/main.js"]`: what the image's node runs the sidecar with, so that the bench's sidecars run with it too.
+ * @param {string} text
+ * @returns {string[] | { error: string }}
+ */
+export function parseEntrypointNodeFlags(text) {
+  const lines = text.replace(/\\\r?\n/g, ' ').split(/\r?\n/);
+  const entrypoint = lines
+    .map((l) => /^\s*ENTRYPOINT\s+(.*)$/i.exec(l)?.[1])
+    .filter((l) => l !== undefined)
+    .at(-1);
+  if (entrypoint === undefined) return { error: 'no ENTRYPOINT' };
+  let argv;
+  try {
+    argv = JSON.parse(entrypoint);
+  } catch {
+    return { error: 'the ENTRYPOINT is not in exec form (a JSON array)' };
+  }
+  if (!Array.isArray(argv) || !/(^|\/)node$/.test(String(argv[0]))) {
+    return { error: 'the ENTRYPOINT does not run node' };
+  }
+  const flags = [];
+  for (const arg of argv.slice(1).map(String)) {
+    if (!arg.startsWith('-')) break;
+    flags.push(arg);
+  }
+  return flags;
+}
+
+/**
+ * The node flags of a Dockerfile's ENTRYPOINT on disk; `{ error }` when it cannot be read or has none in exec form.
+ * @param {string} file
+ * @returns {string[] | { error: string }}
+ */
+export function imageNodeFlags(file) {
+  let text;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return { error: `${file}: ${/** @type {Error} */ (err).message}` };
+  }
+  const parsed = parseEntrypointNodeFlags(text);
+  return 'error' in parsed ? { error: `${file}: ${parsed.error}` } : parsed;
+}
