@@ -28,7 +28,7 @@ import { measureRotation } from './lib/rotation.js';
 import { canPin } from './lib/affinity.js';
 import { runRounds } from './lib/rounds.js';
 import { benchRows } from './lib/rows.js';
-import { sidecarFeatures, warmCompileCache } from './lib/sidecar.js';
+import { setImageNodeFlags, sidecarFeatures, warmCompileCache } from './lib/sidecar.js';
 import { imageNode, imageNodeFlags } from './lib/dockerfile.js';
 import { compareNodes } from './lib/node-choice.js';
 import { describeNode, ensureSecondNode, imageSidecarNode, SECOND_MAJOR, SECOND_SUFFIX } from './lib/sidecar-nodes.js';
@@ -100,13 +100,6 @@ async function main() {
       ? `the image's Node: unknown (${image.error})`
       : `the image's Node: ${image.major} (${image.from})${image.runtimeMismatch ? `, but ${image.runtimeMismatch}` : ''}`,
   );
-  // Every sidecar runs with the node flags the image's ENTRYPOINT gives it (then BENCH_SIDECAR_NODE_ARGS).
-  const entrypointFlags = imageNodeFlags(options.dockerfile);
-  if ('error' in entrypointFlags) say(`the image's node flags: unknown (${entrypointFlags.error}); none used`);
-  else {
-    options.sidecarNodeArgs = [...entrypointFlags, ...options.sidecarNodeArgs];
-    say(`the image's node flags, on every sidecar: ${entrypointFlags.join(' ') || 'none'}`);
-  }
   /** @type {{ label: string, stop: () => Promise<void> }[]} */
   const stops = [];
   let loadgen;
@@ -128,6 +121,16 @@ async function main() {
       }),
     ]);
     const onImage = imageSidecarNode(image, baseNode, secondNode);
+    // The sidecars on the image's Node run with the node flags of the image's ENTRYPOINT (then
+    // BENCH_SIDECAR_NODE_ARGS); on another Node, as `node dist/main.js` (how the package runs there).
+    const entrypointFlags = imageNodeFlags(options.dockerfile);
+    if ('error' in entrypointFlags) say(`the image's node flags: unknown (${entrypointFlags.error}); none used`);
+    else if ('node' in onImage) {
+      setImageNodeFlags(onImage.node.path, entrypointFlags);
+      say(
+        `the image's node flags, on the sidecars on Node ${onImage.node.version}: ${entrypointFlags.join(' ') || 'none'}`,
+      );
+    }
     // Every sidecar starts as the image's does: with V8's code for its modules compiled once beforehand
     // (Dockerfile, NODE_COMPILE_CACHE), on the Nodes that have a compile cache.
     for (const node of [baseNode, ...('path' in secondNode ? [secondNode] : [])]) {

@@ -17,8 +17,8 @@ import process from 'node:process';
  * @property {string[] | undefined} only row keys to run (BENCH_ONLY=nginx,sidecar-mtls), default all
  * @property {string} cli the sidecar CLI (dist/main.js)
  * @property {string[]} sidecarArgs extra sidecar flags (BENCH_SIDECAR_ARGS, space separated)
- * @property {string[]} sidecarNodeArgs node flags for the sidecar: BENCH_SIDECAR_NODE_ARGS here; run.js puts the
- *   Dockerfile ENTRYPOINT's before them
+ * @property {string[]} sidecarNodeArgs extra node flags for the sidecar (BENCH_SIDECAR_NODE_ARGS; on the image's
+ *   Node, after the Dockerfile ENTRYPOINT's)
  * @property {string} out the JSON results file
  * @property {boolean} keepTmp keep the temporary directory (certs, logs) for inspection
  * @property {boolean} resumption also measure new connections that resume a TLS session (BENCH_RESUMPTION=1)

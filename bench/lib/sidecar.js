@@ -86,6 +86,18 @@ export async function nodeVersion(node) {
 /** The compile cache warmed for each node binary (warmCompileCache): every sidecar on it starts with it. */
 const compileCaches = new Map();
 
+/** The node flags of the image's ENTRYPOINT, for the node binary that is the image's Node (setImageNodeFlags). */
+const imageFlags = new Map();
+
+/**
+ * Every sidecar started on `node` from now on runs with `flags` first, as the image's ENTRYPOINT runs it.
+ * @param {string} node
+ * @param {string[]} flags
+ */
+export function setImageNodeFlags(node, flags) {
+  imageFlags.set(node, flags);
+}
+
 /**
  * Fills `dir` with V8's code for the CLI's modules on `node`, as the image's build does (Dockerfile,
  * dist/warm-compile-cache.js), so that the sidecars of this run start as the image's do. `dir` must be private
@@ -122,7 +134,10 @@ export async function startSidecar({ node, cli, nodeArgs, args, adminPort, logFi
   if (cache) childEnv.NODE_COMPILE_CACHE = cache;
   else delete childEnv.NODE_COMPILE_CACHE;
   const spawned = performance.now();
-  const child = spawnChild(node, [...nodeArgs, cli, ...args], { logFile, env: childEnv });
+  const child = spawnChild(node, [...(imageFlags.get(node) ?? []), ...nodeArgs, cli, ...args], {
+    logFile,
+    env: childEnv,
+  });
   try {
     const ready = await waitForHttp200(`http://127.0.0.1:${adminPort}/readyz`, { timeoutMs: 15_000, child });
     return { child, readyMs: ready - spawned };
