@@ -55,22 +55,6 @@ export function parseImageNode(text) {
 }
 
 /**
- * The image's Node major from a Dockerfile on disk; `{ error }` when it cannot be read or has no such line.
- * @param {string} file
- * @returns {ImageNode}
- */
-export function imageNode(file) {
-  let text;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    return { error: `${file}: ${/** @type {Error} */ (err).message}` };
-  }
-  const parsed = parseImageNode(text);
-  return 'error' in parsed ? { error: `${file}: ${parsed.error}` } : parsed;
-}
-
-/**
  * The node flags of the Dockerfile's (last) ENTRYPOINT in exec form, `["/nodejs/bin/node", "--flag", …,
  * "/app/dist/main.js"]`: what the image's node runs the sidecar with, so that the bench's sidecars run with it too.
  * @param {string} text
@@ -101,17 +85,37 @@ export function parseEntrypointNodeFlags(text) {
 }
 
 /**
- * The node flags of a Dockerfile's ENTRYPOINT on disk; `{ error }` when it cannot be read or has none in exec form.
+ * `parse` over a Dockerfile on disk; `{ error }`, naming the file, when it cannot be read or `parse` says why not.
+ * @template T
  * @param {string} file
- * @returns {string[] | { error: string }}
+ * @param {(text: string) => T | { error: string }} parse
+ * @returns {T | { error: string }}
  */
-export function imageNodeFlags(file) {
+function fromDockerfile(file, parse) {
   let text;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     return { error: `${file}: ${/** @type {Error} */ (err).message}` };
   }
-  const parsed = parseEntrypointNodeFlags(text);
-  return 'error' in parsed ? { error: `${file}: ${parsed.error}` } : parsed;
+  const parsed = parse(text);
+  return parsed && typeof parsed === 'object' && 'error' in parsed ? { error: `${file}: ${parsed.error}` } : parsed;
+}
+
+/**
+ * The image's Node major from a Dockerfile on disk; `{ error }` when it cannot be read or has no such line.
+ * @param {string} file
+ * @returns {ImageNode}
+ */
+export function imageNode(file) {
+  return fromDockerfile(file, parseImageNode);
+}
+
+/**
+ * The node flags of a Dockerfile's ENTRYPOINT on disk; `{ error }` when it cannot be read or has none in exec form.
+ * @param {string} file
+ * @returns {string[] | { error: string }}
+ */
+export function imageNodeFlags(file) {
+  return fromDockerfile(file, parseEntrypointNodeFlags);
 }
