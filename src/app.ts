@@ -94,7 +94,7 @@ async function openFileSource(
   log: Logger,
 ): Promise<OpenedSource> {
   const { files } = source;
-  // Loaded here: JWT mode without an identity source never pays for the X.509 parser (@peculiar/asn1-*).
+  // Loaded here: JWT mode without an identity source never loads the file source.
   const { FileIdentitySource } = await import('./identity/file-source.js');
   const identity = await FileIdentitySource.open(files, log);
   const watcher: FileWatcher | undefined = config.watch
