@@ -3,7 +3,8 @@
 // interface and never touches prom-client; identity and file reload metrics are read from the sources at
 // scrape time; JWT mode's key fetches (JWKS, TokenReview) report through the small KeyFetchMetrics.
 // A source that fails at scrape time fails the scrape (500), except the API key gauges (last value kept).
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetricsWithoutGc } from './default-metrics.js';
 import { chainNotAfter } from '../identity/expiry.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { JwtAuthenticator } from '../authn/jwt.js';
@@ -73,7 +74,7 @@ export function createMetrics(
   // 100 wake-ups a second cost an idle one ~1-2% of a core (test/e2e/an-idle-sidecar-sleeps-…). A stall of 100 ms or
   // more is still always seen; shorter ones, in proportion to their length. The histogram's gauges include the
   // interval itself (~0.100 s when idle: README, /metrics); nodejs_eventloop_lag_seconds does not.
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
+  collectDefaultMetricsWithoutGc(registry, 100);
   const handshakes = new Counter({
     name: `${PREFIX}tls_handshakes_total`,
     help: 'Inbound TLS connections by result of peer authentication and bounded reason',

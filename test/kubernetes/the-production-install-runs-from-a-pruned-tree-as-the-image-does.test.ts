@@ -19,7 +19,7 @@ let app: string;
 let removeDir: () => Promise<void>;
 
 /** The node flags of the Dockerfile's ENTRYPOINT (checked below). */
-const IMAGE_NODE_FLAGS = ['--max-semi-space-size=4'];
+const IMAGE_NODE_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=256'];
 
 /** `node FLAGS dist/main.js ARGS` in the pruned tree, as the image's ENTRYPOINT runs it. */
 function startPruned(args: string[]): Running {

@@ -1,9 +1,10 @@
 // The Exchange, driven directly: one access line when it ends and only if a decision was made, a decision
 // that comes after the caller left, the outcome of a cut response, the budget of denied lines (allowed
 // lines are never dropped), and the path without its query.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { PeerIdentity } from '../../src/authn/identity.js';
-import { type AccessLog, auditPath, Exchange } from '../../src/proxy/access-log.js';
+import { type AccessLog, auditPath, Exchange, msText } from '../../src/proxy/access-log.js';
 import { REJECTION_LINES_BURST } from '../../src/proxy/rejection-log.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
 import { countingMetrics } from '../helpers/proxy-unit.js';
@@ -144,5 +145,40 @@ describe('Exchange', () => {
     expect(auditPath(`${long}?token=secret`)).toBe(`${long.slice(0, 256)}...`);
     expect(auditPath('/short?token=secret')).toBe('/short');
     expect(auditPath(undefined)).toBe('');
+  });
+
+  it('msText prints a duration to the microsecond exactly as String(Math.round(ms * 1000) / 1000) does', () => {
+    for (const v of [
+      0,
+      0.0004,
+      0.0005,
+      0.001,
+      0.01,
+      0.1,
+      0.12,
+      0.123,
+      0.1234,
+      1,
+      1.5,
+      2.05,
+      15.007,
+      999.9999,
+      1e9,
+      1e12 + 0.5,
+    ])
+      expect(msText(v)).toBe(String(Math.round(v * 1000) / 1000));
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.double({ min: 0, max: 10, noNaN: true }),
+          fc.double({ min: 0, max: 1e13, noNaN: true }),
+          fc.integer({ min: 0, max: 10_000_000 }).map((us) => us / 1000),
+        ),
+        (v) => {
+          expect(msText(v)).toBe(String(Math.round(v * 1000) / 1000));
+        },
+      ),
+      { numRuns: 20_000 },
+    );
   });
 });
