@@ -1,11 +1,12 @@
 // The gate every new mTLS connection passes, HTTP or TCP: refused while our identity is revoked, then the
 // peer authenticated (authn/mtls.ts). A refused peer is logged (within the budget of rejection lines, with
 // what its certificate claimed, unverified), counted and disconnected here, before a byte reaches the app.
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import { authenticateTlsPeer } from '../authn/mtls.js';
+import { peerLeafDer } from '../authn/peer-certificates.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { Logger } from '../log.js';
 import type { X509BundleSet } from '../spiffe/bundle.js';
@@ -81,14 +82,13 @@ export interface PresentedCertificate {
  * SPIFFE ID.
  */
 export function presentedCertificate(socket: TLSSocket): PresentedCertificate {
-  const leaf = socket.getPeerX509Certificate();
+  const leaf = peerLeafDer(socket);
   if (!leaf) return {};
-  const out: PresentedCertificate = {
-    serial: leaf.serialNumber.toLowerCase(),
-    fingerprint_sha256: createHash('sha256').update(leaf.raw).digest('hex'),
-  };
+  const out: PresentedCertificate = { fingerprint_sha256: createHash('sha256').update(leaf).digest('hex') };
   try {
-    const uri = parseCertificate(leaf.raw, 'peer leaf certificate', leaf).uris[0];
+    const node = new X509Certificate(leaf);
+    out.serial = node.serialNumber.toLowerCase();
+    const uri = parseCertificate(leaf, 'peer leaf certificate', node).uris[0];
     if (uri !== undefined && uri.length <= MAX_SPIFFE_ID_LENGTH) out.presented_id = parseSpiffeId(uri).toString();
   } catch {
     // Not a certificate we can read, or not a SPIFFE ID: nothing claimed.

@@ -17,6 +17,7 @@ import { relayBytes } from './byte-relay.js';
 import { accountConnections } from './connection-accounting.js';
 import { ConnectionDeadlines } from './connection-deadline.js';
 import { serverTlsOptions } from './server-tls.js';
+import { TlsIntake } from './tls-intake.js';
 import { followRotation, type RotationFollower } from './tls-listener.js';
 
 export type TcpUpstream = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -53,13 +54,15 @@ export class TcpInboundProxy {
     const { identity, limits, log } = options;
     this.metrics = options.metrics ?? noMetrics;
     this.server = createServer({
-      ...serverTlsOptions(identity.current()),
-      requestCert: true,
-      // The decision is ours (authenticate), so that every rejected peer is logged with its reason.
-      rejectUnauthorized: false,
-      handshakeTimeout: limits.handshakeTimeoutMs,
       // Each direction ends on its own: a client that has sent everything may still read the answer.
       allowHalfOpen: true,
+      // No TLS of its own: connections are wrapped by the intake (tls-intake.ts says why). An empty trust
+      // list spares it Node's root store.
+      ca: [],
+    });
+    const intake = new TlsIntake(this.server, serverTlsOptions(identity.current()), {
+      requestCert: true,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
     });
     const accounting = { maxConnections: limits.maxConnections, metrics: this.metrics, log, identity };
     accountConnections(this.server, accounting, (socket) => {
@@ -67,7 +70,7 @@ export class TcpInboundProxy {
       socket.once('close', () => this.sockets.delete(socket));
     });
     this.server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
-    this.rotation = followRotation(this.server, identity, {
+    this.rotation = followRotation(intake, identity, {
       initialBundles: identity.current().bundles,
       // A revoked identity ends every relayed connection: nothing may pass in its name.
       onRevoked: () => this.destroyAll(),

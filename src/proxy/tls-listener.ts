@@ -1,7 +1,7 @@
 // A TLS listener following our identity's rotation (HTTP and TCP inbound): each new identity becomes the
 // context of new connections (open ones finish on the old), and the bundle set of the context before it
 // is kept for the peers accepted under it. A revocation is only passed on: what to end is the caller's.
-import type { Server } from 'node:tls';
+import type { SecureContextOptions } from 'node:tls';
 import type { IdentitySource } from '../identity/source.js';
 import type { X509BundleSet } from '../spiffe/bundle.js';
 import { serverTlsOptions } from './server-tls.js';
@@ -23,8 +23,13 @@ export interface RotationFollower {
   stop(): void;
 }
 
+/** Where new connections get their TLS context: our listeners' intake (tls-intake.ts), or a tls.Server. */
+export interface SecureContextTarget {
+  setSecureContext(options: SecureContextOptions): void;
+}
+
 export function followRotation(
-  server: Server,
+  server: SecureContextTarget,
   identity: IdentitySource,
   { initialBundles, onRevoked }: FollowRotationOptions,
 ): RotationFollower {
