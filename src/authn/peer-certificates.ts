@@ -45,9 +45,9 @@ export function peerLeafDer(socket: TLSSocket): Buffer | undefined {
 
 /**
  * The peer's certificates (DER), leaf first, from Node's copying getPeerCertificate(true): the leaf, then
- * what the peer sent ordered by issuer name, completed from our trust store. ~100 µs for two certificates,
- * so it is read only for a leaf not seen verified before (authn/mtls.ts). At most `max` + 1 are returned:
- * one more than `max` is enough for the caller to refuse the chain.
+ * what the peer sent ordered by issuer name, completed from our trust store up to a root. ~100 µs for two
+ * certificates, so it is read only for a leaf OpenSSL accepted and we have not seen verified under the
+ * current bundles (authn/mtls.ts). At most `max` + 1 are returned: enough for the caller to refuse more.
  */
 export function peerChainDer(socket: TLSSocket, max: number): Buffer[] {
   const chain: Buffer[] = [];

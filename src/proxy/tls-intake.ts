@@ -12,6 +12,7 @@
 // calls only (authn/peer-certificates.ts).
 import type { Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type Server, TLSSocket } from 'node:tls';
+import { peerLeafDer } from '../authn/peer-certificates.js';
 
 /** Binds resumable sessions to this program (tls.Server uses a hash of the command line). */
 const SESSION_ID_CONTEXT = 'spiffe-sidecar';
@@ -78,10 +79,13 @@ export class TlsIntake {
     } as ConstructorParameters<typeof TLSSocket>[1]);
     const internals = socket as unknown as TlsSocketInternals;
     let settled = false;
+    // A connection whose handshake failed, timed out or was cut is reported, then closed: nothing else
+    // will ever serve it (tls.Server leaves that to a listener; ours only log).
     const failed = (err: NodeJS.ErrnoException) => {
       if (settled) return;
       settled = true;
       this.server.emit('tlsClientError', err, socket);
+      socket.destroy();
     };
     socket.on('_tlsError', failed);
     socket.on('error', failed);
@@ -89,10 +93,11 @@ export class TlsIntake {
       if (!hadError) failed(connectionReset());
     });
     socket.once('secure', () => {
+      // A handshake completed after its timeout was already reported and closed.
       if (settled) return;
       if (this.options.requestCert) {
-        const error = internals.ssl?.verifyError();
-        if (error) socket.authorizationError = (error.code ?? error.message) as unknown as Error;
+        const code = verifyErrorCode(socket, internals);
+        if (code) socket.authorizationError = code as unknown as Error;
         else socket.authorized = true;
       }
       if (socket.destroyed || !internals._releaseControl()) return;
@@ -101,4 +106,15 @@ export class TlsIntake {
       this.server.emit('secureConnection', socket);
     });
   }
+}
+
+/** OpenSSL's verdict on the peer's certificate, as tls.Server names it: a code, or nothing when it verified. */
+function verifyErrorCode(socket: TLSSocket, internals: TlsSocketInternals): string | undefined {
+  if (!internals.ssl) return 'UNSPECIFIED';
+  const error = internals.ssl.verifyError();
+  if (error) return error.code ?? error.message;
+  // OpenSSL says OK for a TLS 1.3 resumption that never had a certificate (a PSK): not a verified peer.
+  // Node 24's tls.Server makes the same check.
+  if (socket.isSessionReused() && !peerLeafDer(socket)) return 'UNABLE_TO_GET_ISSUER_CERT';
+  return undefined;
 }

@@ -1,8 +1,9 @@
 // The certificates a peer presented, read from real TLS sessions on loopback (our intake as the server, a
 // client whose SVID comes from an intermediate CA): the leaf from the session's encoding, in a full and in a
 // resumed handshake; the chain, leaf first, with the intermediate the client sent; and a second read sees
-// exactly what the first did. Node's getPeerX509Certificate() takes the intermediates out of a server
-// session (and leaks them), so no source file may call it.
+// exactly what the first did; a chain's length counts the root Node completes it with. Node's
+// getPeerX509Certificate() takes the intermediates out of a server session (and leaks them), so no source
+// file may call it.
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { readdir, readFile } from 'node:fs/promises';
@@ -10,8 +11,15 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authenticateTlsPeer } from '../../src/authn/mtls.js';
 import { peerChainDer, peerLeafDer } from '../../src/authn/peer-certificates.js';
-import { type IssuedCertificate, issueIntermediateCa } from '../../src/certs/dev-ca.js';
+import {
+  type CertificateAuthority,
+  type IssuedCertificate,
+  type Issuer,
+  issueIntermediateCa,
+} from '../../src/certs/dev-ca.js';
+import { type X509BundleSet, x509BundleSetFromPem } from '../../src/spiffe/bundle.js';
 import { TlsIntake } from '../../src/proxy/tls-intake.js';
 import { createDevCa, issueSvid } from '../helpers/pki.js';
 
@@ -23,6 +31,7 @@ interface Seen {
   chain: Buffer[];
   chainAgain: Buffer[];
   leafAgain: Buffer | undefined;
+  authn: string;
 }
 
 function certificatesOf(chainPem: string): Buffer[] {
@@ -37,11 +46,14 @@ let caPem: string;
 let client: IssuedCertificate;
 let intermediateDer: Buffer;
 let stranger: IssuedCertificate;
+let bundles: X509BundleSet;
+let ca: CertificateAuthority;
 const seen: Seen[] = [];
 
 beforeAll(async () => {
-  const ca = await createDevCa({ trustDomain: 'example.org' });
+  ca = await createDevCa({ trustDomain: 'example.org' });
   caPem = ca.certPem;
+  bundles = x509BundleSetFromPem({ 'example.org': ca.certPem });
   const intermediate = await issueIntermediateCa(ca);
   intermediateDer = new X509Certificate(intermediate.certPem).raw;
   client = await issueSvid(intermediate, { id: 'spiffe://example.org/ns/shop/sa/orders' });
@@ -62,6 +74,7 @@ beforeAll(async () => {
       chain: peerChainDer(socket, 8),
       chainAgain: peerChainDer(socket, 8),
       leafAgain: peerLeafDer(socket),
+      authn: ((r) => (r.ok ? String(r.identity.id) : r.rejection.reason))(authenticateTlsPeer(socket, bundles)),
     });
     socket.end('seen');
   });
@@ -96,6 +109,8 @@ describe("a peer's certificates", () => {
     expect(seen.chain.length).toBeGreaterThanOrEqual(2);
     expect(seen.chain[0].equals(sent[0])).toBe(true);
     expect(seen.chain[1].equals(intermediateDer)).toBe(true);
+    expect(seen.chain.at(-1)?.equals(new X509Certificate(caPem).raw), 'completed up to the root').toBe(true);
+    expect(seen.authn).toBe('spiffe://example.org/ns/shop/sa/orders');
     expect(seen.chainAgain.map((c) => c.toString('hex'))).toEqual(seen.chain.map((c) => c.toString('hex')));
     expect(seen.leafAgain?.equals(sent[0])).toBe(true);
   });
@@ -116,6 +131,21 @@ describe("a peer's certificates", () => {
     expect(untrusted.seen.authorized).toBe(false);
     expect(untrusted.seen.authorizationError).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
     expect(untrusted.seen.leaf?.equals(certificatesOf(stranger.chainPem)[0])).toBe(true);
+  });
+
+  it('are at most 8 with the root: a leaf under 6 intermediates is admitted, under 7 it is refused', async () => {
+    let issuer: Issuer = ca;
+    const under: Record<number, IssuedCertificate> = {};
+    for (let depth = 1; depth <= 7; depth++) {
+      issuer = await issueIntermediateCa(issuer);
+      if (depth >= 6) under[depth] = await issueSvid(issuer, { id: `spiffe://example.org/depth/${depth}` });
+    }
+    const six = await handshake({ cert: under[6].chainPem, key: under[6].keyPem });
+    expect(six.seen.authorized).toBe(true);
+    expect(six.seen.authn).toBe('spiffe://example.org/depth/6');
+    const seven = await handshake({ cert: under[7].chainPem, key: under[7].keyPem });
+    expect(seven.seen.authorized).toBe(true);
+    expect(seven.seen.authn).toBe('ERR_PEER_CHAIN_TOO_LARGE');
   });
 
   it("are never read with getPeerX509Certificate() in the sidecar's source", async () => {

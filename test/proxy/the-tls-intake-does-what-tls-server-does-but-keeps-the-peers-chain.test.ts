@@ -1,7 +1,8 @@
 // Our TLS intake, on a real loopback server, in place of tls.Server's own connection listener: a connection
-// that fails or ends before its handshake completes is one 'tlsClientError' (as tls.Server emits it), a
-// handshake that completes is one 'secureConnection' with ALPN agreed, a new context reaches new
-// connections only, and a server that already has other connection listeners is refused.
+// that fails or ends before its handshake completes is one 'tlsClientError' (as tls.Server emits it) and is
+// closed, a handshake that completes is one 'secureConnection' with ALPN agreed, a TLS 1.3 resumption that
+// never had a certificate is not "authorized", a new context reaches new connections only, and a server
+// that already has other connection listeners is refused.
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, connect as connectTcp } from 'node:net';
@@ -36,7 +37,8 @@ async function serve(handshakeTimeoutMs = 10_000): Promise<{ server: Server; int
     { cert: first.chainPem, key: first.keyPem, ca: caPem },
     { requestCert: true, handshakeTimeoutMs, ALPNProtocols: ['h2', 'http/1.1'] },
   );
-  server.on('secureConnection', (socket: TLSSocket) => socket.end());
+  // Something written, so that the TLS 1.3 tickets go out before the close.
+  server.on('secureConnection', (socket: TLSSocket) => socket.end('bye'));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return { server, intake, port: (server.address() as AddressInfo).port };
@@ -99,16 +101,42 @@ describe('the TLS intake', () => {
     const garbage = once(server, 'tlsClientError');
     const plain = connectTcp(port, '127.0.0.1', () => plain.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n'));
     plain.on('error', () => {});
+    const plainClosed = once(plain, 'close');
     const [notTls] = (await garbage) as [NodeJS.ErrnoException];
     expect(notTls.code).toMatch(/^ERR_SSL_/);
+    await plainClosed;
 
+    // A client that says nothing is cut at the timeout: the test ends only if the server closes it.
     const slow = await serve(200);
     const timedOut = once(slow.server, 'tlsClientError');
     const silent = connectTcp(slow.port, '127.0.0.1');
     silent.on('error', () => {});
+    const silentClosed = once(silent, 'close');
     const [timeout] = (await timedOut) as [NodeJS.ErrnoException];
     expect(timeout.code).toBe('ERR_TLS_HANDSHAKE_TIMEOUT');
-    silent.destroy();
+    await silentClosed;
+  });
+
+  it('does not call a TLS 1.3 resumption of a session that had no certificate authorized', async () => {
+    const { server, port } = await serve();
+    const accepted: TLSSocket[] = [];
+    server.on('secureConnection', (socket: TLSSocket) => accepted.push(socket));
+    const connectOnce = async (session?: Buffer) => {
+      const client = connect({ host: '127.0.0.1', port, ca: caPem, checkServerIdentity: () => undefined, session });
+      let ticket: Buffer | undefined;
+      client.on('session', (s: Buffer) => (ticket = s));
+      client.resume();
+      await once(client, 'close');
+      return ticket;
+    };
+    const ticket = await connectOnce();
+    expect(ticket, 'the server issued a ticket').toBeDefined();
+    await connectOnce(ticket);
+    expect(accepted).toHaveLength(2);
+    expect(accepted[0].authorized).toBe(false);
+    expect(accepted[1].isSessionReused()).toBe(true);
+    expect(accepted[1].authorized).toBe(false);
+    expect(accepted[1].authorizationError).toBe('UNABLE_TO_GET_ISSUER_CERT');
   });
 
   it('serves a new context to new connections only', async () => {
