@@ -50,6 +50,10 @@ export class ConnectionDeadlines {
     this.deadlines.set(socket, deadline);
   }
 
+  // Not unref()'d, on purpose: Node keeps the (empty) list of an unref'd timer that is cleared before it
+  // fires until its time comes, one list per distinct duration, and every connection's duration is its
+  // own: ~160 bytes per closed connection, kept for the certificate's lifetime (the soak's last growth).
+  // A ref'd timer's list goes with it, and it keeps nothing alive that its open socket does not.
   private arm(socket: Socket, at: number, cause: DeadlineCause): NodeJS.Timeout {
     return setTimeout(
       () => {
@@ -63,6 +67,6 @@ export class ConnectionDeadlines {
         if (!socket.destroyed) this.onExpire(socket, cause);
       },
       Math.min(Math.max(0, at - Date.now() + 1), MAX_DELAY_MS),
-    ).unref();
+    );
   }
 }

@@ -1,8 +1,16 @@
 // When a connection must end: the earlier of its certificate's notAfter and its latest token's exp, told
-// once, and never after the connection closed. Real sockets (a loopback pair); the clock is vitest's.
+// once, and never after the connection closed, and nothing kept of a closed one. Real sockets (a loopback
+// pair); the clock is vitest's.
+import { execFile } from 'node:child_process';
 import { createServer, type Server, type Socket, connect } from 'node:net';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConnectionDeadlines, type DeadlineCause } from '../../src/proxy/connection-deadline.js';
+
+const execFileAsync = promisify(execFile);
+const dist = join(import.meta.dirname, '../../dist');
 
 let server: Server;
 let port: number;
@@ -91,5 +99,32 @@ describe('ConnectionDeadlines', () => {
     await closed;
     vi.advanceTimersByTime(1000);
     expect(seen).toEqual([]);
+  });
+
+  it('keeps nothing of a closed connection: 20,000 deadlines of distinct lengths, closed, leave no timer lists', async () => {
+    // In a child with --expose-gc, on the built module and Node's real timers: Node keeps the list of an
+    // unref'd timer cleared before its time (~160 bytes, one per distinct duration) until that time.
+    const script = `
+      const { EventEmitter } = await import('node:events');
+      const { ConnectionDeadlines } = await import(${JSON.stringify(pathToFileURL(join(dist, 'proxy/connection-deadline.js')).href)});
+      const deadlines = new ConnectionDeadlines(() => {});
+      const measure = () => { gc(); return process.memoryUsage().heapUsed; };
+      // Each round's durations are new to Node's timer lists: a warm-up round, then the one measured.
+      const round = (count, from) => {
+        for (let i = 0; i < count; i++) {
+          const socket = new EventEmitter();
+          socket.destroyed = false;
+          deadlines.certificate(socket, Date.now() + from + i * 7);
+          socket.emit('close');
+        }
+      };
+      round(1000, 3_600_000);
+      const before = measure();
+      round(20000, 7_200_000);
+      console.log(JSON.stringify({ retained: measure() - before }));`;
+    const { stdout } = await execFileAsync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script]);
+    const { retained } = JSON.parse(stdout) as { retained: number };
+    // 20,000 kept lists would be ~3 MB.
+    expect(retained).toBeLessThan(1_000_000);
   });
 });
