@@ -1,5 +1,8 @@
 // `--protocol tcp`: a peer the allow rules do not name, of a trust domain we do not trust, or without a
-// certificate is cut off with no byte back, and the app never gets a connection for it.
+// certificate is cut off with no byte back, and the app never gets a connection for it; a client that never
+// starts its handshake is cut at the handshake timeout.
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import type { ClientCert } from '../helpers/client.js';
@@ -74,5 +77,21 @@ describe('a denied tcp peer never reaches the app', () => {
 
   it('a peer without a certificate', async () => {
     await expectNeverReached(undefined, { event: 'peer_rejected', reason: 'ERR_NO_CLIENT_CERT' });
+  });
+
+  it('a client that never starts its handshake is cut at --handshake-timeout, and does not keep its slot', async () => {
+    const strict = await tcpSidecar(guardedApp.upstream, { 'handshake-timeout': '300ms', 'max-connections': '1' });
+    const silent = connect(strict.port, '127.0.0.1');
+    silent.on('error', () => {});
+    // The test ends only if the sidecar closes it.
+    await once(silent, 'close');
+    await expect
+      .poll(() => strict.logs.find((l) => l.event === 'tls_rejected'))
+      .toMatchObject({ event: 'tls_rejected', reason: 'handshake_timeout' });
+    // With one connection allowed, the next caller gets in only because the silent one is gone.
+    const control = await connectTls(strict.port, allowed);
+    const back = readAll(control);
+    control.end('ok');
+    expect(await back).toEqual({ length: 2, sha256: sha256('ok') });
   });
 });
