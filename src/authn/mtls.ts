@@ -100,9 +100,9 @@ export function authenticateTlsPeer(
   const leafSha256 = createHash('sha256').update(leaf).digest('hex');
   const resumed = socket.isSessionReused();
   // A leaf verified once under this bundle set stands for itself: its signature binds it to the path found
-  // then, and OpenSSL has checked whatever chain came with it this time (so its length is not judged again). A resumed session carries the
-  // peer's leaf but not the intermediates it sent, so it is accepted only if that leaf was verified in a
-  // full handshake, or verifies alone. Tickets do not outlive an identity change (see server-tls.ts),
+  // then, and OpenSSL has checked whatever chain came with it this time (so its length is not judged
+  // again). A resumed session carries the peer's leaf but not the intermediates it sent, so it is accepted
+  // only if that leaf was verified in a full handshake, or verifies alone. Tickets do not outlive an identity change (see server-tls.ts),
   // except for a handshake that raced the change: accepted under the previous context, authenticated
   // after it. That one was verified under the previous bundle set, which is asked too.
   const verified =

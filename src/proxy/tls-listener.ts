@@ -19,7 +19,7 @@ export interface RotationFollower {
    * authenticated after a rotation, and must be judged by the trust it was accepted under (authn/mtls.ts).
    */
   previousBundles(): X509BundleSet | undefined;
-  /** Stop following: later identities and revocations no longer reach the server or `onRevoked`. */
+  /** Stop following: later identities and revocations no longer reach the target or `onRevoked`. */
   stop(): void;
 }
 
@@ -29,7 +29,7 @@ export interface SecureContextTarget {
 }
 
 export function followRotation(
-  server: SecureContextTarget,
+  target: SecureContextTarget,
   identity: IdentitySource,
   { initialBundles, onRevoked }: FollowRotationOptions,
 ): RotationFollower {
@@ -39,7 +39,7 @@ export function followRotation(
   const offUpdate = identity.onUpdate((next) => {
     previous = current;
     current = next.bundles;
-    server.setSecureContext(serverTlsOptions(next));
+    target.setSecureContext(serverTlsOptions(next));
   });
   const offRevoke = (onRevoked && identity.onRevoked?.(onRevoked)) ?? (() => {});
   return {
