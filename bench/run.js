@@ -29,6 +29,7 @@ import { canPin } from './lib/affinity.js';
 import { runRounds } from './lib/rounds.js';
 import { benchRows } from './lib/rows.js';
 import { setImageNodeFlags, sidecarFeatures, warmCompileCache } from './lib/sidecar.js';
+import { measurePair } from './lib/paired.js';
 import { imageNode, imageNodeFlags } from './lib/dockerfile.js';
 import { compareNodes } from './lib/node-choice.js';
 import { describeNode, ensureSecondNode, imageSidecarNode, SECOND_MAJOR, SECOND_SUFFIX } from './lib/sidecar-nodes.js';
@@ -181,6 +182,8 @@ async function main() {
     let startup;
     /** @type {Awaited<ReturnType<typeof measureRotation>> | undefined} */
     let rotation;
+    /** @type {import('./lib/paired.js').PairResult | undefined} */
+    let auditPair;
     /** @type {import('./lib/soak.js').SoakResult | undefined} */
     let soak;
     /** @type {string[]} */
@@ -211,7 +214,12 @@ async function main() {
       }
       targets = soakTargets(soak, options.soakSeconds);
     } else {
-      ({ rows, startup, rotation, notes, targets, nodeChoice } = await measureTable({ ctx, loadgen, stops, onImage }));
+      ({ rows, startup, rotation, auditPair, notes, targets, nodeChoice } = await measureTable({
+        ctx,
+        loadgen,
+        stops,
+        onImage,
+      }));
     }
     for (const { stop } of stops.splice(0).reverse()) await stop();
 
@@ -230,7 +238,9 @@ async function main() {
       latencyPinned: canPin(),
     };
     const markdown = markdownReport({ meta, rows, startup, rotation, soak, targets, notes, nodeChoice });
-    const json = options.soak ? { meta, soak, targets } : { meta, rows, startup, rotation, nodeChoice, targets };
+    const json = options.soak
+      ? { meta, soak, targets }
+      : { meta, rows, startup, rotation, auditPair, nodeChoice, targets };
     await mkdir(dirname(options.out), { recursive: true });
     await writeFile(options.out, await formatJson(json, options.out));
     // On the terminal, without what only the file needs (every round, every RSS sample).
@@ -317,6 +327,30 @@ async function measureTable({ ctx, loadgen, stops, onImage }) {
 
   await runRounds({ records, running, loadgen, options, appPid, say });
 
+  // The audit line's price, read from adjacent windows of the two rows that differ by it alone (paired.js).
+  const withLine = running.get('sidecar-mtls');
+  const withoutLine = running.get('sidecar-mtls-quiet');
+  const auditPair =
+    withLine && withoutLine
+      ? await measurePair({
+          loadgen,
+          options,
+          a: { key: 'sidecar-mtls', started: withLine },
+          b: { key: 'sidecar-mtls-quiet', started: withoutLine },
+          appPid,
+          pairs: options.quick ? 2 : 8,
+        }).catch((err) => {
+          say(`audit line, paired windows: failed: ${err.message}`);
+          return undefined;
+        })
+      : undefined;
+  if (auditPair) {
+    say(
+      `audit line, paired windows: without it ${auditPair.ratios.map((r) => r.toFixed(3)).join(', ')} of the CPU ` +
+        `per request with it; median ${auditPair.median.toFixed(3)}${auditPair.errors ? `, FAILED ${auditPair.errors}` : ''}`,
+    );
+  }
+
   const rotation = ran('rotation')
     ? await measureRotation({ options, pki, tmp, appPort, loadgen, clientTls }).catch((err) => {
         say(`rotation: failed: ${err.message}`);
@@ -328,7 +362,7 @@ async function measureTable({ ctx, loadgen, stops, onImage }) {
   for (const { stop } of stops.splice(0).reverse()) await stop();
 
   const rows = summarize(records);
-  const notes = await runNotes(rows, tmp);
+  const notes = await runNotes(rows, tmp, auditPair);
   // The Nodes the sidecar ran on here: the base one, and the newer one when a row or startup mode used it.
   const usedSecond =
     'path' in secondNode &&
@@ -347,6 +381,7 @@ async function measureTable({ ctx, loadgen, stops, onImage }) {
     startup,
     rotation,
     { startup: ran('startup'), rotation: ran('rotation') },
+    auditPair,
     {
       base: baseNode,
       all: nodes,
@@ -354,7 +389,7 @@ async function measureTable({ ctx, loadgen, stops, onImage }) {
     },
   );
   const nodeChoice = compareNodes(rows, startup, nodes, 'node' in image ? image.node : undefined);
-  return { rows, startup, rotation, notes, targets, nodeChoice };
+  return { rows, startup, rotation, auditPair, notes, targets, nodeChoice };
 }
 
 for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {

@@ -8,16 +8,18 @@ import { median } from './stats.js';
 /**
  * @param {ReturnType<typeof import('./summary.js').summarize>} rows
  * @param {string} logDir where each sidecar row's output went (`<key>.log`)
+ * @param {import('./paired.js').PairResult} [pair] the paired windows, whose requests are in two rows' logs too
  * @returns {Promise<string[]>}
  */
-export async function runNotes(rows, logDir) {
+export async function runNotes(rows, logDir, pair) {
   const notes = [];
   for (const r of rows) {
     if (r.kind !== 'sidecar' || !r.measured) continue;
-    const completed = r.rounds.reduce(
-      (sum, x) => sum + (x ? x.keepAlive.completed + x.newConn.completed + x.latency.completed : 0),
-      0,
-    );
+    const completed =
+      r.rounds.reduce(
+        (sum, x) => sum + (x ? x.keepAlive.completed + x.newConn.completed + x.latency.completed : 0),
+        0,
+      ) + (pair?.completed[r.key] ?? 0);
     const logFile = join(logDir, `${r.key}.log`);
     const log = existsSync(logFile) ? await readFile(logFile, 'utf8') : '';
     const authz = log.split('"event":"authz"').length - 1;
@@ -43,6 +45,16 @@ export async function runNotes(rows, logDir) {
     notes.push(
       `Noise: processes outside the bench used ${foreign.toFixed(2)} cores (median over the loaded windows) of ` +
         'this shared machine: absolute numbers are low; the ratios within rounds are the robust part.',
+    );
+  }
+  if (pair && pair.ratios.length > 0) {
+    const us = (/** @type {number[]} */ v) => v.map((x) => x.toFixed(0)).join('/');
+    notes.push(
+      `Audit line, paired windows (${pair.ratios.length} pairs of ${pair.windowMs / 1000} s keep-alive windows, ` +
+        `${pair.a} and ${pair.b} alternately, after the rounds): without the line a request costs ` +
+        `${pair.ratios.map((r) => r.toFixed(2)).join(', ')} of its CPU with it (median ${pair.median.toFixed(3)}; ` +
+        `µs with ${us(pair.aCpuUs)}, without ${us(pair.bCpuUs)})` +
+        `${pair.errors ? `; ${pair.errors} requests FAILED` : ''}.`,
     );
   }
   return notes;

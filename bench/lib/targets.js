@@ -3,6 +3,7 @@
 // RSS, startup: bench/lib/node-choice.js) are judged on the rows of the image's Node and name it; the others on
 // the base Node's rows, named too when this run had another.
 import { NODE_TARGETS } from './node-choice.js';
+import { median } from './stats.js';
 
 const MB = 1024 * 1024;
 /** The soak's length in the issue: 10 minutes. */
@@ -20,12 +21,13 @@ const SOAK_TARGET_SECONDS = 600;
  * @param {Awaited<ReturnType<typeof import('./startup.js').measureStartup>> | undefined} startup
  * @param {{ failures: number, rotations: number, distinctServerCertificates: number } | undefined} rotation
  * @param {{ startup: boolean, rotation: boolean }} ran whether startup and rotation were part of this run
+ * @param {import('./paired.js').PairResult | undefined} auditPair the audit line's paired windows (paired.js)
  * @param {{ base: import('./node-choice.js').RunNode, all: import('./node-choice.js').RunNode[],
  *   image: { node: import('./node-choice.js').RunNode } | { missing: string, major?: number } }} nodes the Nodes
  *   the sidecar ran on (the base one first), and which is the image's (or why none is)
  * @returns {TargetResult[]}
  */
-export function checkTargets(rows, startup, rotation, ran, nodes) {
+export function checkTargets(rows, startup, rotation, ran, auditPair, nodes) {
   const row = (/** @type {string} */ key) => rows.find((r) => r.key === key);
   const nginx = row('nginx');
   const mtls = row('sidecar-mtls');
@@ -120,14 +122,22 @@ export function checkTargets(rows, startup, rotation, ran, nodes) {
     `${fmt(overL4)}× L4 (${fmt(mtls?.keepAlive.cpuUsPerRequest, 0)} µs vs ${fmt(l4?.keepAlive.cpuUsPerRequest, 0)} µs)`,
     why(l4) ?? why(mtls),
   );
-  // What the audit line costs: the default row against the same sidecar at --log-level warn, per round.
-  const quietCpu = quiet?.vsSidecarMtls.cpuUsPerRequest;
+  // What the audit line costs: the default row against the same sidecar at --log-level warn. From the paired
+  // windows when they ran (adjacent windows, paired.js: the rounds' windows are a minute apart, and their noise
+  // is larger than the line); from the rounds otherwise.
+  const pairedQuiet = auditPair && auditPair.ratios.length > 0 && !auditPair.errors ? auditPair.median : undefined;
+  const quietCpu = pairedQuiet ?? quiet?.vsSidecarMtls.cpuUsPerRequest;
   const audit = quietCpu === undefined ? undefined : 1 - quietCpu;
+  const pairedUs = (/** @type {number[] | undefined} */ v) => fmt(v && v.length ? median(v) : undefined, 0);
   add(
     "The per-request audit line ≤ 10% of a request's CPU",
     audit,
     (v) => v <= 0.1,
-    `${fmt(audit === undefined ? undefined : audit * 100, 1)}% (${fmt(mtls?.keepAlive.cpuUsPerRequest, 0)} µs with, ${fmt(quiet?.keepAlive.cpuUsPerRequest, 0)} µs without)`,
+    pairedQuiet !== undefined && auditPair
+      ? `${fmt(audit === undefined ? undefined : audit * 100, 1)}% (${auditPair.ratios.length} pairs of adjacent windows; ` +
+          `${pairedUs(auditPair.aCpuUs)} µs with, ${pairedUs(auditPair.bCpuUs)} µs without); in the rounds: ` +
+          `${fmt(quiet?.vsSidecarMtls.cpuUsPerRequest === undefined ? undefined : (1 - quiet.vsSidecarMtls.cpuUsPerRequest) * 100, 1)}%`
+      : `${fmt(audit === undefined ? undefined : audit * 100, 1)}% (${fmt(mtls?.keepAlive.cpuUsPerRequest, 0)} µs with, ${fmt(quiet?.keepAlive.cpuUsPerRequest, 0)} µs without)`,
     why(quiet) ?? why(mtls),
   );
   // What counting in Redis costs over local buckets: the same policy, one EVALSHA per request (a guide of the
