@@ -28,9 +28,9 @@ import { measureRotation } from './lib/rotation.js';
 import { canPin } from './lib/affinity.js';
 import { runRounds } from './lib/rounds.js';
 import { benchRows } from './lib/rows.js';
-import { setImageNodeFlags, sidecarFeatures, warmCompileCache } from './lib/sidecar.js';
+import { setImageNodeEnv, setImageNodeFlags, sidecarFeatures, warmCompileCache } from './lib/sidecar.js';
 import { measurePair } from './lib/paired.js';
-import { imageNode, imageNodeFlags } from './lib/dockerfile.js';
+import { imageNode, imageNodeFlags, imageOpensslConf } from './lib/dockerfile.js';
 import { compareNodes } from './lib/node-choice.js';
 import { describeNode, ensureSecondNode, imageSidecarNode, SECOND_MAJOR, SECOND_SUFFIX } from './lib/sidecar-nodes.js';
 import { measureSoak } from './lib/soak.js';
@@ -131,6 +131,14 @@ async function main() {
       say(
         `the image's node flags, on the sidecars on Node ${onImage.node.version}: ${entrypointFlags.join(' ') || 'none'}`,
       );
+    }
+    // ...and with the image's OpenSSL configuration (its ENV OPENSSL_CONF, a file that the build puts in dist/).
+    const opensslConf = imageOpensslConf(options.dockerfile);
+    if ('error' in opensslConf) say(`the image's OpenSSL configuration: unknown (${opensslConf.error}); none used`);
+    else if ('node' in onImage && opensslConf.distFile !== undefined) {
+      const file = join(dirname(options.cli), opensslConf.distFile);
+      setImageNodeEnv(onImage.node.path, { OPENSSL_CONF: file });
+      say(`the image's OpenSSL configuration, on the sidecars on Node ${onImage.node.version}: OPENSSL_CONF=${file}`);
     }
     // Every sidecar starts as the image's does: with V8's code for its modules compiled once beforehand
     // (Dockerfile, NODE_COMPILE_CACHE), on the Nodes that have a compile cache.

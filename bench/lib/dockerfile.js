@@ -85,6 +85,23 @@ export function parseEntrypointNodeFlags(text) {
 }
 
 /**
+ * The OpenSSL configuration the image's node loads: `ENV OPENSSL_CONF=/app/dist/FILE` (the last one), as the
+ * path of FILE inside dist/ (`npm run build` puts it there); undefined when the image sets none.
+ * @param {string} text
+ * @returns {{ distFile: string | undefined } | { error: string }}
+ */
+export function parseOpensslConf(text) {
+  const values = [...text.matchAll(/^\s*ENV\s+OPENSSL_CONF[=\s]\s*(\S+)\s*$/gim)].map((m) => m[1]);
+  const value = values.at(-1);
+  if (value === undefined) return { distFile: undefined };
+  const inDist = /^\/app\/dist\/([\w./-]+)$/.exec(value);
+  if (!inDist || inDist[1].split('/').includes('..')) {
+    return { error: `ENV OPENSSL_CONF=${value} is not a file under /app/dist/` };
+  }
+  return { distFile: inDist[1] };
+}
+
+/**
  * `parse` over a Dockerfile on disk; `{ error }`, naming the file, when it cannot be read or `parse` says why not.
  * @template T
  * @param {string} file
@@ -118,4 +135,13 @@ export function imageNode(file) {
  */
 export function imageNodeFlags(file) {
   return fromDockerfile(file, parseEntrypointNodeFlags);
+}
+
+/**
+ * The image's OpenSSL configuration (parseOpensslConf) from a Dockerfile on disk.
+ * @param {string} file
+ * @returns {{ distFile: string | undefined } | { error: string }}
+ */
+export function imageOpensslConf(file) {
+  return fromDockerfile(file, parseOpensslConf);
 }

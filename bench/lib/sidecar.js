@@ -89,6 +89,9 @@ const compileCaches = new Map();
 /** The node flags of the image's ENTRYPOINT, for the node binary that is the image's Node (setImageNodeFlags). */
 const imageFlags = new Map();
 
+/** The environment the image sets for its node (its `ENV OPENSSL_CONF`), for the image's Node (setImageNodeEnv). */
+const imageEnv = new Map();
+
 /**
  * Every sidecar started on `node` from now on runs with `flags` first, as the image's ENTRYPOINT runs it.
  * @param {string} node
@@ -96,6 +99,15 @@ const imageFlags = new Map();
  */
 export function setImageNodeFlags(node, flags) {
   imageFlags.set(node, flags);
+}
+
+/**
+ * Every sidecar started on `node` from now on has `env` in its environment, as the image's `ENV` lines set it.
+ * @param {string} node
+ * @param {Record<string, string>} env
+ */
+export function setImageNodeEnv(node, env) {
+  imageEnv.set(node, env);
 }
 
 /**
@@ -130,7 +142,7 @@ export function hasCompileCache(node) {
  */
 export async function startSidecar({ node, cli, nodeArgs, args, adminPort, logFile, env, cold }) {
   const cache = cold ? undefined : compileCaches.get(node);
-  const childEnv = { ...(env ?? process.env) };
+  const childEnv = { ...(env ?? process.env), ...imageEnv.get(node) };
   if (cache) childEnv.NODE_COMPILE_CACHE = cache;
   else delete childEnv.NODE_COMPILE_CACHE;
   const spawned = performance.now();

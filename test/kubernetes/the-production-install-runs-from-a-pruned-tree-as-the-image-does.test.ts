@@ -5,7 +5,9 @@
 // what this test does.
 import { execFile, spawn } from 'node:child_process';
 import { cp, mkdir, readdir, readFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { join } from 'node:path';
+import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIDECAR_UID } from '../../src/webhook/sidecar-container.js';
@@ -21,11 +23,19 @@ let removeDir: () => Promise<void>;
 /** The node flags of the Dockerfile's ENTRYPOINT (checked below). */
 const IMAGE_NODE_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=256'];
 
-/** `node FLAGS dist/main.js ARGS` in the pruned tree, as the image's ENTRYPOINT runs it. */
-function startPruned(args: string[]): Running {
+/** The image's OpenSSL configuration, in dist/ (its `ENV OPENSSL_CONF`, checked below). */
+const IMAGE_OPENSSL_CONF = '/app/dist/openssl.cnf';
+
+/**
+ * `node FLAGS dist/main.js ARGS` in the pruned tree, as the image's ENTRYPOINT runs it, with the image's
+ * OpenSSL configuration (`opensslConf: false`: without it).
+ */
+function startPruned(args: string[], { opensslConf = true } = {}): Running {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '', NODE_ENV: 'production' };
+  if (opensslConf) env.OPENSSL_CONF = join(app, 'dist', 'openssl.cnf');
   const child = spawn(process.execPath, [...IMAGE_NODE_FLAGS, join(app, 'dist', 'main.js'), ...args], {
     cwd: app,
-    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -113,6 +123,64 @@ describe('the production install runs from a pruned tree as the image does', () 
     }
   });
 
+  it("sends one TLS 1.3 session ticket per full handshake with the image's OpenSSL configuration (OpenSSL's two without it)", async () => {
+    const certs = join(app, '..', 'certs-tickets');
+    await runPruned(['certs', 'init', '--trust-domain', 'example.org', '--out', join(certs, 'ca')]);
+    for (const name of ['orders', 'frontend'])
+      await runPruned([
+        'certs',
+        'issue',
+        '--ca',
+        join(certs, 'ca'),
+        '--id',
+        `spiffe://example.org/ns/shop/sa/${name}`,
+        '--out',
+        join(certs, name),
+      ]);
+    const client = {
+      cert: await readFile(join(certs, 'frontend', 'tls.crt')),
+      key: await readFile(join(certs, 'frontend', 'tls.key')),
+      ca: await readFile(join(certs, 'frontend', 'ca.crt')),
+    };
+    const ticketsFrom = async (opensslConf: boolean): Promise<number> => {
+      const sidecar = startPruned(
+        [
+          '--listen=127.0.0.1:0',
+          '--admin-listen=127.0.0.1:0',
+          '--upstream=http://127.0.0.1:9',
+          `--mtls-cert-file=${join(certs, 'orders', 'tls.crt')}`,
+          `--mtls-key-file=${join(certs, 'orders', 'tls.key')}`,
+          `--mtls-ca-file=${join(certs, 'orders', 'ca.crt')}`,
+          '--allow=spiffe://example.org/ns/shop/sa/frontend',
+        ],
+        { opensslConf },
+      );
+      try {
+        const started = await waitForEvent(sidecar, 'started');
+        const socket = connect({
+          host: '127.0.0.1',
+          port: (started.listen as { port: number }).port,
+          ...client,
+          minVersion: 'TLSv1.3',
+          checkServerIdentity: () => undefined,
+        });
+        let tickets = 0;
+        socket.on('session', () => tickets++);
+        socket.on('secureConnect', () => socket.write('GET / HTTP/1.1\r\nhost: orders\r\nconnection: close\r\n\r\n'));
+        let response = '';
+        socket.on('data', (d: Buffer) => (response += d.toString('latin1')));
+        // The tickets come right after the handshake, before the answer (a 502: no app here) and the close.
+        await once(socket, 'close');
+        expect(response).toMatch(/^HTTP\/1\.1 502 /);
+        return tickets;
+      } finally {
+        expect(await stop(sidecar)).toBe(0);
+      }
+    };
+    expect(await ticketsFrom(true)).toBe(1);
+    expect(await ticketsFrom(false)).toBe(2);
+  });
+
   it("warms a compile cache as the image's build does, or says this Node has none", async () => {
     const cache = join(app, '..', 'compile-cache');
     await mkdir(cache);
@@ -165,6 +233,9 @@ describe('the production install runs from a pruned tree as the image does', () 
     // The UID the injector sets as runAsUser (runAsNonRoot needs a numeric user to check).
     expect(runtime).toMatch(new RegExp(`^USER ${SIDECAR_UID}:${SIDECAR_UID}$`, 'm'));
     expect(runtime).toMatch(/^ENV NODE_COMPILE_CACHE=\/app\/compile-cache$/m);
+    expect(runtime).toMatch(new RegExp(`^ENV OPENSSL_CONF=${IMAGE_OPENSSL_CONF}$`, 'm'));
+    // npm run build puts it in dist/, which the runtime stage copies.
+    await expect(readFile(join(app, 'dist', 'openssl.cnf'), 'utf8')).resolves.toMatch(/^NumTickets = 1$/m);
     expect(runtime).not.toMatch(/^RUN /m);
     // The compile cache: made on the runtime stage (same node, same files, same user) into a directory that user
     // owns there...
