@@ -137,6 +137,10 @@ async function main() {
     if ('error' in opensslConf) say(`the image's OpenSSL configuration: unknown (${opensslConf.error}); none used`);
     else if ('node' in onImage && opensslConf.distFile !== undefined) {
       const file = join(dirname(options.cli), opensslConf.distFile);
+      // Node ignores an OPENSSL_CONF that does not exist: a dist/ built before the file was would be measured
+      // without it, and the run would not know.
+      if (!existsSync(file))
+        throw new Error(`the image's OPENSSL_CONF: ${file} does not exist (npm run build makes it)`);
       setImageNodeEnv(onImage.node.path, { OPENSSL_CONF: file });
       say(`the image's OpenSSL configuration, on the sidecars on Node ${onImage.node.version}: OPENSSL_CONF=${file}`);
     }
@@ -346,7 +350,7 @@ async function measureTable({ ctx, loadgen, stops, onImage }) {
           a: { key: 'sidecar-mtls', started: withLine },
           b: { key: 'sidecar-mtls-quiet', started: withoutLine },
           appPid,
-          pairs: options.quick ? 2 : 8,
+          pairs: options.quick ? 2 : 12,
         }).catch((err) => {
           say(`audit line, paired windows: failed: ${err.message}`);
           return undefined;

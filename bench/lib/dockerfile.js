@@ -91,8 +91,9 @@ export function parseEntrypointNodeFlags(text) {
  * @returns {{ distFile: string | undefined } | { error: string }}
  */
 export function parseOpensslConf(text) {
-  const values = [...text.matchAll(/^\s*ENV\s+OPENSSL_CONF[=\s]\s*(\S+)\s*$/gim)].map((m) => m[1]);
-  const value = values.at(-1);
+  // `ENV OPENSSL_CONF=value` or `ENV OPENSSL_CONF value`, the value maybe quoted; not in a multi-variable ENV.
+  const values = [...text.matchAll(/^[ \t]*ENV[ \t]+OPENSSL_CONF(?:=|[ \t]+)(\S+)[ \t]*$/gm)].map((m) => m[1]);
+  const value = values.at(-1)?.replace(/^(["'])(.*)\1$/, '$2');
   if (value === undefined) return { distFile: undefined };
   const inDist = /^\/app\/dist\/([\w./-]+)$/.exec(value);
   if (!inDist || inDist[1].split('/').includes('..')) {

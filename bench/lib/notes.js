@@ -17,7 +17,9 @@ export async function runNotes(rows, logDir, pair) {
     if (r.kind !== 'sidecar' || !r.measured) continue;
     const completed =
       r.rounds.reduce(
-        (sum, x) => sum + (x ? x.keepAlive.completed + x.newConn.completed + x.latency.completed : 0),
+        (sum, x) =>
+          sum +
+          (x ? x.keepAlive.completed + x.newConn.completed + x.latency.completed + (x.resumed?.completed ?? 0) : 0),
         0,
       ) + (pair?.completed[r.key] ?? 0);
     const logFile = join(logDir, `${r.key}.log`);

@@ -1,9 +1,10 @@
 // Two running rows measured in short keep-alive windows, back to back and alternately (A B, B A, A B, ...),
 // the ratio of their CPU per request taken within each adjacent pair, then the median. For a difference
-// smaller than the noise between the rounds' windows, which are a minute apart (the same sidecar's CPU per
-// request moves by up to ±30% from round to round on the shared machine): the per-request audit line is such
-// a difference (a few µs of ~45). Adjacent windows see nearly the same machine, and the alternating order
-// cancels a drift within a pair.
+// smaller than the noise between the rounds' windows of two rows (several seconds apart, with other rows'
+// phases between them; the same sidecar's CPU per request moves by up to ±30% from one window to another on the
+// shared machine): the per-request audit line is such a difference (a few µs of ~45). Adjacent windows see
+// nearly the same machine, and the alternating order cancels a steady drift. Short windows leave out work a
+// row's requests cause after its window ends (a late GC); at ~20 scavenges a second, little of it.
 import { setTimeout as delay } from 'node:timers/promises';
 import { measurePhase } from './measure.js';
 import { median } from './stats.js';

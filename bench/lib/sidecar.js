@@ -142,7 +142,8 @@ export function hasCompileCache(node) {
  */
 export async function startSidecar({ node, cli, nodeArgs, args, adminPort, logFile, env, cold }) {
   const cache = cold ? undefined : compileCaches.get(node);
-  const childEnv = { ...(env ?? process.env), ...imageEnv.get(node) };
+  // As in a container, an environment given at run time wins over the image's.
+  const childEnv = { ...imageEnv.get(node), ...(env ?? process.env) };
   if (cache) childEnv.NODE_COMPILE_CACHE = cache;
   else delete childEnv.NODE_COMPILE_CACHE;
   const spawned = performance.now();

@@ -45,3 +45,28 @@ export function max(values) {
   const defined = values.filter((v) => typeof v === 'number' && Number.isFinite(v));
   return defined.length === 0 ? undefined : Math.max(...defined);
 }
+
+/**
+ * A distribution-free confidence interval for the median: the k-th smallest and k-th largest of n values, with
+ * the largest k whose coverage, 1 − 2·P(Binomial(n, ½) < k), is at least `coverage`. Undefined when n is too
+ * small for that coverage (n < 5 at 90%).
+ * @param {number[]} values
+ * @param {number} [coverage]
+ * @returns {{ low: number, high: number, coverage: number } | undefined}
+ */
+export function medianInterval(values, coverage = 0.9) {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  const n = sorted.length;
+  let below = 0; // P(Binomial(n, ½) < k), for k = 1, 2, ...
+  let choose = 1; // C(n, k - 1)
+  /** @type {{ low: number, high: number, coverage: number } | undefined} */
+  let best;
+  for (let k = 1; 2 * k <= n; k++) {
+    below += choose / 2 ** n;
+    choose = (choose * (n - k + 1)) / k;
+    const covered = 1 - 2 * below;
+    if (covered < coverage) break;
+    best = { low: sorted[k - 1], high: sorted[n - k], coverage: covered };
+  }
+  return best;
+}

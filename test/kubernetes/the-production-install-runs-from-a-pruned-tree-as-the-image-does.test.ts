@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIDECAR_UID } from '../../src/webhook/sidecar-container.js';
 import { createWebhookCa, issueServingCertificate, writeServingSecret } from '../helpers/admission.js';
 import { tempDir } from '../helpers/pki.js';
+import { closedPort } from '../helpers/tcp-echo-app.js';
 import { type Running, waitForEvent } from '../helpers/process.js';
 
 const run = promisify(execFile);
@@ -142,12 +143,14 @@ describe('the production install runs from a pruned tree as the image does', () 
       key: await readFile(join(certs, 'frontend', 'tls.key')),
       ca: await readFile(join(certs, 'frontend', 'ca.crt')),
     };
+    // No app there: the request gets a 502 (a port that was free a moment ago, not a well-known one).
+    const noApp = await closedPort();
     const ticketsFrom = async (opensslConf: boolean): Promise<number> => {
       const sidecar = startPruned(
         [
           '--listen=127.0.0.1:0',
           '--admin-listen=127.0.0.1:0',
-          '--upstream=http://127.0.0.1:9',
+          `--upstream=http://127.0.0.1:${noApp}`,
           `--mtls-cert-file=${join(certs, 'orders', 'tls.crt')}`,
           `--mtls-key-file=${join(certs, 'orders', 'tls.key')}`,
           `--mtls-ca-file=${join(certs, 'orders', 'ca.crt')}`,
