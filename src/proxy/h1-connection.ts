@@ -403,12 +403,19 @@ export class Http1Connection {
     }
     const app = this.appConnection(req);
     req.forwarding = true;
-    app.cork();
-    app.write(`${head}\r\n`, 'latin1');
-    if (req.held) for (const data of req.held) this.bodyToApp(req, data);
-    req.held = undefined;
-    if (req.bodyDone && req.body instanceof ChunkedDecoder) app.write(LAST_CHUNK);
-    app.uncork();
+    const lastChunk = req.bodyDone && req.body instanceof ChunkedDecoder;
+    if (req.held === undefined && !lastChunk) {
+      // The head alone (most requests): one write, without the stream's cork buffering.
+      app.write(`${head}\r\n`, 'latin1');
+    } else {
+      // The head and the body bytes that came before admission decided: one write to the app.
+      app.cork();
+      app.write(`${head}\r\n`, 'latin1');
+      if (req.held) for (const data of req.held) this.bodyToApp(req, data);
+      req.held = undefined;
+      if (lastChunk) app.write(LAST_CHUNK);
+      app.uncork();
+    }
     if (req.heldBytes >= MAX_HELD_BODY && !this.pausedForApp) this.socket.resume();
     if (req.bodyDone) this.awaitResponse(req);
     else this.watchBody(req);
@@ -631,18 +638,35 @@ export class Http1Connection {
       // 1xx (100 Continue, 103 Early Hints): interim, never relayed (we answer 100 Continue ourselves).
       if (head.status < 200) continue;
       // The head and what came of the body with it leave in one write: one TLS record, one syscall.
+      const text = this.respond(req, head);
+      const body = start < bytes.length ? bytes.subarray(start) : undefined;
+      if (body !== undefined && req.relay === 'length' && body.length <= req.left) {
+        // Most responses: a body of known length, all or part of it here. One buffer, so that the TLS socket
+        // writes it without a writev's array and copy.
+        const out = Buffer.allocUnsafe(text.length + body.length);
+        out.write(text, 0, text.length, 'latin1');
+        body.copy(out, text.length);
+        req.left -= body.length;
+        req.ex.bytesOut += body.length;
+        this.toCaller(out);
+        if (req.left === 0) this.responseDone(req, true);
+        return;
+      }
       this.socket.cork();
-      this.respond(req, head);
-      if (start < bytes.length) this.responseBody(req, bytes.subarray(start));
+      this.toCaller(text);
+      if (body !== undefined) this.responseBody(req, body);
       this.socket.uncork();
-      if (start >= bytes.length && (req.relay === 'none' || (req.relay === 'length' && req.left === 0)))
+      if (body === undefined && (req.relay === 'none' || (req.relay === 'length' && req.left === 0)))
         this.responseDone(req, true);
       return;
     }
   }
 
-  /** The status line and fields to the caller: never the app's reason phrase, never its hop-by-hop fields. */
-  private respond(req: Request, head: ResponseHead): void {
+  /**
+   * The status line and fields for the caller (returned, to be written with the body bytes that came with
+   * them): never the app's reason phrase, never its hop-by-hop fields.
+   */
+  private respond(req: Request, head: ResponseHead): string {
     clearTimeout(req.upstreamTimer);
     req.upstreamTimer = undefined;
     req.response = head;
@@ -686,7 +710,7 @@ export class Http1Connection {
     if (req.closeAfter) text += 'connection: close\r\n';
     else if (http10) text += 'connection: keep-alive\r\n';
     req.status = head.status;
-    this.toCaller(`${text}\r\n`);
+    return `${text}\r\n`;
   }
 
   private responseBody(req: Request, bytes: Buffer): void {
