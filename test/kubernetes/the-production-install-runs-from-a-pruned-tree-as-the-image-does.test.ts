@@ -57,6 +57,20 @@ async function runPruned(args: string[]): Promise<{ stdout: string; stderr: stri
   return run(process.execPath, [join(app, 'dist', 'main.js'), ...args], { cwd: app, timeout: 15_000 });
 }
 
+/**
+ * A dev trust domain made by the pruned tree's CLI in `dir` (beside the tree): its CA in `ca/`, and an SVID
+ * `spiffe://example.org/ns/shop/sa/NAME` in `NAME/` for each name.
+ */
+async function devTrustDomain(dir: string, names: string[]): Promise<string> {
+  const certs = join(app, '..', dir);
+  await runPruned(['certs', 'init', '--trust-domain', 'example.org', '--out', join(certs, 'ca')]);
+  for (const name of names) {
+    const id = `spiffe://example.org/ns/shop/sa/${name}`;
+    await runPruned(['certs', 'issue', '--ca', join(certs, 'ca'), '--id', id, '--out', join(certs, name)]);
+  }
+  return certs;
+}
+
 async function stop(running: Running): Promise<number | null> {
   running.child.kill('SIGTERM');
   return (await running.exited).code;
@@ -93,18 +107,7 @@ describe('the production install runs from a pruned tree as the image does', () 
   });
 
   it('makes a dev trust domain, then serves it in file mode and reports ready', async () => {
-    const certs = join(app, '..', 'certs');
-    await runPruned(['certs', 'init', '--trust-domain', 'example.org', '--out', join(certs, 'ca')]);
-    await runPruned([
-      'certs',
-      'issue',
-      '--ca',
-      join(certs, 'ca'),
-      '--id',
-      'spiffe://example.org/ns/shop/sa/orders',
-      '--out',
-      join(certs, 'orders'),
-    ]);
+    const certs = await devTrustDomain('certs', ['orders']);
     const sidecar = startPruned([
       '--listen=127.0.0.1:0',
       '--admin-listen=127.0.0.1:0',
@@ -125,19 +128,7 @@ describe('the production install runs from a pruned tree as the image does', () 
   });
 
   it("sends one TLS 1.3 session ticket per full handshake with the image's OpenSSL configuration (OpenSSL's two without it)", async () => {
-    const certs = join(app, '..', 'certs-tickets');
-    await runPruned(['certs', 'init', '--trust-domain', 'example.org', '--out', join(certs, 'ca')]);
-    for (const name of ['orders', 'frontend'])
-      await runPruned([
-        'certs',
-        'issue',
-        '--ca',
-        join(certs, 'ca'),
-        '--id',
-        `spiffe://example.org/ns/shop/sa/${name}`,
-        '--out',
-        join(certs, name),
-      ]);
+    const certs = await devTrustDomain('certs-tickets', ['orders', 'frontend']);
     const client = {
       cert: await readFile(join(certs, 'frontend', 'tls.crt')),
       key: await readFile(join(certs, 'frontend', 'tls.key')),
