@@ -640,16 +640,9 @@ export class Http1Connection {
       // The head and what came of the body with it leave in one write: one TLS record, one syscall.
       const text = this.respond(req, head);
       const body = start < bytes.length ? bytes.subarray(start) : undefined;
-      if (body !== undefined && req.relay === 'length' && body.length <= req.left) {
-        // Most responses: a body of known length, all or part of it here. One buffer, so that the TLS socket
-        // writes it without a writev's array and copy.
-        const out = Buffer.allocUnsafe(text.length + body.length);
-        out.write(text, 0, text.length, 'latin1');
-        body.copy(out, text.length);
-        req.left -= body.length;
-        req.ex.bytesOut += body.length;
-        this.toCaller(out);
-        if (req.left === 0) this.responseDone(req, true);
+      if (body !== undefined && req.relay === 'length') {
+        // Most responses: a body of known length, all or part of it here, joined to the head in one buffer.
+        this.responseBody(req, body, text);
         return;
       }
       this.socket.cork();
@@ -713,7 +706,11 @@ export class Http1Connection {
     return `${text}\r\n`;
   }
 
-  private responseBody(req: Request, bytes: Buffer): void {
+  /**
+   * Body bytes from the app. `head`: the response head not yet written ('length' relay only), which leaves
+   * with them in one buffer, so that the TLS socket writes it without a writev's array and copy.
+   */
+  private responseBody(req: Request, bytes: Buffer, head?: string): void {
     const ex = req.ex;
     switch (req.relay) {
       case 'none':
@@ -722,7 +719,8 @@ export class Http1Connection {
         return;
       case 'length': {
         const n = Math.min(req.left, bytes.length);
-        this.toCaller(n === bytes.length ? bytes : bytes.subarray(0, n));
+        const part = n === bytes.length ? bytes : bytes.subarray(0, n);
+        this.toCaller(head === undefined ? part : joined(head, part));
         ex.bytesOut += n;
         req.left -= n;
         if (req.left === 0) this.responseDone(req, n === bytes.length);
@@ -897,4 +895,12 @@ export class Http1Connection {
     }
     this.gone(this);
   }
+}
+
+/** A latin1 head and body bytes in one buffer. */
+function joined(head: string, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(head.length + body.length);
+  out.write(head, 0, head.length, 'latin1');
+  body.copy(out, head.length);
+  return out;
 }
