@@ -64,7 +64,12 @@ const rssTarget = (key, target, limitMb, bytes) => ({
     const r = mtlsRow(rows, node);
     const b = r ? bytes(r) : undefined;
     const value = b === undefined ? undefined : b / MB;
-    return { value, measured: `${fmt(value, 1)} MB`, short: `${fmt(value, 1)} MB`, missing: why(r) };
+    // What the same Node needs to relay the same load with nothing of ours: the line's distance from the floor.
+    const floor = rows.find((x) => x.key === `node-tls-relay${node.suffix}`);
+    const floorBytes = floor?.measured ? bytes(floor) : undefined;
+    const beside =
+      floorBytes === undefined ? '' : `; a minimal Node \`tls\` relay on this Node: ${fmt(floorBytes / MB, 1)} MB`;
+    return { value, measured: `${fmt(value, 1)} MB${beside}`, short: `${fmt(value, 1)} MB`, missing: why(r) };
   },
 });
 

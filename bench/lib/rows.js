@@ -10,7 +10,7 @@ import { nginxConfig } from './nginx.js';
 import { CLIENT_ID } from './pki.js';
 import { describeModeLine, StoreModeWatch, writeRateLimitPolicy } from './rate-limit.js';
 import { startRedis } from './redis.js';
-import { sidecarArgs, startSidecar } from './sidecar.js';
+import { imageNodeLaunch, sidecarArgs, startSidecar } from './sidecar.js';
 import { SECOND_MAJOR, SECOND_SUFFIX } from './sidecar-nodes.js';
 
 /**
@@ -62,13 +62,18 @@ const servers = (/** @type {string} */ file) => fileURLToPath(new URL(`../server
  * A reference proxy from bench/servers: LISTEN_PORT APP_PORT CERT_DIR, ready when it prints its port.
  * @param {RowContext} ctx
  * @param {string} file
+ * @param {import('./sidecar-nodes.js').SidecarNode} [node] the Node to run it on, as the sidecar runs there (the
+ *   image's flags and environment on the image's Node); the bench's own by default
  * @returns {Promise<Started>}
  */
-async function startReference(ctx, file) {
+async function startReference(ctx, file, node) {
   const port = await freePort();
-  const child = spawnChild(process.execPath, [servers(file), String(port), String(ctx.appPort), ctx.pki.serverDir], {
-    logFile: join(ctx.tmp, `${file}.log`),
+  const launch = node ? imageNodeLaunch(node.path) : { flags: [], env: {} };
+  const args = [...launch.flags, servers(file), String(port), String(ctx.appPort), ctx.pki.serverDir];
+  const child = spawnChild(node?.path ?? process.execPath, args, {
+    logFile: join(ctx.tmp, `${file}${node?.suffix ?? ''}.log`),
     pipeStdout: true,
+    env: { ...process.env, ...launch.env },
   });
   await waitForLine(child, /listening \d+/, 10_000);
   return {
@@ -221,6 +226,31 @@ function onSecondNode(ctx, row, mode) {
 }
 
 /**
+ * The floor row: the least a Node mTLS proxy does (bench/servers/proxy-tls-relay.js), on each Node the sidecar
+ * rows run on. The RSS targets show it beside the sidecar's (bench/lib/node-choice.js).
+ */
+export const FLOOR_ROW = 'node-tls-relay';
+
+/**
+ * The floor row on the newer Node (`node-tls-relay-node24`).
+ * @param {RowContext} ctx
+ * @param {Row} row
+ * @returns {Row}
+ */
+function floorOnSecondNode(ctx, row) {
+  const second = ctx.secondNode;
+  const key = `${row.key}${SECOND_SUFFIX}`;
+  if (!('path' in second))
+    return { ...row, key, label: `${row.label} on Node ${SECOND_MAJOR}`, unavailable: second.missing };
+  return {
+    ...row,
+    key,
+    label: `${row.label} on Node ${second.version.slice(1)}`,
+    start: () => startReference(ctx, 'proxy-tls-relay.js', second),
+  };
+}
+
+/**
  * @param {RowContext} ctx
  * @returns {Row[]}
  */
@@ -305,6 +335,13 @@ export function benchRows(ctx) {
       start: () => startReference(ctx, 'proxy-http-proxy.js'),
     },
     {
+      key: FLOOR_ROW,
+      label: 'minimal Node `tls` relay, bytes both ways, no HTTP (the floor of a Node proxy)',
+      kind: 'reference',
+      tls: true,
+      start: () => startReference(ctx, 'proxy-tls-relay.js', ctx.baseNode),
+    },
+    {
       key: 'sidecar-mtls',
       label: 'spiffe-sidecar mTLS L7, 1 process',
       kind: 'sidecar',
@@ -363,6 +400,7 @@ export function benchRows(ctx) {
   const all = rows.flatMap((row) => {
     const own = row.kind === 'sidecar' ? { ...row, node: ctx.baseNode } : row;
     const mode = SECOND_NODE_ROWS[row.key];
+    if (row.key === FLOOR_ROW) return [own, floorOnSecondNode(ctx, row)];
     return mode ? [own, onSecondNode(ctx, row, mode)] : [own];
   });
   const only = ctx.options.only;

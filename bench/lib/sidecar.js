@@ -111,6 +111,16 @@ export function setImageNodeEnv(node, env) {
 }
 
 /**
+ * How the image would start `node`: its ENTRYPOINT's flags and its `ENV`, when `node` is the image's Node (else
+ * none). For the reference rows that run on a sidecar's Node as the sidecar does there.
+ * @param {string} node
+ * @returns {{ flags: string[], env: Record<string, string> }}
+ */
+export function imageNodeLaunch(node) {
+  return { flags: imageFlags.get(node) ?? [], env: imageEnv.get(node) ?? {} };
+}
+
+/**
  * Fills `dir` with V8's code for the CLI's modules on `node`, as the image's build does (Dockerfile,
  * dist/warm-compile-cache.js), so that the sidecars of this run start as the image's do. `dir` must be private
  * to this run (the bench's mkdtemp directory): Node runs the code it finds there. A Node without a compile cache
