@@ -5,6 +5,7 @@
 // idle connections (its `Keep-Alive: timeout`, else a little under Node's default of 5 s, so that we do not
 // send a request on a connection the app is closing).
 import * as net from 'node:net';
+import { sharedReadOption } from './shared-read-buffer.js';
 
 const UNSTATED_IDLE_MS = 4_000;
 /** Stop using a connection this long before the app said it would close it. */
@@ -37,7 +38,8 @@ export class AppConnections {
       host: this.host,
       port: this.port,
       noDelay: true,
-      onread: { buffer: readBuffer, callback: (bytes) => deliver(socket, bytes) },
+      // Reads into the shared buffer (shared-read-buffer.ts).
+      onread: sharedReadOption(() => socket),
     });
     return { socket, reused: false };
   }
@@ -75,28 +77,6 @@ export class AppConnections {
     this.closed = true;
     for (const socket of this.idle.splice(0)) socket.destroy();
   }
-}
-
-// Every app connection reads into this one buffer (Node's `onread`), and each read is copied out at once: a
-// read of under 4 KiB (a response, mostly) then lands in Buffer's shared pool instead of an ArrayBuffer of its
-// own that the GC must track and free, and it skips the readable stream's bookkeeping per chunk. One buffer
-// serves every connection: the thread handles one read at a time, and a read's bytes are copied before the
-// callback returns. Measured: 4-5% less CPU per keep-alive request (README, Performance).
-const readBuffer = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * Hands a read's bytes to the socket's 'data' listeners as Readable would: at once when the stream flows and
- * holds nothing queued (Readable's own fast path), else queued by push() (paused, or not yet drained), so that
- * the order holds and nothing is lost. Returns false to stop reading while the queue is full, as push() does.
- */
-function deliver(socket: net.Socket, bytes: number): boolean {
-  const chunk = Buffer.allocUnsafe(bytes);
-  readBuffer.copy(chunk, 0, 0, bytes);
-  if (socket.readableFlowing === true && socket.readableLength === 0 && socket.listenerCount('data') > 0) {
-    socket.emit('data', chunk);
-    return true;
-  }
-  return socket.push(chunk);
 }
 
 const parked = new WeakMap<net.Socket, () => void>();

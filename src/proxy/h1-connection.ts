@@ -30,6 +30,7 @@ import {
   type ResponseHead,
 } from './h1-parse.js';
 import { downstreamResponseHeaders } from './headers.js';
+import { adoptSharedReads } from './shared-read-buffer.js';
 
 /** What the connection needs of the listener that owns it. */
 export interface Http1Listener {
@@ -153,6 +154,7 @@ export class Http1Connection {
     private readonly gone: (conn: Http1Connection) => void,
   ) {
     socket.setNoDelay(true);
+    adoptSharedReads(socket);
     socket.on('data', this.onData);
     socket.on('error', () => {});
     socket.on('drain', () => {

@@ -1,0 +1,173 @@
+// The raw HTTP/1.1 path's sockets read into one shared buffer (shared-read-buffer.ts): app connections by
+// net.connect's `onread` option, accepted caller sockets (TLS and plain) adopted into the same. Over real
+// loopback connections these prove the stream's promises still hold for each kind: bytes that come before
+// anyone listens wait for the listener, ahead of later ones; a paused socket delivers nothing until resumed;
+// 8 MiB arrive intact and in order across pauses. And that adoption happens on this Node (else the path is
+// slower, silently), but never to a socket that already reads its own way.
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
+import { AppConnections } from '../../src/proxy/app-connections.js';
+import { adoptSharedReads } from '../../src/proxy/shared-read-buffer.js';
+import { createDevCa, issueSvid } from '../helpers/pki.js';
+import { closeServer, listenOn } from '../helpers/proxy-unit.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+let caPem: string;
+let serverSvid: IssuedCertificate;
+beforeAll(async () => {
+  const ca = await createDevCa({ trustDomain: 'example.org' });
+  caPem = ca.certPem;
+  serverSvid = await issueSvid(ca, { id: 'spiffe://example.org/server' });
+});
+
+/** The socket under test (`reader`) and the other end of its connection (`writer`). */
+interface Pair {
+  reader: net.Socket;
+  writer: net.Socket;
+}
+
+/** An app connection from the pool (the `onread` option); the app's accepted socket writes. */
+async function appConnection(): Promise<Pair> {
+  const server = net.createServer();
+  const port = await listenOn(server);
+  const pool = new AppConnections('127.0.0.1', port, 4);
+  cleanups.push(
+    () => closeServer(server),
+    () => pool.close(),
+  );
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const { socket: reader } = pool.take();
+  const [writer] = await accepted;
+  cleanups.push(
+    () => void reader.destroy(),
+    () => void writer.destroy(),
+  );
+  return { reader, writer };
+}
+
+/** A caller's TLS socket as a tls.Server accepts it, adopted before anyone reads it; the client writes. */
+async function acceptedTls(): Promise<Pair> {
+  let adopted: boolean | undefined;
+  const server = tls.createServer({ cert: serverSvid.chainPem, key: serverSvid.keyPem });
+  const accepted = new Promise<tls.TLSSocket>((resolve) =>
+    server.once('secureConnection', (socket: tls.TLSSocket) => {
+      adopted = adoptSharedReads(socket);
+      resolve(socket);
+    }),
+  );
+  const port = await listenOn(server);
+  cleanups.push(() => closeServer(server));
+  const writer = tls.connect({
+    host: '127.0.0.1',
+    port,
+    ca: caPem,
+    servername: 'localhost',
+    checkServerIdentity: () => undefined,
+  });
+  cleanups.push(() => void writer.destroy());
+  await once(writer, 'secureConnect');
+  const reader = await accepted;
+  cleanups.push(() => void reader.destroy());
+  expect(adopted).toBe(true);
+  return { reader, writer };
+}
+
+/** A caller's plain socket (JWT mode's plain transport) as a net.Server accepts it, adopted; the client writes. */
+async function acceptedPlain(): Promise<Pair> {
+  let adopted: boolean | undefined;
+  const server = net.createServer();
+  const accepted = new Promise<net.Socket>((resolve) =>
+    server.once('connection', (socket: net.Socket) => {
+      adopted = adoptSharedReads(socket);
+      resolve(socket);
+    }),
+  );
+  const port = await listenOn(server);
+  cleanups.push(() => closeServer(server));
+  const writer = net.connect(port, '127.0.0.1');
+  cleanups.push(() => void writer.destroy());
+  const reader = await accepted;
+  cleanups.push(() => void reader.destroy());
+  expect(adopted).toBe(true);
+  return { reader, writer };
+}
+
+/** Resolves on the event-loop turn in which `done()` first holds (checked once per turn, no timer). */
+async function until(done: () => boolean): Promise<void> {
+  while (!done()) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe.each([
+  ['an app connection (net.connect with the onread option)', appConnection],
+  ['an accepted TLS socket (adopted)', acceptedTls],
+  ['an accepted plain socket (adopted)', acceptedPlain],
+])('%s', (_kind, connect) => {
+  it('bytes that come before anyone listens wait for the listener, ahead of the bytes sent later', async () => {
+    const { reader, writer } = await connect();
+    // A 'data' event with nobody listening is a lost chunk: counted, so that the test fails at once.
+    let lost = 0;
+    const emit = reader.emit.bind(reader);
+    reader.emit = (event: string | symbol, ...args: unknown[]) => {
+      if (event === 'data' && reader.listenerCount('data') === 0) lost++;
+      return emit(event, ...args);
+    };
+    writer.write('first;');
+    await until(() => reader.readableLength > 0 || lost > 0);
+    expect(lost).toBe(0);
+    expect(reader.readableLength).toBe('first;'.length);
+    const received: Buffer[] = [];
+    reader.on('data', (chunk: Buffer) => received.push(chunk));
+    writer.end('second;');
+    await once(reader, 'end');
+    expect(Buffer.concat(received).toString()).toBe('first;second;');
+  });
+
+  it('a paused socket delivers nothing until resumed, and 8 MiB arrive intact and in order across pauses', async () => {
+    const { reader, writer } = await connect();
+    const total = 8 * 1024 * 1024;
+    const sent = createHash('sha256');
+    // A pattern that differs from one 64 KiB block to the next, so that a block out of place changes the hash.
+    for (let offset = 0; offset < total; offset += 64 * 1024) {
+      const block = Buffer.alloc(64 * 1024, (offset / 65536) % 251);
+      block.writeUInt32BE(offset, 0);
+      sent.update(block);
+      writer.write(block);
+    }
+    writer.end();
+    const got = createHash('sha256');
+    let bytes = 0;
+    let whilePaused = 0;
+    let reads = 0;
+    reader.on('data', (chunk: Buffer) => {
+      if (reader.isPaused()) whilePaused++;
+      got.update(chunk);
+      bytes += chunk.length;
+      // Every other read pauses the socket; it resumes a turn later, after any read that was due.
+      if (reads++ % 2 === 0) {
+        reader.pause();
+        setImmediate(() => reader.resume());
+      }
+    });
+    await once(reader, 'end');
+    expect(bytes).toBe(total);
+    expect(got.digest('hex')).toBe(sent.digest('hex'));
+    expect(reads).toBeGreaterThan(2);
+    expect(whilePaused).toBe(0);
+  });
+});
+
+it('a socket that already reads into a buffer of its own, or is destroyed, is not adopted', async () => {
+  const { reader } = await appConnection();
+  expect(adoptSharedReads(reader)).toBe(false);
+  const { reader: plain } = await acceptedPlain();
+  plain.destroy();
+  expect(adoptSharedReads(plain)).toBe(false);
+});
