@@ -248,10 +248,16 @@ export function writeSerializedLine(log: Logger, level: 'info' | 'warn', members
   }
   // The bindings are read each time: pino's setBindings() changes them.
   const bindings = (log as unknown as Record<symbol, string>)[chindingsSym];
-  stream.write(
-    `${levels[log.levels.values[level]]}${time.call(log)}${bindings},${members},"msg":${jsonString(msg)}${end}`,
-  );
+  if (msg !== lastMsg) {
+    lastMsg = msg;
+    lastMsgJson = jsonString(msg);
+  }
+  stream.write(`${levels[log.levels.values[level]]}${time.call(log)}${bindings},${members},"msg":${lastMsgJson}${end}`);
 }
+
+/** The last message quoted (the access line's is always the same): quoted once, not once per line. */
+let lastMsg = '';
+let lastMsgJson = '""';
 
 let timeMs = Number.NaN;
 let timeMember = '';

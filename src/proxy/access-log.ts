@@ -90,6 +90,33 @@ export function msText(value: number): string {
   return `${whole}.${text.length < digits ? '0'.repeat(digits - text.length) + text : text}`;
 }
 
+/**
+ * The line's first members for a caller (`"event":"authz","peer":...,"auth":...`), made once per identity: a
+ * connection's requests share its identity (mTLS), and so do the requests of one cached token.
+ */
+const peerMembersOf = new WeakMap<PeerIdentity, string>();
+
+function peerMembers(identity: PeerIdentity): string {
+  let members = peerMembersOf.get(identity);
+  if (members === undefined) {
+    members = `"event":"authz","peer":${jsonString(describePeer(identity))},"auth":"${identity.method}"`;
+    peerMembersOf.set(identity, members);
+  }
+  return members;
+}
+
+/** The last caller address quoted: a connection's requests come one after another from the same one. */
+let lastRemote = '';
+let lastRemoteJson = '""';
+
+function remoteJson(remote: string): string {
+  if (remote !== lastRemote) {
+    lastRemote = remote;
+    lastRemoteJson = jsonString(remote);
+  }
+  return lastRemoteJson;
+}
+
 /** The decision part of an admission, as admission.ts returns it. */
 export interface Judged {
   readonly admitted: boolean;
@@ -210,8 +237,7 @@ export class Exchange implements ExchangeProgress, RequestTrace {
     // Serialized here, not by pino: its walk over an ~18-field object cost more than the rest of the line
     // (issue 17: the line must stay within 10% of a request's CPU). Strings that come from the caller or
     // the rules are quoted by jsonString (JSON.stringify's escaping); the rest are numbers and words of ours.
-    const identity = this.identity as PeerIdentity;
-    let line = `"event":"authz","peer":${jsonString(describePeer(identity))},"auth":"${identity.method}"`;
+    let line = peerMembers(this.identity as PeerIdentity);
     line += `,"method":${jsonString(this.method ?? '')},"path":${jsonString(auditPath(this.url))}`;
     line += decision.allow ? ',"decision":"allow"' : ',"decision":"deny"';
     // A denial let through by --policy-mode dry-run.
@@ -223,7 +249,7 @@ export class Exchange implements ExchangeProgress, RequestTrace {
     if (upstreamMs !== undefined) line += `,"upstream_ms":${msText(upstreamMs)}`;
     line += `,"request_id":"${this.id}"`;
     if (this.traceId !== undefined) line += `,"trace_id":"${this.traceId}"`;
-    if (this.remote !== undefined) line += `,"remote":${jsonString(this.remote)}`;
+    if (this.remote !== undefined) line += `,"remote":${remoteJson(this.remote)}`;
     if (this.outcome !== undefined) line += `,"outcome":"${this.outcome}"`;
     writeSerializedLine(log, 'info', line, 'authorization decision');
   }

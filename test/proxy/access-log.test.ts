@@ -120,6 +120,32 @@ describe('Exchange', () => {
     expect(a.logs[0]).toMatchObject({ decision: 'deny', dry_run: true, reason: 'no_matching_rule' });
   });
 
+  it('callers and addresses that alternate keep their own peer, auth and remote in each line', async () => {
+    // The peer members are made once per identity, the address quoted once per change: never another's.
+    const other: PeerIdentity = {
+      method: 'jwt-svid',
+      id: parseSpiffeId('spiffe://example.org/ns/dev/sa/other'),
+      subject: 's',
+    };
+    const a = access();
+    const callers = [
+      [CALLER, '10.0.0.1'],
+      [other, '10.0.0.2'],
+      [CALLER, '10.0.0.2'],
+      [other, '10.0.0.1'],
+      [CALLER, '10.0.0.1'],
+    ] as const;
+    for (const [identity, remote] of callers) {
+      const ex = new Exchange(a, 'http/1.1', 'GET', '/', remote, undefined);
+      ex.judged({ admitted: true, identity, judged: { allow: true, rule: 'r' } });
+      ex.end(200, false);
+    }
+    await settle();
+    expect(a.logs.map((line) => [line.peer, line.auth, line.remote])).toEqual(
+      callers.map(([identity, remote]) => [identity.id.toString(), identity.method, remote]),
+    );
+  });
+
   it('at --log-level warn: no line', async () => {
     const a = access('warn');
     const ex = new Exchange(a, 'http/1.1', 'GET', '/', undefined, undefined);
