@@ -5,7 +5,7 @@
 // idle connections (its `Keep-Alive: timeout`, else a little under Node's default of 5 s, so that we do not
 // send a request on a connection the app is closing).
 import * as net from 'node:net';
-import { sharedReadOption } from './shared-read-buffer.js';
+import { pauseOnlyTheStream, sharedReadOption } from './shared-read-buffer.js';
 
 const UNSTATED_IDLE_MS = 4_000;
 /** Stop using a connection this long before the app said it would close it. */
@@ -41,6 +41,7 @@ export class AppConnections {
       // Reads into the shared buffer (shared-read-buffer.ts).
       onread: sharedReadOption(() => socket),
     });
+    pauseOnlyTheStream(socket);
     return { socket, reused: false };
   }
 

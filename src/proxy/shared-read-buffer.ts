@@ -4,33 +4,58 @@
 // bytes land in one buffer and a callback gets them; we copy them out at once (a read under 4 KiB, most of
 // them, into Buffer's shared pool) and hand them to the 'data' listeners as Readable itself would.
 // Measured in paired keep-alive windows (README, Performance): the app side 4-5% less CPU per request, the
-// caller's TLS side another 7-8%.
+// caller's TLS side another 5-8%.
 //
 // One buffer serves every socket: the thread handles one read at a time, and each read is copied before any
 // listener runs, so a read that a listener causes (none does today) could not overwrite bytes not yet taken.
+//
+// Paused, such a socket reads on as one with Node's default reads does: net.Socket.pause() would stop an
+// `onread` socket at its handle at once, and a caller that reset its connection while we held it paused
+// (admission under way, an app not reading) would hold it, and the app connection, until we resumed. So only
+// the stream is paused: reads go on into its queue, and stop when the queue is full (push() says so).
 import * as net from 'node:net';
+import { Readable } from 'node:stream';
 
 const shared = Buffer.allocUnsafe(64 * 1024);
 
-/** The `onread` option for a socket we construct (net.connect): `socket()` is the socket being made. */
+/**
+ * The `onread` option for a socket we construct (net.connect): `socket()` is the socket being made. The
+ * socket must then be given to `pauseOnlyTheStream` (below).
+ */
 export function sharedReadOption(socket: () => net.Socket): { buffer: Buffer; callback: (bytes: number) => boolean } {
   return { buffer: shared, callback: (bytes) => deliver(socket(), bytes) };
 }
 
 /**
- * Hands a read's bytes to the socket's 'data' listeners as Readable would: at once when the stream flows and
- * holds nothing queued (Readable's own fast path), else queued by push() (paused, no listener yet, or older
- * bytes still queued), so that the order holds and nothing is lost. Returns false to stop reading while the
- * queue is full, as push() does.
+ * Hands a read's bytes to the socket's 'data' listeners as Readable would: at once when the stream flows,
+ * holds nothing queued and decodes nothing (Readable's own fast path), else queued by push() (paused, no
+ * listener yet, older bytes still queued, an encoding set), so that the order holds and nothing is lost.
+ * Returns false to stop reading while the queue is full, as push() does.
  */
 function deliver(socket: net.Socket, bytes: number): boolean {
   const chunk = Buffer.allocUnsafe(bytes);
   shared.copy(chunk, 0, 0, bytes);
-  if (socket.readableFlowing === true && socket.readableLength === 0 && socket.listenerCount('data') > 0) {
+  if (
+    socket.readableFlowing === true &&
+    socket.readableLength === 0 &&
+    socket.readableEncoding === null &&
+    socket.listenerCount('data') > 0
+  ) {
     socket.emit('data', chunk);
     return true;
   }
   return socket.push(chunk);
+}
+
+/** Readable's pause alone, without net.Socket's stop at the handle for `onread` sockets (above). */
+function pauseTheStream(this: net.Socket): net.Socket {
+  Readable.prototype.pause.call(this);
+  return this;
+}
+
+/** A socket that reads into the shared buffer pauses like one with Node's default reads (above). */
+export function pauseOnlyTheStream(socket: net.Socket): void {
+  socket.pause = pauseTheStream;
 }
 
 /**
@@ -63,7 +88,8 @@ interface StreamHandle {
  * Makes an accepted socket (TLS or plain) read into the shared buffer, as `onread` would have: net.Socket's
  * own fields, then its handle's `useUserBuffer`, which is what net.Socket does with the option. Returns
  * whether it did; a socket it cannot adopt (another Node, a socket already using a buffer of its own, or one
- * without its handle) keeps Node's default reads, which behave the same, only slower.
+ * without its handle) keeps Node's default reads, which behave the same (pausing included, above), only
+ * slower.
  */
 export function adoptSharedReads(socket: net.Socket): boolean {
   if (fields === undefined || socket.destroyed) return false;
@@ -74,5 +100,6 @@ export function adoptSharedReads(socket: net.Socket): boolean {
   own[fields.buffer] = shared;
   own[fields.callback] = (bytes: number) => deliver(socket, bytes);
   handle.useUserBuffer(shared);
+  pauseOnlyTheStream(socket);
   return true;
 }

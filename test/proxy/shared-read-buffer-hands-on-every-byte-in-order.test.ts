@@ -28,10 +28,11 @@ beforeAll(async () => {
   serverSvid = await issueSvid(ca, { id: 'spiffe://example.org/server' });
 });
 
-/** The socket under test (`reader`) and the other end of its connection (`writer`). */
+/** The socket under test (`reader`), the other end of its connection (`writer`), and a reset of that end. */
 interface Pair {
   reader: net.Socket;
   writer: net.Socket;
+  reset: () => void;
 }
 
 /** An app connection from the pool (the `onread` option); the app's accepted socket writes. */
@@ -50,7 +51,7 @@ async function appConnection(): Promise<Pair> {
     () => void reader.destroy(),
     () => void writer.destroy(),
   );
-  return { reader, writer };
+  return { reader, writer, reset: () => writer.resetAndDestroy() };
 }
 
 /** A caller's TLS socket as a tls.Server accepts it, adopted before anyone reads it; the client writes. */
@@ -65,9 +66,10 @@ async function acceptedTls(): Promise<Pair> {
   );
   const port = await listenOn(server);
   cleanups.push(() => closeServer(server));
+  // Over a TCP socket of our own: a TLS socket cannot be reset, its TCP connection can.
+  const tcp = net.connect(port, '127.0.0.1');
   const writer = tls.connect({
-    host: '127.0.0.1',
-    port,
+    socket: tcp,
     ca: caPem,
     servername: 'localhost',
     checkServerIdentity: () => undefined,
@@ -77,7 +79,7 @@ async function acceptedTls(): Promise<Pair> {
   const reader = await accepted;
   cleanups.push(() => void reader.destroy());
   expect(adopted).toBe(true);
-  return { reader, writer };
+  return { reader, writer, reset: () => tcp.resetAndDestroy() };
 }
 
 /** A caller's plain socket (JWT mode's plain transport) as a net.Server accepts it, adopted; the client writes. */
@@ -97,7 +99,7 @@ async function acceptedPlain(): Promise<Pair> {
   const reader = await accepted;
   cleanups.push(() => void reader.destroy());
   expect(adopted).toBe(true);
-  return { reader, writer };
+  return { reader, writer, reset: () => writer.resetAndDestroy() };
 }
 
 /** Resolves on the event-loop turn in which `done()` first holds (checked once per turn, no timer). */
@@ -128,6 +130,25 @@ describe.each([
     writer.end('second;');
     await once(reader, 'end');
     expect(Buffer.concat(received).toString()).toBe('first;second;');
+  });
+
+  it("a paused socket still sees its peer reset the connection, as with Node's default reads", async () => {
+    // We pause a caller while admission decides, or while the app does not read: a caller that leaves then
+    // must not hold its connection, and the app's, until we resume.
+    const { reader, writer, reset } = await connect();
+    reader.on('error', () => {});
+    const first = once(reader, 'data');
+    reader.on('data', () => reader.pause());
+    writer.write('x');
+    await first;
+    expect(reader.isPaused()).toBe(true);
+    // Not events.once: it rejects on the 'error' (ECONNRESET) that comes first.
+    const errors: string[] = [];
+    reader.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+    const closed = new Promise((resolve) => reader.once('close', resolve));
+    reset();
+    await closed;
+    expect(errors).toEqual(['ECONNRESET']);
   });
 
   it('a paused socket delivers nothing until resumed, and 8 MiB arrive intact and in order across pauses', async () => {
