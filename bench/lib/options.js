@@ -1,5 +1,5 @@
 // Bench settings, from the environment (and `--soak` on the command line). Defaults give a full run of about
-// 4 minutes on 2 cores; BENCH_QUICK=1 a smoke run of about 1 minute; the soak 10 minutes.
+// 8 minutes on 2 cores; BENCH_QUICK=1 a smoke run of about 1 minute; the soak 10 minutes.
 import { fileURLToPath, URL } from 'node:url';
 import process from 'node:process';
 
