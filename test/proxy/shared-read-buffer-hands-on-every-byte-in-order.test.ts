@@ -54,52 +54,46 @@ async function appConnection(): Promise<Pair> {
   return { reader, writer, reset: () => writer.resetAndDestroy() };
 }
 
-/** A caller's TLS socket as a tls.Server accepts it, adopted before anyone reads it; the client writes. */
-async function acceptedTls(): Promise<Pair> {
-  let adopted: boolean | undefined;
-  const server = tls.createServer({ cert: serverSvid.chainPem, key: serverSvid.keyPem });
-  const accepted = new Promise<tls.TLSSocket>((resolve) =>
-    server.once('secureConnection', (socket: tls.TLSSocket) => {
-      adopted = adoptSharedReads(socket);
-      resolve(socket);
-    }),
+/**
+ * Listens with `server`, whose first socket (on `event`) is adopted before anyone reads it. `adopted()`: that
+ * socket, once it came, checked to have been adopted.
+ */
+async function adoptingServer<S extends net.Socket>(
+  server: net.Server,
+  event: 'connection' | 'secureConnection',
+): Promise<{ port: number; adopted: () => Promise<S> }> {
+  const accepted = new Promise<{ socket: S; adopted: boolean }>((resolve) =>
+    server.once(event, (socket: S) => resolve({ socket, adopted: adoptSharedReads(socket) })),
   );
   const port = await listenOn(server);
   cleanups.push(() => closeServer(server));
+  const adopted = async () => {
+    const { socket, adopted } = await accepted;
+    cleanups.push(() => void socket.destroy());
+    expect(adopted).toBe(true);
+    return socket;
+  };
+  return { port, adopted };
+}
+
+/** A caller's TLS socket as a tls.Server accepts it, adopted; the client writes. */
+async function acceptedTls(): Promise<Pair> {
+  const server = tls.createServer({ cert: serverSvid.chainPem, key: serverSvid.keyPem });
+  const { port, adopted } = await adoptingServer<tls.TLSSocket>(server, 'secureConnection');
   // Over a TCP socket of our own: a TLS socket cannot be reset, its TCP connection can.
   const tcp = net.connect(port, '127.0.0.1');
-  const writer = tls.connect({
-    socket: tcp,
-    ca: caPem,
-    servername: 'localhost',
-    checkServerIdentity: () => undefined,
-  });
+  const writer = tls.connect({ socket: tcp, ca: caPem, servername: 'localhost', checkServerIdentity: () => undefined });
   cleanups.push(() => void writer.destroy());
   await once(writer, 'secureConnect');
-  const reader = await accepted;
-  cleanups.push(() => void reader.destroy());
-  expect(adopted).toBe(true);
-  return { reader, writer, reset: () => tcp.resetAndDestroy() };
+  return { reader: await adopted(), writer, reset: () => tcp.resetAndDestroy() };
 }
 
 /** A caller's plain socket (JWT mode's plain transport) as a net.Server accepts it, adopted; the client writes. */
 async function acceptedPlain(): Promise<Pair> {
-  let adopted: boolean | undefined;
-  const server = net.createServer();
-  const accepted = new Promise<net.Socket>((resolve) =>
-    server.once('connection', (socket: net.Socket) => {
-      adopted = adoptSharedReads(socket);
-      resolve(socket);
-    }),
-  );
-  const port = await listenOn(server);
-  cleanups.push(() => closeServer(server));
+  const { port, adopted } = await adoptingServer<net.Socket>(net.createServer(), 'connection');
   const writer = net.connect(port, '127.0.0.1');
   cleanups.push(() => void writer.destroy());
-  const reader = await accepted;
-  cleanups.push(() => void reader.destroy());
-  expect(adopted).toBe(true);
-  return { reader, writer, reset: () => writer.resetAndDestroy() };
+  return { reader: await adopted(), writer, reset: () => writer.resetAndDestroy() };
 }
 
 /** Resolves on the event-loop turn in which `done()` first holds (checked once per turn, no timer). */
