@@ -4,8 +4,8 @@
 // here for the next caller: newest first (the warmest), at most `maxIdle`, each for as long as the app keeps
 // idle connections (its `Keep-Alive: timeout`, else a little under Node's default of 5 s, so that we do not
 // send a request on a connection the app is closing).
-import * as net from 'node:net';
-import { pauseOnlyTheStream, sharedReadOption } from './shared-read-buffer.js';
+import type * as net from 'node:net';
+import { connectWithSharedReads } from './shared-read-buffer.js';
 
 const UNSTATED_IDLE_MS = 4_000;
 /** Stop using a connection this long before the app said it would close it. */
@@ -34,14 +34,7 @@ export class AppConnections {
       if (!socket.destroyed && socket.readable && socket.writable) return { socket, reused: true };
       socket.destroy();
     }
-    const socket: net.Socket = net.connect({
-      host: this.host,
-      port: this.port,
-      noDelay: true,
-      // Reads into the shared buffer (shared-read-buffer.ts).
-      onread: sharedReadOption(() => socket),
-    });
-    pauseOnlyTheStream(socket);
+    const socket = connectWithSharedReads({ host: this.host, port: this.port, noDelay: true });
     return { socket, reused: false };
   }
 

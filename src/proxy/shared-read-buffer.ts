@@ -18,12 +18,14 @@ import { Readable } from 'node:stream';
 
 const shared = Buffer.allocUnsafe(64 * 1024);
 
-/**
- * The `onread` option for a socket we construct (net.connect): `socket()` is the socket being made. The
- * socket must then be given to `pauseOnlyTheStream` (below).
- */
-export function sharedReadOption(socket: () => net.Socket): { buffer: Buffer; callback: (bytes: number) => boolean } {
-  return { buffer: shared, callback: (bytes) => deliver(socket(), bytes) };
+/** net.connect, the socket reading into the shared buffer (its `onread` option) and pausing as Node's do (below). */
+export function connectWithSharedReads(options: net.TcpNetConnectOpts): net.Socket {
+  const socket: net.Socket = net.connect({
+    ...options,
+    onread: { buffer: shared, callback: (bytes) => deliver(socket, bytes) },
+  });
+  socket.pause = pauseTheStream;
+  return socket;
 }
 
 /**
@@ -51,11 +53,6 @@ function deliver(socket: net.Socket, bytes: number): boolean {
 function pauseTheStream(this: net.Socket): net.Socket {
   Readable.prototype.pause.call(this);
   return this;
-}
-
-/** A socket that reads into the shared buffer pauses like one with Node's default reads (above). */
-export function pauseOnlyTheStream(socket: net.Socket): void {
-  socket.pause = pauseTheStream;
 }
 
 /**
@@ -100,6 +97,6 @@ export function adoptSharedReads(socket: net.Socket): boolean {
   own[fields.buffer] = shared;
   own[fields.callback] = (bytes: number) => deliver(socket, bytes);
   handle.useUserBuffer(shared);
-  pauseOnlyTheStream(socket);
+  socket.pause = pauseTheStream;
   return true;
 }
