@@ -3,6 +3,7 @@
 // report puts every Node's value side by side, one line per target, so that the image's Node can be chosen by
 // these numbers ("we chose Node X because ...") rather than by what the bench happened to run on.
 
+import { FLOOR_ROW } from './rows.js';
 import { ratio } from './stats.js';
 
 const MB = 1024 * 1024;
@@ -65,7 +66,7 @@ const rssTarget = (key, target, limitMb, bytes) => ({
     const b = r ? bytes(r) : undefined;
     const value = b === undefined ? undefined : b / MB;
     // What the same Node needs to relay the same load with nothing of ours: the line's distance from the floor.
-    const floor = rows.find((x) => x.key === `node-tls-relay${node.suffix}`);
+    const floor = rows.find((x) => x.key === `${FLOOR_ROW}${node.suffix}`);
     const floorBytes = floor?.measured ? bytes(floor) : undefined;
     const beside =
       floorBytes === undefined ? '' : `; a minimal Node \`tls\` relay on this Node: ${fmt(floorBytes / MB, 1)} MB`;
