@@ -213,12 +213,8 @@ function appendForwardable(
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const lower = rawHeaders[i].toLowerCase();
     if (lower === 'tracestate') (tracestate ??= []).push(rawHeaders[i + 1]);
-    else if (lower === 'connection') {
-      for (const token of rawHeaders[i + 1].split(',')) {
-        const name = token.trim().toLowerCase();
-        if (!NEVER_CONNECTION_LISTED.has(name)) connectionListed.add(name);
-      }
-    } else if (lower === 'transfer-encoding') {
+    else if (lower === 'connection') addConnectionListed(rawHeaders[i + 1], connectionListed);
+    else if (lower === 'transfer-encoding') {
       chunked = true;
     }
   }
@@ -240,11 +236,41 @@ function appendForwardable(
   return out;
 }
 
-/** Response headers from the app, minus hop-by-hop ones. */
+/**
+ * Adds the field names a `Connection` value lists (RFC 9110 §7.6.1) to `into`, except the framing ones, the
+ * hop-by-hop ones (dropped anyway) and `close`; returns whether it added any.
+ */
+function addConnectionListed(value: string, into: Set<string>): boolean {
+  let added = false;
+  for (const token of value.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name === '' || name === 'close' || NEVER_CONNECTION_LISTED.has(name) || HOP_BY_HOP.has(name)) continue;
+    into.add(name);
+    added = true;
+  }
+  return added;
+}
+
+/**
+ * Response headers from the app, minus hop-by-hop ones and those its `Connection` field lists (framing
+ * excepted: a listed Content-Length still frames the body we relay). The usual `Connection: keep-alive`
+ * lists nothing more, so only a response that does pays for a second pass.
+ */
 export function downstreamResponseHeaders(rawHeaders: readonly string[]): string[] {
   const out: string[] = [];
+  let listed: Set<string> | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (!HOP_BY_HOP.has(rawHeaders[i].toLowerCase())) out.push(rawHeaders[i], rawHeaders[i + 1]);
+    const lower = rawHeaders[i].toLowerCase();
+    if (!HOP_BY_HOP.has(lower)) out.push(rawHeaders[i], rawHeaders[i + 1]);
+    else if (lower === 'connection') {
+      const options = listed ?? new Set<string>();
+      if (addConnectionListed(rawHeaders[i + 1], options)) listed = options;
+    }
   }
-  return out;
+  if (listed === undefined) return out;
+  const kept: string[] = [];
+  for (let i = 0; i < out.length; i += 2) {
+    if (!listed.has(out[i].toLowerCase())) kept.push(out[i], out[i + 1]);
+  }
+  return kept;
 }
