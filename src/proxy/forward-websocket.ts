@@ -4,14 +4,31 @@
 // The exchange learns the status the caller got and, at the tunnel's end, the bytes each way through it.
 import type * as http from 'node:http';
 import type { Socket } from 'node:net';
+import { nodeHttp } from '../node-http.js';
 import { pipeline } from 'node:stream';
 import type { ExchangeProgress } from './access-log.js';
 import { answer, writeAnswerRaw } from './answers.js';
+import { downstreamResponseHeaders } from './headers.js';
 import { type ForwardContext, type ForwardTarget, logAppConnection, logStall, requestToApp } from './forwarding.js';
 
 /** Whether this upgrade request asks for WebSocket, the only protocol we tunnel. */
 export function isWebSocketUpgrade(req: Pick<http.IncomingMessage, 'method' | 'headers'>): boolean {
   return req.method === 'GET' && req.headers.upgrade?.trim().toLowerCase() === 'websocket';
+}
+
+/**
+ * The head the caller gets for the app's answer to an upgrade, with our reason phrase (never the app's: it may
+ * hold bytes a client chokes on). A 101 keeps every field (Upgrade, Connection and Sec-WebSocket-Accept make the
+ * switch). Any other answer is a declined upgrade: its body reaches the caller as node:http read it (de-chunked),
+ * delimited by the close, so its hop-by-hop fields (Transfer-Encoding among them) go and `connection: close` says so.
+ */
+function responseHead(res: http.IncomingMessage): string {
+  const status = res.statusCode ?? 502;
+  const fields = status === 101 ? res.rawHeaders : downstreamResponseHeaders(res.rawHeaders);
+  let text = `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  for (let i = 0; i < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  if (status !== 101) text += 'connection: close\r\n';
+  return `${text}\r\n`;
 }
 
 /**
@@ -45,9 +62,7 @@ export function tunnelWebSocket(
   upstreamReq.once('response', () => clearTimeout(timer));
   upstreamReq.once('close', () => clearTimeout(timer));
   const writeHead = (res: http.IncomingMessage) => {
-    const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`];
-    for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
-    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    socket.write(responseHead(res));
     ex.reached();
     ex.status = res.statusCode ?? 0;
     ex.headWritten();

@@ -872,6 +872,9 @@ export class Http1Connection {
     this.detached = true;
     this.disarm();
     this.socket.off('data', this.onData);
+    // Until the tunnel reads it: a flowing socket with no listener would read the caller's first frames (sent
+    // before the app's 101, or while admission decides) and drop them. Paused, they wait in its queue (bounded).
+    this.socket.pause();
     this.releaseApp(false);
     this.listener.upgrade(head, ex, rest ?? Buffer.alloc(0));
   }

@@ -1,0 +1,156 @@
+// A WebSocket caller may send frames right after its upgrade request, before the app's 101 (nothing in
+// RFC 6455 stops a client from doing so): those bytes must reach the app once the tunnel is up, not be read and
+// dropped while the sidecar waits for the app. And an app that declines the upgrade is relayed as a response
+// the caller can read: its status with our reason phrase (never the app's), its body as the caller receives it
+// (de-chunked, so no chunked framing is announced), and the connection closing after it. Both engines.
+import * as http from 'node:http';
+import type { Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
+import { createDevCa, issueSvid, tempDir } from '../helpers/pki.js';
+import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const A = 'spiffe://example.org/a';
+const B = 'spiffe://example.org/b';
+const UPGRADE =
+  'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+const DECLINE =
+  'HTTP/1.1 403 No\x01Way\r\nTransfer-Encoding: chunked\r\nX-App: declined\r\n\r\n6\r\nno way\r\n5\r\n, sir\r\n0\r\n\r\n';
+
+interface Held {
+  socket: Socket;
+  /** Writes the 101, then resolves with every byte the app reads, once `until` is among them. */
+  accept(until: string): Promise<string>;
+}
+
+/** The app: `/ws` upgrades wait for the test (held), `/declined` upgrades get DECLINE. */
+function startApp() {
+  const held: ((h: Held) => void)[] = [];
+  const server = http.createServer((_req, res) => res.end('not an upgrade'));
+  server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+    opened.push(socket);
+    socket.on('error', () => {});
+    if (req.url === '/declined') {
+      socket.end(DECLINE);
+      return;
+    }
+    let read = head.toString('latin1');
+    held.shift()?.({
+      socket,
+      accept: (until) =>
+        new Promise((resolve) => {
+          socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+          const check = () => {
+            if (read.includes(until)) resolve(read);
+          };
+          socket.on('data', (d: Buffer) => {
+            read += d.toString('latin1');
+            check();
+          });
+          check();
+        }),
+    });
+  });
+  const nextUpgrade = () => new Promise<Held>((resolve) => held.push(resolve));
+  return { server, nextUpgrade };
+}
+
+async function open(port: number, cert: IssuedCertificate) {
+  const socket: TLSSocket = tlsConnect({
+    host: '127.0.0.1',
+    port,
+    cert: cert.chainPem,
+    key: cert.keyPem,
+    rejectUnauthorized: false,
+  });
+  opened.push(socket);
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('secureConnect', resolve));
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, received: () => received, closed };
+}
+
+/** Resolves once `socket` has handed `text` to the kernel. */
+const send = (socket: TLSSocket, text: string) => new Promise<void>((resolve) => socket.write(text, () => resolve()));
+
+/**
+ * Event-loop turns, not time: the sidecar runs in this process, so after a few turns it has read what the
+ * kernel already held for it (each turn polls its sockets).
+ */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Sockets of the app and of the callers, destroyed at the end whatever a test left open. */
+const opened: Socket[] = [];
+
+let dir: { path: string; remove: () => Promise<void> };
+let app: ReturnType<typeof startApp>;
+let caller: IssuedCertificate;
+const sidecars: Record<'raw' | 'node', TestSidecar> = {} as Record<'raw' | 'node', TestSidecar>;
+
+beforeAll(async () => {
+  dir = await tempDir();
+  const ca = await createDevCa({ trustDomain: 'example.org' });
+  caller = await issueSvid(ca, { id: A });
+  const server = await issueSvid(ca, { id: B });
+  await mkdir(dir.path, { recursive: true });
+  await writeFile(join(dir.path, 'tls.crt'), server.chainPem);
+  await writeFile(join(dir.path, 'tls.key'), server.keyPem);
+  await writeFile(join(dir.path, 'ca.crt'), ca.certPem);
+  app = startApp();
+  await new Promise<void>((resolve) => app.server.listen(0, '127.0.0.1', resolve));
+  const upstream = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  for (const engine of ['raw', 'node'] as const)
+    sidecars[engine] = await startTestSidecar({
+      upstream,
+      'mtls-cert-file': join(dir.path, 'tls.crt'),
+      'mtls-key-file': join(dir.path, 'tls.key'),
+      'mtls-ca-file': join(dir.path, 'ca.crt'),
+      allow: [A],
+      'http-engine': engine,
+    });
+});
+afterAll(async () => {
+  for (const socket of opened) socket.destroy();
+  for (const s of Object.values(sidecars)) await s.close();
+  app.server.closeAllConnections();
+  await new Promise((resolve) => app.server.close(resolve));
+  await dir.remove();
+});
+
+describe.each(['raw', 'node'] as const)('the %s engine', (engine) => {
+  it("bytes the caller sends after its upgrade request, before the app's 101, reach the app first", async () => {
+    const c = await open(sidecars[engine].port, caller);
+    const upgraded = app.nextUpgrade();
+    await send(c.socket, UPGRADE);
+    const held = await upgraded;
+    // The app has the upgrade request and has not answered: the caller's next bytes come in their own read.
+    await send(c.socket, 'early-frame;');
+    await turns(5);
+    const read = held.accept('late-frame');
+    await expect.poll(c.received).toContain('101 Switching Protocols');
+    await send(c.socket, 'late-frame');
+    expect(await read).toBe('early-frame;late-frame');
+  });
+
+  it("a declined upgrade: the app's status with our reason phrase, its body de-chunked, then the close", async () => {
+    const c = await open(sidecars[engine].port, caller);
+    c.socket.write(UPGRADE.replace('/ws', '/declined'));
+    await c.closed;
+    const text = c.received();
+    const end = text.indexOf('\r\n\r\n');
+    const [status, ...fields] = text.slice(0, end).split('\r\n');
+    expect(status).toBe('HTTP/1.1 403 Forbidden');
+    const names = fields.map((f) => f.slice(0, f.indexOf(':')).toLowerCase());
+    expect(fields).toContain('X-App: declined');
+    expect(names).not.toContain('transfer-encoding');
+    expect(fields.map((f) => f.toLowerCase())).toContain('connection: close');
+    expect(text.slice(end + 4)).toBe('no way, sir');
+  });
+});
