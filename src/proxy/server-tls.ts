@@ -21,6 +21,13 @@ const ticketSecret = randomBytes(32);
  */
 const resumption = !cluster.isWorker;
 
+/**
+ * TLS 1.2 renegotiation is refused, as Go's crypto/tls and BoringSSL (ghostunnel, Envoy) refuse it: a caller could
+ * make us redo handshakes at will on one connection (CPU at its pleasure), and a certificate presented in a
+ * renegotiation would never be judged (identity is read once, at the gate). TLS 1.3 has no renegotiation.
+ */
+const NO_RENEGOTIATION = constants.SSL_OP_NO_RENEGOTIATION;
+
 function ticketKeys(identity: X509Identity): Buffer {
   const hmac = createHmac('sha512', ticketSecret).update(identity.svid.chainPem);
   for (const pem of allAuthoritiesPem(identity.bundles)) hmac.update(pem);
@@ -44,6 +51,7 @@ export function serverTlsOptions(identity: X509Identity, now = Date.now()) {
           ticketKeys: ticketKeys(identity),
           sessionTimeout: Math.max(1, Math.min(MAX_SESSION_SECONDS, Math.floor(svidSecondsLeft / 2))),
         }
-      : { secureOptions: constants.SSL_OP_NO_TICKET }),
+      : {}),
+    secureOptions: resumption ? NO_RENEGOTIATION : NO_RENEGOTIATION | constants.SSL_OP_NO_TICKET,
   };
 }

@@ -49,7 +49,8 @@ export function connectVerified(
     checkServerIdentity: () => undefined,
     ALPNProtocols: alpn,
     minVersion: 'TLSv1.2',
-    secureOptions: constants.SSL_OP_NO_TICKET,
+    // A remote that renegotiates could present a certificate we never judged: refused (server-tls.ts).
+    secureOptions: constants.SSL_OP_NO_TICKET | constants.SSL_OP_NO_RENEGOTIATION,
   });
   let settled = false;
   const handshake = setTimeout(
