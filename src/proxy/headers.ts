@@ -207,13 +207,13 @@ function appendForwardable(
   dropTrace = false,
   stripped?: string[],
 ): string[] {
-  const connectionListed = new Set<string>();
+  let connectionListed: Set<string> | undefined;
   let chunked = false;
   let tracestate: string[] | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const lower = rawHeaders[i].toLowerCase();
     if (lower === 'tracestate') (tracestate ??= []).push(rawHeaders[i + 1]);
-    else if (lower === 'connection') addConnectionListed(rawHeaders[i + 1], connectionListed);
+    else if (lower === 'connection') connectionListed = addConnectionListed(rawHeaders[i + 1], connectionListed);
     else if (lower === 'transfer-encoding') {
       chunked = true;
     }
@@ -226,7 +226,7 @@ function appendForwardable(
       stripped?.push(lower);
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || connectionListed.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || connectionListed?.has(lower)) continue;
     if (dropTrace && (lower === 'traceparent' || lower === 'tracestate')) continue;
     // A valid traceparent travels; its tracestate only if it is valid too (W3C Trace Context §3.3).
     if (lower === 'tracestate' && !tracestateOk) continue;
@@ -237,18 +237,16 @@ function appendForwardable(
 }
 
 /**
- * Adds the field names a `Connection` value lists (RFC 9110 §7.6.1) to `into`, except the framing ones, the
- * hop-by-hop ones (dropped anyway) and `close`; returns whether it added any.
+ * The field names a `Connection` value lists (RFC 9110 §7.6.1), added to `into` (made when first needed), except
+ * the framing ones, the hop-by-hop ones (dropped anyway) and `close`: the usual `keep-alive` or `close` adds none.
  */
-function addConnectionListed(value: string, into: Set<string>): boolean {
-  let added = false;
+function addConnectionListed(value: string, into: Set<string> | undefined): Set<string> | undefined {
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();
     if (name === '' || name === 'close' || NEVER_CONNECTION_LISTED.has(name) || HOP_BY_HOP.has(name)) continue;
-    into.add(name);
-    added = true;
+    (into ??= new Set()).add(name);
   }
-  return added;
+  return into;
 }
 
 /**
@@ -262,10 +260,7 @@ export function downstreamResponseHeaders(rawHeaders: readonly string[]): string
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const lower = rawHeaders[i].toLowerCase();
     if (!HOP_BY_HOP.has(lower)) out.push(rawHeaders[i], rawHeaders[i + 1]);
-    else if (lower === 'connection') {
-      const options = listed ?? new Set<string>();
-      if (addConnectionListed(rawHeaders[i + 1], options)) listed = options;
-    }
+    else if (lower === 'connection') listed = addConnectionListed(rawHeaders[i + 1], listed);
   }
   if (listed === undefined) return out;
   const kept: string[] = [];
