@@ -102,7 +102,8 @@ interface Request {
   /** The connection closes once this exchange is over. */
   closeAfter: boolean;
   done: boolean;
-  upstreamTimer: NodeJS.Timeout | undefined;
+  /** Its whole request is with the app: --upstream-timeout has run for it (the connection's upstream timer). */
+  awaited: boolean;
   bodyTimer: NodeJS.Timeout | undefined;
   /** --request-body-min-rate: bytes, and time spent waiting for them (back-pressure excluded). */
   rateBytes: number;
@@ -114,9 +115,18 @@ export class Http1Connection {
   /** Bytes read and not yet parsed: a head in progress, or pipelined requests waiting their turn. */
   private buffered: Buffer | undefined;
   private request: Request | undefined;
-  /** Waiting for a head (its first byte has come: the header timeout), or idle between requests. */
-  private timer: NodeJS.Timeout | undefined;
+  /**
+   * Waiting for a head (its first byte has come: the header timeout), or idle between requests: which of the two
+   * timers below counts now. Each timer is made once per connection and re-armed with refresh(), not made anew
+   * for every request (issue 17: two timers made and cleared per request were ~1.5% of its CPU); one that is not
+   * armed may still fire, and does nothing.
+   */
   private timerKind: 'header' | 'idle' | undefined;
+  private headerTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** --upstream-timeout: the request whose response head is awaited, and the timer (made once, as above). */
+  private awaiting: Request | undefined;
+  private upstreamTimer: NodeJS.Timeout | undefined;
   /** A response write the caller is not taking (--response-write-timeout). */
   private writeTimer: NodeJS.Timeout | undefined;
   /** Close once the exchange under way is over (drain, expiry, the caller's half-close). */
@@ -190,20 +200,36 @@ export class Http1Connection {
   // ── Timers of the connection: the header timeout (slowloris) and the idle keep-alive timeout ──
 
   private arm(kind: 'header' | 'idle'): void {
-    clearTimeout(this.timer);
     this.timerKind = kind;
-    const ms = kind === 'header' ? this.limits.headerTimeoutMs : this.limits.idleTimeoutMs;
-    this.timer = setTimeout(() => this.timedOut(kind), ms);
+    if (kind === 'header') {
+      if (this.headerTimer === undefined)
+        this.headerTimer = setTimeout(this.onHeaderTimer, this.limits.headerTimeoutMs);
+      else this.headerTimer.refresh();
+    } else if (this.idleTimer === undefined) this.idleTimer = setTimeout(this.onIdleTimer, this.limits.idleTimeoutMs);
+    else this.idleTimer.refresh();
   }
 
   private disarm(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
     this.timerKind = undefined;
   }
 
-  private timedOut(kind: 'header' | 'idle'): void {
-    this.timer = undefined;
+  private readonly onHeaderTimer = () => this.timerFired('header');
+  private readonly onIdleTimer = () => this.timerFired('idle');
+
+  /** Every timer of the connection, stopped: it is closed, or the tunnel's. */
+  private clearTimers(): void {
+    this.timerKind = undefined;
+    this.awaiting = undefined;
+    clearTimeout(this.headerTimer);
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.upstreamTimer);
+    this.headerTimer = this.idleTimer = this.upstreamTimer = undefined;
+  }
+
+  private timerFired(kind: 'header' | 'idle'): void {
+    // Disarmed or re-armed for the other kind since: nothing to do.
+    if (this.timerKind !== kind) return;
+    this.timerKind = undefined;
     if (kind === 'header' && this.buffered !== undefined) {
       // Part of a head came, not all of it within the header timeout (slowloris): 408, then close.
       logRequestRefused(
@@ -357,7 +383,7 @@ export class Http1Connection {
       decoder: undefined,
       closeAfter: !head.keepAlive,
       done: false,
-      upstreamTimer: undefined,
+      awaited: false,
       bodyTimer: undefined,
       rateBytes: 0,
       rateWaitedMs: 0,
@@ -586,23 +612,35 @@ export class Http1Connection {
 
   /** The whole request is with the app: --upstream-timeout runs until its response head. */
   private awaitResponse(req: Request): void {
-    if (req.upstreamTimer !== undefined || req.response !== undefined) return;
-    const { upstreamTimeoutMs } = this.limits;
-    req.upstreamTimer = setTimeout(() => {
-      req.upstreamTimer = undefined;
-      if (req.done || req.response !== undefined) return;
-      req.ex.fail('upstream_timeout');
-      this.releaseApp(false);
-      upstreamFailed(
-        this.listener.forwarding,
-        'upstream_timeout',
-        false,
-        (a, keepAlive) => this.reply(req, a, keepAlive === true),
-        () => this.socket.destroy(),
-        new Error(`the app sent no response headers within ${upstreamTimeoutMs} ms`),
-      );
-    }, upstreamTimeoutMs);
+    if (req.awaited || req.response !== undefined) return;
+    req.awaited = true;
+    this.awaiting = req;
+    if (this.upstreamTimer === undefined)
+      this.upstreamTimer = setTimeout(this.onUpstreamTimer, this.limits.upstreamTimeoutMs);
+    else this.upstreamTimer.refresh();
   }
+
+  /** The response head came, or the exchange is over: the upstream timer no longer counts for it. */
+  private stopAwaiting(req: Request): void {
+    if (this.awaiting === req) this.awaiting = undefined;
+  }
+
+  private readonly onUpstreamTimer = () => {
+    const req = this.awaiting;
+    this.awaiting = undefined;
+    // Nothing awaited (a timer left from a request answered since): nothing to do.
+    if (req === undefined || req.done || req.response !== undefined) return;
+    req.ex.fail('upstream_timeout');
+    this.releaseApp(false);
+    upstreamFailed(
+      this.listener.forwarding,
+      'upstream_timeout',
+      false,
+      (a, keepAlive) => this.reply(req, a, keepAlive === true),
+      () => this.socket.destroy(),
+      new Error(`the app sent no response headers within ${this.limits.upstreamTimeoutMs} ms`),
+    );
+  };
 
   private appRead(chunk: Buffer): void {
     const req = this.request;
@@ -662,8 +700,7 @@ export class Http1Connection {
    * them): never the app's reason phrase, never its hop-by-hop fields.
    */
   private respond(req: Request, head: ResponseHead): string {
-    clearTimeout(req.upstreamTimer);
-    req.upstreamTimer = undefined;
+    this.stopAwaiting(req);
     req.response = head;
     req.ex.reached();
     const http10 = req.head.minor === 0;
@@ -809,8 +846,7 @@ export class Http1Connection {
 
   /** The app failed: 502 if the caller got nothing yet, else its response is cut. */
   private appFailed(req: Request, err: Error): void {
-    clearTimeout(req.upstreamTimer);
-    req.upstreamTimer = undefined;
+    this.stopAwaiting(req);
     this.releaseApp(false);
     req.ex.fail('upstream_error');
     upstreamFailed(
@@ -843,7 +879,7 @@ export class Http1Connection {
   private finish(req: Request): void {
     if (req.done) return;
     req.done = true;
-    clearTimeout(req.upstreamTimer);
+    this.stopAwaiting(req);
     clearTimeout(req.bodyTimer);
     this.request = undefined;
     req.ex.end(req.status, false);
@@ -870,7 +906,7 @@ export class Http1Connection {
    */
   private upgrade(head: AdmittedHead, ex: Exchange, rest: Buffer | undefined): void {
     this.detached = true;
-    this.disarm();
+    this.clearTimers();
     this.socket.off('data', this.onData);
     // Until the tunnel reads it: a flowing socket with no listener would read the caller's first frames (sent
     // before the app's 101, or while admission decides) and drop them. Paused, they wait in its queue (bounded).
@@ -882,7 +918,7 @@ export class Http1Connection {
   // ── The end ──
 
   private closed(): void {
-    this.disarm();
+    this.clearTimers();
     clearTimeout(this.writeTimer);
     const req = this.request;
     this.request = undefined;
@@ -894,7 +930,6 @@ export class Http1Connection {
     if (req && !req.done) {
       req.ex.fail('caller_reset');
       req.done = true;
-      clearTimeout(req.upstreamTimer);
       clearTimeout(req.bodyTimer);
       req.ex.end(req.status, true);
     }
