@@ -60,6 +60,7 @@ export async function startRotatingSidecar({ options, pki, tmp, appPort }, name,
     ],
     adminPort,
     logFile,
+    logVia: 'pipe',
   });
   return { child, readyMs, volume, port, adminPort, logFile };
 }

@@ -106,6 +106,7 @@ async function startSidecarRow(ctx, mode, key, node = ctx.baseNode) {
     args: [...args, ...ctx.options.sidecarArgs],
     adminPort,
     logFile: join(ctx.tmp, `${key}.log`),
+    logVia: 'pipe',
   });
   const plain = mode.auth === 'jwt';
   return {

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import process from 'node:process';
 import { promisify } from 'node:util';
-import { spawnChild, waitForHttp200 } from './children.js';
+import { logPipe, spawnChild, stopChild, waitForHttp200 } from './children.js';
 import { CLIENT_ID, JWT_AUDIENCE, TRUST_DOMAIN } from './pki.js';
 
 const run = promisify(execFile);
@@ -146,26 +146,32 @@ export function hasCompileCache(node) {
 /**
  * Starts a sidecar and waits for /readyz to answer 200.
  * @param {{ node: string, cli: string, nodeArgs: string[], args: string[], adminPort: number, logFile: string,
- *   env?: NodeJS.ProcessEnv, cold?: boolean }} options `node`: the binary that runs it (BENCH_SIDECAR_NODE);
- *   `cold`: without the compile cache warmed for it
+ *   env?: NodeJS.ProcessEnv, cold?: boolean, logVia?: 'pipe' }} options `node`: the binary that runs it
+ *   (BENCH_SIDECAR_NODE); `cold`: without the compile cache warmed for it; `logVia: 'pipe'`: its output reaches
+ *   `logFile` through a pipe, as a pod's does (children.js logPipe), not written to the file by the sidecar
  * @returns {Promise<{ child: import('node:child_process').ChildProcess, readyMs: number }>}
  */
-export async function startSidecar({ node, cli, nodeArgs, args, adminPort, logFile, env, cold }) {
+export async function startSidecar({ node, cli, nodeArgs, args, adminPort, logFile, env, cold, logVia }) {
   const cache = cold ? undefined : compileCaches.get(node);
   // As in a container, an environment given at run time wins over the image's.
   const childEnv = { ...imageEnv.get(node), ...(env ?? process.env) };
   if (cache) childEnv.NODE_COMPILE_CACHE = cache;
   else delete childEnv.NODE_COMPILE_CACHE;
+  // Its reader starts before the clock does: ready ms is the sidecar's.
+  const logReader = logVia === 'pipe' ? logPipe(logFile) : undefined;
   const spawned = performance.now();
   const child = spawnChild(node, [...(imageFlags.get(node) ?? []), ...nodeArgs, cli, ...args], {
     logFile,
     env: childEnv,
+    logReader,
   });
   try {
     const ready = await waitForHttp200(`http://127.0.0.1:${adminPort}/readyz`, { timeoutMs: 15_000, child });
     return { child, readyMs: ready - spawned };
   } catch (err) {
     child.kill('SIGKILL');
+    // What it said before it went: all of it in the file (its reader has drained the pipe).
+    await stopChild(child);
     const log = await readFile(logFile, 'utf8').catch(() => '');
     const last = log.trim().split('\n').slice(-1)[0] ?? '';
     throw new Error(`${/** @type {Error} */ (err).message}${last ? `; it said: ${last.slice(0, 300)}` : ''}`);
