@@ -117,6 +117,59 @@ function remoteJson(remote: string): string {
   return lastRemoteJson;
 }
 
+/**
+ * The members from `method` to `protocol`, and what they were made of: the last line's are used again when all of
+ * it is the same (a keep-alive connection's requests mostly repeat their line and their decision), so that the
+ * path is not searched and quoted, nor the rule quoted, once per request. Compared by value, every input.
+ */
+const lastRequest = {
+  method: '',
+  url: undefined as string | undefined,
+  allow: false,
+  rule: undefined as string | undefined,
+  reason: undefined as string | undefined,
+  refused: false,
+  protocol: '' as ExchangeProtocol | '',
+  members: '',
+};
+
+function requestMembers(
+  method: string,
+  url: string | undefined,
+  decision: Decision,
+  refused: boolean,
+  protocol: ExchangeProtocol,
+): string {
+  const last = lastRequest;
+  const reason = decision.allow ? undefined : decision.reason;
+  if (
+    url === last.url &&
+    method === last.method &&
+    decision.allow === last.allow &&
+    decision.rule === last.rule &&
+    reason === last.reason &&
+    refused === last.refused &&
+    protocol === last.protocol
+  )
+    return last.members;
+  let members = `,"method":${jsonString(method)},"path":${jsonString(auditPath(url))}`;
+  members += decision.allow ? ',"decision":"allow"' : ',"decision":"deny"';
+  // A denial let through by --policy-mode dry-run.
+  if (!decision.allow && !refused) members += ',"dry_run":true';
+  if (decision.rule !== undefined) members += `,"rule":${jsonString(decision.rule)}`;
+  if (reason !== undefined) members += `,"reason":${jsonString(reason)}`;
+  members += `,"protocol":"${protocol}"`;
+  last.method = method;
+  last.url = url;
+  last.allow = decision.allow;
+  last.rule = decision.rule;
+  last.reason = reason;
+  last.refused = refused;
+  last.protocol = protocol;
+  last.members = members;
+  return members;
+}
+
 /** The decision part of an admission, as admission.ts returns it. */
 export interface Judged {
   readonly admitted: boolean;
@@ -238,13 +291,8 @@ export class Exchange implements ExchangeProgress, RequestTrace {
     // (issue 17: the line must stay within 10% of a request's CPU). Strings that come from the caller or
     // the rules are quoted by jsonString (JSON.stringify's escaping); the rest are numbers and words of ours.
     let line = peerMembers(this.identity as PeerIdentity);
-    line += `,"method":${jsonString(this.method ?? '')},"path":${jsonString(auditPath(this.url))}`;
-    line += decision.allow ? ',"decision":"allow"' : ',"decision":"deny"';
-    // A denial let through by --policy-mode dry-run.
-    if (!decision.allow && !this.refused) line += ',"dry_run":true';
-    if (decision.rule !== undefined) line += `,"rule":${jsonString(decision.rule)}`;
-    if (!decision.allow) line += `,"reason":${jsonString(decision.reason)}`;
-    line += `,"protocol":"${this.protocol}","status":${status},"bytes_in":${this.bytesIn},"bytes_out":${this.bytesOut}`;
+    line += requestMembers(this.method ?? '', this.url, decision, this.refused, this.protocol);
+    line += `,"status":${status},"bytes_in":${this.bytesIn},"bytes_out":${this.bytesOut}`;
     line += `,"duration_ms":${msText(this.totalMs)}`;
     if (upstreamMs !== undefined) line += `,"upstream_ms":${msText(upstreamMs)}`;
     line += `,"request_id":"${this.id}"`;

@@ -146,6 +146,48 @@ describe('Exchange', () => {
     );
   });
 
+  it('requests in any order keep their own method, path, decision, rule, reason, dry_run and protocol', async () => {
+    // The members from method to protocol are made again only when one of their inputs changes: never another's.
+    const decisions = [
+      { allow: true, rule: 'r' },
+      { allow: true, rule: 'other rule' },
+      { allow: false, reason: 'no_matching_rule' },
+      { allow: false, reason: 'rule_denied', rule: 'r' },
+    ] as const;
+    const request = fc.record({
+      method: fc.constantFrom('GET', 'POST', 'DELETE'),
+      url: fc.constantFrom('/', '/a', '/a?q=1', '/b?secret=x', '/"quoted"'),
+      decision: fc.constantFrom(...decisions),
+      admitted: fc.boolean(),
+      protocol: fc.constantFrom('http/1.1' as const, 'h2' as const),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 12 }), async (requests) => {
+        const a = access();
+        for (const r of requests) {
+          const ex = new Exchange(a, r.protocol, r.method, r.url, undefined, undefined);
+          ex.judged({ admitted: r.decision.allow || r.admitted, identity: CALLER, judged: r.decision });
+          ex.end(200, false);
+        }
+        await settle();
+        const members = (line: Record<string, unknown>) =>
+          [line.method, line.path, line.decision, line.rule, line.reason, line.dry_run, line.protocol] as const;
+        expect(a.logs.map(members)).toEqual(
+          requests.map((r) => [
+            r.method,
+            auditPath(r.url),
+            r.decision.allow ? 'allow' : 'deny',
+            'rule' in r.decision ? r.decision.rule : undefined,
+            r.decision.allow ? undefined : r.decision.reason,
+            !r.decision.allow && r.admitted ? true : undefined,
+            r.protocol,
+          ]),
+        );
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('at --log-level warn: no line', async () => {
     const a = access('warn');
     const ex = new Exchange(a, 'http/1.1', 'GET', '/', undefined, undefined);
