@@ -288,11 +288,11 @@ export class Http1Connection {
         const buffered = this.buffered;
         // Parsed only once its end has come: a head trickled in byte by byte is searched (natively) once per
         // byte, never parsed from its start once per byte (quadratic, and a CPU flood of one connection).
-        // The first empty line ends a head: CRLF CRLF, or (refused by the parser, at once) a bare LF's.
+        // The first empty line ends a head: CRLF CRLF, or (refused by the parser, at once) a bare LF's. Searched
+        // for only when there is no CRLF CRLF: before one, the parser refuses a bare LF's line ending all the same.
         const from = this.scanned > 2 ? this.scanned - 2 : 0;
         const crlf = buffered.indexOf(HEAD_END, from);
-        const lf = buffered.indexOf(BARE_LF_END, from);
-        const end = crlf < 0 ? lf : lf < 0 ? crlf : Math.min(crlf, lf);
+        const end = crlf >= 0 ? crlf : buffered.indexOf(BARE_LF_END, from);
         if (end < 0) {
           this.scanned = buffered.length;
           if (buffered.length > maxHeaderBytes) this.refuseHead({ status: 431, reason: 'headers_too_large' });
