@@ -78,7 +78,7 @@ const MAX_H2_STREAMS = 100;
  * A stream already reset is never forwarded, so a burst costs little; a client that cancels now and then
  * (timeouts, hedged calls) is nowhere near half.
  */
-const MIN_STREAMS_JUDGED = 100;
+export const MIN_STREAMS_JUDGED = 100;
 
 export class InboundProxy {
   private readonly server: http.Server;
