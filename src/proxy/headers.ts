@@ -43,11 +43,13 @@ export interface RequestOrigin {
 }
 
 /**
- * RFC 9110 §7.6.1 connection-specific headers, never forwarded; and `expect`, which we answer ourselves
- * (100 Continue once the caller is admitted), so that the app does not wait to send one.
+ * RFC 9110 §7.6.1 connection-specific headers, never forwarded; `close`, a field name RFC 9110 §16.3.2.2 reserves
+ * (it would read as the `close` connection option); and `expect`, which we answer ourselves (100 Continue once
+ * the caller is admitted), so that the app does not wait to send one.
  */
 const HOP_BY_HOP = new Set([
   'connection',
+  'close',
   'keep-alive',
   'proxy-connection',
   'proxy-authenticate',
@@ -238,12 +240,13 @@ function appendForwardable(
 
 /**
  * The field names a `Connection` value lists (RFC 9110 §7.6.1), added to `into` (made when first needed), except
- * the framing ones, the hop-by-hop ones (dropped anyway) and `close`: the usual `keep-alive` or `close` adds none.
+ * the framing ones and the hop-by-hop ones (dropped anyway, `close` among them): the usual `keep-alive` or `close`
+ * adds none.
  */
 function addConnectionListed(value: string, into: Set<string> | undefined): Set<string> | undefined {
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();
-    if (name === '' || name === 'close' || NEVER_CONNECTION_LISTED.has(name) || HOP_BY_HOP.has(name)) continue;
+    if (name === '' || NEVER_CONNECTION_LISTED.has(name) || HOP_BY_HOP.has(name)) continue;
     (into ??= new Set()).add(name);
   }
   return into;

@@ -1,6 +1,7 @@
 // RFC 9110 §7.6.1: a proxy removes the fields a message's Connection header lists. Requests had it; this is
 // the response side, for HTTP/1.1 and HTTP/2 callers of the inbound listener and for the outbound listener's
-// callers. A listed Content-Length stays: it frames the body we relay.
+// callers (both HTTP/1.1 engines). A listed Content-Length stays: it frames the body we relay. A field named
+// `Close` never travels (RFC 9110 §16.3.2.2 reserves the name).
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ const ANSWER =
   'X-Hop: secret\r\n' +
   'Connection: x-also\r\n' +
   'X-Also: secret too\r\n' +
+  'Close: a name RFC 9110 reserves\r\n' +
   'X-Keep: yes\r\n' +
   'Content-Length: 2\r\n' +
   '\r\n' +
@@ -64,17 +66,22 @@ async function listen(server: Server): Promise<number> {
 }
 
 let inbound: TestSidecar;
+let nodeEngine: TestSidecar;
 beforeAll(async () => {
   dir = await tempDir();
   ca = await createDevCa({ trustDomain: 'example.org' });
   caller = await issueSvid(ca, { id: A });
   const appPort = await listen(createTcpServer(answerEveryHead));
-  inbound = await startTestSidecar({
-    upstream: `http://127.0.0.1:${appPort}`,
-    ...(await files('b', await issueSvid(ca, { id: B }))),
-    allow: [A],
-  });
+  const svidFiles = await files('b', await issueSvid(ca, { id: B }));
+  inbound = await startTestSidecar({ upstream: `http://127.0.0.1:${appPort}`, ...svidFiles, allow: [A] });
   closers.push(() => inbound.close());
+  nodeEngine = await startTestSidecar({
+    upstream: `http://127.0.0.1:${appPort}`,
+    ...svidFiles,
+    allow: [A],
+    'http-engine': 'node',
+  });
+  closers.push(() => nodeEngine.close());
 });
 afterAll(async () => {
   for (const close of closers.reverse()) await close();
@@ -82,15 +89,19 @@ afterAll(async () => {
 });
 
 describe('fields an app or remote lists in Connection never reach the caller', () => {
-  it('an HTTP/1.1 caller gets the answer without them, twice on one app connection', async () => {
+  it.each([
+    ['raw', () => inbound.port],
+    ['node', () => nodeEngine.port],
+  ])('an HTTP/1.1 caller gets the answer without them, twice on one app connection (%s engine)', async (_e, port) => {
     for (let i = 0; i < 2; i++) {
-      const res = await requestVia(inbound.port, caller);
+      const res = await requestVia(port(), caller);
       expect(res.status).toBe(200);
       expect(res.body).toBe('ok');
       expect(res.headers['x-keep']).toBe('yes');
       expect(res.headers['content-length']).toBe('2');
       expect(res.headers['x-hop']).toBeUndefined();
       expect(res.headers['x-also']).toBeUndefined();
+      expect(res.headers.close).toBeUndefined();
     }
   });
 
@@ -103,6 +114,7 @@ describe('fields an app or remote lists in Connection never reach the caller', (
     expect(res.headers['x-keep']).toBe('yes');
     expect(res.headers['x-hop']).toBeUndefined();
     expect(res.headers['x-also']).toBeUndefined();
+    expect(res.headers.close).toBeUndefined();
   });
 
   it("the outbound listener's caller gets a verified remote's answer without them", async () => {
@@ -121,5 +133,6 @@ describe('fields an app or remote lists in Connection never reach the caller', (
     expect(res.headers.get('x-keep')).toBe('yes');
     expect(res.headers.get('x-hop')).toBeNull();
     expect(res.headers.get('x-also')).toBeNull();
+    expect(res.headers.get('close')).toBeNull();
   });
 });
