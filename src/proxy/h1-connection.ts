@@ -239,6 +239,9 @@ export class Http1Connection {
         408,
         this.socket.remoteAddress,
       );
+      // Nothing more is read: bytes that would complete the head after its 408 never become a request.
+      this.closing = true;
+      this.buffered = undefined;
       this.socket.end(answerMessage(answer(408, 'header_timeout'), true).text);
       this.socket.destroySoon();
       return;

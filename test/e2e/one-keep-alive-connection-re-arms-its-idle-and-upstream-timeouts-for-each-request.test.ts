@@ -1,7 +1,8 @@
 // The HTTP/1.1 engine's timeouts belong to each request, not to the connection they share: on one keep-alive
 // connection, a request made after the previous one's --upstream-timeout would have run out still gets its own
 // (504), and a slow request outlasting --idle-timeout is not cut by it (the connection was not idle); once
-// idle again, the connection is closed. The guard of the engine's timers, made once per connection and re-armed
+// idle again, the connection is closed; a head begun after a request, or pipelined behind a slow one, still gets
+// its --header-timeout (408). The guard of the engine's timers, made once per connection and re-armed
 // with refresh() for each request, a timer that fires when no longer armed doing nothing (h1-connection.ts).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -41,6 +42,8 @@ async function callerConnection(port: number): Promise<{
   socket: TLSSocket;
   request(path: string): Promise<{ status: number; body: string }>;
   closed: Promise<void>;
+  /** Every byte received so far. */
+  received(): string;
 }> {
   const socket = connect({
     host: '127.0.0.1',
@@ -54,11 +57,13 @@ async function callerConnection(port: number): Promise<{
     socket.once('error', reject);
   });
   let buffered = '';
+  let all = '';
   let waiting: ((r: { status: number; body: string }) => void) | undefined;
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.on('error', () => {});
   socket.on('data', (d: Buffer) => {
     buffered += d.toString('latin1');
+    all += d.toString('latin1');
     const end = buffered.indexOf('\r\n\r\n');
     if (end < 0 || !waiting) return;
     const head = buffered.slice(0, end);
@@ -73,6 +78,7 @@ async function callerConnection(port: number): Promise<{
   return {
     socket,
     closed,
+    received: () => all,
     request: (path) =>
       new Promise((resolve) => {
         waiting = resolve;
@@ -81,7 +87,7 @@ async function callerConnection(port: number): Promise<{
   };
 }
 
-describe('one keep-alive connection re-arms its idle and upstream timeouts for each request', () => {
+describe('one keep-alive connection re-arms its idle, upstream and header timeouts for each request', () => {
   it('a request after a quick one on the same connection still gets 504 at --upstream-timeout', async () => {
     const sidecar = await sidecarFor(appUrl, { 'upstream-timeout': '1s' });
     const caller = await callerConnection(sidecar.port);
@@ -118,6 +124,44 @@ describe('one keep-alive connection re-arms its idle and upstream timeouts for e
       });
       // Idle again: the sidecar closes the connection (the test never does).
       await caller.closed;
+    } finally {
+      caller.socket.destroy();
+    }
+  }, 20_000);
+  it('a head begun after the connection has served a request is cut at --header-timeout (408)', async () => {
+    const sidecar = await sidecarFor(appUrl, { 'header-timeout': '1s', 'idle-timeout': '30s' });
+    const caller = await callerConnection(sidecar.port);
+    try {
+      expect(await caller.request('/fast')).toEqual({ status: 200, body: 'fast' });
+      // Past the header timeout armed when the connection opened (deadline order, as above): the slow head
+      // below must get the timer anew.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      caller.socket.write('GET /slowloris HTTP/1.1\r\nhost: app\r\n');
+      await caller.closed;
+      expect(caller.received()).toContain('HTTP/1.1 408 ');
+    } finally {
+      caller.socket.destroy();
+    }
+  }, 15_000);
+
+  it('a head pipelined behind a slow request is cut at --header-timeout counted from that answer (408)', async () => {
+    const sidecar = await sidecarFor(appUrl, {
+      'header-timeout': '1s',
+      'idle-timeout': '30s',
+      'upstream-timeout': '30s',
+    });
+    const caller = await callerConnection(sidecar.port);
+    try {
+      answerLate = undefined;
+      const late = caller.request('/late');
+      caller.socket.write('GET /slowloris HTTP/1.1\r\nhost: app\r\n');
+      await expect.poll(() => answerLate, { timeout: 10_000 }).toBeDefined();
+      // Past every header timeout armed so far: the pipelined head must get one once /late is answered.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      (answerLate as unknown as () => void)();
+      expect(await late).toEqual({ status: 200, body: 'late' });
+      await caller.closed;
+      expect(caller.received()).toContain('HTTP/1.1 408 ');
     } finally {
       caller.socket.destroy();
     }
