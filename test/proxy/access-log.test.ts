@@ -153,6 +153,8 @@ describe('Exchange', () => {
       { allow: true, rule: 'other rule' },
       { allow: false, reason: 'no_matching_rule' },
       { allow: false, reason: 'rule_denied', rule: 'r' },
+      // The same rule, another reason (a rate limit, then its store unreachable): only `reason` tells them apart.
+      { allow: false, reason: 'rate_limited', rule: 'r' },
     ] as const;
     const request = fc.record({
       method: fc.constantFrom('GET', 'POST', 'DELETE'),
