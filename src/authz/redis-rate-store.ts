@@ -10,6 +10,7 @@
 // EVALSHA round trip (bench: `sidecar-mtls-rate-limit-store`).
 //
 // ioredis is loaded only when a store is configured: it is not part of any other mode's startup.
+import { constants } from 'node:crypto';
 import type { Redis, RedisOptions } from 'ioredis';
 import type { Admission, RateLimit } from './rate-limiter.js';
 
@@ -85,6 +86,8 @@ export class RedisRateStore {
                 return tls().servername;
               },
               minVersion: 'TLSv1.2',
+              // As on every connection we make (verified-connect.ts): the server's certificate is judged once.
+              secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
             },
           }
         : {}),
