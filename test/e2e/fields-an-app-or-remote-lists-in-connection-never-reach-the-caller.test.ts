@@ -3,14 +3,14 @@
 // callers (both HTTP/1.1 engines). A listed Content-Length stays: it frames the body we relay. A field named
 // `Close` never travels (RFC 9110 §16.3.2.2 reserves the name).
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { requestVia } from '../helpers/client.js';
 import { h2request, h2session } from '../helpers/http2-fixture.js';
-import { createDevCa, issueSvid, tempDir } from '../helpers/pki.js';
+import { createDevCa, issueSvid, mtlsFileOptions, tempDir, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 const A = 'spiffe://example.org/a';
@@ -46,17 +46,11 @@ let ca: CertificateAuthority;
 let caller: IssuedCertificate;
 const closers: (() => Promise<unknown> | void)[] = [];
 
+/** File-mode options serving `svid` (and the CA's bundle) from a directory of its own. */
 async function files(name: string, svid: IssuedCertificate) {
   const d = join(dir.path, name);
   await mkdir(d, { recursive: true });
-  await writeFile(join(d, 'tls.crt'), svid.chainPem);
-  await writeFile(join(d, 'tls.key'), svid.keyPem);
-  await writeFile(join(d, 'ca.crt'), ca.certPem);
-  return {
-    'mtls-cert-file': join(d, 'tls.crt'),
-    'mtls-key-file': join(d, 'tls.key'),
-    'mtls-ca-file': join(d, 'ca.crt'),
-  };
+  return mtlsFileOptions(await writeServingFiles(d, svid, ca.certPem));
 }
 
 async function listen(server: Server): Promise<number> {

@@ -2,13 +2,11 @@
 // must not make the sidecar redo handshakes at will on one connection, and a certificate presented in a
 // renegotiation would never be judged (identity is read once, at the gate). Both listeners (HTTP, TCP) refuse a
 // caller's renegotiation and close; an outbound connection refuses a remote's, and the request does not go on.
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer, type Server, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateAuthority, IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
-import { createDevCa, issueSvid, tempDir } from '../helpers/pki.js';
+import { createDevCa, issueSvid, mtlsFileOptions, tempDir, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { startTcpApp, type TcpApp } from '../helpers/tcp-echo-app.js';
 
@@ -27,15 +25,7 @@ beforeAll(async () => {
   dir = await tempDir();
   ca = await createDevCa({ trustDomain: 'example.org' });
   caller = await issueSvid(ca, { id: A });
-  const server = await issueSvid(ca, { id: B });
-  await writeFile(join(dir.path, 'tls.crt'), server.chainPem);
-  await writeFile(join(dir.path, 'tls.key'), server.keyPem);
-  await writeFile(join(dir.path, 'ca.crt'), ca.certPem);
-  files = {
-    'mtls-cert-file': join(dir.path, 'tls.crt'),
-    'mtls-key-file': join(dir.path, 'tls.key'),
-    'mtls-ca-file': join(dir.path, 'ca.crt'),
-  };
+  files = mtlsFileOptions(await writeServingFiles(dir.path, await issueSvid(ca, { id: B }), ca.certPem));
   httpApp = await startEchoApp();
   tcpApp = await startTcpApp();
 });

@@ -8,10 +8,8 @@ import type { Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
-import { createDevCa, issueSvid, tempDir } from '../helpers/pki.js';
+import { createDevCa, issueSvid, mtlsFileOptions, tempDir, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 
 const A = 'spiffe://example.org/a';
 const B = 'spiffe://example.org/b';
@@ -98,20 +96,14 @@ beforeAll(async () => {
   dir = await tempDir();
   const ca = await createDevCa({ trustDomain: 'example.org' });
   caller = await issueSvid(ca, { id: A });
-  const server = await issueSvid(ca, { id: B });
-  await mkdir(dir.path, { recursive: true });
-  await writeFile(join(dir.path, 'tls.crt'), server.chainPem);
-  await writeFile(join(dir.path, 'tls.key'), server.keyPem);
-  await writeFile(join(dir.path, 'ca.crt'), ca.certPem);
+  const files = mtlsFileOptions(await writeServingFiles(dir.path, await issueSvid(ca, { id: B }), ca.certPem));
   app = startApp();
   await new Promise<void>((resolve) => app.server.listen(0, '127.0.0.1', resolve));
   const upstream = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   for (const engine of ['raw', 'node'] as const)
     sidecars[engine] = await startTestSidecar({
       upstream,
-      'mtls-cert-file': join(dir.path, 'tls.crt'),
-      'mtls-key-file': join(dir.path, 'tls.key'),
-      'mtls-ca-file': join(dir.path, 'ca.crt'),
+      ...files,
       allow: [A],
       'http-engine': engine,
     });
