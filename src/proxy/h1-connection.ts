@@ -118,8 +118,8 @@ export class Http1Connection {
   /**
    * Waiting for a head (its first byte has come: the header timeout), or idle between requests: which of the two
    * timers below counts now. Each timer is made once per connection and re-armed with refresh(), not made anew
-   * for every request (issue 17: two timers made and cleared per request were ~1.5% of its CPU); one that is not
-   * armed may still fire, and does nothing.
+   * for every request (issue 17: two timers made and cleared per request; with headers.ts's sets made only when
+   * needed, 4.3% of a keep-alive request's CPU); one that is not armed may still fire, and does nothing.
    */
   private timerKind: 'header' | 'idle' | undefined;
   private headerTimer: NodeJS.Timeout | undefined;
