@@ -102,8 +102,6 @@ interface Request {
   /** The connection closes once this exchange is over. */
   closeAfter: boolean;
   done: boolean;
-  /** Its whole request is with the app: --upstream-timeout has run for it (the connection's upstream timer). */
-  awaited: boolean;
   bodyTimer: NodeJS.Timeout | undefined;
   /** --request-body-min-rate: bytes, and time spent waiting for them (back-pressure excluded). */
   rateBytes: number;
@@ -386,7 +384,6 @@ export class Http1Connection {
       decoder: undefined,
       closeAfter: !head.keepAlive,
       done: false,
-      awaited: false,
       bodyTimer: undefined,
       rateBytes: 0,
       rateWaitedMs: 0,
@@ -615,8 +612,8 @@ export class Http1Connection {
 
   /** The whole request is with the app: --upstream-timeout runs until its response head. */
   private awaitResponse(req: Request): void {
-    if (req.awaited || req.response !== undefined) return;
-    req.awaited = true;
+    // Once per request: its body ends once (a second call while it is awaited re-arms nothing).
+    if (this.awaiting === req || req.response !== undefined) return;
     this.awaiting = req;
     if (this.upstreamTimer === undefined)
       this.upstreamTimer = setTimeout(this.onUpstreamTimer, this.limits.upstreamTimeoutMs);
