@@ -1,6 +1,7 @@
 // The HTTPS front of the injector: POST /inject (pods that ask by annotation) and POST /inject-namespace
 // (pods of a namespace that opted in), GET /healthz and /readyz for kubelet. Bounded: request bodies
 // (413), header size, handshake and whole-request time, connection count; anything else is 404/405/415.
+import { constants } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -77,6 +78,13 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Pro
   });
 }
 
+/**
+ * TLS 1.2 renegotiation refused, as on the sidecar's own listeners (src/proxy/server-tls.ts): anything in the
+ * cluster network can reach the webhook, and must not make it redo handshakes at will on one connection. Set on
+ * every context, the reloaded ones too (a context replaced without it would allow it again).
+ */
+const NO_RENEGOTIATION = constants.SSL_OP_NO_RENEGOTIATION;
+
 export class WebhookServer {
   private constructor(private readonly server: Server) {}
 
@@ -87,6 +95,7 @@ export class WebhookServer {
         cert: options.certificate.certPem,
         key: options.certificate.keyPem,
         minVersion: 'TLSv1.2',
+        secureOptions: NO_RENEGOTIATION,
         handshakeTimeout: options.requestTimeoutMs,
         maxHeaderSize: MAX_HEADER_BYTES,
         requestTimeout: options.requestTimeoutMs,
@@ -119,7 +128,12 @@ export class WebhookServer {
 
   /** New connections use the new pair; open ones finish on the old. */
   setCertificate(pair: CertificatePair): void {
-    this.server.setSecureContext({ cert: pair.certPem, key: pair.keyPem, minVersion: 'TLSv1.2' });
+    this.server.setSecureContext({
+      cert: pair.certPem,
+      key: pair.keyPem,
+      minVersion: 'TLSv1.2',
+      secureOptions: NO_RENEGOTIATION,
+    });
   }
 
   close(): Promise<void> {

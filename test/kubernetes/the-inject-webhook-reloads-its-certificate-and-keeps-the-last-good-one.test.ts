@@ -39,6 +39,26 @@ function servedSerial(port: number, caPem: string): Promise<string> {
 
 const hex = (serial: string) => serial.toUpperCase();
 
+/**
+ * A TLS 1.2 connection that asks to renegotiate: resolves with the error code that refused it, or undefined if the
+ * webhook went along. Renegotiation is refused as on the sidecar's listeners, by the context a reload makes too.
+ */
+function renegotiationRefusal(port: number, caPem: string): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, servername: WEBHOOK_DNS_NAME, ca: caPem, maxVersion: 'TLSv1.2' });
+    socket.once('secureConnect', () => {
+      socket.removeListener('error', reject);
+      const done = (err: Error | null | undefined) => {
+        socket.destroy();
+        resolve((err as NodeJS.ErrnoException | null | undefined)?.code);
+      };
+      socket.once('error', done);
+      socket.renegotiate({}, done);
+    });
+    socket.once('error', reject);
+  });
+}
+
 describe('the inject webhook reloads its certificate and keeps the last good one', () => {
   it('rotation is seen by new connections; a broken or mismatched update is refused', async () => {
     const ca = await createWebhookCa();
@@ -55,6 +75,7 @@ describe('the inject webhook reloads its certificate and keeps the last good one
     const failures = (reason: string) => events('webhook_cert_reload_failed').filter((e) => e.reason === reason).length;
     try {
       expect(await servedSerial(webhook.port, ca.certPem)).toBe(hex(first.serialNumber));
+      expect(await renegotiationRefusal(webhook.port, ca.certPem)).toBe('ERR_SSL_NO_RENEGOTIATION');
 
       const second = await issueServingCertificate(ca);
       await writeServingSecret(tls, second);
@@ -63,6 +84,7 @@ describe('the inject webhook reloads its certificate and keeps the last good one
       expect(loaded).toMatchObject({ trigger: 'watch', dns_names: [WEBHOOK_DNS_NAME] });
       expect(hex(loaded.serial as string)).toBe(hex(second.serialNumber));
       expect(await servedSerial(webhook.port, ca.certPem)).toBe(hex(second.serialNumber));
+      expect(await renegotiationRefusal(webhook.port, ca.certPem)).toBe('ERR_SSL_NO_RENEGOTIATION');
 
       // A truncated certificate: refused, the second stays.
       await writeSecretVolume(tls, { 'tls.crt': second.chainPem.slice(0, 100), 'tls.key': second.keyPem });
