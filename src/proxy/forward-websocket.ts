@@ -18,17 +18,25 @@ export function isWebSocketUpgrade(req: Pick<http.IncomingMessage, 'method' | 'h
 
 /**
  * The head the caller gets for the app's answer to an upgrade, with our reason phrase (never the app's: it may
- * hold bytes a client chokes on). A 101 keeps every field (Upgrade, Connection and Sec-WebSocket-Accept make the
- * switch). Any other answer is a declined upgrade: its body reaches the caller as node:http read it (de-chunked),
- * delimited by the close, so its hop-by-hop fields (Transfer-Encoding among them) go and `connection: close` says so.
+ * hold bytes a client chokes on). Hop-by-hop fields, and those the app's Connection lists, are the app's hop's, not
+ * the caller's (RFC 9110 §7.6.1): a 101 loses them as any answer does, keeps the app's Upgrade, and says
+ * `connection: upgrade` itself (the switch, as nginx and Envoy relay it); it never carries a Content-Length (§8.6).
+ * Any other answer is a declined upgrade: its body reaches the caller as node:http read it (de-chunked), delimited
+ * by the close, so `connection: close` says so.
  */
 function responseHead(res: http.IncomingMessage): string {
   const status = res.statusCode ?? 502;
-  const fields = status === 101 ? res.rawHeaders : downstreamResponseHeaders(res.rawHeaders);
+  const raw = res.rawHeaders;
   let text = `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
-  for (let i = 0; i < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
-  if (status !== 101) text += 'connection: close\r\n';
-  return `${text}\r\n`;
+  const fields = downstreamResponseHeaders(raw);
+  for (let i = 0; i < fields.length; i += 2) {
+    if (status === 101 && fields[i].toLowerCase() === 'content-length') continue;
+    text += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  }
+  if (status !== 101) return `${text}connection: close\r\n\r\n`;
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i].toLowerCase() === 'upgrade') text += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  return `${text}connection: upgrade\r\n\r\n`;
 }
 
 /**

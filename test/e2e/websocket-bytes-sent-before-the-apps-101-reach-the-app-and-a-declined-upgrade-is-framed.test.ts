@@ -2,7 +2,8 @@
 // RFC 6455 stops a client from doing so): those bytes must reach the app once the tunnel is up, not be read and
 // dropped while the sidecar waits for the app. And an app that declines the upgrade is relayed as a response
 // the caller can read: its status with our reason phrase (never the app's), its body as the caller receives it
-// (de-chunked, so no chunked framing is announced), and the connection closing after it. Both engines.
+// (de-chunked, so no chunked framing is announced), and the connection closing after it. An app's 101 reaches the
+// caller without the fields of the app's hop (RFC 9110 §7.6.1), as any answer does. Both engines.
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -17,6 +18,12 @@ const UPGRADE =
   'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
 const DECLINE =
   'HTTP/1.1 403 No\x01Way\r\nTransfer-Encoding: chunked\r\nX-App: declined\r\n\r\n6\r\nno way\r\n5\r\n, sir\r\n0\r\n\r\n';
+
+/** A 101 with fields of the app's hop (RFC 9110 §7.6.1) beside those that make the switch and one of the app's. */
+const SWITCH_WITH_HOP_FIELDS =
+  'HTTP/1.1 101 Switching\x01Now\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: app-hop-only\r\n' +
+  'Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nContent-Length: 0\r\n' +
+  'Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-App: switched\r\n\r\n';
 
 interface Held {
   socket: Socket;
@@ -33,6 +40,10 @@ function startApp() {
     socket.on('error', () => {});
     if (req.url === '/declined') {
       socket.end(DECLINE);
+      return;
+    }
+    if (req.url === '/switch-with-hop-fields') {
+      socket.write(SWITCH_WITH_HOP_FIELDS);
       return;
     }
     let read = head.toString('latin1');
@@ -129,6 +140,27 @@ describe.each(['raw', 'node'] as const)('the %s engine', (engine) => {
     await expect.poll(c.received).toContain('101 Switching Protocols');
     await send(c.socket, 'late-frame');
     expect(await read).toBe('early-frame;late-frame');
+  });
+
+  it("the app's 101 reaches the caller with the fields of the switch and the app's own, not those of the app's hop", async () => {
+    const c = await open(sidecars[engine].port, caller);
+    c.socket.write(UPGRADE.replace('/ws', '/switch-with-hop-fields'));
+    await expect.poll(c.received).toContain('\r\n\r\n');
+    const [status, ...fields] = c.received().slice(0, c.received().indexOf('\r\n\r\n')).split('\r\n');
+    expect(status).toBe('HTTP/1.1 101 Switching Protocols');
+    expect(fields).toEqual(
+      expect.arrayContaining([
+        'Upgrade: websocket',
+        'connection: upgrade',
+        'Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=',
+        'X-App: switched',
+      ]),
+    );
+    const names = fields.map((f) => f.slice(0, f.indexOf(':')).toLowerCase());
+    for (const hop of ['x-hop', 'keep-alive', 'proxy-connection', 'content-length'])
+      expect(names, hop).not.toContain(hop);
+    // One Connection field, ours: the app's (which named X-Hop) does not reach the caller.
+    expect(names.filter((n) => n === 'connection')).toEqual(['connection']);
   });
 
   it("a declined upgrade: the app's status with our reason phrase, its body de-chunked, then the close", async () => {
