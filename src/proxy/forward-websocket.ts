@@ -11,6 +11,14 @@ import { answer, writeAnswerRaw } from './answers.js';
 import { downstreamResponseHeaders } from './headers.js';
 import { type ForwardContext, type ForwardTarget, logAppConnection, logStall, requestToApp } from './forwarding.js';
 
+/**
+ * Room for the 'close' listeners a pipeline adds to the caller's socket: six for the tunnel's, five for a declined
+ * upgrade's (Node 20), beside up to six of the socket's own (the TLS socket's, the connection's accounting, the
+ * tunnel set, the access line). Each is one per mechanism, not one per byte or frame: without the room, Node prints
+ * a MaxListenersExceededWarning ("possible memory leak") for every tunnel.
+ */
+const PIPELINE_LISTENERS = 8;
+
 /** Whether this upgrade request asks for WebSocket, the only protocol we tunnel. */
 export function isWebSocketUpgrade(req: Pick<http.IncomingMessage, 'method' | 'headers'>): boolean {
   return req.method === 'GET' && req.headers.upgrade?.trim().toLowerCase() === 'websocket';
@@ -53,6 +61,7 @@ export function tunnelWebSocket(
   ex: ExchangeProgress,
 ): void {
   const { limits } = ctx;
+  socket.setMaxListeners(socket.getMaxListeners() + PIPELINE_LISTENERS);
   tunnels.add(socket);
   socket.once('close', () => tunnels.delete(socket));
   const upstreamReq = requestToApp(ctx, target, false);

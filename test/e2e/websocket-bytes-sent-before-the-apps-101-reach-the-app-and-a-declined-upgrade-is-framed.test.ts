@@ -103,7 +103,12 @@ let app: ReturnType<typeof startApp>;
 let caller: IssuedCertificate;
 const sidecars: Record<'raw' | 'node', TestSidecar> = {} as Record<'raw' | 'node', TestSidecar>;
 
+/** Warnings the process printed while the tunnels ran (the sidecars run in this process). */
+const warnings: Error[] = [];
+const onWarning = (w: Error) => warnings.push(w);
+
 beforeAll(async () => {
+  process.on('warning', onWarning);
   dir = await tempDir();
   const ca = await createDevCa({ trustDomain: 'example.org' });
   caller = await issueSvid(ca, { id: A });
@@ -120,6 +125,7 @@ beforeAll(async () => {
     });
 });
 afterAll(async () => {
+  process.off('warning', onWarning);
   for (const socket of opened) socket.destroy();
   for (const s of Object.values(sidecars)) await s.close();
   app.server.closeAllConnections();
@@ -177,4 +183,11 @@ describe.each(['raw', 'node'] as const)('the %s engine', (engine) => {
     expect(fields.map((f) => f.toLowerCase())).toContain('connection: close');
     expect(text.slice(end + 4)).toBe('no way, sir');
   });
+});
+
+// Each tunnel and each declined upgrade adds a fixed number of listeners to the caller's socket (its pipeline's):
+// Node must not take them for a leak and print a warning for every tunnel.
+it('no tunnel or declined upgrade set off a MaxListenersExceededWarning', async () => {
+  await turns(2); // process.emitWarning emits on a later tick
+  expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning');
 });
