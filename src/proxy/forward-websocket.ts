@@ -27,24 +27,37 @@ export function isWebSocketUpgrade(req: Pick<http.IncomingMessage, 'method' | 'h
 /**
  * The head the caller gets for the app's answer to an upgrade, with our reason phrase (never the app's: it may
  * hold bytes a client chokes on). Hop-by-hop fields, and those the app's Connection lists, are the app's hop's, not
- * the caller's (RFC 9110 §7.6.1): a 101 loses them as any answer does, keeps the app's Upgrade, and says
- * `connection: upgrade` itself (the switch, as nginx and Envoy relay it); it never carries a Content-Length (§8.6).
- * Any other answer is a declined upgrade: its body reaches the caller as node:http read it (de-chunked), delimited
- * by the close, so `connection: close` says so.
+ * the caller's (RFC 9110 §7.6.1): a 101 loses them as any answer does, and says `upgrade: websocket` and
+ * `connection: upgrade` itself (the switch, as nginx and Envoy relay it; the app's was checked to be that one); it
+ * never carries a Content-Length (§8.6). Any other answer is a declined upgrade: its body reaches the caller as
+ * node:http read it (de-chunked), delimited by the close, so `connection: close` says so.
  */
 function responseHead(res: http.IncomingMessage): string {
   const status = res.statusCode ?? 502;
-  const raw = res.rawHeaders;
   let text = `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
-  const fields = downstreamResponseHeaders(raw);
+  const fields = downstreamResponseHeaders(res.rawHeaders);
   for (let i = 0; i < fields.length; i += 2) {
     if (status === 101 && fields[i].toLowerCase() === 'content-length') continue;
     text += `${fields[i]}: ${fields[i + 1]}\r\n`;
   }
-  if (status !== 101) return `${text}connection: close\r\n\r\n`;
-  for (let i = 0; i < raw.length; i += 2)
-    if (raw[i].toLowerCase() === 'upgrade') text += `${raw[i]}: ${raw[i + 1]}\r\n`;
-  return `${text}connection: upgrade\r\n\r\n`;
+  return status === 101
+    ? `${text}upgrade: websocket\r\nconnection: upgrade\r\n\r\n`
+    : `${text}connection: close\r\n\r\n`;
+}
+
+/**
+ * The app switched to WebSocket, the one protocol asked of it: one Upgrade field, naming `websocket`. A switch to
+ * anything else (h2c among them) would carry requests past header stripping, as a caller's other upgrades would.
+ */
+function switchesToWebSocket(res: http.IncomingMessage): boolean {
+  const raw = res.rawHeaders;
+  let named: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].toLowerCase() !== 'upgrade') continue;
+    if (named !== undefined) return false;
+    named = raw[i + 1].trim().toLowerCase();
+  }
+  return named === 'websocket';
 }
 
 /**
@@ -66,7 +79,10 @@ export function tunnelWebSocket(
   socket.once('close', () => tunnels.delete(socket));
   const upstreamReq = requestToApp(ctx, target, false);
   logAppConnection(ctx, upstreamReq, ex.id);
+  let answered = false;
   const answerOurselves = (status: 502 | 504, reason: string) => {
+    if (answered) return;
+    answered = true;
     ex.status = status;
     ex.headWritten(writeAnswerRaw(socket, answer(status, reason)));
   };
@@ -79,12 +95,20 @@ export function tunnelWebSocket(
   upstreamReq.once('response', () => clearTimeout(timer));
   upstreamReq.once('close', () => clearTimeout(timer));
   const writeHead = (res: http.IncomingMessage) => {
-    socket.write(responseHead(res));
+    answered = true;
+    // Written as node:http read it (latin1): the app's field bytes reach the caller as they were, not re-encoded.
+    socket.write(responseHead(res), 'latin1');
     ex.reached();
     ex.status = res.statusCode ?? 0;
     ex.headWritten();
   };
   upstreamReq.on('upgrade', (res, upstreamSocket, upstreamHead) => {
+    if (!switchesToWebSocket(res)) {
+      upstreamSocket.destroy();
+      ex.fail('upstream_error');
+      answerOurselves(502, 'bad_response');
+      return;
+    }
     writeHead(res);
     if (upstreamHead.length > 0) socket.write(upstreamHead);
     if (head.length > 0) upstreamSocket.write(head);
@@ -101,6 +125,13 @@ export function tunnelWebSocket(
     });
   });
   upstreamReq.on('response', (res) => {
+    if ((res.statusCode ?? 0) < 200) {
+      // A 101 that is no switch (no Upgrade, or no Connection: upgrade): relayed, it would pass for a tunnel's start.
+      res.destroy();
+      ex.fail('upstream_error');
+      answerOurselves(502, 'bad_response');
+      return;
+    }
     // The app declined the upgrade: relay its answer and close.
     writeHead(res);
     pipeline(res, socket, () => socket.destroy());

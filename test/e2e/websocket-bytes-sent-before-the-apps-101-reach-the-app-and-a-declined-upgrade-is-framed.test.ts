@@ -3,11 +3,12 @@
 // dropped while the sidecar waits for the app. And an app that declines the upgrade is relayed as a response
 // the caller can read: its status with our reason phrase (never the app's), its body as the caller receives it
 // (de-chunked, so no chunked framing is announced), and the connection closing after it. An app's 101 reaches the
-// caller without the fields of the app's hop (RFC 9110 §7.6.1), as any answer does. Both engines.
+// caller without the fields of the app's hop (RFC 9110 §7.6.1), as any answer does; a 101 that is no switch to
+// WebSocket (another protocol, two, or no Connection: upgrade) is a 502 and nothing of it is relayed. Both engines.
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { createDevCa, issueSvid, mtlsFileOptions, tempDir, writeServingFiles } from '../helpers/pki.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
@@ -19,11 +20,21 @@ const UPGRADE =
 const DECLINE =
   'HTTP/1.1 403 No\x01Way\r\nTransfer-Encoding: chunked\r\nX-App: declined\r\n\r\n6\r\nno way\r\n5\r\n, sir\r\n0\r\n\r\n';
 
-/** A 101 with fields of the app's hop (RFC 9110 §7.6.1) beside those that make the switch and one of the app's. */
-const SWITCH_WITH_HOP_FIELDS =
-  'HTTP/1.1 101 Switching\x01Now\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: app-hop-only\r\n' +
-  'Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nContent-Length: 0\r\n' +
-  'Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-App: switched\r\n\r\n';
+/**
+ * The app's canned answers to upgrades, by path (written as latin1). A 101 with fields of the app's hop (RFC 9110
+ * §7.6.1) beside those that make the switch, one of the app's and a byte past ASCII; and 101s that are no switch to
+ * WebSocket: to another protocol, to two, and one without Connection: upgrade (node:http takes it for a response).
+ */
+const SWITCHES: Record<string, string> = {
+  '/switch-with-hop-fields':
+    'HTTP/1.1 101 Switching\x01Now\r\nUpgrade: WebSocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: app-hop-only\r\n' +
+    'Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nContent-Length: 0\r\n' +
+    'Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-App: caf\xe9\r\n\r\n',
+  '/switch-to-h2c': 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\nPRI * HTTP/2.0',
+  '/switch-to-two':
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n',
+  '/switch-without-connection': 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nframes',
+};
 
 interface Held {
   socket: Socket;
@@ -42,8 +53,9 @@ function startApp() {
       socket.end(DECLINE);
       return;
     }
-    if (req.url === '/switch-with-hop-fields') {
-      socket.write(SWITCH_WITH_HOP_FIELDS);
+    const canned = SWITCHES[req.url ?? ''];
+    if (canned !== undefined) {
+      socket.write(canned, 'latin1');
       return;
     }
     let read = head.toString('latin1');
@@ -79,9 +91,25 @@ async function open(port: number, cert: IssuedCertificate) {
   socket.on('error', () => {});
   await new Promise((resolve) => socket.once('secureConnect', resolve));
   let received = '';
-  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  const waiting: { text: string; resolve: () => void }[] = [];
+  socket.on('data', (d: Buffer) => {
+    received += d.toString('latin1');
+    for (const w of waiting.filter((w) => received.includes(w.text))) {
+      waiting.splice(waiting.indexOf(w), 1);
+      w.resolve();
+    }
+  });
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  return { socket, received: () => received, closed };
+  /** Resolves once `text` is among the bytes received (an event, not a deadline: the test's timeout bounds it). */
+  const until = (text: string) =>
+    received.includes(text) ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ text, resolve }));
+  return { socket, received: () => received, closed, until };
+}
+
+/** The status line and the fields of what `received` begins with. */
+function headOf(received: string): { status: string; fields: string[]; names: string[] } {
+  const [status, ...fields] = received.slice(0, received.indexOf('\r\n\r\n')).split('\r\n');
+  return { status, fields, names: fields.map((f) => f.slice(0, f.indexOf(':')).toLowerCase()) };
 }
 
 /** Resolves once `socket` has handed `text` to the kernel. */
@@ -134,6 +162,13 @@ afterAll(async () => {
 });
 
 describe.each(['raw', 'node'] as const)('the %s engine', (engine) => {
+  // Each tunnel and each declined upgrade adds a fixed number of listeners to the caller's socket (its pipeline's):
+  // Node must not take them for a leak and print a warning for every tunnel.
+  afterEach(async () => {
+    await turns(2); // process.emitWarning emits on a later tick
+    expect(warnings.splice(0).map((w) => w.name)).not.toContain('MaxListenersExceededWarning');
+  });
+
   it("bytes the caller sends after its upgrade request, before the app's 101, reach the app first", async () => {
     const c = await open(sidecars[engine].port, caller);
     const upgraded = app.nextUpgrade();
@@ -143,7 +178,7 @@ describe.each(['raw', 'node'] as const)('the %s engine', (engine) => {
     await send(c.socket, 'early-frame;');
     await turns(5);
     const read = held.accept('late-frame');
-    await expect.poll(c.received).toContain('101 Switching Protocols');
+    await c.until('101 Switching Protocols');
     await send(c.socket, 'late-frame');
     expect(await read).toBe('early-frame;late-frame');
   });
@@ -151,23 +186,41 @@ describe.each(['raw', 'node'] as const)('the %s engine', (engine) => {
   it("the app's 101 reaches the caller with the fields of the switch and the app's own, not those of the app's hop", async () => {
     const c = await open(sidecars[engine].port, caller);
     c.socket.write(UPGRADE.replace('/ws', '/switch-with-hop-fields'));
-    await expect.poll(c.received).toContain('\r\n\r\n');
-    const [status, ...fields] = c.received().slice(0, c.received().indexOf('\r\n\r\n')).split('\r\n');
+    await c.until('\r\n\r\n');
+    const { status, fields, names } = headOf(c.received());
     expect(status).toBe('HTTP/1.1 101 Switching Protocols');
+    // Its own bytes as the app sent them (latin1 é, not re-encoded as UTF-8).
     expect(fields).toEqual(
       expect.arrayContaining([
-        'Upgrade: websocket',
+        'upgrade: websocket',
         'connection: upgrade',
         'Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=',
-        'X-App: switched',
+        'X-App: caf\xe9',
       ]),
     );
-    const names = fields.map((f) => f.slice(0, f.indexOf(':')).toLowerCase());
     for (const hop of ['x-hop', 'keep-alive', 'proxy-connection', 'content-length'])
       expect(names, hop).not.toContain(hop);
-    // One Connection field, ours: the app's (which named X-Hop) does not reach the caller.
-    expect(names.filter((n) => n === 'connection')).toEqual(['connection']);
+    // One Connection field and one Upgrade, ours: the app's (its Connection named X-Hop) do not reach the caller.
+    expect(names.filter((n) => n === 'connection' || n === 'upgrade').sort()).toEqual(['connection', 'upgrade']);
   });
+
+  it.each(['/switch-to-h2c', '/switch-to-two', '/switch-without-connection'])(
+    'a 101 that is no switch to WebSocket (%s) is 502 bad_response, and nothing of it reaches the caller',
+    async (path) => {
+      const c = await open(sidecars[engine].port, caller);
+      c.socket.write(UPGRADE.replace('/ws', path));
+      await c.closed;
+      const { status } = headOf(c.received());
+      expect(status).toBe('HTTP/1.1 502 Bad Gateway');
+      expect(JSON.parse(c.received().slice(c.received().indexOf('\r\n\r\n') + 4))).toEqual({
+        error: 'bad_gateway',
+        reason: 'bad_response',
+      });
+      expect(c.received()).not.toContain('101');
+      expect(c.received()).not.toContain('PRI *');
+      expect(c.received()).not.toContain('frames');
+    },
+  );
 
   it("a declined upgrade: the app's status with our reason phrase, its body de-chunked, then the close", async () => {
     const c = await open(sidecars[engine].port, caller);
@@ -175,19 +228,11 @@ describe.each(['raw', 'node'] as const)('the %s engine', (engine) => {
     await c.closed;
     const text = c.received();
     const end = text.indexOf('\r\n\r\n');
-    const [status, ...fields] = text.slice(0, end).split('\r\n');
+    const { status, fields, names } = headOf(text);
     expect(status).toBe('HTTP/1.1 403 Forbidden');
-    const names = fields.map((f) => f.slice(0, f.indexOf(':')).toLowerCase());
     expect(fields).toContain('X-App: declined');
     expect(names).not.toContain('transfer-encoding');
     expect(fields.map((f) => f.toLowerCase())).toContain('connection: close');
     expect(text.slice(end + 4)).toBe('no way, sir');
   });
-});
-
-// Each tunnel and each declined upgrade adds a fixed number of listeners to the caller's socket (its pipeline's):
-// Node must not take them for a leak and print a warning for every tunnel.
-it('no tunnel or declined upgrade set off a MaxListenersExceededWarning', async () => {
-  await turns(2); // process.emitWarning emits on a later tick
-  expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning');
 });
