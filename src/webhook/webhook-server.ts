@@ -85,6 +85,11 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Pro
  */
 const NO_RENEGOTIATION = constants.SSL_OP_NO_RENEGOTIATION;
 
+/** The TLS context of the listener, at start and at each reload: one set of options, so they cannot drift apart. */
+function servingContext(pair: CertificatePair) {
+  return { cert: pair.certPem, key: pair.keyPem, minVersion: 'TLSv1.2', secureOptions: NO_RENEGOTIATION } as const;
+}
+
 export class WebhookServer {
   private constructor(private readonly server: Server) {}
 
@@ -92,10 +97,7 @@ export class WebhookServer {
     const { log } = options;
     const server = createServer(
       {
-        cert: options.certificate.certPem,
-        key: options.certificate.keyPem,
-        minVersion: 'TLSv1.2',
-        secureOptions: NO_RENEGOTIATION,
+        ...servingContext(options.certificate),
         handshakeTimeout: options.requestTimeoutMs,
         maxHeaderSize: MAX_HEADER_BYTES,
         requestTimeout: options.requestTimeoutMs,
@@ -128,12 +130,7 @@ export class WebhookServer {
 
   /** New connections use the new pair; open ones finish on the old. */
   setCertificate(pair: CertificatePair): void {
-    this.server.setSecureContext({
-      cert: pair.certPem,
-      key: pair.keyPem,
-      minVersion: 'TLSv1.2',
-      secureOptions: NO_RENEGOTIATION,
-    });
+    this.server.setSecureContext(servingContext(pair));
   }
 
   close(): Promise<void> {
