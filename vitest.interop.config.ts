@@ -10,5 +10,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     maxWorkers: 2,
+    // expect.poll waits for an event (a log line, a connection closed, an answer): its default 1 s deadline is a
+    // wall-clock margin a busy machine can miss. The cap is a bound on a hang, well inside the test's timeout.
+    expect: { poll: { timeout: 30_000 } },
   },
 });
