@@ -7,9 +7,16 @@ import type { Socket } from 'node:net';
 import { nodeHttp } from '../node-http.js';
 import { pipeline } from 'node:stream';
 import type { ExchangeProgress } from './access-log.js';
-import { answer, writeAnswerRaw } from './answers.js';
+import { type Answer, answer, writeAnswerRaw } from './answers.js';
 import { downstreamResponseHeaders } from './headers.js';
-import { type ForwardContext, type ForwardTarget, logAppConnection, logStall, requestToApp } from './forwarding.js';
+import {
+  type ForwardContext,
+  type ForwardTarget,
+  logAppConnection,
+  logStall,
+  requestToApp,
+  upstreamFailed,
+} from './forwarding.js';
 
 /**
  * Room for the 'close' listeners a pipeline adds to the caller's socket: six for the tunnel's, five for a declined
@@ -79,17 +86,32 @@ export function tunnelWebSocket(
   socket.once('close', () => tunnels.delete(socket));
   const upstreamReq = requestToApp(ctx, target, false);
   logAppConnection(ctx, upstreamReq, ex.id);
+  // One answer of ours at most, and none once the app's head has been written.
   let answered = false;
-  const answerOurselves = (status: 502 | 504, reason: string) => {
+  const answerOurselves = (a: Answer) => {
     if (answered) return;
     answered = true;
-    ex.status = status;
-    ex.headWritten(writeAnswerRaw(socket, answer(status, reason)));
+    ex.status = a.status;
+    ex.headWritten(writeAnswerRaw(socket, a));
+  };
+  /** The app failed before its answer: counted and logged as for any request (upstream_error), then our 502/504. */
+  const appFailed = (reason: 'upstream_timeout' | 'upstream_unreachable', detail: Error) => {
+    ex.fail(reason === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error');
+    if (answered) return; // our 504 just before, or the app's declined head: the outcome alone
+    upstreamFailed(ctx, reason, false, answerOurselves, () => socket.destroy(), detail);
+  };
+  /** The app answered with a 101 we will not relay: counted as the HTTP/2 path counts a response it cannot carry. */
+  const badSwitch = () => {
+    ex.fail('upstream_error');
+    ctx.metrics.upstreamError('upstream_unreachable');
+    answerOurselves(answer(502, 'bad_response'));
   };
   const timer = setTimeout(() => {
-    ex.fail('upstream_timeout');
+    appFailed(
+      'upstream_timeout',
+      new Error(`the app sent no answer to the upgrade within ${limits.upstreamTimeoutMs} ms`),
+    );
     upstreamReq.destroy();
-    answerOurselves(504, 'upstream_timeout');
   }, limits.upstreamTimeoutMs);
   upstreamReq.once('upgrade', () => clearTimeout(timer));
   upstreamReq.once('response', () => clearTimeout(timer));
@@ -105,8 +127,7 @@ export function tunnelWebSocket(
   upstreamReq.on('upgrade', (res, upstreamSocket, upstreamHead) => {
     if (!switchesToWebSocket(res)) {
       upstreamSocket.destroy();
-      ex.fail('upstream_error');
-      answerOurselves(502, 'bad_response');
+      badSwitch();
       return;
     }
     writeHead(res);
@@ -128,18 +149,14 @@ export function tunnelWebSocket(
     if ((res.statusCode ?? 0) < 200) {
       // A 101 that is no switch (no Upgrade, or no Connection: upgrade): relayed, it would pass for a tunnel's start.
       res.destroy();
-      ex.fail('upstream_error');
-      answerOurselves(502, 'bad_response');
+      badSwitch();
       return;
     }
     // The app declined the upgrade: relay its answer and close.
     writeHead(res);
     pipeline(res, socket, () => socket.destroy());
   });
-  upstreamReq.on('error', () => {
-    ex.fail('upstream_error');
-    answerOurselves(502, 'upstream_unreachable');
-  });
+  upstreamReq.on('error', (err) => appFailed('upstream_unreachable', err));
   socket.on('error', () => {
     ex.fail('caller_reset');
     upstreamReq.destroy();

@@ -55,8 +55,8 @@ interface AppUpgrade {
   head: Buffer;
 }
 
-/** An app that accepts WebSocket upgrades (101) and echoes every byte; or answers with `decline`. */
-async function startApp(mode: 'echo' | 'decline' | 'silent' = 'echo') {
+/** An app that accepts WebSocket upgrades (101) and echoes every byte; or declines, is silent, or switches to h2c. */
+async function startApp(mode: 'echo' | 'decline' | 'silent' | 'h2c' = 'echo') {
   const upgrades: AppUpgrade[] = [];
   const closed: number[] = [];
   app = http.createServer((req, res) => res.writeHead(426, { 'content-type': 'text/plain' }).end('upgrade required'));
@@ -68,6 +68,12 @@ async function startApp(mode: 'echo' | 'decline' | 'silent' = 'echo') {
     if (mode === 'silent') {
       // Half-open, as Node's server sockets are: the app closes its side once ours has ended.
       socket.once('end', () => socket.end());
+      socket.resume();
+      return;
+    }
+    if (mode === 'h2c') {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n');
+      socket.once('end', () => socket.end()); // closes once the sidecar has closed its side
       socket.resume();
       return;
     }
@@ -193,6 +199,26 @@ describe('tunnelWebSocket', () => {
     const text = (await readToClose(socket)).toString();
     expect(text.split('\r\n')[0]).toBe('HTTP/1.1 502 Bad Gateway');
     expect(text).toContain('"reason":"upstream_unreachable"');
+    // Counted and logged as an HTTP request the app did not answer is.
+    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([
+      ['upstreamError', 'upstream_unreachable'],
+    ]);
+    await logLine(f.ctx.logs, { event: 'upstream_error', reason: 'upstream_unreachable', error: 'ECONNREFUSED' });
+  });
+
+  it('an app that switches to another protocol: 502 bad_response, counted as a response that cannot be relayed', async () => {
+    const a = await startApp('h2c');
+    const f = await startFront(a.port);
+    const socket = net.connect(f.port, '127.0.0.1');
+    socket.write(UPGRADE);
+    const text = (await readToClose(socket)).toString();
+    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 502 Bad Gateway');
+    expect(text).toContain('"reason":"bad_response"');
+    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([
+      ['upstreamError', 'upstream_unreachable'],
+    ]);
+    // The app's connection is not kept: the sidecar closed it.
+    await expect.poll(() => a.closed.length).toBe(1);
   });
 
   it('an app that does not answer the upgrade within --upstream-timeout: 504', async () => {
@@ -206,6 +232,11 @@ describe('tunnelWebSocket', () => {
     // Only the one answer: the app request's failure adds no second response.
     expect(text.match(/HTTP\/1\.1/g)).toHaveLength(1);
     await expect.poll(() => a.closed.length, { timeout: 5000, interval: 10 }).toBe(1);
+    // Counted once, as a timeout (the app request destroyed after it is not a second failure), and logged.
+    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([
+      ['upstreamError', 'upstream_timeout'],
+    ]);
+    await logLine(f.ctx.logs, { event: 'upstream_error', reason: 'upstream_timeout' });
   });
 
   it('no byte either way for --tunnel-idle-timeout: logged, both sides closed', async () => {
