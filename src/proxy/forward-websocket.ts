@@ -157,9 +157,19 @@ export function tunnelWebSocket(
     pipeline(res, socket, () => socket.destroy());
   });
   upstreamReq.on('error', (err) => appFailed('upstream_unreachable', err));
-  socket.on('error', () => {
+  // The caller gone (reset, or closed before any answer): the app request goes too, and its failure that follows is
+  // the caller's doing, not counted against the app.
+  const callerGone = () => {
+    if (!answered) {
+      answered = true;
+      clearTimeout(timer);
+    }
     ex.fail('caller_reset');
     upstreamReq.destroy();
+  };
+  socket.on('error', callerGone);
+  socket.once('close', () => {
+    if (!answered) callerGone();
   });
   upstreamReq.end();
 }

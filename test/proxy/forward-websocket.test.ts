@@ -221,6 +221,31 @@ describe('tunnelWebSocket', () => {
     await expect.poll(() => a.closed.length).toBe(1);
   });
 
+  it('a caller that leaves before the app answers takes the app request with it, and no app failure is counted', async () => {
+    const a = await startApp('silent');
+    const f = await startFront(a.port, { upstreamTimeoutMs: 60_000 });
+    const socket = net.connect(f.port, '127.0.0.1');
+    socket.write(UPGRADE);
+    await expect.poll(() => a.upgrades.length).toBe(1);
+    socket.resetAndDestroy();
+    // The app connection is closed by the sidecar (the app would wait for ever), not at --upstream-timeout.
+    await expect.poll(() => a.closed.length).toBe(1);
+    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([]);
+    expect(f.ctx.logs.filter((l) => l.event === 'upstream_error')).toEqual([]);
+  });
+
+  it('a caller cut by us before the app answers (a drain, a revocation) takes the app request with it', async () => {
+    const a = await startApp('silent');
+    const f = await startFront(a.port, { upstreamTimeoutMs: 60_000 });
+    const socket = net.connect(f.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write(UPGRADE);
+    await expect.poll(() => a.upgrades.length).toBe(1);
+    for (const tunnel of f.tunnels) tunnel.destroy();
+    await expect.poll(() => a.closed.length).toBe(1);
+    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([]);
+  });
+
   it('an app that does not answer the upgrade within --upstream-timeout: 504', async () => {
     const a = await startApp('silent');
     const f = await startFront(a.port, { upstreamTimeoutMs: 150 });
