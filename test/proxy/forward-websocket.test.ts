@@ -90,6 +90,17 @@ async function startApp(mode: 'echo' | 'decline' | 'silent' | 'h2c' = 'echo') {
   return { port: await listenOn(app), upgrades, closed };
 }
 
+/** An upgrade the sidecar answers itself (or relays the app's refusal of): every byte until it closes. */
+async function answerTo(port: number): Promise<{ status: string; text: string }> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.write(UPGRADE);
+  const text = (await readToClose(socket)).toString();
+  return { status: text.split('\r\n')[0], text };
+}
+
+/** What the context's metrics were told of failed app requests. */
+const upstreamErrors = (c: TestContext) => c.metrics.calls.filter((call) => call[0] === 'upstreamError');
+
 /** The sidecar's side: upgrades go to tunnelWebSocket, other upgrades get 400, as inbound.ts does. */
 async function startFront(appPort: number, overrides: Partial<InboundLimits> = {}) {
   const c = (ctx = forwardContext(`http://127.0.0.1:${appPort}`, overrides));
@@ -185,38 +196,28 @@ describe('tunnelWebSocket', () => {
   it('an app that declines the upgrade: its answer is relayed, then the connection closes', async () => {
     const a = await startApp('decline');
     const f = await startFront(a.port);
-    const socket = net.connect(f.port, '127.0.0.1');
-    socket.write(UPGRADE);
-    const text = (await readToClose(socket)).toString();
-    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 403 Forbidden');
+    const { status, text } = await answerTo(f.port);
+    expect(status).toBe('HTTP/1.1 403 Forbidden');
     expect(text.endsWith('\r\n\r\nno way')).toBe(true);
   });
 
   it('a dead app: 502 upstream_unreachable on the raw socket', async () => {
     const f = await startFront(await closedPort());
-    const socket = net.connect(f.port, '127.0.0.1');
-    socket.write(UPGRADE);
-    const text = (await readToClose(socket)).toString();
-    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 502 Bad Gateway');
+    const { status, text } = await answerTo(f.port);
+    expect(status).toBe('HTTP/1.1 502 Bad Gateway');
     expect(text).toContain('"reason":"upstream_unreachable"');
     // Counted and logged as an HTTP request the app did not answer is.
-    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([
-      ['upstreamError', 'upstream_unreachable'],
-    ]);
+    expect(upstreamErrors(f.ctx)).toEqual([['upstreamError', 'upstream_unreachable']]);
     await logLine(f.ctx.logs, { event: 'upstream_error', reason: 'upstream_unreachable', error: 'ECONNREFUSED' });
   });
 
   it('an app that switches to another protocol: 502 bad_response, counted as a response that cannot be relayed', async () => {
     const a = await startApp('h2c');
     const f = await startFront(a.port);
-    const socket = net.connect(f.port, '127.0.0.1');
-    socket.write(UPGRADE);
-    const text = (await readToClose(socket)).toString();
-    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 502 Bad Gateway');
+    const { status, text } = await answerTo(f.port);
+    expect(status).toBe('HTTP/1.1 502 Bad Gateway');
     expect(text).toContain('"reason":"bad_response"');
-    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([
-      ['upstreamError', 'upstream_unreachable'],
-    ]);
+    expect(upstreamErrors(f.ctx)).toEqual([['upstreamError', 'upstream_unreachable']]);
     // The app's connection is not kept: the sidecar closed it.
     await expect.poll(() => a.closed.length).toBe(1);
   });
@@ -230,7 +231,7 @@ describe('tunnelWebSocket', () => {
     socket.resetAndDestroy();
     // The app connection is closed by the sidecar (the app would wait for ever), not at --upstream-timeout.
     await expect.poll(() => a.closed.length).toBe(1);
-    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([]);
+    expect(upstreamErrors(f.ctx)).toEqual([]);
     expect(f.ctx.logs.filter((l) => l.event === 'upstream_error')).toEqual([]);
   });
 
@@ -243,24 +244,20 @@ describe('tunnelWebSocket', () => {
     await expect.poll(() => a.upgrades.length).toBe(1);
     for (const tunnel of f.tunnels) tunnel.destroy();
     await expect.poll(() => a.closed.length).toBe(1);
-    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([]);
+    expect(upstreamErrors(f.ctx)).toEqual([]);
   });
 
   it('an app that does not answer the upgrade within --upstream-timeout: 504', async () => {
     const a = await startApp('silent');
     const f = await startFront(a.port, { upstreamTimeoutMs: 150 });
-    const socket = net.connect(f.port, '127.0.0.1');
-    socket.write(UPGRADE);
-    const text = (await readToClose(socket)).toString();
-    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 504 Gateway Timeout');
+    const { status, text } = await answerTo(f.port);
+    expect(status).toBe('HTTP/1.1 504 Gateway Timeout');
     expect(text).toContain('"reason":"upstream_timeout"');
     // Only the one answer: the app request's failure adds no second response.
     expect(text.match(/HTTP\/1\.1/g)).toHaveLength(1);
     await expect.poll(() => a.closed.length, { timeout: 5000, interval: 10 }).toBe(1);
     // Counted once, as a timeout (the app request destroyed after it is not a second failure), and logged.
-    expect(f.ctx.metrics.calls.filter((c) => c[0] === 'upstreamError')).toEqual([
-      ['upstreamError', 'upstream_timeout'],
-    ]);
+    expect(upstreamErrors(f.ctx)).toEqual([['upstreamError', 'upstream_timeout']]);
     await logLine(f.ctx.logs, { event: 'upstream_error', reason: 'upstream_timeout' });
   });
 
