@@ -86,7 +86,7 @@ export function tunnelWebSocket(
   socket.once('close', () => tunnels.delete(socket));
   const upstreamReq = requestToApp(ctx, target, false);
   logAppConnection(ctx, upstreamReq, ex.id);
-  // One answer of ours at most, and none once the app's head has been written.
+  // One answer of ours at most, and none once the app's head has been written or the caller is gone.
   let answered = false;
   const answerOurselves = (a: Answer) => {
     if (answered) return;
