@@ -5,6 +5,7 @@ import type * as http from 'node:http';
 import { nodeHttp } from '../node-http.js';
 import type * as http2 from 'node:http2';
 import { H2_NO_ERROR } from './h2-error-codes.js';
+import { endLingering } from './lingering-close.js';
 import type { Socket } from 'node:net';
 import type { Decision } from '../authz/policy.js';
 
@@ -105,12 +106,14 @@ export function answerMessage(a: Answer, close: boolean, head = false): { text: 
   return { text, bodyBytes: head ? 0 : length };
 }
 
-/** On a socket the HTTP server has handed over (an upgrade request): the whole response, then close. */
+/**
+ * On a socket the HTTP server has handed over (an upgrade request): the whole response, then a lingering close
+ * (frames sent before our answer must not turn into a reset that destroys it), bounded, so that a half-open
+ * socket does not hold a connection (and --max-connections) for ever.
+ */
 export function writeAnswerRaw(socket: Socket, a: Answer): number {
   if (socket.destroyed) return 0;
   const { text, bodyBytes } = answerMessage(a, true);
-  socket.end(text);
-  // Gone once written: a half-open socket would otherwise hold a connection (and --max-connections) for ever.
-  socket.destroySoon();
+  endLingering(socket, text);
   return bodyBytes;
 }

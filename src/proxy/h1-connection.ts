@@ -30,6 +30,7 @@ import {
   type ResponseHead,
 } from './h1-parse.js';
 import { downstreamResponseHeaders } from './headers.js';
+import { endLingering } from './lingering-close.js';
 import { adoptSharedReads } from './shared-read-buffer.js';
 
 /** What the connection needs of the listener that owns it. */
@@ -237,11 +238,10 @@ export class Http1Connection {
         408,
         this.socket.remoteAddress,
       );
-      // Nothing more is read: bytes that would complete the head after its 408 never become a request.
+      // Nothing more is parsed: bytes that would complete the head after its 408 never become a request.
       this.closing = true;
       this.buffered = undefined;
-      this.socket.end(answerMessage(answer(408, 'header_timeout'), true).text);
-      this.socket.destroySoon();
+      endLingering(this.socket, answerMessage(answer(408, 'header_timeout'), true).text);
       return;
     }
     this.socket.destroy();
@@ -332,9 +332,8 @@ export class Http1Connection {
     this.disarm();
     const { log, metrics } = this.listener.forwarding;
     logRequestRefused(log, metrics, error.reason, error.status, this.socket.remoteAddress);
-    this.socket.end(answerMessage(answer(error.status, error.reason), true).text);
-    this.socket.destroySoon();
     this.closing = true;
+    endLingering(this.socket, answerMessage(answer(error.status, error.reason), true).text);
   }
 
   // ── One request ──
@@ -861,7 +860,8 @@ export class Http1Connection {
 
   /**
    * One of our answers. The connection stays open only if `keepAlive` and the request's body has all come
-   * (the rest of a refused body is never waited for, so a caller cannot hold the connection by trickling one).
+   * (the rest of a refused body is never waited for: read and dropped only within the lingering close's bounds,
+   * so a caller cannot hold the connection by trickling one).
    */
   private reply(req: Request, a: Answer, keepAlive: boolean): void {
     if (req.done || req.status !== 0) return;
@@ -886,9 +886,14 @@ export class Http1Connection {
     if (!req.bodyDone) req.closeAfter = true;
     if (req.closeAfter || this.closing) {
       this.closing = true;
+      // The rest of a body we did not read, or requests pipelined behind this one, may still be coming.
+      const more = !req.bodyDone || this.buffered !== undefined;
       this.buffered = undefined;
-      this.socket.end();
-      this.socket.destroySoon();
+      if (more) endLingering(this.socket);
+      else {
+        this.socket.end();
+        this.socket.destroySoon();
+      }
       return;
     }
     this.pausedForApp = false;
