@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { describePeer, type PeerIdentity } from '../authn/identity.js';
 import type { Decision } from '../authz/policy.js';
 import { jsonString, type Logger, writeSerializedLine } from '../log.js';
+import { lingeringSince } from './lingering-close.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { newRequestId, type RequestTrace, traceIdOf } from './request-id.js';
 
@@ -259,13 +260,17 @@ export class Exchange implements ExchangeProgress, RequestTrace {
   end(status: number, cut: boolean): void {
     if (this.ended) return;
     this.ended = true;
-    const totalMs = performance.now() - this.started;
+    let totalMs = performance.now() - this.started;
+    if (this.socket) {
+      // A socket that lingered (a refused or declined upgrade) read the caller's last bytes only to drop them:
+      // the exchange ended when it began to.
+      const since = lingeringSince(this.socket);
+      this.bytesIn = (since?.bytesRead ?? this.socket.bytesRead) - this.readBase;
+      this.bytesOut = this.socket.bytesWritten - this.writeBase;
+      if (since) totalMs = since.at - this.started;
+    }
     this.endStatus = status;
     this.totalMs = totalMs;
-    if (this.socket) {
-      this.bytesIn = this.socket.bytesRead - this.readBase;
-      this.bytesOut = this.socket.bytesWritten - this.writeBase;
-    }
     if (cut && this.outcome === undefined) this.outcome = this.access.cutByDrain ? 'drain_timeout' : 'caller_reset';
     const upstreamMs = this.reachedAt === 0 ? undefined : this.reachedAt - this.started;
     // Upgrades were never counted as requests (their 101 is not an answer).

@@ -8,6 +8,7 @@ import { nodeHttp } from '../node-http.js';
 import { pipeline } from 'node:stream';
 import type { ExchangeProgress } from './access-log.js';
 import { type Answer, answer, writeAnswerRaw } from './answers.js';
+import { endLingering } from './lingering-close.js';
 import { downstreamResponseHeaders } from './headers.js';
 import {
   type ForwardContext,
@@ -152,9 +153,9 @@ export function tunnelWebSocket(
       badSwitch();
       return;
     }
-    // The app declined the upgrade: relay its answer and close.
+    // The app declined the upgrade: relay its answer and close, lingering for frames the caller sent behind it.
     writeHead(res);
-    pipeline(res, socket, () => socket.destroy());
+    pipeline(res, socket, (err) => (err ? socket.destroy() : endLingering(socket)));
   });
   upstreamReq.on('error', (err) => appFailed('upstream_unreachable', err));
   // The caller gone (reset, or closed before any answer): the app request goes too, and its failure that follows is

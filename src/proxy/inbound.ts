@@ -25,6 +25,7 @@ import {
   RequestAdmission,
 } from './admission.js';
 import { type Answer, answer, writeAnswerH1, writeAnswerH2, writeAnswerRaw } from './answers.js';
+import { isLingering } from './lingering-close.js';
 import { AppConnections } from './app-connections.js';
 import { accountConnections } from './connection-accounting.js';
 import { ConnectionDeadlines, type DeadlineCause } from './connection-deadline.js';
@@ -262,7 +263,10 @@ export class InboundProxy {
   /** Idle keep-alive connections are closed (a drain, a revocation); busy ones finish their response first. */
   private closeIdleConnections(): void {
     this.server.closeIdleConnections();
-    for (const [socket, connection] of this.http1?.connections ?? []) if (connection.idle) socket.destroy();
+    // A lingering socket (lingering-close.ts) only waits for the caller's last bytes after our answer.
+    for (const [socket, connection] of this.http1?.connections ?? [])
+      if (connection.idle || isLingering(socket)) socket.destroy();
+    for (const tunnel of this.tunnels) if (isLingering(tunnel)) tunnel.destroy();
   }
 
   /** An HTTP/1.1 caller on the raw path. */
@@ -583,6 +587,9 @@ export class InboundProxy {
     socket.once('close', () => ex.end(ex.status, this.access.cutByDrain));
     const refuse = (a: Answer) => {
       ex.status = a.status;
+      // Tracked as tunnels are (node:http no longer does): a drain closes it while it lingers.
+      this.tunnels.add(socket);
+      socket.once('close', () => this.tunnels.delete(socket));
       ex.headWritten(writeAnswerRaw(socket, a));
     };
     this.admitThen(

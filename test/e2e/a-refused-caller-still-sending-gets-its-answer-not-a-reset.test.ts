@@ -1,13 +1,15 @@
-// A caller refused while it is still sending (a denied upload, a malformed head with more behind it, a refused
-// upgrade with frames sent at once) must be able to read its answer. Closing at once made our kernel answer
-// the bytes still coming with a reset, and the caller saw EPIPE or ECONNRESET, not the 403 (undici: one upload
-// in five; a Node TLS client writing 4 MB: ten in ten). The sidecar lingers instead (lingering-close.ts): its
-// side ends after the answer, what still comes is read and dropped, never parsed, until the caller closes.
+// A caller refused while it is still sending (a denied upload, a malformed or timed-out head with more behind
+// it, a refused or declined upgrade with frames sent at once) must be able to read its answer. Closing at once
+// made our kernel answer the bytes still coming with a reset, and the caller saw EPIPE or ECONNRESET, not the
+// 403 (undici: one upload in five; a Node TLS client writing 4 MB: ten in ten). The sidecar lingers instead
+// (lingering-close.ts): its side ends after the answer, what still comes is read and dropped, never parsed,
+// until the caller closes; a drain closes it at once. Not tested here: the 30 s bound (LINGER_MAX_MS), which
+// no test waits for.
 import { type AddressInfo, connect as tcpConnect, createServer, type Server } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
-import { scrapeMetrics } from '../helpers/authz.js';
+import { lastAudit, scrapeMetrics } from '../helpers/authz.js';
 import { requestVia } from '../helpers/client.js';
 import { ALLOWED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
@@ -81,16 +83,40 @@ async function sendAndRead(port: number, cert: IssuedCertificate, head: string):
   return { received, error };
 }
 
+/** A caller over a TCP socket that allows half-open: it can still write after the sidecar's FIN. */
+async function halfOpen(port: number, cert: IssuedCertificate) {
+  const tcp = tcpConnect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  tcp.on('error', () => {});
+  const socket: TLSSocket = tlsConnect({
+    socket: tcp,
+    cert: cert.chainPem,
+    key: cert.keyPem,
+    rejectUnauthorized: false,
+  });
+  let received = '';
+  let error: string | undefined;
+  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? err.message));
+  await new Promise((resolve) => socket.once('secureConnect', resolve));
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  return { socket, closed, received: () => received, error: () => error };
+}
+
 describe.each([
-  ['raw', () => s.sidecar.port],
-  ['node', () => nodeEngine.port],
-])('--http-engine %s', (_engine, port) => {
+  ['raw', () => s.sidecar],
+  ['node', () => nodeEngine],
+])('--http-engine %s', (_engine, sidecar) => {
   it('a denied caller that sends WebSocket frames right behind its upgrade reads its 403, without a reset', async () => {
     const upgrades = s.app.upgrades.length;
-    const { received, error } = await sendAndRead(port(), s.denied, UPGRADE);
+    const from = sidecar().logs.length;
+    const { received, error } = await sendAndRead(sidecar().port, s.denied, UPGRADE);
     expect(error).toBeUndefined();
     expect(received).toMatch(/^HTTP\/1\.1 403 /);
     expect(s.app.upgrades.length).toBe(upgrades);
+    // The access line ends with the refusal: the frames dropped after it are not the request's bytes.
+    const line = await lastAudit(sidecar().logs, 'GET', '/ws', from);
+    expect(line).toMatchObject({ status: 403, decision: 'deny' });
+    expect(line.bytes_in).toBeLessThan(FLOOD.length / 2);
   });
 });
 
@@ -151,5 +177,74 @@ describe('--http-engine raw', () => {
     await expect.poll(active).toBe(0);
     socket.destroy();
     expect((await requestVia(sidecar.port, s.allowed, { path: '/after-linger' })).status).toBe(413);
+  });
+  it('an allowed caller refused by the sidecar mid-upload reads its answer, and nothing behind it reaches the app', async () => {
+    // Refused before its body (417): everything after the head is body, and then requests, none of them parsed.
+    const { received, error } = await sendAndRead(
+      s.sidecar.port,
+      s.allowed,
+      `POST /upload HTTP/1.1\r\nhost: x\r\nexpect: something-else\r\ncontent-length: 10\r\n\r\n`,
+    );
+    expect(error).toBeUndefined();
+    expect(received).toMatch(/^HTTP\/1\.1 417 /);
+    expect(s.app.seen.map((r) => r.url)).not.toContain('/smuggled');
+  });
+
+  it('an upgrade the app declines: the caller sending frames behind it reads the app answer, without a reset', async () => {
+    const { received, error } = await sendAndRead(beforeRefusingApp.port, s.allowed, UPGRADE);
+    expect(error).toBeUndefined();
+    expect(received).toMatch(/^HTTP\/1\.1 413 /);
+  });
+
+  it('a head cut by the header timeout: the rest of it and the requests after it are dropped, without a reset', async () => {
+    const sidecar = await startTestSidecar({
+      upstream: s.app.url,
+      'mtls-cert-file': s.files.certFile,
+      'mtls-key-file': s.files.keyFile,
+      'mtls-ca-file': s.files.caFile,
+      allow: [ALLOWED_ID],
+      'header-timeout': '1s',
+    });
+    try {
+      const caller = await halfOpen(sidecar.port, s.allowed);
+      caller.socket.write('GET /slowloris HTTP/1.1\r\nhost: x\r\n');
+      await expect.poll(caller.received).toMatch(/^HTTP\/1\.1 408 /);
+      caller.socket.write('x-more: 1\r\n\r\n');
+      caller.socket.end(FLOOD);
+      await caller.closed;
+      expect(caller.error()).toBeUndefined();
+      expect(s.app.seen.map((r) => r.url)).not.toContain('/slowloris');
+      expect(s.app.seen.map((r) => r.url)).not.toContain('/smuggled');
+    } finally {
+      await sidecar.close();
+    }
+  });
+});
+
+describe.each(['raw', 'node'] as const)('--http-engine %s: a drain', (engine) => {
+  it('closes a refused upgrade that is still lingering, rather than waiting out its linger', async () => {
+    const sidecar = await startTestSidecar({
+      upstream: s.app.url,
+      'mtls-cert-file': s.files.certFile,
+      'mtls-key-file': s.files.keyFile,
+      'mtls-ca-file': s.files.caFile,
+      allow: [ALLOWED_ID],
+      'http-engine': engine,
+      'drain-timeout': '60s',
+    });
+    const caller = await halfOpen(sidecar.port, s.denied);
+    caller.socket.write(UPGRADE);
+    await expect.poll(caller.received).toMatch(/^HTTP\/1\.1 403 /);
+    // A byte now and then: never quiet for the linger's idle bound, so only the drain can close it before the
+    // linger's 30 s (the test's own timeout).
+    const trickle = setInterval(() => caller.socket.write('x'), 200);
+    try {
+      await sidecar.stop();
+      await caller.closed;
+    } finally {
+      clearInterval(trickle);
+      caller.socket.destroy();
+      await sidecar.close();
+    }
   });
 });
