@@ -5,12 +5,11 @@
 // (lingering-close.ts): its side ends after the answer, what still comes is read and dropped, never parsed,
 // until the caller closes; a drain closes it at once. Not tested here: the 30 s bound (LINGER_MAX_MS), which
 // no test waits for.
-import { type AddressInfo, connect as tcpConnect, createServer, type Server } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { lastAudit, scrapeMetrics } from '../helpers/authz.js';
-import { requestVia } from '../helpers/client.js';
+import { openCaller, requestVia } from '../helpers/client.js';
 import { ALLOWED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -19,15 +18,16 @@ let nodeEngine: TestSidecar;
 /** An app that answers 413 as soon as a head arrives, then reads and drops the body (as nginx would). */
 let refusingApp: Server;
 let beforeRefusingApp: TestSidecar;
+/** The scenario's serving SVID and the allowed caller, for the sidecars of this file. */
+const serving = () => ({
+  'mtls-cert-file': s.files.certFile,
+  'mtls-key-file': s.files.keyFile,
+  'mtls-ca-file': s.files.caFile,
+  allow: [ALLOWED_ID],
+});
 beforeAll(async () => {
   s = await startScenario();
-  const serving = {
-    'mtls-cert-file': s.files.certFile,
-    'mtls-key-file': s.files.keyFile,
-    'mtls-ca-file': s.files.caFile,
-    allow: [ALLOWED_ID],
-  };
-  nodeEngine = await startTestSidecar({ ...serving, upstream: s.app.url, 'http-engine': 'node' });
+  nodeEngine = await startTestSidecar({ ...serving(), upstream: s.app.url, 'http-engine': 'node' });
   refusingApp = createServer((socket) => {
     socket.on('error', () => {});
     socket.once('data', () =>
@@ -36,7 +36,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => refusingApp.listen(0, '127.0.0.1', resolve));
   const { port } = refusingApp.address() as AddressInfo;
-  beforeRefusingApp = await startTestSidecar({ ...serving, upstream: `http://127.0.0.1:${port}` });
+  beforeRefusingApp = await startTestSidecar({ ...serving(), upstream: `http://127.0.0.1:${port}` });
 });
 afterAll(async () => {
   await beforeRefusingApp?.close();
@@ -63,43 +63,13 @@ interface Outcome {
 
 /** Sends `head` and then the flood in one write, reads everything, and ends once the sidecar has ended. */
 async function sendAndRead(port: number, cert: IssuedCertificate, head: string): Promise<Outcome> {
-  const socket = tlsConnect({
-    host: '127.0.0.1',
-    port,
-    cert: cert.chainPem,
-    key: cert.keyPem,
-    rejectUnauthorized: false,
-  });
-  let received = '';
-  let error: string | undefined;
-  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
-  socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? err.message));
-  await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()).once('close', () => resolve()));
-  socket.write(head);
-  socket.write(FLOOD);
+  const c = await openCaller(port, cert);
+  c.socket.write(head);
+  c.socket.write(FLOOD);
   // The client ends its side when the sidecar ends its own (allowHalfOpen is off): the sidecar sees that FIN
   // after the whole flood and closes. A reset at any point is an 'error' here.
-  await new Promise((resolve) => socket.once('close', resolve));
-  return { received, error };
-}
-
-/** A caller over a TCP socket that allows half-open: it can still write after the sidecar's FIN. */
-async function halfOpen(port: number, cert: IssuedCertificate) {
-  const tcp = tcpConnect({ host: '127.0.0.1', port, allowHalfOpen: true });
-  tcp.on('error', () => {});
-  const socket: TLSSocket = tlsConnect({
-    socket: tcp,
-    cert: cert.chainPem,
-    key: cert.keyPem,
-    rejectUnauthorized: false,
-  });
-  let received = '';
-  let error: string | undefined;
-  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
-  socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? err.message));
-  await new Promise((resolve) => socket.once('secureConnect', resolve));
-  const closed = new Promise((resolve) => socket.once('close', resolve));
-  return { socket, closed, received: () => received, error: () => error };
+  await c.closed;
+  return { received: c.received(), error: c.error() };
 }
 
 describe.each([
@@ -158,22 +128,10 @@ describe('--http-engine raw', () => {
       Number(/^spiffe_sidecar_active_connections (\d+)$/m.exec(await scrapeMetrics(sidecar.adminAddress().port))?.[1]);
     // The connections of the test before have closed (each client ended its side after its flood).
     await expect.poll(active).toBe(0);
-    // TLS over a TCP socket that allows half-open: the client never answers the sidecar's FIN, so only the
-    // sidecar's own bound can end this connection.
-    const tcp = tcpConnect({ host: '127.0.0.1', port: sidecar.port, allowHalfOpen: true });
-    tcp.on('error', () => {});
-    const socket: TLSSocket = tlsConnect({
-      socket: tcp,
-      cert: s.denied.chainPem,
-      key: s.denied.keyPem,
-      rejectUnauthorized: false,
-    });
-    socket.on('error', () => {});
-    let received = '';
-    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
-    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    // Half-open: the client never answers the sidecar's FIN, so only the sidecar's own bound can end this connection.
+    const { socket, received } = await openCaller(sidecar.port, s.denied, true);
     socket.write('POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\nsome of it');
-    await expect.poll(() => received).toMatch(/^HTTP\/1\.1 403 /);
+    await expect.poll(received).toMatch(/^HTTP\/1\.1 403 /);
     await expect.poll(active).toBe(0);
     socket.destroy();
     expect((await requestVia(sidecar.port, s.allowed, { path: '/after-linger' })).status).toBe(413);
@@ -198,21 +156,18 @@ describe('--http-engine raw', () => {
 
   it('a head cut by the header timeout: the rest of it and the requests after it are dropped, without a reset', async () => {
     const sidecar = await startTestSidecar({
+      ...serving(),
       upstream: s.app.url,
-      'mtls-cert-file': s.files.certFile,
-      'mtls-key-file': s.files.keyFile,
-      'mtls-ca-file': s.files.caFile,
-      allow: [ALLOWED_ID],
       'header-timeout': '1s',
     });
     try {
-      const caller = await halfOpen(sidecar.port, s.allowed);
-      caller.socket.write('GET /slowloris HTTP/1.1\r\nhost: x\r\n');
-      await expect.poll(caller.received).toMatch(/^HTTP\/1\.1 408 /);
-      caller.socket.write('x-more: 1\r\n\r\n');
-      caller.socket.end(FLOOD);
-      await caller.closed;
-      expect(caller.error()).toBeUndefined();
+      const slow = await openCaller(sidecar.port, s.allowed, true);
+      slow.socket.write('GET /slowloris HTTP/1.1\r\nhost: x\r\n');
+      await expect.poll(slow.received).toMatch(/^HTTP\/1\.1 408 /);
+      slow.socket.write('x-more: 1\r\n\r\n');
+      slow.socket.end(FLOOD);
+      await slow.closed;
+      expect(slow.error()).toBeUndefined();
       expect(s.app.seen.map((r) => r.url)).not.toContain('/slowloris');
       expect(s.app.seen.map((r) => r.url)).not.toContain('/smuggled');
     } finally {
@@ -224,26 +179,23 @@ describe('--http-engine raw', () => {
 describe.each(['raw', 'node'] as const)('--http-engine %s: a drain', (engine) => {
   it('closes a refused upgrade that is still lingering, rather than waiting out its linger', async () => {
     const sidecar = await startTestSidecar({
+      ...serving(),
       upstream: s.app.url,
-      'mtls-cert-file': s.files.certFile,
-      'mtls-key-file': s.files.keyFile,
-      'mtls-ca-file': s.files.caFile,
-      allow: [ALLOWED_ID],
       'http-engine': engine,
       'drain-timeout': '60s',
     });
-    const caller = await halfOpen(sidecar.port, s.denied);
-    caller.socket.write(UPGRADE);
-    await expect.poll(caller.received).toMatch(/^HTTP\/1\.1 403 /);
+    const refused = await openCaller(sidecar.port, s.denied, true);
+    refused.socket.write(UPGRADE);
+    await expect.poll(refused.received).toMatch(/^HTTP\/1\.1 403 /);
     // A byte now and then: never quiet for the linger's idle bound, so only the drain can close it before the
     // linger's 30 s (the test's own timeout).
-    const trickle = setInterval(() => caller.socket.write('x'), 200);
+    const trickle = setInterval(() => refused.socket.write('x'), 200);
     try {
       await sidecar.stop();
-      await caller.closed;
+      await refused.closed;
     } finally {
       clearInterval(trickle);
-      caller.socket.destroy();
+      refused.socket.destroy();
       await sidecar.close();
     }
   });

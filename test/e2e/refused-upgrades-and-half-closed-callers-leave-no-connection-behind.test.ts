@@ -2,10 +2,8 @@
 // half-open one held a connection slot for ever, on both engines), a caller that resets an upgrade socket
 // must not crash the process (node:http no longer listens on a socket it handed over), and a caller that
 // half-closes is taken for gone, as node:http takes it.
-import { connect as tcpConnect } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestVia } from '../helpers/client.js';
+import { openCaller, requestVia } from '../helpers/client.js';
 import { ALLOWED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -30,24 +28,9 @@ afterAll(async () => {
 const UPGRADE =
   'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
 
-async function open(port: number, cert: { chainPem: string; keyPem: string }) {
-  // TLS over a TCP socket of our own: the test can reset it (RST), as a hostile caller would. Half-open
-  // allowed: the client never answers the sidecar's FIN with its own.
-  const tcp = tcpConnect({ host: '127.0.0.1', port, allowHalfOpen: true });
-  tcp.on('error', () => {});
-  const socket: TLSSocket = tlsConnect({
-    socket: tcp,
-    cert: cert.chainPem,
-    key: cert.keyPem,
-    rejectUnauthorized: false,
-  });
-  socket.on('error', () => {});
-  await new Promise((resolve) => socket.once('secureConnect', resolve));
-  let received = '';
-  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  return { socket, tcp, received: () => received, closed };
-}
+// TLS over a TCP socket of the test's own: the test can reset it (RST), as a hostile caller would. Half-open
+// allowed: the client never answers the sidecar's FIN with its own.
+const open = (port: number, cert: { chainPem: string; keyPem: string }) => openCaller(port, cert, true);
 
 /** The sidecar's `spiffe_sidecar_active_connections`. */
 async function activeConnections(adminPort: number): Promise<number> {

@@ -1,7 +1,8 @@
 // A real TLS client for the tests: node:https with a client certificate. The server's certificate is
 // not what these tests are about, so the client does not verify it.
 import { request as httpsRequest } from 'node:https';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 export interface ClientCert {
   chainPem: string;
@@ -79,4 +80,27 @@ export async function openRaw(port: number, cert: ClientCert) {
     received += d.toString();
   });
   return { socket, received: () => received };
+}
+
+/**
+ * A caller over TLS on a TCP socket of the test's own (`tcp`, which it can reset as a hostile caller would),
+ * with what it reads and the first error its socket gets (EPIPE, ECONNRESET) recorded. `halfOpen`: it can
+ * still write after the sidecar's FIN, and never answers it with its own.
+ */
+export async function openCaller(port: number, cert: ClientCert, halfOpen = false) {
+  const tcp = tcpConnect({ host: '127.0.0.1', port, allowHalfOpen: halfOpen });
+  tcp.on('error', () => {});
+  const socket: TLSSocket = tlsConnect({
+    socket: tcp,
+    cert: cert.chainPem,
+    key: cert.keyPem,
+    rejectUnauthorized: false,
+  });
+  let received = '';
+  let error: string | undefined;
+  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? err.message));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  await new Promise((resolve) => socket.once('secureConnect', resolve).once('close', resolve));
+  return { socket, tcp, closed, received: () => received, error: () => error };
 }
