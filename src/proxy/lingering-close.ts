@@ -34,8 +34,6 @@ export function lingeringSince(socket: Socket): LingerStart | undefined {
   return lingering.get(socket);
 }
 
-const drop = () => {};
-
 /**
  * Ends our side after `text` (if any) and lingers: the socket is destroyed once the caller ends its side, or at
  * the bounds. Whoever read the socket before must drop what comes from now on; it is kept flowing here, even
@@ -46,15 +44,14 @@ export function endLingering(socket: Socket, text?: string): void {
   if (text !== undefined) socket.end(text);
   else if (!socket.writableEnded) socket.end();
   lingering.set(socket, { bytesRead: socket.bytesRead, at: performance.now() });
-  socket.on('data', drop);
+  const cap = setTimeout(() => socket.destroy(), LINGER_MAX_MS).unref();
+  /** Armed once our answer is written; what the caller sends is dropped here, and re-arms it. */
+  let idle: NodeJS.Timeout | undefined;
+  socket.on('data', () => idle?.refresh());
   // The caller's FIN: nothing more will come, and what we wrote is flushed first.
   socket.once('end', () => socket.destroySoon());
-  const cap = setTimeout(() => socket.destroy(), LINGER_MAX_MS).unref();
-  let idle: NodeJS.Timeout | undefined;
   const written = () => {
-    if (socket.destroyed) return;
-    idle = setTimeout(() => socket.destroy(), LINGER_IDLE_MS).unref();
-    socket.on('data', () => idle?.refresh());
+    if (!socket.destroyed) idle = setTimeout(() => socket.destroy(), LINGER_IDLE_MS).unref();
   };
   if (socket.writableFinished) written();
   else socket.once('finish', written);

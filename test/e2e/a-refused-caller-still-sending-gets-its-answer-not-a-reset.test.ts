@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
 import { lastAudit, scrapeMetrics } from '../helpers/authz.js';
 import { openCaller, requestVia } from '../helpers/client.js';
+import { mtlsFileOptions } from '../helpers/pki.js';
 import { ALLOWED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -19,12 +20,7 @@ let nodeEngine: TestSidecar;
 let refusingApp: Server;
 let beforeRefusingApp: TestSidecar;
 /** The scenario's serving SVID and the allowed caller, for the sidecars of this file. */
-const serving = () => ({
-  'mtls-cert-file': s.files.certFile,
-  'mtls-key-file': s.files.keyFile,
-  'mtls-ca-file': s.files.caFile,
-  allow: [ALLOWED_ID],
-});
+const serving = () => ({ ...mtlsFileOptions(s.files), allow: [ALLOWED_ID] });
 beforeAll(async () => {
   s = await startScenario();
   nodeEngine = await startTestSidecar({ ...serving(), upstream: s.app.url, 'http-engine': 'node' });

@@ -4,6 +4,7 @@
 // half-closes is taken for gone, as node:http takes it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openCaller, requestVia } from '../helpers/client.js';
+import { mtlsFileOptions } from '../helpers/pki.js';
 import { ALLOWED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -13,9 +14,7 @@ beforeAll(async () => {
   s = await startScenario();
   nodeEngine = await startTestSidecar({
     upstream: s.app.url,
-    'mtls-cert-file': s.files.certFile,
-    'mtls-key-file': s.files.keyFile,
-    'mtls-ca-file': s.files.caFile,
+    ...mtlsFileOptions(s.files),
     allow: [ALLOWED_ID],
     'http-engine': 'node',
   });
