@@ -3,8 +3,8 @@
 // made our kernel answer the bytes still coming with a reset, and the caller saw EPIPE or ECONNRESET, not the
 // 403 (undici: one upload in five; a Node TLS client writing 4 MB: ten in ten). The sidecar lingers instead
 // (lingering-close.ts): its side ends after the answer, what still comes is read and dropped, never parsed,
-// until the caller closes; a drain closes it at once. Not tested here: the 30 s bound (LINGER_MAX_MS), which
-// no test waits for.
+// until the caller closes; a drain closes it at once. The 30 s bound (LINGER_MAX_MS) has a file of its own
+// (a-refused-caller-that-keeps-trickling-is-closed-at-the-linger-bound.test.ts).
 import { type AddressInfo, createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedCertificate } from '../../src/certs/dev-ca.js';
