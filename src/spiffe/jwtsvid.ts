@@ -279,14 +279,27 @@ function findBundle(
 }
 
 /**
- * JWT-SVID §6.2 and D8: an entry is a JWT authority when its `use` is `jwt-svid` (SPIFFE bundle) or `sig`
- * or absent (a plain JWKS), and it has a kid (D4: the key of a kid-less entry could never be chosen).
- * `x509-svid` entries, and any other use, are never used for JWTs.
+ * Whether a JWT bundle is a SPIFFE bundle (Trust Domain and Bundle §4): it says so with a `spiffe_*` member, or
+ * one of its entries names an SVID use. A plain JWK Set holds JWT-SVID keys only (the Workload API's JWT
+ * bundles, Workload API §6.2.2: "a standard JWK Set"; the JWKS an OIDC discovery provider for JWT-SVIDs
+ * publishes, whose keys say `sig`), and its entries need not name a use.
  */
-function isJwtAuthority(entry: unknown): entry is JWK & { kid: string } {
+function isSpiffeBundle(jwks: Record<string, unknown>, entries: unknown[]): boolean {
+  if ('spiffe_sequence' in jwks || 'spiffe_refresh_hint' in jwks) return true;
+  return entries.some((entry) => isPlainObject(entry) && (entry.use === 'jwt-svid' || entry.use === 'x509-svid'));
+}
+
+/**
+ * JWT-SVID §6.2, D2 and D8: an entry is a JWT authority when it has a kid (D4: the key of a kid-less entry could
+ * never be chosen) and its `use` is `jwt-svid`. In a SPIFFE bundle that is the only one (Trust Domain and Bundle
+ * §4.2.2: an entry with a missing or unknown use MUST be ignored); in a plain JWK Set an entry without a use, or
+ * with `sig`, is one too. `x509-svid` entries, and any other use, are never used for JWTs.
+ */
+function isJwtAuthority(entry: unknown, spiffeBundle: boolean): entry is JWK & { kid: string } {
   if (!isPlainObject(entry)) return false;
   const { use, kid } = entry;
-  return (use === undefined || use === 'jwt-svid' || use === 'sig') && typeof kid === 'string' && kid.length > 0;
+  const forJwt = use === 'jwt-svid' || (!spiffeBundle && (use === undefined || use === 'sig'));
+  return forJwt && typeof kid === 'string' && kid.length > 0;
 }
 
 /**
@@ -335,7 +348,9 @@ async function selectKey(
   if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) {
     fail('ERR_CONFIG_INVALID', `the JWT bundle of trust domain "${trustDomain}" has no "keys" array`);
   }
-  const authorities = (jwks.keys as unknown[]).filter(isJwtAuthority);
+  const entries = jwks.keys as unknown[];
+  const spiffeBundle = isSpiffeBundle(jwks, entries);
+  const authorities = entries.filter((entry) => isJwtAuthority(entry, spiffeBundle));
   // Trust Domain and Bundle §4.1.3 / JWT-SVID §6.2: no JWT authorities means the trust domain issues no
   // JWT-SVIDs we can accept, exactly as if it had no bundle.
   if (authorities.length === 0) {

@@ -37,12 +37,15 @@ interface Signer {
 
 let rsa: Signer; // example.org, kid rsa-a, use jwt-svid: RS* and PS*
 let ec256: Signer; // example.org, kid ec-a, use jwt-svid
-let ec384: Signer; // example.org, kid ec384-a, use sig (plain JWKS)
-let ec521: Signer; // example.org, kid ec521-a, no use
+let ec384: Signer; // example.org, kid ec384-a, use sig (a plain JWK Set's use: ignored in a SPIFFE bundle)
+let ec521: Signer; // example.org, kid ec521-a, no use (likewise)
 let partner: Signer; // partner.org, kid ec-b
 let attacker: Signer; // in no bundle as a JWT authority
 let ed25519: KeyObject;
+/** A SPIFFE bundle for example.org (its entries name SVID uses), and partner.org's. */
 let bundles: Record<string, JWKS>;
+/** example.org's keys as a plain JWK Set (as the Workload API streams them): no entry names an SVID use. */
+let plainJwks: Record<string, JWKS>;
 
 function signer(kind: 'rsa' | 'P-256' | 'P-384' | 'P-521', kid: string, use?: string, bits = 2048): Signer {
   const { privateKey, publicKey } =
@@ -66,6 +69,7 @@ beforeAll(() => {
     'example.org': { keys: [rsa.jwk, ec256.jwk, ec384.jwk, ec521.jwk, attacker.jwk] },
     'spiffe://partner.org': { keys: [partner.jwk] },
   };
+  plainJwks = { 'example.org': { keys: [{ ...rsa.jwk, use: undefined }, ec384.jwk, ec521.jwk] } };
 });
 
 const b64 = (value: unknown) =>
@@ -169,17 +173,17 @@ describe('valid JWT-SVIDs', () => {
     expect((await verifyJwtSvid(jwt, bundles, opts())).spiffeId.toString()).toBe(SUB);
   });
 
-  it('accepts ES384 (P-384) from an entry with use "sig"', async () => {
+  it('accepts ES384 (P-384) from a plain JWK Set entry with use "sig"', async () => {
     const jwt = token({ header: { alg: 'ES384', kid: 'ec384-a' }, key: ec384.privateKey });
-    expect((await verifyJwtSvid(jwt, bundles, opts())).spiffeId.toString()).toBe(SUB);
+    expect((await verifyJwtSvid(jwt, plainJwks, opts())).spiffeId.toString()).toBe(SUB);
   });
 
-  it('accepts ES512 (P-521) from an entry without use, and RS512/PS384 by hand', async () => {
+  it('accepts ES512 (P-521) from a plain JWK Set entry without use, and RS512/PS384 by hand', async () => {
     const es512 = token({ header: { alg: 'ES512', kid: 'ec521-a' }, key: ec521.privateKey });
     const rs512 = token({ header: { alg: 'RS512', kid: 'rsa-a' }, key: rsa.privateKey });
     const ps384 = token({ header: { alg: 'PS384', kid: 'rsa-a' }, key: rsa.privateKey });
     for (const jwt of [es512, rs512, ps384]) {
-      expect((await verifyJwtSvid(jwt, bundles, opts())).spiffeId.toString()).toBe(SUB);
+      expect((await verifyJwtSvid(jwt, plainJwks, opts())).spiffeId.toString()).toBe(SUB);
     }
   });
 
@@ -404,6 +408,18 @@ describe('E8 the key is looked up in the bundle of the subject trust domain only
   it('D8: a JWKS entry with use "x509-svid" is never used for a JWT', async () => {
     const jwt = token({ header: { kid: 'x509-a' }, key: attacker.privateKey });
     await expectReject(verifyJwtSvid(jwt, bundles, opts()), 'ERR_JWT_KEY_NOT_FOUND', /"x509-a"/);
+  });
+
+  it('D2: in a SPIFFE bundle, an entry with use "sig" or without use is ignored (Trust Domain and Bundle §4.2.2)', async () => {
+    const es384 = token({ header: { alg: 'ES384', kid: 'ec384-a' }, key: ec384.privateKey });
+    await expectReject(verifyJwtSvid(es384, bundles, opts()), 'ERR_JWT_KEY_NOT_FOUND', /"ec384-a"/);
+    const es512 = token({ header: { alg: 'ES512', kid: 'ec521-a' }, key: ec521.privateKey });
+    await expectReject(verifyJwtSvid(es512, bundles, opts()), 'ERR_JWT_KEY_NOT_FOUND', /"ec521-a"/);
+    // A bundle that says it is one (a spiffe_* member) is a SPIFFE bundle even when no entry names a use.
+    const marked = { 'example.org': { keys: [ec384.jwk, ec521.jwk], spiffe_sequence: 1 } as JWKS };
+    await expectReject(verifyJwtSvid(es384, marked, opts()), 'ERR_JWT_NO_BUNDLE', /no JWT-SVID authorities/);
+    const hinted = { 'example.org': { keys: [ec521.jwk], spiffe_refresh_hint: 300 } as JWKS };
+    await expectReject(verifyJwtSvid(es512, hinted, opts()), 'ERR_JWT_NO_BUNDLE', /no JWT-SVID authorities/);
   });
 
   it('D2/D4: ignores entries with an unknown use or without kid, rejects two keys under one kid', async () => {
