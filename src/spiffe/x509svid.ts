@@ -128,9 +128,14 @@ function uriHost(uri: string): string | undefined {
   return host.length > 0 ? host.toLowerCase() : undefined;
 }
 
-/** RFC 5280 §4.2.1.10: ".example.org" matches subdomains only; "example.org" matches the host (URI) or the domain and its subdomains (DNS). */
+/**
+ * RFC 5280 §4.2.1.10: ".example.org" matches subdomains only; "example.org" matches the host (URI) or the domain
+ * and its subdomains (DNS). An empty DNS constraint matches every DNS name ("adding zero or more labels to the
+ * left-hand side"; OpenSSL and Go read it so): excluded, it excludes them all.
+ */
 function hostMatches(host: string, constraint: string, dns: boolean): boolean {
   const c = constraint.toLowerCase();
+  if (dns && c.length === 0) return true;
   if (c.startsWith('.')) return host.endsWith(c);
   return host === c || (dns && host.endsWith(`.${c}`));
 }

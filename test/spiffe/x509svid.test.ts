@@ -229,6 +229,21 @@ describe('C: signing certificates and path validation', () => {
     expectCode(() => verifyX509Svid(excluded.chainPem, bundles), 'ERR_CHAIN_NAME_CONSTRAINTS', /excluded/);
   });
 
+  it('C4: an excluded empty DNS constraint excludes every DNS name; a permitted one permits them all', async () => {
+    const dnsSvid = (issuer: Awaited<ReturnType<typeof issueIntermediateCa>>) =>
+      issueSvid(issuer, { id: 'spiffe://example.org/w', template: { dnsNames: ['web.example.org'] } });
+    const excludeAll = await issueIntermediateCa(caA, {
+      extensions: [nameConstraints([], [new GeneralName({ dNSName: '' })])],
+    });
+    const excluded = await dnsSvid(excludeAll);
+    expectCode(() => verifyX509Svid(excluded.chainPem, bundles), 'ERR_CHAIN_NAME_CONSTRAINTS', /excluded/);
+    const permitAll = await issueIntermediateCa(caA, {
+      extensions: [nameConstraints([new GeneralName({ dNSName: '' })])],
+    });
+    const permitted = await dnsSvid(permitAll);
+    expect(verifyX509Svid(permitted.chainPem, bundles).toString()).toBe('spiffe://example.org/w');
+  });
+
   it('C4: name constraints of a type we do not evaluate fail closed', async () => {
     const ipOnly = await issueIntermediateCa(caA, {
       extensions: [nameConstraints([new GeneralName({ iPAddress: '10.0.0.0/8' })])],
