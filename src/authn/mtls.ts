@@ -34,7 +34,17 @@ function cacheFor(bundles: X509BundleSet): Map<string, CachedVerification> {
   return cache;
 }
 
-export type AuthnResult = { ok: true; identity: PeerIdentity } | { ok: false; rejection: Rejection };
+export type AuthnResult =
+  | {
+      ok: true;
+      identity: PeerIdentity;
+      /**
+       * The leaf was verified now (not found verified) and has no keyUsage extension: accepted, as RFC 5280
+       * reads it, but X509-SVID §4.3 says an SVID sets digitalSignature (VERIFIER-RULES B8: log it for peers).
+       */
+      withoutKeyUsage?: true;
+    }
+  | { ok: false; rejection: Rejection };
 
 function reject(reason: string, message: string): AuthnResult {
   return { ok: false, rejection: { reason, message } };
@@ -121,7 +131,8 @@ export function authenticateTlsPeer(
       notAfter: Math.min(...path.map((c) => c.notAfter.getTime())),
     };
     cache.set(leafSha256, entry);
-    return { ok: true, identity: { id, method: 'mtls', leafSha256, notAfter: entry.notAfter } };
+    const identity: PeerIdentity = { id, method: 'mtls', leafSha256, notAfter: entry.notAfter };
+    return path[0]?.keyUsage === undefined ? { ok: true, identity, withoutKeyUsage: true } : { ok: true, identity };
   } catch (err) {
     if (isSidecarError(err)) return reject(err.code, resumed ? `${err.message} (resumed session)` : err.message);
     return reject('ERR_INTERNAL', `peer verification failed unexpectedly: ${(err as Error).message}`);

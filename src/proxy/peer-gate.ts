@@ -62,6 +62,13 @@ export function admitPeer(
     return { admitted: false };
   }
   metrics.handshake('success', 'verified');
+  if (result.withoutKeyUsage) {
+    // Once per leaf (then it is found verified): the issuer's mistake, for the operator to take up with it.
+    log.warn(
+      { event: 'peer_without_key_usage', peer: describePeer(result.identity), remote: socket.remoteAddress },
+      'the peer certificate has no keyUsage extension (X509-SVID §4.3: an SVID sets digitalSignature); accepted',
+    );
+  }
   return { admitted: true, identity: result.identity };
 }
 
