@@ -69,7 +69,10 @@ export function parseX509SvidResponse(
       const td = parseTrustDomain(key);
       if (set.has(td)) throw messageError(`federated_bundles repeats trust domain "${td}"`);
       const source = `federated bundle of "${td}"`;
-      set.set(td, x509BundleFromCertificates(td, parseDerCertificates(der, source), source));
+      // No bytes is an empty bundle (Trust Domain and Bundle §4.1.3: every SVID of that trust domain is refused),
+      // as in file mode; SPIRE sends it for a federated trust domain without X.509 roots, and go-spiffe reads it so.
+      const authorities = der.length === 0 ? [] : parseDerCertificates(der, source);
+      set.set(td, x509BundleFromCertificates(td, authorities, source));
     }
     return set;
   };

@@ -147,6 +147,20 @@ describe('the Workload API identity source', () => {
     await expect.poll(() => [...s.current().bundles.keys()]).toEqual(['example.org']);
   });
 
+  it('a federated bundle of no bytes is an empty bundle: the rest of the message applies, and its trust domain is trusted no more', async () => {
+    const api = await server();
+    api.setX509(state(svid, { 'spiffe://partner.org': partner.certPem }));
+    const { source: s } = source(api.address);
+    await s.firstIdentity();
+    expect(s.current().bundles.get('partner.org')?.authorities).toHaveLength(1);
+    // What SPIRE sends for a federated trust domain without X.509 roots (go-spiffe reads it as an empty bundle).
+    const rotated = await issueSvid(ca, { id: ID });
+    api.setX509(state(rotated, { 'spiffe://partner.org': '' }));
+    await expect.poll(() => s.current().svid.chain[0].serialNumber).toBe(rotated.serialNumber);
+    expect(s.current().bundles.get('partner.org')?.authorities).toEqual([]);
+    expect(s.counters.rejected).toBe(0);
+  });
+
   it('a malformed message is reported and ignored; the last good identity stays and the stream goes on', async () => {
     const api = await server();
     api.setX509(state());
