@@ -48,15 +48,32 @@ export class WorkloadApiJwtBundles implements JwtBundleSource {
       ended = true;
       const code = err?.code ?? GrpcStatus.OK;
       const codeName = GrpcStatus[code] ?? String(code);
-      if (code === GrpcStatus.INVALID_ARGUMENT || code === GrpcStatus.UNIMPLEMENTED) {
-        this.log.error({ event: 'workload_api_failed', rpc: 'FetchJWTBundles', code: codeName }, 'not retrying');
+      if (code === GrpcStatus.PERMISSION_DENIED && this.bundles !== undefined && this.bundles.size > 0) {
+        // API §6.2.2: a client denied its bundles "SHOULD cease using" them. No bundle: every JWT-SVID is refused
+        // until a message grants them again.
+        this.bundles = new Map();
+        this.log.warn(
+          { event: 'jwt_bundles_revoked', rpc: 'FetchJWTBundles', code: codeName },
+          'the Workload API denied our JWT bundles: every JWT-SVID is refused until it sends them again',
+        );
+      }
+      const fatal = code === GrpcStatus.INVALID_ARGUMENT || code === GrpcStatus.UNIMPLEMENTED;
+      if (fatal && this.bundles === undefined) {
+        this.log.error(
+          { event: 'workload_api_failed', rpc: 'FetchJWTBundles', code: codeName, details: err?.details },
+          'not retrying',
+        );
         return;
       }
       // As the X.509 stream: at once again only after a stream that lived a second and delivered an accepted
-      // message; an agent that sends a good message and then one we cannot read must not make us spin.
+      // message; an agent that sends a good message and then one we cannot read must not make us spin. After
+      // startup even InvalidArgument/Unimplemented are retried, at the slowest pace: key rotation must not stop.
       if (accepted && Date.now() - openedAt >= 1000) this.failures = 0;
-      const delay =
-        this.failures === 0 ? 0 : Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (this.failures - 1));
+      const delay = fatal
+        ? this.backoff.maxMs
+        : this.failures === 0
+          ? 0
+          : Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (this.failures - 1));
       this.failures++;
       this.log.warn(
         {

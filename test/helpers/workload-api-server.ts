@@ -108,11 +108,18 @@ export class TestWorkloadApi {
     if (this.x509) for (const stream of this.x509Streams) stream.write(this.x509);
   }
 
-  /** Deregisters it: open streams end with PermissionDenied, as SPIRE does when entries are deleted. */
+  /** Deregisters it: open streams (X.509 and JWT bundles) end with PermissionDenied, as SPIRE does when entries are deleted. */
   unregister(): void {
     this.registered = false;
-    for (const stream of this.x509Streams) this.deny(stream);
+    for (const stream of [...this.x509Streams, ...this.jwtBundleStreams]) this.deny(stream);
     this.x509Streams.clear();
+    this.jwtBundleStreams.clear();
+  }
+
+  /** Ends the open JWT bundle streams with this status (an agent's error); new streams are served as before. */
+  endJwtBundleStreams(code: grpc.status, details: string): void {
+    for (const stream of this.jwtBundleStreams) stream.emit('error', { code, details });
+    this.jwtBundleStreams.clear();
   }
 
   /** The agent dies: every stream breaks, the socket goes away. */
