@@ -16,7 +16,15 @@ export function parseJwks(document: unknown, source: string): JWKS {
       bad(`keys[${i}] is not a JWK (no "kty")`);
     }
   }
-  return Object.freeze({ keys: Object.freeze([...(keys as JWKS['keys'])]) as JWKS['keys'] });
+  const jwks: JWKS = { keys: Object.freeze([...(keys as JWKS['keys'])]) as JWKS['keys'] };
+  // Kept because they say the document is a SPIFFE bundle, whose entries must name their use (jwtsvid.ts).
+  for (const member of ['spiffe_sequence', 'spiffe_refresh_hint'] as const) {
+    const value = (document as Record<string, unknown>)[member];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) bad(`"${member}" is not a whole number`);
+    jwks[member] = value as number;
+  }
+  return Object.freeze(jwks);
 }
 
 /** Parses JWKS text (a file, a Workload API message). */

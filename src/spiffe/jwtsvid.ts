@@ -21,6 +21,9 @@ export interface JWK {
 /** A JWK Set: the JWT bundle of one trust domain. */
 export interface JWKS {
   keys: JWK[];
+  /** SPIFFE bundle members (Trust Domain and Bundle §4.1): either one says the document is a SPIFFE bundle. */
+  spiffe_sequence?: number;
+  spiffe_refresh_hint?: number;
 }
 
 export interface VerifyJwtOptions {
@@ -285,7 +288,7 @@ function findBundle(
  * publishes, whose keys say `sig`), and its entries need not name a use.
  */
 function isSpiffeBundle(jwks: Record<string, unknown>, entries: unknown[]): boolean {
-  if ('spiffe_sequence' in jwks || 'spiffe_refresh_hint' in jwks) return true;
+  if (jwks.spiffe_sequence !== undefined || jwks.spiffe_refresh_hint !== undefined) return true;
   return entries.some((entry) => isPlainObject(entry) && (entry.use === 'jwt-svid' || entry.use === 'x509-svid'));
 }
 

@@ -15,6 +15,7 @@ import {
 import { CompactEncrypt, FlattenedSign, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SidecarError } from '../../src/errors.js';
+import { parseJwksText } from '../../src/identity/jwks.js';
 import {
   ALLOWED_JWT_ALGS,
   type JWK,
@@ -420,6 +421,10 @@ describe('E8 the key is looked up in the bundle of the subject trust domain only
     await expectReject(verifyJwtSvid(es384, marked, opts()), 'ERR_JWT_NO_BUNDLE', /no JWT-SVID authorities/);
     const hinted = { 'example.org': { keys: [ec521.jwk], spiffe_refresh_hint: 300 } as JWKS };
     await expectReject(verifyJwtSvid(es512, hinted, opts()), 'ERR_JWT_NO_BUNDLE', /no JWT-SVID authorities/);
+    // The members survive parsing (a --jwt-bundle-file, a Workload API message).
+    const parsed = { 'example.org': parseJwksText(JSON.stringify({ keys: [ec521.jwk], spiffe_sequence: 7 }), 'test') };
+    await expectReject(verifyJwtSvid(es512, parsed, opts()), 'ERR_JWT_NO_BUNDLE', /no JWT-SVID authorities/);
+    expect(() => parseJwksText(JSON.stringify({ keys: [], spiffe_sequence: 'x' }), 'test')).toThrow(/spiffe_sequence/);
   });
 
   it('D2/D4: ignores entries with an unknown use or without kid, rejects two keys under one kid', async () => {
