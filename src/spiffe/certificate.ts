@@ -310,8 +310,22 @@ export function parseDerCertificates(der: Uint8Array, source: string): Certifica
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]*?)-----END \1-----/g;
 
-/** Splits PEM text into the DER bodies of its CERTIFICATE blocks; other block types are ignored. */
+const PEM_BEGIN = /-----BEGIN ([A-Z0-9 ]+)-----/g;
+
+/**
+ * Splits PEM text into the DER bodies of its CERTIFICATE blocks; other block types are ignored, and so is text
+ * between blocks (RFC 7468 §2). A block without its END line is an error: a file read while it was being
+ * written in place holds the first certificates only, and a bundle of them would lack the rest.
+ */
 export function pemCertificatesToDer(pem: string, source: string): Buffer[] {
+  for (const begin of pem.matchAll(PEM_BEGIN)) {
+    if (!pem.includes(`-----END ${begin[1]}-----`, begin.index + begin[0].length)) {
+      throw new SidecarError(
+        'ERR_CERT_PARSE',
+        `${source}: a PEM "${begin[1]}" block has no END line (was the file read while being written?)`,
+      );
+    }
+  }
   const ders: Buffer[] = [];
   for (const match of pem.matchAll(PEM_BLOCK)) {
     if (match[1] === 'CERTIFICATE') ders.push(Buffer.from(match[2].replace(/\s+/g, ''), 'base64'));

@@ -126,6 +126,13 @@ describe('a reload swaps in only a valid identity and keeps the last good one', 
     await writePlainFiles(plainDir, current);
   });
 
+  it('a CA file cut short in its second root (read while being written in place)', async () => {
+    const next = await createDevCa({ trustDomain: 'example.org' });
+    await writeFile(join(plainDir, 'ca.crt'), ca.certPem + next.certPem.slice(0, 120));
+    await expectKept('ERR_CERT_PARSE', /no END line/);
+    await writePlainFiles(plainDir, current);
+  });
+
   it('the key of another certificate', async () => {
     const other = await issueSvid(ca, { id: SERVER_ID });
     await writeFile(join(plainDir, 'tls.key'), other.keyPem);
