@@ -19,18 +19,34 @@ export function parseWorkloadEndpoint(address: string, source: string): Workload
   };
   if (!address) bad('the address is empty');
   if (/[\s?#]/.test(address)) bad('a query, a fragment or white space is not allowed');
-  if (address.startsWith('unix:')) {
-    if (!address.startsWith('unix://')) bad('a unix address must be a URI with an absolute path (unix:///...)');
-    const rest = address.slice('unix://'.length);
-    if (!rest.startsWith('/'))
-      bad('a unix address has no authority part: the path starts right after unix:// (three slashes)');
-    if (rest === '/' || rest.endsWith('/')) bad('the path must name the socket file');
-    return { address, grpcTarget: `unix://${rest}` };
+  // RFC 3986: the scheme is case-insensitive.
+  const colon = address.indexOf(':');
+  const scheme = colon > 0 ? address.slice(0, colon).toLowerCase() : '';
+  const rest = address.slice(colon + 1);
+  if (scheme === 'unix') {
+    // An empty authority (unix:///path) or none (unix:/path), never one of its own; the path is absolute.
+    let path = rest;
+    if (rest.startsWith('//')) {
+      path = rest.slice(2);
+      if (!path.startsWith('/'))
+        bad('a unix address has no authority part: the path starts right after unix:// (three slashes)');
+    } else if (!rest.startsWith('/')) {
+      bad('a unix address must be a URI with an absolute path (unix:///...)');
+    }
+    if (path === '/' || path.endsWith('/')) bad('the path must name the socket file');
+    // The path is a URI's: percent-encoded bytes are the file name's (unix:///run/my%20agent.sock).
+    let file = '';
+    try {
+      file = decodeURIComponent(path);
+    } catch {
+      bad('the path has an invalid percent-encoding');
+    }
+    if (file.includes('\0')) bad('the path must not contain a NUL byte');
+    return { address, grpcTarget: `unix://${file}` };
   }
-  if (address.startsWith('tcp:')) {
-    if (!address.startsWith('tcp://')) bad('a tcp address must be a URI (tcp://IP:PORT)');
-    const rest = address.slice('tcp://'.length);
-    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(rest);
+  if (scheme === 'tcp') {
+    if (!rest.startsWith('//')) bad('a tcp address must be a URI (tcp://IP:PORT)');
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(rest.slice(2));
     if (!m) bad('a tcp address must be an IP:port, with no user info and no path');
     const host = (m as RegExpExecArray)[1] ?? (m as RegExpExecArray)[2];
     const port = Number((m as RegExpExecArray)[3]);

@@ -137,6 +137,15 @@ describe('the Workload API identity source', () => {
     expect(logs.some((l) => l.event === 'workload_api_failed' && l.code === 'INVALID_ARGUMENT')).toBe(true);
   });
 
+  it('reaches an agent whose socket path the address percent-encodes (a space in a directory name)', async () => {
+    const api = await TestWorkloadApi.start(join(dir.path, `agent ${socketCounter++}.sock`));
+    servers.push(api);
+    api.setX509(state());
+    const { source: s } = source(`unix://${api.socketPath.replaceAll(' ', '%20')}`);
+    await s.firstIdentity();
+    expect(s.current().svid.chain[0].serialNumber).toBe(svid.serialNumber);
+  });
+
   it('each message replaces the state: a federated bundle missing from a later message is dropped', async () => {
     const api = await server();
     api.setX509(state(svid, { 'spiffe://partner.org': partner.certPem }));

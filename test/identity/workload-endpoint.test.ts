@@ -7,6 +7,11 @@ describe('Workload API endpoint addresses', () => {
   it.each([
     ['unix:///run/spire/sockets/agent.sock', 'unix:///run/spire/sockets/agent.sock'],
     ['unix:///tmp/a', 'unix:///tmp/a'],
+    // RFC 3986: no authority at all is the same path; the scheme is case-insensitive; the path is percent-decoded.
+    ['unix:/tmp/a', 'unix:///tmp/a'],
+    ['UNIX:///tmp/a', 'unix:///tmp/a'],
+    ['unix:///run/my%20agent.sock', 'unix:///run/my agent.sock'],
+    ['TCP://127.0.0.1:8000', 'ipv4:127.0.0.1:8000'],
     ['tcp://127.0.0.1:8000', 'ipv4:127.0.0.1:8000'],
     ['tcp://[::1]:8000', 'ipv6:[::1]:8000'],
   ])('accepts %s', (address, target) => {
@@ -24,6 +29,10 @@ describe('Workload API endpoint addresses', () => {
     ['unix://john:doe@foo/path', 'no authority'],
     ['unix:///', 'name the socket file'],
     ['unix:///run/spire/', 'name the socket file'],
+    ['unix:', 'absolute path'],
+    ['unix:/', 'name the socket file'],
+    ['unix:///tmp/a%zz', 'percent-encoding'],
+    ['unix:///tmp/a%00', 'NUL'],
     ['tcp://foo:8000', 'IP'],
     ['tcp://foo', 'IP:port'],
     ['tcp://1.2.3.4', 'IP:port'],
