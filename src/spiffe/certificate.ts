@@ -310,25 +310,44 @@ export function parseDerCertificates(der: Uint8Array, source: string): Certifica
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]*?)-----END \1-----/g;
 
-const PEM_BEGIN = /-----BEGIN ([A-Z0-9 ]+)-----/g;
+const PEM_BOUNDARY = /-----(BEGIN|END) ([A-Z0-9 ]+)-----/g;
 
 /**
  * Splits PEM text into the DER bodies of its CERTIFICATE blocks; other block types are ignored, and so is text
- * between blocks (RFC 7468 §2). A block without its END line is an error: a file read while it was being
- * written in place holds the first certificates only, and a bundle of them would lack the rest.
+ * between blocks (RFC 7468 §2). A block without its END line is an error, wherever it is: a file read while it
+ * was being written in place holds the first certificates only, and a bundle of them would lack the rest. One
+ * pass over the boundaries, so a text of many BEGIN lines costs no more than its length.
  */
 export function pemCertificatesToDer(pem: string, source: string): Buffer[] {
-  for (const begin of pem.matchAll(PEM_BEGIN)) {
-    if (!pem.includes(`-----END ${begin[1]}-----`, begin.index + begin[0].length)) {
-      throw new SidecarError(
-        'ERR_CERT_PARSE',
-        `${source}: a PEM "${begin[1]}" block has no END line (was the file read while being written?)`,
-      );
+  /** The block open at this point of the text; a stray END line outside any block is text. */
+  let open: string | undefined;
+  let cut: string | undefined;
+  let certificateBlocks = 0;
+  for (const [, kind, label] of pem.matchAll(PEM_BOUNDARY)) {
+    if (open !== undefined && (kind === 'BEGIN' || label !== open)) {
+      cut = open;
+      break;
     }
+    open = kind === 'BEGIN' ? label : undefined;
+    if (open === 'CERTIFICATE') certificateBlocks++;
+  }
+  cut ??= open;
+  if (cut !== undefined) {
+    throw new SidecarError(
+      'ERR_CERT_PARSE',
+      `${source}: a PEM "${cut}" block has no END line (was the file read while being written?)`,
+    );
   }
   const ders: Buffer[] = [];
   for (const match of pem.matchAll(PEM_BLOCK)) {
     if (match[1] === 'CERTIFICATE') ders.push(Buffer.from(match[2].replace(/\s+/g, ''), 'base64'));
+  }
+  // A block whose body is not base64 lines (a character that does not belong, a header): not one to skip.
+  if (ders.length !== certificateBlocks) {
+    throw new SidecarError(
+      'ERR_CERT_PARSE',
+      `${source}: a PEM "CERTIFICATE" block is not base64 lines between its BEGIN and END lines`,
+    );
   }
   if (ders.length === 0) {
     throw new SidecarError('ERR_CERT_PARSE', `${source}: no PEM "CERTIFICATE" block found (is it the right file?)`);
