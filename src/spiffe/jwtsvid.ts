@@ -356,12 +356,26 @@ async function selectKey(
   const authorities = entries.filter((entry) => isJwtAuthority(entry, spiffeBundle));
   // Trust Domain and Bundle §4.1.3 / JWT-SVID §6.2: no JWT authorities means the trust domain issues no
   // JWT-SVIDs we can accept, exactly as if it had no bundle.
+  // A SPIFFE bundle's entries that would be keys in a plain JWK Set: the message says why they are not.
+  const unnamed = (): unknown[] =>
+    spiffeBundle ? entries.filter((entry) => isJwtAuthority(entry, false) && !isJwtAuthority(entry, true)) : [];
+  const SPIFFE_USE = 'in a SPIFFE bundle only entries with use "jwt-svid" are JWT-SVID keys';
   if (authorities.length === 0) {
-    fail('ERR_JWT_NO_BUNDLE', `the bundle of trust domain "${trustDomain}" has no JWT-SVID authorities`);
+    const ignored = unnamed().length;
+    fail(
+      'ERR_JWT_NO_BUNDLE',
+      `the bundle of trust domain "${trustDomain}" has no JWT-SVID authorities${ignored > 0 ? ` (${ignored} entries ignored: ${SPIFFE_USE})` : ''}`,
+    );
   }
   const matches = authorities.filter((entry) => entry.kid === kid);
   if (matches.length === 0) {
-    fail('ERR_JWT_KEY_NOT_FOUND', `no JWT authority ${quoteInput(kid)} found for trust domain "${trustDomain}"`);
+    const ignored = unnamed().some((entry) => (entry as { kid?: unknown }).kid === kid);
+    fail(
+      'ERR_JWT_KEY_NOT_FOUND',
+      ignored
+        ? `JWT authority ${quoteInput(kid)} of trust domain "${trustDomain}" is ignored: its entry has no use "jwt-svid", and ${SPIFFE_USE}`
+        : `no JWT authority ${quoteInput(kid)} found for trust domain "${trustDomain}"`,
+    );
   }
   // Two keys under one kid: picking either would let the bundle order decide trust. Fail closed.
   if (matches.length > 1) {
