@@ -41,7 +41,10 @@ export function parseWorkloadEndpoint(address: string, source: string): Workload
     } catch {
       bad('the path has an invalid percent-encoding');
     }
-    if (file.includes('\0')) bad('the path must not contain a NUL byte');
+    // grpc-js cannot take a target with a line break, and no socket file is named with a control character.
+    // eslint-disable-next-line no-control-regex -- control characters are what this looks for
+    if (/[\x00-\x1f\x7f]/.test(file)) bad('the path must not contain a control character (NUL, a line break)');
+    if (file.endsWith('/')) bad('the path must name the socket file');
     return { address, grpcTarget: `unix://${file}` };
   }
   if (scheme === 'tcp') {

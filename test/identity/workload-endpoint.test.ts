@@ -33,6 +33,8 @@ describe('Workload API endpoint addresses', () => {
     ['unix:/', 'name the socket file'],
     ['unix:///tmp/a%zz', 'percent-encoding'],
     ['unix:///tmp/a%00', 'NUL'],
+    ['unix:///tmp/a%0Ab.sock', 'line break'],
+    ['unix:///tmp/x%2F', 'name the socket file'],
     ['tcp://foo:8000', 'IP'],
     ['tcp://foo', 'IP:port'],
     ['tcp://1.2.3.4', 'IP:port'],
