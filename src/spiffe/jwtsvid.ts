@@ -281,6 +281,9 @@ function findBundle(
   return found ? { jwks: found.jwks, found: true } : { jwks: undefined, found: false };
 }
 
+/** Why an entry a plain JWK Set would use is not a key of a SPIFFE bundle (refusal messages). */
+const SPIFFE_USE = 'in a SPIFFE bundle only entries with use "jwt-svid" are JWT-SVID keys';
+
 /**
  * Whether a JWT bundle is a SPIFFE bundle (Trust Domain and Bundle §4): it says so with a `spiffe_*` member, or
  * one of its entries names an SVID use. A plain JWK Set holds JWT-SVID keys only (the Workload API's JWT
@@ -354,12 +357,11 @@ async function selectKey(
   const entries = jwks.keys as unknown[];
   const spiffeBundle = isSpiffeBundle(jwks, entries);
   const authorities = entries.filter((entry) => isJwtAuthority(entry, spiffeBundle));
-  // Trust Domain and Bundle §4.1.3 / JWT-SVID §6.2: no JWT authorities means the trust domain issues no
-  // JWT-SVIDs we can accept, exactly as if it had no bundle.
-  // A SPIFFE bundle's entries that would be keys in a plain JWK Set: the message says why they are not.
+  // A SPIFFE bundle's entries that would be keys in a plain JWK Set: a refusal says why they are not.
   const unnamed = (): unknown[] =>
     spiffeBundle ? entries.filter((entry) => isJwtAuthority(entry, false) && !isJwtAuthority(entry, true)) : [];
-  const SPIFFE_USE = 'in a SPIFFE bundle only entries with use "jwt-svid" are JWT-SVID keys';
+  // Trust Domain and Bundle §4.1.3 / JWT-SVID §6.2: no JWT authorities means the trust domain issues no
+  // JWT-SVIDs we can accept, exactly as if it had no bundle.
   if (authorities.length === 0) {
     const ignored = unnamed().length;
     fail(
