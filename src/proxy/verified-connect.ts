@@ -76,8 +76,11 @@ export function connectVerified(
     ),
   );
   socket.once('secureConnect', () => {
-    if (!current) return finish(new RemoteIdentityError('no_identity', 'no trust bundles to verify the remote with'));
-    const result = authenticateTlsPeer(socket, current.bundles);
+    // Judged under the trust of now, not of when the handshake began: bundles that changed meanwhile (a CA
+    // removed) apply to this connection too, as to every request after the change.
+    const trust = identity?.current();
+    if (!trust) return finish(new RemoteIdentityError('no_identity', 'no trust bundles to verify the remote with'));
+    const result = authenticateTlsPeer(socket, trust.bundles);
     if (!result.ok) return finish(new RemoteIdentityError(result.rejection.reason, result.rejection.message));
     const id = result.identity.id as NonNullable<typeof result.identity.id>;
     if (route.expect && route.expect(id) === undefined) {
