@@ -1040,7 +1040,12 @@ function parseTokens(raw: RawOptions): TokenAuthConfig {
     const [name, where] = nameValue(value, 'jwt-jwks', 'NAME=URL or NAME=FILE');
     const issuer = issuers.get(name);
     if (!issuer) invalid(`--jwt-jwks ${value}: no --jwt-issuer named "${name}"`);
-    (issuer as { jwks?: object }).jwks = where.startsWith('https://') ? { url: where } : { file: where };
+    // A URL of another scheme (http://, or a typo of https) is refused, not read as a file of that name.
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(where)?.[1]?.toLowerCase();
+    if (scheme !== undefined && scheme !== 'https')
+      invalid(`--jwt-jwks ${value}: keys are fetched over https:// only (or give a FILE path)`);
+    (issuer as { jwks?: object }).jwks =
+      scheme === 'https' ? { url: `https${where.slice('https'.length)}` } : { file: where };
   }
   const allowIssuers = raw['allow-issuer'] ?? [];
   for (const name of allowIssuers)

@@ -61,6 +61,21 @@ describe('one port, every caller: the flags', () => {
     expect(refusal(options)).toMatch(message);
   });
 
+  it('--jwt-jwks takes an https:// URL (any case) or a file; another scheme is refused, not read as a file', () => {
+    const jwks = (where: string) =>
+      buildConfig({ ...BASE, ...TOKENS, 'jwt-jwks': [`keycloak=${where}`] }).auth.tokens?.issuers.find(
+        (i) => i.name === 'keycloak',
+      )?.jwks;
+    expect(jwks('https://kc.example.org/keys')).toEqual({ url: 'https://kc.example.org/keys' });
+    expect(jwks('HTTPS://kc.example.org/keys')).toEqual({ url: 'https://kc.example.org/keys' });
+    expect(jwks('/etc/keys.json')).toEqual({ file: '/etc/keys.json' });
+    for (const where of ['http://kc.example.org/keys', 'htps://kc.example.org/keys', 'file:///etc/keys.json']) {
+      expect(refusal({ ...TOKENS, 'jwt-jwks': [`keycloak=${where}`] })).toMatch(
+        /^--jwt-jwks keycloak=.*: keys are fetched over https:\/\/ only \(or give a FILE path\)/,
+      );
+    }
+  });
+
   it('JWT mode over plain HTTP without an identity needs the assertion audience', () => {
     const plain: RawOptions = {
       upstream: 'http://127.0.0.1:8080',
