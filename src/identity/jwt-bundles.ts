@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { isSidecarError, SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { logFileUnchanged, type ReloadCounts, type ReloadOutcome } from '../reloading-file.js';
-import type { JWKS } from '../spiffe/jwtsvid.js';
+import { ignoredJwtAuthorityKids, type JWKS } from '../spiffe/jwtsvid.js';
 import { parseJwksText } from './jwks.js';
 
 export interface JwtBundleSource {
@@ -47,6 +47,7 @@ export class JwtBundleFiles implements JwtBundleSource {
   ): Promise<JwtBundleFiles> {
     const texts = await Promise.all(files.map((f) => readBundle(f, flag)));
     const bundles = new Map(files.map((f, i) => [f.trustDomain, parseJwksText(texts[i], label(f, flag))]));
+    for (const f of files) warnOfIgnoredEntries(log, f, flag, bundles.get(f.trustDomain)!);
     return new JwtBundleFiles(files, texts, bundles, log, flag);
   }
 
@@ -73,8 +74,10 @@ export class JwtBundleFiles implements JwtBundleSource {
             logFileUnchanged(this.log, trigger, this.flag, f.file);
             return 'unchanged';
           }
-          next.set(f.trustDomain, parseJwksText(text, label(f, this.flag)));
+          const bundle = parseJwksText(text, label(f, this.flag));
+          next.set(f.trustDomain, bundle);
           this.texts[i] = text;
+          warnOfIgnoredEntries(this.log, f, this.flag, bundle);
           return 'updated';
         } catch (err) {
           this.log.warn(
@@ -99,6 +102,21 @@ export class JwtBundleFiles implements JwtBundleSource {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * A SPIFFE bundle file whose entries lack `use: "jwt-svid"` loads (Trust Domain and Bundle §4.2.2: they are
+ * ignored, not an error), but every token signed by them is refused: say so when the file is read, not only in
+ * each refusal. `--jwt-jwks` files are an issuer's JWKS, where entries need no use.
+ */
+function warnOfIgnoredEntries(log: Logger, f: JwtBundleFile, flag: JwtKeyFileFlag, bundle: JWKS): void {
+  if (flag !== '--jwt-bundle-file') return;
+  const kids = ignoredJwtAuthorityKids(bundle);
+  if (kids.length === 0) return;
+  log.warn(
+    { event: 'jwt_bundle_entries_ignored', flag, file: f.file, trust_domain: f.trustDomain, kids: kids.slice(0, 10) },
+    `${label(f, flag)}: ${kids.length} key entries are ignored: the file is a SPIFFE bundle, whose JWT-SVID keys must say "use": "jwt-svid" (Trust Domain and Bundle §4.2.2); tokens signed by them are refused`,
+  );
 }
 
 function label(f: JwtBundleFile, flag: JwtKeyFileFlag): string {

@@ -309,6 +309,18 @@ function isJwtAuthority(entry: unknown, spiffeBundle: boolean): entry is JWK & {
 }
 
 /**
+ * The kids of a JWT bundle's entries that a plain JWK Set would use as keys but a SPIFFE bundle ignores (no
+ * `use: "jwt-svid"`): none for a plain JWK Set. For a warning when the bundle is loaded, before a token meets it.
+ */
+export function ignoredJwtAuthorityKids(jwks: JWKS): string[] {
+  const entries = jwks.keys as unknown[];
+  if (!isSpiffeBundle(jwks as unknown as Record<string, unknown>, entries)) return [];
+  return entries
+    .filter((entry) => isJwtAuthority(entry, false) && !isJwtAuthority(entry, true))
+    .map((entry) => (entry as { kid: string }).kid);
+}
+
+/**
  * Imported keys, per bundle entry and algorithm. Bundles are immutable snapshots (a new Workload API or
  * file update is a new object), so the entry object itself is the cache key and a rotated bundle simply
  * misses. Only public members are imported, which also keeps a private `d` or a `key_ops` list in a
