@@ -87,6 +87,7 @@ export class H2OutboundProxy {
         verifiedRemote(route),
         { host, port: Number(route.remote.port || 443), ...(isIP(host) ? {} : { servername: host }) },
         ['h2'],
+        this.log,
         (err) => {
           if (generation !== this.generation) {
             // Verified under the trust before a rotation: start again under the current one.

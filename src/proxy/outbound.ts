@@ -157,6 +157,7 @@ class VerifyingAgent extends https.Agent {
   constructor(
     private readonly identity: IdentitySource | undefined,
     private readonly route: VerifiedRemote,
+    private readonly log: Logger,
   ) {
     super({ keepAlive: true, scheduling: 'lifo' });
     // A pooled connection was verified (and presented our SVID) under the old identity and bundles.
@@ -176,8 +177,13 @@ class VerifyingAgent extends https.Agent {
     options: https.RequestOptions,
     done?: (err: Error | null, stream: Duplex) => void,
   ): undefined {
-    const socket = connectVerified(this.identity, this.route, options as ConnectionOptions, ['http/1.1'], (err) =>
-      done?.(err, socket),
+    const socket = connectVerified(
+      this.identity,
+      this.route,
+      options as ConnectionOptions,
+      ['http/1.1'],
+      this.log,
+      (err) => done?.(err, socket),
     );
     this.born.set(socket, this.generation);
     return undefined;
@@ -200,7 +206,7 @@ export class OutboundProxy {
   ) {
     this.agent =
       route.remote.protocol === 'https:'
-        ? new VerifyingAgent(identity, verifiedRemote(route))
+        ? new VerifyingAgent(identity, verifiedRemote(route), log)
         : new nodeHttp.Agent({ keepAlive: true, scheduling: 'lifo' });
     this.server = nodeHttp.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {

@@ -72,6 +72,7 @@ export class TcpOutboundProxy {
         ...({ allowHalfOpen: true } as object),
       },
       [],
+      log,
       (err) => {
         if (err) {
           const reason = (err as { reason?: string }).reason ?? 'remote_unreachable';

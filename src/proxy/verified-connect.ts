@@ -7,6 +7,7 @@ import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'n
 import { authenticateTlsPeer } from '../authn/mtls.js';
 import { certificateAlertOf } from './connection-accounting.js';
 import { allAuthoritiesPem, type IdentitySource } from '../identity/source.js';
+import type { Logger } from '../log.js';
 import type { IdMatcher } from '../spiffe/match.js';
 
 /** Why a remote was refused: `reason` is bounded (logs, metrics). */
@@ -29,13 +30,15 @@ export interface VerifiedRemote {
 
 /**
  * Opens TLS with `options` (host, port, servername...) and calls `done` once: with null when the remote
- * is verified, or with a RemoteIdentityError (the socket is then destroyed).
+ * is verified, or with a RemoteIdentityError (the socket is then destroyed). `log` hears of an accepted remote
+ * whose leaf has no keyUsage, as the peer gate does of a caller's.
  */
 export function connectVerified(
   identity: IdentitySource | undefined,
   route: VerifiedRemote,
   options: ConnectionOptions,
   alpn: string[],
+  log: Logger,
   done: (err: Error | null) => void,
 ): TLSSocket {
   const current = identity?.current();
@@ -86,6 +89,13 @@ export function connectVerified(
     if (route.expect && route.expect(id) === undefined) {
       return finish(
         new RemoteIdentityError('remote_identity_mismatch', `the remote is ${id}, not ${route.expectText}`),
+      );
+    }
+    if (result.withoutKeyUsage) {
+      // Once per leaf (then it is found verified), as for callers (peer-gate.ts): the remote's issuer's mistake.
+      log.warn(
+        { event: 'remote_without_key_usage', remote: `${options.host}:${options.port}`, id: String(id) },
+        'the remote certificate has no keyUsage extension (X509-SVID §4.3: an SVID sets digitalSignature); accepted',
       );
     }
     finish(null);
