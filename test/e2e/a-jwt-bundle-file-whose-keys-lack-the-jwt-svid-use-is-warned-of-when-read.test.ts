@@ -9,7 +9,7 @@ import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { tempDir } from '../helpers/pki.js';
-import { jwtSidecarArgs, type Running, startCli, waitForEvent } from '../helpers/process.js';
+import { jwtSidecarArgs, logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
 
 const ISSUER = 'https://ci.example';
 let dir: { path: string; remove: () => Promise<void> };
@@ -43,26 +43,17 @@ async function status(token: string): Promise<number> {
   return (await fetch(`http://127.0.0.1:${port}/`, { headers: { authorization: `Bearer ${token}` } })).status;
 }
 
-/** The JSON lines the process logged after `from` characters of its stdout. */
-function linesSince(from: number): Record<string, unknown>[] {
-  return cli!
-    .stdout()
-    .slice(from)
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-const ignoredWarnings = (from: number) => linesSince(from).filter((l) => l.event === 'jwt_bundle_entries_ignored');
+const ignoredWarnings = (from: number) =>
+  logLinesSince(cli!, from).filter((l) => l.event === 'jwt_bundle_entries_ignored');
 
 /** SIGHUP, then the lines of that reload, up to its `jwt_bundles_updated` (a reload warns before it logs that). */
 async function reload(): Promise<Record<string, unknown>[]> {
   const from = cli!.stdout().length;
   cli!.child.kill('SIGHUP');
   await expect
-    .poll(() => linesSince(from).some((l) => l.event === 'jwt_bundles_updated'), { timeout: 25_000 })
+    .poll(() => logLinesSince(cli!, from).some((l) => l.event === 'jwt_bundles_updated'), { timeout: 25_000 })
     .toBe(true);
-  return linesSince(from);
+  return logLinesSince(cli!, from);
 }
 
 let sigKey: Key;

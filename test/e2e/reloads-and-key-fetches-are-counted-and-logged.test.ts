@@ -13,7 +13,7 @@ import { requestVia } from '../helpers/client.js';
 import { type KubeApi, startKubeApi } from '../helpers/kube-api.js';
 import { type OidcIssuer, startOidcIssuer } from '../helpers/oidc-issuer.js';
 import { createDevCa, issueSvid, type ServingFiles, writeServingFiles } from '../helpers/pki.js';
-import { type Running, startCli, waitForEvent, fileModeArgs } from '../helpers/process.js';
+import { fileModeArgs, logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
 import { type ScriptableIssuer, startScriptableIssuer } from '../helpers/scriptable-oidc-issuer.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { useWorkspace } from '../helpers/workspace.js';
@@ -202,22 +202,12 @@ describe('the real process: SIGHUP with unchanged files, then a broken policy co
     await cli?.exited;
   });
 
-  /** The complete JSON lines logged after `from` characters of stdout. */
-  function linesSince(from: number): Record<string, unknown>[] {
-    const out = cli!.stdout();
-    return out
-      .slice(from, out.lastIndexOf('\n') + 1)
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  }
-
   async function sighup(): Promise<{ done: Record<string, unknown>; lines: Record<string, unknown>[] }> {
     const from = cli!.stdout().length;
     cli!.child.kill('SIGHUP');
-    const done = () => linesSince(from).find((l) => l.event === 'reload_done');
+    const done = () => logLinesSince(cli!, from).find((l) => l.event === 'reload_done');
     await expect.poll(done, { timeout: 10_000 }).toBeDefined();
-    return { done: done()!, lines: linesSince(from) };
+    return { done: done()!, lines: logLinesSince(cli!, from) };
   }
 
   it('logs each unchanged file and counts the failed reload; the last good policy stays', async () => {

@@ -7,7 +7,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { tempDir } from '../helpers/pki.js';
-import { jwtSidecarArgs, type Running, startCli, waitForEvent } from '../helpers/process.js';
+import { jwtSidecarArgs, logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
 
 const ISSUER = 'https://ci.example';
 let dir: { path: string; remove: () => Promise<void> };
@@ -58,24 +58,14 @@ async function status(port: number, token: string): Promise<number> {
   return (await fetch(`http://127.0.0.1:${port}/`, { headers: { authorization: `Bearer ${token}` } })).status;
 }
 
-/** The JSON lines the process logged after `from` characters of its stdout. */
-function linesSince(cli: Running, from: number): Record<string, unknown>[] {
-  return cli
-    .stdout()
-    .slice(from)
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
 /** Waits (on the log, never a sleep) for a line after `from` that `match` accepts. */
 async function logged(
   cli: Running,
   from: number,
   match: (l: Record<string, unknown>) => boolean,
 ): Promise<Record<string, unknown>> {
-  await expect.poll(() => linesSince(cli, from).some(match), { timeout: 25_000 }).toBe(true);
-  return linesSince(cli, from).find(match) as Record<string, unknown>;
+  await expect.poll(() => logLinesSince(cli, from).some(match), { timeout: 25_000 }).toBe(true);
+  return logLinesSince(cli, from).find(match) as Record<string, unknown>;
 }
 
 async function startSidecar(...extra: string[]): Promise<{ cli: Running; port: number }> {
@@ -136,7 +126,7 @@ describe('with --no-watch, SIGHUP reloads the JWT key files and says so', () => 
     expect(summary).toMatchObject({ event: 'reload_done', trigger: 'SIGHUP' });
     expect(summary.files).toEqual(expect.arrayContaining(['--jwt-bundle-file', '--jwt-jwks']));
     expect(String(summary.msg)).not.toContain('SPIRE');
-    const updates = linesSince(cli, from).filter((l) => l.event === 'jwt_bundles_updated' && l.trigger === 'SIGHUP');
+    const updates = logLinesSince(cli, from).filter((l) => l.event === 'jwt_bundles_updated' && l.trigger === 'SIGHUP');
     expect(updates.map((l) => l.trust_domains)).toEqual(expect.arrayContaining([['example.org'], ['ci']]));
 
     expect(await status(s.port, await svidToken(next.svid))).toBe(200);
@@ -191,7 +181,7 @@ describe('with --no-watch, a token naming a key not yet read re-reads the --jwt-
     const third = await rotate();
     expect(await status(s.port, await ciToken(third.ci))).toBe(401);
     expect(
-      linesSince(cli, from).filter((l) => l.trigger === 'key_miss' && l.event === 'jwt_bundles_updated'),
+      logLinesSince(cli, from).filter((l) => l.trigger === 'key_miss' && l.event === 'jwt_bundles_updated'),
     ).toHaveLength(1);
   });
 });

@@ -77,6 +77,16 @@ export async function waitForLine(
   }
 }
 
+/** The JSON log lines `running` wrote after `from` characters of its stdout, whole lines only (not one being written). */
+export function logLinesSince(running: Running, from: number): Record<string, unknown>[] {
+  const out = running.stdout();
+  return out
+    .slice(from, out.lastIndexOf('\n') + 1)
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
 /** Resolves once the process logged a JSON line with this event; rejects if it exits first. */
 export function waitForEvent(running: Running, event: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
   return waitForLine(running, (l) => l.event === event, timeoutMs, `"${event}"`);
