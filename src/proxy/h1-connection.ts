@@ -137,6 +137,12 @@ export class Http1Connection {
   private appIdleSince = 0;
   /** The caller is paused: by the app's back-pressure on a body, or by pipelined bytes piling up. */
   private pausedForApp = false;
+  /**
+   * The caller is paused because it is not reading our answers: the next pipelined request is parsed only once
+   * they have drained. Without it a caller that pipelines requests we refuse at once (a 403 needs no app) and
+   * reads nothing would have answers queued without bound (node:http stops parsing the same way).
+   */
+  private pausedForCaller = false;
   /** Bytes of `buffered` already searched for the end of a head. */
   private scanned = 0;
   /** Inside the parse loop: a request that ends synchronously does not re-enter it. */
@@ -170,6 +176,11 @@ export class Http1Connection {
       clearTimeout(this.writeTimer);
       this.writeTimer = undefined;
       this.app?.resume();
+      if (this.pausedForCaller) {
+        this.pausedForCaller = false;
+        if (!this.pausedForApp) this.socket.resume();
+        if (this.request === undefined && this.buffered !== undefined) this.parse();
+      }
     });
     socket.on('end', () => {
       // The caller's FIN: over TLS a client that leaves and one that half-closes look alike, and node:http
@@ -285,6 +296,13 @@ export class Http1Connection {
         !this.socket.destroyed &&
         !this.detached
       ) {
+        if (this.socket.writableNeedDrain) {
+          // Our answers are not being read: the next request waits for 'drain' (--response-write-timeout bounds it).
+          this.pausedForCaller = true;
+          this.socket.pause();
+          this.writeTimer ??= setTimeout(() => this.writeStalled(), this.limits.responseWriteTimeoutMs);
+          return;
+        }
         const { maxHeaderBytes, maxHeaderCount } = this.limits;
         const buffered = this.buffered;
         // Parsed only once its end has come: a head trickled in byte by byte is searched (natively) once per
@@ -897,7 +915,7 @@ export class Http1Connection {
       return;
     }
     this.pausedForApp = false;
-    if (this.socket.isPaused()) this.socket.resume();
+    if (this.socket.isPaused() && !this.pausedForCaller) this.socket.resume();
     if (this.buffered !== undefined) this.parse();
     else if (!this.parsing && !this.socket.destroyed) this.arm('idle');
   }
