@@ -752,7 +752,10 @@ export class Http1Connection {
         }
         break;
     }
-    const fields = downstreamResponseHeaders(head.rawHeaders);
+    // Content-Length is ours to write (RFC 9112 §6.3, RFC 9110 §8.6): one field, in our digits (an app's `010` or
+    // its repeats are not passed on), none on a 204; on a HEAD or 304 response the app's declared length.
+    if (head.contentLength !== undefined && head.status !== 204) framing = `content-length: ${head.contentLength}\r\n`;
+    const fields = downstreamResponseHeaders(head.rawHeaders, true);
     let text = `HTTP/1.1 ${head.status} ${nodeHttp.STATUS_CODES[head.status] ?? 'Unknown'}\r\n`;
     for (let i = 0; i < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
     text += framing;
@@ -833,7 +836,12 @@ export class Http1Connection {
   private responseDone(req: Request, appClean: boolean): void {
     const head = req.response as ResponseHead;
     const reusable =
-      appClean && head.keepAlive && req.bodyDone && req.relay !== 'rechunk' && req.relay !== 'until-close';
+      appClean &&
+      head.keepAlive &&
+      head.announcesBody === undefined &&
+      req.bodyDone &&
+      req.relay !== 'rechunk' &&
+      req.relay !== 'until-close';
     // Kept for this caller's next request; the pool's when the caller leaves.
     if (reusable) {
       this.appReusable = true;

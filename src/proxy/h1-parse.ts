@@ -58,6 +58,16 @@ export interface ResponseHead {
   readonly keepAlive: boolean;
   /** From `Keep-Alive: timeout=N` (seconds on the wire), in ms. */
   readonly keepAliveTimeoutMs?: number;
+  /**
+   * The Content-Length the app declared (its repeats agreeing), as a number: also on a bodiless response, where
+   * it describes the representation (HEAD, 304). The caller gets this number, written by us, not the app's text.
+   */
+  readonly contentLength?: number;
+  /**
+   * A response without a body (HEAD, 204, 304) whose framing fields announce one: an app that sends it anyway,
+   * late, would have it read as the next response on that connection, so the connection is not reused.
+   */
+  readonly announcesBody?: true;
   /** Bytes of the head, including any empty lines before it and the final CRLFCRLF. */
   readonly headBytes: number;
 }
@@ -474,6 +484,7 @@ export function parseResponseHead(
   if (fieldError) return fail(400, fieldError.reason);
 
   let body = UNTIL_CLOSE;
+  let declared: number | undefined;
   const lengths = framing.contentLengths;
   const bodiless = requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304;
   if (framing.codings !== undefined) {
@@ -487,6 +498,7 @@ export function parseResponseHead(
     for (let k = 1; k < lengths.length; k++)
       if (lengths[k] !== lengths[0]) return fail(400, 'duplicate_content_length');
     body = length > 0 ? { kind: 'length', length } : NO_BODY;
+    declared = length;
   }
   // Framing fields are still checked above on a bodiless response: they say the app is confused.
   if (bodiless) body = NO_BODY;
@@ -500,6 +512,8 @@ export function parseResponseHead(
   };
   const timeout = framing.keepAliveParams === undefined ? undefined : keepAliveTimeoutSeconds(framing.keepAliveParams);
   if (timeout !== undefined) head.keepAliveTimeoutMs = timeout * 1000;
+  if (declared !== undefined) head.contentLength = declared;
+  if (bodiless && ((declared ?? 0) > 0 || framing.codings !== undefined)) head.announcesBody = true;
   return head;
 }
 

@@ -232,6 +232,12 @@ function appendForwardable(
     if (dropTrace && (lower === 'traceparent' || lower === 'tracestate')) continue;
     // A valid traceparent travels; its tracestate only if it is valid too (W3C Trace Context §3.3).
     if (lower === 'tracestate' && !tracestateOk) continue;
+    // The length we framed the body by, in digits no parser can read otherwise: `010` is 10 to us, and 8 to an
+    // app that reads a leading 0 as octal (C's strtol with base 0).
+    if (lower === 'content-length' && rawHeaders[i + 1].charCodeAt(0) === 0x30 && rawHeaders[i + 1].length > 1) {
+      out.push(name, rawHeaders[i + 1].replace(/^0+(?=\d)/, ''));
+      continue;
+    }
     out.push(name, rawHeaders[i + 1]);
   }
   if (chunked) out.push('transfer-encoding', 'chunked');
@@ -255,15 +261,17 @@ function addConnectionListed(value: string, into: Set<string> | undefined): Set<
 /**
  * Response headers from the app, minus hop-by-hop ones and those its `Connection` field lists (framing
  * excepted: a listed Content-Length still frames the body we relay). The usual `Connection: keep-alive`
- * lists nothing more, so only a response that does pays for a second pass.
+ * lists nothing more, so only a response that does pays for a second pass. `ownLength`: Content-Length is left
+ * out too, for an engine that writes the framing itself (the raw HTTP/1.1 engine: one field, its own digits).
  */
-export function downstreamResponseHeaders(rawHeaders: readonly string[]): string[] {
+export function downstreamResponseHeaders(rawHeaders: readonly string[], ownLength = false): string[] {
   const out: string[] = [];
   let listed: Set<string> | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const lower = rawHeaders[i].toLowerCase();
-    if (!HOP_BY_HOP.has(lower)) out.push(rawHeaders[i], rawHeaders[i + 1]);
-    else if (lower === 'connection') listed = addConnectionListed(rawHeaders[i + 1], listed);
+    if (!HOP_BY_HOP.has(lower)) {
+      if (!(ownLength && lower === 'content-length')) out.push(rawHeaders[i], rawHeaders[i + 1]);
+    } else if (lower === 'connection') listed = addConnectionListed(rawHeaders[i + 1], listed);
   }
   if (listed === undefined) return out;
   const kept: string[] = [];

@@ -363,8 +363,29 @@ describe('parseResponseHead', () => {
       rawHeaders: ['Content-Length', '5', 'X', 'y'],
       body: { kind: 'length', length: 5 },
       keepAlive: true,
+      contentLength: 5,
       headBytes: text.length,
     });
+  });
+
+  it('a bodiless response keeps the length it declares, and says when its framing announces a body', () => {
+    const head = (text: string, method = 'GET') => parseResponseHead(Buffer.from(text), 16_384, method);
+    expect(head('HTTP/1.1 200 OK\r\nContent-Length: 0005\r\n\r\n', 'HEAD')).toMatchObject({
+      body: { kind: 'none' },
+      contentLength: 5,
+      announcesBody: true,
+    });
+    expect(head('HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n')).toMatchObject({
+      body: { kind: 'none' },
+      announcesBody: true,
+    });
+    for (const bodiless of [
+      'HTTP/1.1 204 No Content\r\n\r\n',
+      'HTTP/1.1 304 Not Modified\r\nContent-Length: 0\r\n\r\n',
+      'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
+    ]) {
+      expect(head(bodiless), bodiless).not.toHaveProperty('announcesBody');
+    }
   });
 
   it('every proper prefix of a valid head is incomplete', () => {
