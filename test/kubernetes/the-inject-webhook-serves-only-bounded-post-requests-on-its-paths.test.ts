@@ -133,6 +133,38 @@ describe('the inject webhook serves only bounded POST requests on its paths', ()
     expect(await streamed.closedMs).toBeLessThan(8000);
   });
 
+  it('holds at most 8 MiB of large bodies at once: the next large one is refused with 503, small reviews go on', async () => {
+    // Each announces a 2 MiB body. Node sends 100 Continue as it hands the request to the handler, and the handler
+    // takes the body's share at once: by the 100, the share is taken (or refused, the 503 right behind it). None of
+    // them sends its body, as a hostile client would not.
+    const announce = async () => {
+      const socket = connectTls({ host: '127.0.0.1', port: webhook.port, servername: WEBHOOK_DNS_NAME, ca: caPem });
+      socket.on('error', () => {});
+      await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+      let received = '';
+      socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+      socket.write(
+        `POST /inject HTTP/1.1\r\nHost: ${WEBHOOK_DNS_NAME}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${2 * 1024 * 1024}\r\nExpect: 100-continue\r\n\r\n`,
+      );
+      await expect.poll(() => received).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n/);
+      return { socket, received: () => received };
+    };
+    const holding = [];
+    for (let i = 0; i < 4; i++) holding.push(await announce());
+    const fifth = await announce();
+    await expect.poll(fifth.received).toMatch(/\r\n\r\nHTTP\/1\.1 503 [^]*"error":"too_many_large_bodies"/);
+    expect(fifth.received()).toMatch(/\r\nretry-after: 1\r\n/i);
+    // A real review is small: served while the large ones hold the budget.
+    expect((await callWebhook(webhook.port, caPem, { body: review() })).status).toBe(200);
+    // The first four were never refused: each still waits for its body.
+    for (const h of holding) expect(h.received()).toBe('HTTP/1.1 100 Continue\r\n\r\n');
+    // Their connections gone, their shares come back: a large review (padded to 1 MiB) is served again.
+    for (const h of [...holding, fifth]) h.socket.destroy();
+    const large = review().padEnd(1024 * 1024, ' ');
+    await expect.poll(async () => (await callWebhook(webhook.port, caPem, { body: large })).status).toBe(200);
+  });
+
   // With --request-timeout 1s both are cut within a second or two; the bound leaves room for a loaded
   // machine and still fails Node's default, which checks timeouts only every 30 s.
   it('cuts a client that sends its headers too slowly, and one that never starts TLS', async () => {
