@@ -36,6 +36,13 @@ const CALLER_FORWARDING_HEADERS = [
   'x-real-ip',
 ];
 
+/**
+ * The method-override convention (Express's method-override, Symfony, Laravel, ASP.NET Core): an app that follows
+ * it runs the method these name instead of the request line's, which is the one rules judged. A POST allowed where
+ * DELETE is denied must not reach such an app as a DELETE, so the caller's are removed like the identity headers.
+ */
+const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+
 /** The connection the request came on, for X-Forwarded-For and X-Forwarded-Proto. */
 export interface RequestOrigin {
   readonly address: string | undefined;
@@ -113,6 +120,7 @@ export function protectedNames(
     API_KEY_NAME_HEADER,
     REQUEST_ID_HEADER,
     ...CALLER_FORWARDING_HEADERS,
+    ...METHOD_OVERRIDE_HEADERS,
     ...policy.identityHeaders,
     policy.issuerHeader,
     policy.subjectHeader,

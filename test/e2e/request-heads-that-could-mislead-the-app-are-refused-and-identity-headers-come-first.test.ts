@@ -85,6 +85,18 @@ describe('request heads that could mislead the app', () => {
     expect(names).not.toContain('x-forwarded-host');
   });
 
+  it('a method override never reaches the app: it would run another method than the one rules judged', async () => {
+    const answer = await rawExchange(
+      'POST /sandboxes/1 HTTP/1.1\r\nhost: x\r\nX-HTTP-Method-Override: DELETE\r\nx_http_method: DELETE\r\n' +
+        'x-method-override: DELETE\r\ncontent-length: 0\r\nconnection: close\r\n\r\n',
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    const seen = s.app.seen.find((r) => r.url === '/sandboxes/1');
+    expect(seen?.method).toBe('POST');
+    const names = (seen?.rawHeaders ?? []).filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    expect(names.filter((n) => /method/.test(n))).toEqual(['x-auth-method']);
+  });
+
   it('over HTTP/2, more header fields than allowed get 431 on the stream', async () => {
     const before = s.app.seen.length;
     const session = http2.connect(`https://127.0.0.1:${s.sidecar.port}`, {
