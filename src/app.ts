@@ -291,8 +291,9 @@ export async function startSidecar(config: Config, log: Logger, role: 'alone' | 
 async function policyParser(config: Config): Promise<(text: string, label: string) => CompiledPolicy> {
   const { parsePolicy } = await import('./authz/policy-file.js');
   const taken = headerOwners(config);
+  const context = { issuers: (config.auth.tokens?.issuers ?? []).map((i) => i.name) };
   return (text, label) => {
-    const policy = parsePolicy(text, label);
+    const policy = parsePolicy(text, label, context);
     for (const mapping of policy.claimHeaders ?? []) {
       const owner = taken.get(mapping.header);
       if (owner)

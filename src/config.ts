@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { RUN_DEFAULTS as DEFAULTS } from './config/defaults.js';
 import { parseDuration } from './duration.js';
 import { isApiKeyPrefix } from './authn/api-keys.js';
+import { ISSUER_NAME_FORMAT } from './authn/identity.js';
 import { SidecarError } from './errors.js';
 import { type ClaimHeaderMapping, parseClaimHeaderFlag } from './proxy/claim-headers.js';
 import type { FileIdentityOptions } from './identity/file-source.js';
@@ -1026,7 +1027,7 @@ function parseTokens(raw: RawOptions): TokenAuthConfig {
   >();
   for (const value of raw['jwt-issuer'] ?? []) {
     const [name, issuer] = nameValue(value, 'jwt-issuer', 'NAME=ISSUER_URL, e.g. k8s=https://kubernetes.default.svc');
-    if (!/^[a-z0-9][a-z0-9-]*$/.test(name))
+    if (!ISSUER_NAME_FORMAT.test(name))
       invalid(`--jwt-issuer ${value}: the name must be lowercase letters, digits and -`);
     if (!issuer.startsWith('https://')) invalid(`--jwt-issuer ${value}: the issuer must be an https:// URL`);
     if (issuers.has(name)) invalid(`--jwt-issuer: "${name}" is given twice`);

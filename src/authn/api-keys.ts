@@ -11,7 +11,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { compilePathPattern } from '../path-match.js';
 import { SidecarError } from '../errors.js';
 import { type ApiKeyEntry, type ApiKeyUsage, type UsageRecord, usageRecords } from './api-key-usage.js';
-import type { KeyRoute, PeerIdentity, Rejection } from './identity.js';
+import { API_KEY_NAME_FORMAT, type KeyRoute, type PeerIdentity, type Rejection } from './identity.js';
 
 /** The default `--api-key-prefix`. */
 export const API_KEY_PREFIX = 'sk_';
@@ -19,7 +19,6 @@ export const API_KEY_PREFIX = 'sk_';
 export const API_KEY_HEADER = 'x-api-key';
 /** `--api-key-prefix` and `apikey new --prefix`: short enough to read, and always ending in `_`. */
 const PREFIX_FORMAT = /^[a-z][a-z0-9]{0,15}_$/;
-const NAME_FORMAT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const METHOD_FORMAT = /^(\*|[A-Z]{1,20})$/;
 
 /** How callers send a key: in `header`, or as `Authorization: Bearer <prefix>…` (`bearer` matches that). */
@@ -128,7 +127,7 @@ export function parseApiKeys(text: string, label: string, options: ParseApiKeysO
     const hex = (m as RegExpExecArray)[1];
     if (seen.has(hex)) bad('the same key is listed twice');
     seen.add(hex);
-    if (name === undefined || !NAME_FORMAT.test(name)) {
+    if (name === undefined || !API_KEY_NAME_FORMAT.test(name)) {
       bad('the name must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
     }
     let createdAt: number | undefined;
@@ -201,7 +200,7 @@ export function parseExpiry(text: string): number | undefined {
 
 /** Whether a name may bind a key (it is one field of the line). */
 export function isApiKeyName(name: string): boolean {
-  return NAME_FORMAT.test(name);
+  return API_KEY_NAME_FORMAT.test(name);
 }
 
 /** `METHOD:GLOB`, e.g. `POST:/invoke` or `*:/status/**`; returns an error message when invalid. */

@@ -45,6 +45,11 @@ export type AuthMethod = PeerIdentity['method'];
 /** Every method, in the order the README lists them. */
 export const AUTH_METHODS: readonly AuthMethod[] = ['mtls', 'jwt-svid', 'oidc', 'k8s-sa', 'api-key'];
 
+/** A `--jwt-issuer NAME=…` name: what token callers' `issuer` is, and what policy rules and `--allow-issuer` name. */
+export const ISSUER_NAME_FORMAT = /^[a-z0-9][a-z0-9-]*$/;
+/** An API key's name (the first field of its line in `--api-keys-file`): what policy rules name. */
+export const API_KEY_NAME_FORMAT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
 /** A route an API key may call: a method (or any) and a compiled path glob. */
 export interface KeyRoute {
   readonly method: string | '*';

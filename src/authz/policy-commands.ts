@@ -2,7 +2,7 @@
 // operators and CI: prints the decision, the rule behind it and the segments a path template bound; exit
 // status 0 allow, 3 deny. It also warns about deny rules that another spelling of the same path escapes (a
 // warning never changes the exit status).
-import type { PeerIdentity } from '../authn/identity.js';
+import { ISSUER_NAME_FORMAT, type PeerIdentity } from '../authn/identity.js';
 import { SidecarError } from '../errors.js';
 import { readFlagFile } from '../flag-file.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
@@ -52,6 +52,12 @@ function callerOf(options: Record<string, string | undefined>): PeerIdentity {
     if (claims === null || typeof claims !== 'object' || Array.isArray(claims))
       invalid('--claims must be a JSON object, e.g. \'{"sub":"x","realm_access":{"roles":["admin"]}}\'');
   }
+  // The caller's issuer is a --jwt-issuer name, never its URL: a check of another spelling would judge a caller the
+  // running sidecar never sees.
+  if (issuer !== undefined && !ISSUER_NAME_FORMAT.test(issuer))
+    invalid(
+      `--issuer ${JSON.stringify(issuer)}: give the --jwt-issuer NAME (lowercase letters, digits and -), e.g. keycloak`,
+    );
   const spiffeId = id === undefined ? undefined : callerId(id);
   if (spiffeId && !issuer && !claims) return { method: 'mtls', id: spiffeId, leafSha256: '' };
   if (spiffeId)

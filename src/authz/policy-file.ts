@@ -29,7 +29,7 @@
 //         - { segment: owner, equals: claims.sub }     # or id.segment[N], id.trust_domain, key.name
 //         - { segment: owner, in: [alice, bob] }       # fixed values; `segment: a/b` joins two bindings
 import { type Document, parseDocument, visit } from 'yaml';
-import { AUTH_METHODS, type AuthMethod } from '../authn/identity.js';
+import { API_KEY_NAME_FORMAT, AUTH_METHODS, type AuthMethod, ISSUER_NAME_FORMAT } from '../authn/identity.js';
 import { parseDuration } from '../duration.js';
 import { SidecarError } from '../errors.js';
 import { compileAllowRules, type IdMatcher } from '../spiffe/match.js';
@@ -41,6 +41,15 @@ import { compilePathTemplate, type PathTemplate } from './path-template.js';
 import { RateLimiter } from './rate-limiter.js';
 import { CALLER_VALUE_HOW, parseCallerValue, type ResourceCondition } from './resource-condition.js';
 import type { CallerConditions, CompiledRule, RulePathPattern } from './rule-engine.js';
+
+/**
+ * What the running sidecar knows that a rule's names must agree with. `issuers`: its `--jwt-issuer` names; a rule
+ * naming another could never match, and a deny rule that never matches lets through whom it was written to stop.
+ * Absent (`policy check`, which has no configuration): names are checked for their form only.
+ */
+export interface PolicyContext {
+  readonly issuers?: readonly string[];
+}
 
 export interface CompiledPolicy {
   readonly rules: readonly CompiledRule[];
@@ -136,7 +145,25 @@ function compileCertificate(bad: Bad, where: string, value: unknown): IdMatcher 
   return compileIds(bad, `${where}.ids`, v.ids);
 }
 
-function compileCallers(bad: Bad, where: string, value: unknown): CallerConditions {
+/** Why `name` in `callers.issuers` could never match a token caller, if it could not. */
+function issuerNameProblem(name: string, known: readonly string[] | undefined): string | undefined {
+  const lower = name.toLowerCase();
+  const hint = lower !== name && (known === undefined || known.includes(lower)) ? ` (did you mean "${lower}"?)` : '';
+  if (!ISSUER_NAME_FORMAT.test(name))
+    return `"${name}" is not a --jwt-issuer name (lowercase letters, digits and -, e.g. keycloak, not its URL)${hint}: the rule could never match`;
+  if (known === undefined || known.includes(name)) return undefined;
+  return known.length === 0
+    ? `no --jwt-issuer is configured, so a rule naming "${name}" could never match`
+    : `no --jwt-issuer named "${name}" (configured: ${known.join(', ')}): the rule could never match`;
+}
+
+function apiKeyNameProblem(name: string): string | undefined {
+  if (API_KEY_NAME_FORMAT.test(name)) return undefined;
+  const bare = name.startsWith('api-key:') ? ` (write ${name.slice('api-key:'.length)}, without "api-key:")` : '';
+  return `"${name}" is not an API key name, the NAME of its line in --api-keys-file (1-63 letters, digits, ".", "_" or "-")${bare}: the rule could never match`;
+}
+
+function compileCallers(bad: Bad, where: string, value: unknown, context: PolicyContext): CallerConditions {
   if (!isObject(value)) bad(where, 'expected a mapping with ids, certificate, issuers, api_keys, auth or claims');
   const v = value as Record<string, unknown>;
   onlyKeys(bad, where, v, ['ids', 'certificate', 'issuers', 'api_keys', 'auth', 'claims']);
@@ -144,8 +171,12 @@ function compileCallers(bad: Bad, where: string, value: unknown): CallerConditio
   const out: CallerConditions = {};
   if (v.ids !== undefined) out.ids = compileIds(bad, `${where}.ids`, v.ids);
   if (v.certificate !== undefined) out.certificate = compileCertificate(bad, `${where}.certificate`, v.certificate);
-  if (v.issuers !== undefined) out.issuers = new Set(stringList(bad, `${where}.issuers`, v.issuers));
-  if (v.api_keys !== undefined) out.apiKeys = new Set(stringList(bad, `${where}.api_keys`, v.api_keys));
+  if (v.issuers !== undefined) {
+    const check = (name: string) => issuerNameProblem(name, context.issuers);
+    out.issuers = new Set(stringList(bad, `${where}.issuers`, v.issuers, check));
+  }
+  if (v.api_keys !== undefined)
+    out.apiKeys = new Set(stringList(bad, `${where}.api_keys`, v.api_keys, apiKeyNameProblem));
   if (v.auth !== undefined) {
     const check = (s: string) =>
       (AUTH_METHODS as readonly string[]).includes(s) || Object.hasOwn(AUTH_ALIASES, s)
@@ -281,7 +312,13 @@ function compileWhere(
   });
 }
 
-function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>): CompiledRule {
+function compileRule(
+  bad: Bad,
+  where: string,
+  value: unknown,
+  names: Set<string>,
+  context: PolicyContext,
+): CompiledRule {
   if (!isObject(value)) bad(where, 'expected a mapping with name, effect, and optionally methods, path, callers');
   const v = value as Record<string, unknown>;
   onlyKeys(bad, where, v, ['name', 'description', 'effect', 'methods', 'path', 'callers', 'where', 'rate_limit']);
@@ -301,7 +338,7 @@ function compileRule(bad: Bad, where: string, value: unknown, names: Set<string>
     rule.methods = new Set(methods);
   }
   if (v.path !== undefined) Object.assign(rule, compilePath(bad, `${where}.path`, v.path));
-  if (v.callers !== undefined) rule.callers = compileCallers(bad, `${where}.callers`, v.callers);
+  if (v.callers !== undefined) rule.callers = compileCallers(bad, `${where}.callers`, v.callers, context);
   if (v.where !== undefined) rule.where = compileWhere(bad, `${where}.where`, v.where, rule.template);
   if (rule.where && rule.effect === 'allow') pinWhere(bad, `${where}.where`, rule);
   if (v.rate_limit !== undefined) {
@@ -350,7 +387,7 @@ function placeOf(doc: Document, text: string, where: string): string {
 }
 
 /** Parses and compiles a policy document (YAML or JSON text). */
-export function parsePolicy(text: string, label: string): CompiledPolicy {
+export function parsePolicy(text: string, label: string, context: PolicyContext = {}): CompiledPolicy {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   const refuse: Refuse = (message, at) => {
     throw new SidecarError('ERR_POLICY_INVALID', `${label}: ${message}${placeOf(doc, text, at)}`);
@@ -383,7 +420,7 @@ export function parsePolicy(text: string, label: string): CompiledPolicy {
     bad('rules', 'expected a non-empty list of rules (with no rules every request is denied: say so with a deny rule)');
   }
   const names = new Set<string>();
-  const rules = (root.rules as unknown[]).map((r, i) => compileRule(bad, `rules[${i}]`, r, names));
+  const rules = (root.rules as unknown[]).map((r, i) => compileRule(bad, `rules[${i}]`, r, names, context));
   if (root.claim_headers === undefined) return { rules };
   return { rules, claimHeaders: compileClaimHeaderMap(bad, refuse, root.claim_headers) };
 }
