@@ -172,7 +172,7 @@ export class RequestAdmission {
    */
   admit(head: RequestHead): Admission | Promise<Admission> {
     const { auth, log, metrics, maxHeaderCount } = this.options;
-    const malformed = checkRequestHead(head.rawHeaders, maxHeaderCount);
+    const malformed = checkRequestHead(head.rawHeaders, maxHeaderCount, head.url);
     if (malformed) {
       logRequestRefused(log, metrics, malformed.reason, malformed.status, head.socket.remoteAddress);
       return { admitted: false, answer: answer(malformed.status, malformed.reason) };

@@ -7,10 +7,17 @@ export interface HeadRefusal {
   readonly reason:
     | 'too_many_headers'
     | 'duplicate_host'
+    | 'bad_host'
+    | 'authority_mismatch'
     | 'duplicate_authorization'
     | 'bad_transfer_encoding'
     | 'unsupported_transfer_coding';
 }
+
+/** A Host value: a host name (unreserved characters) or an IP literal, and an optional port. */
+const HOST_VALUE = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+/** The authority of an absolute-form request-target (with userinfo or escapes, it matches no valid Host). */
+const ABSOLUTE_AUTHORITY = /^https?:\/\/([^/?#]*)/i;
 
 /**
  * `rawHeaders`: Node's flat [name, value, ...] list (for HTTP/2, without pseudo-headers).
@@ -18,19 +25,30 @@ export interface HeadRefusal {
  *   headers go first, but an app with a lower limit must not be made to miss them (and nothing needs 100).
  * - Two `Host` fields (RFC 9112 §3.2) or two `Authorization` fields (a singleton field, RFC 9110 §11.6.2:
  *   the app could read the one we did not check): 400.
+ * - A `Host` that is not a host name or IP literal with an optional port (RFC 9112 §3.2: 400), such as
+ *   `a b/../c`; and one that is not the authority of an absolute-form `target` (`GET http://b/ HTTP/1.1` with
+ *   `Host: a`): RFC 9112 §3.2.2 has the target's win, some frameworks take the one, some the other.
  * - A transfer coding other than one `chunked` (RFC 9112 §6.1: 501): we would forward the body de-chunked
  *   but still coded, and the app would read compressed bytes as the body.
  */
-export function checkRequestHead(rawHeaders: readonly string[], maxHeaderCount: number): HeadRefusal | undefined {
+export function checkRequestHead(
+  rawHeaders: readonly string[],
+  maxHeaderCount: number,
+  target?: string,
+): HeadRefusal | undefined {
   if (rawHeaders.length > 2 * maxHeaderCount) return { status: 431, reason: 'too_many_headers' };
   let hosts = 0;
+  let host: string | undefined;
   let authorizations = 0;
   let codings: string[] | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     // Only names of these lengths can match: most fields are passed over without lower-casing them.
     if (name.length === 4) {
-      if (name.toLowerCase() === 'host') hosts++;
+      if (name.toLowerCase() === 'host') {
+        hosts++;
+        host = rawHeaders[i + 1];
+      }
     } else if (name.length === 13) {
       if (name.toLowerCase() === 'authorization') authorizations++;
     } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
@@ -39,6 +57,14 @@ export function checkRequestHead(rawHeaders: readonly string[], maxHeaderCount: 
     }
   }
   if (hosts > 1) return { status: 400, reason: 'duplicate_host' };
+  // Empty is a Host's value for a target without an authority (RFC 9112 §3.2); anything else must be one.
+  if (host !== undefined && host !== '' && !HOST_VALUE.test(host)) return { status: 400, reason: 'bad_host' };
+  if (target !== undefined && target.charCodeAt(0) !== 0x2f && target !== '*') {
+    const authority = ABSOLUTE_AUTHORITY.exec(target)?.[1];
+    if (authority !== undefined && authority.toLowerCase() !== (host ?? '').toLowerCase()) {
+      return { status: 400, reason: 'authority_mismatch' };
+    }
+  }
   if (authorizations > 1) return { status: 400, reason: 'duplicate_authorization' };
   if (codings !== undefined && (codings.length !== 1 || codings[0] !== 'chunked')) {
     return codings.every((c) => c === 'chunked')

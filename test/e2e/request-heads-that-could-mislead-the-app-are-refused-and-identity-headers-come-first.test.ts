@@ -52,6 +52,22 @@ describe('request heads that could mislead the app', () => {
     expect(s.app.seen.length).toBe(before);
   });
 
+  it('a Host that is no host, or one an absolute-form target contradicts, gets 400', async () => {
+    const before = s.app.seen.length;
+    const bad = await rawExchange('GET /h HTTP/1.1\r\nhost: a b/../c\r\n\r\n');
+    expect(bad).toMatch(/^HTTP\/1\.1 400 /);
+    expect(bad).toContain('"reason":"bad_host"');
+    const mismatch = await rawExchange('GET http://evil.example/abs HTTP/1.1\r\nhost: good.example\r\n\r\n');
+    expect(mismatch).toMatch(/^HTTP\/1\.1 400 /);
+    expect(mismatch).toContain('"reason":"authority_mismatch"');
+    expect(s.app.seen.length).toBe(before);
+    // The same target with its own Host passes.
+    const agreed = await rawExchange(
+      'GET http://good.example/abs HTTP/1.1\r\nhost: Good.Example\r\nconnection: close\r\n\r\n',
+    );
+    expect(agreed).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
   it('Transfer-Encoding: gzip, chunked gets 501: the app would read compressed bytes as the body', async () => {
     const before = s.app.seen.length;
     const answer = await rawExchange(

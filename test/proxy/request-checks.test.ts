@@ -69,3 +69,42 @@ describe('checkRequestHead', () => {
     expect(checkRequestHead(raw, max)).toEqual(expected);
   });
 });
+
+describe('checkRequestHead: the Host value, and an absolute-form target', () => {
+  it.each([
+    ['a name', 'app.example'],
+    ['a name and port', 'app.example:8443'],
+    ['unreserved characters', 'my_app-1.svc~x'],
+    ['an IPv4 address', '10.0.0.1:80'],
+    ['an IPv6 literal', '[::1]:8443'],
+    ['empty (a target without an authority)', ''],
+  ])('accepts %s', (_what, host) => {
+    expect(checkRequestHead(['Host', host], 100)).toBeUndefined();
+  });
+
+  it.each([
+    ['a space and a path', 'a b/../c'],
+    ['a slash', 'app/admin'],
+    ['userinfo', 'user@app'],
+    ['a percent escape', 'app%2eexample'],
+    ['a port that is not digits', 'app:http'],
+    ['a port of six digits', 'app:123456'],
+    ['an unclosed IP literal', '[::1'],
+    ['a comma list', 'a,b'],
+  ])('refuses %s with 400 bad_host', (_what, host) => {
+    expect(checkRequestHead(['Host', host], 100)).toEqual({ status: 400, reason: 'bad_host' });
+  });
+
+  it('an absolute-form target must name the Host it comes with, in any letter case', () => {
+    const host = (value: string, target: string) => checkRequestHead(['Host', value], 100, target);
+    expect(host('good.example', 'http://good.example/x')).toBeUndefined();
+    expect(host('Good.Example:8443', 'https://good.example:8443/x?y')).toBeUndefined();
+    expect(host('good.example', '/x')).toBeUndefined();
+    expect(host('good.example', '*')).toBeUndefined();
+    for (const target of ['http://evil.example/abs', 'http://good.example:80/x', 'https://good.example.evil/']) {
+      expect(host('good.example', target), target).toEqual({ status: 400, reason: 'authority_mismatch' });
+    }
+    // HTTP/1.0 may leave Host out: the target's authority then has no Host to agree with.
+    expect(checkRequestHead([], 100, 'http://good.example/')).toEqual({ status: 400, reason: 'authority_mismatch' });
+  });
+});
