@@ -6,11 +6,13 @@
 // app that decodes `%2F`, resolves `..` or merges `//` would route `/public/../admin` to a place the
 // rule never saw. So the policy matches a normal form (RFC 3986 §6.2.2: unreserved characters decoded,
 // other escapes upper-cased) and refuses what has no unambiguous one: dot segments, empty segments,
-// encoded `/` `\` and NUL, backslashes, `;` (path parameters), and anything not starting with `/`.
+// encoded `/` `\` and control characters, backslashes, `;` (path parameters), and anything not starting with `/`.
+// A control character (`/admin%0A`) is a path no rule names, which an app that trims what it decodes, or matches
+// with a `$` that also matches before a final newline (Python's re), routes to `/admin`.
 
 /** Percent-encoded bytes of unreserved characters (RFC 3986 §2.3) are decoded; these must stay escaped. */
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-const FORBIDDEN_ESCAPES = new Set(['2F', '5C', '00', '3B']);
+const FORBIDDEN_ESCAPES = new Set(['2F', '5C', '3B']);
 
 /** Visible ASCII only (RFC 3986 §2: a path is ASCII; anything else is percent-encoded). */
 const VISIBLE_ASCII = /^[\x21-\x7e]*$/;
@@ -34,7 +36,9 @@ export function normalizeRequestPath(target: string): string | undefined {
     }
     const hex = raw.slice(i + 1, i + 3).toUpperCase();
     if (!/^[0-9A-F]{2}$/.test(hex) || FORBIDDEN_ESCAPES.has(hex)) return undefined;
-    const decoded = String.fromCharCode(Number.parseInt(hex, 16));
+    const code = Number.parseInt(hex, 16);
+    if (code < 0x20 || code === 0x7f) return undefined;
+    const decoded = String.fromCharCode(code);
     path += UNRESERVED.test(decoded) ? decoded : `%${hex}`;
     i += 2;
   }

@@ -60,6 +60,17 @@ describe('a request target has one normal form, or is refused', () => {
     ['/a%5Cb', undefined],
     ['/a%5cb', undefined],
     ['/a%00', undefined],
+    // encoded control characters: `/admin%0A` is `/admin` to an app that trims, or to Python's `$`
+    ['/admin%0A', undefined],
+    ['/admin%0a', undefined],
+    ['/admin%09', undefined],
+    ['/admin%0D', undefined],
+    ['/admin%1f', undefined],
+    ['/admin%7F', undefined],
+    // the escapes around them are still paths: a space and `!` stay escaped, `~` is decoded
+    ['/a%20b', '/a%20b'],
+    ['/a%21', '/a%21'],
+    ['/a%7e', '/a~'],
     // backslash, fragment, bad escapes
     ['/a\\b', undefined],
     ['\\a', undefined],

@@ -251,20 +251,30 @@ function compileSegment(bad: Bad, at: string, value: unknown, template: PathTemp
 /**
  * A value compared in an allow rule's `where` must come from one namespace of names: a `sub` of one issuer
  * can equal another issuer's (bob at A, someone else at B), a SPIFFE ID path the same in two trust domains.
- * So `claims.*` needs `callers.issuers` with exactly one issuer, and `id.segment[N]` needs `callers.ids`.
+ * So `claims.*` needs `callers.issuers` with exactly one issuer, and `id.segment[N]` needs `callers.ids` whose
+ * rules all name one trust domain (`idRules`: their text).
  */
-function pinWhere(bad: Bad, where: string, rule: CompiledRule): void {
+function pinWhere(bad: Bad, where: string, rule: CompiledRule, idRules: readonly string[] | undefined): void {
   const refs = (rule.where ?? []).flatMap((c) => ('equals' in c && c.equals ? [c.equals] : []));
   if (refs.some((r) => r.kind === 'claim') && rule.callers?.issuers?.size !== 1)
     bad(
       where,
       'claims.* compares with a token of one issuer: add callers.issuers with exactly that issuer (the same sub can belong to someone else at another issuer)',
     );
-  if (refs.some((r) => r.kind === 'id_segment') && rule.callers?.ids === undefined)
-    bad(
-      where,
-      'id.segment[N] compares with a SPIFFE ID: add callers.ids naming the trust domain (the same path can belong to another trust domain)',
-    );
+  if (refs.some((r) => r.kind === 'id_segment')) {
+    if (rule.callers?.ids === undefined || idRules === undefined)
+      bad(
+        where,
+        'id.segment[N] compares with a SPIFFE ID: add callers.ids naming the trust domain (the same path can belong to another trust domain)',
+      );
+    // `spiffe://TD/…`: the rules are valid allow rules by now, so the trust domain is what precedes the path.
+    const domains = [...new Set((idRules as readonly string[]).map((r) => r.slice('spiffe://'.length).split('/')[0]))];
+    if (domains.length !== 1)
+      bad(
+        where,
+        `id.segment[N] compares with a SPIFFE ID of one trust domain, but callers.ids names ${domains.join(', ')}: split the rule per trust domain (the same path can belong to a workload of each)`,
+      );
+  }
 }
 
 function compileWhere(
@@ -340,7 +350,10 @@ function compileRule(
   if (v.path !== undefined) Object.assign(rule, compilePath(bad, `${where}.path`, v.path));
   if (v.callers !== undefined) rule.callers = compileCallers(bad, `${where}.callers`, v.callers, context);
   if (v.where !== undefined) rule.where = compileWhere(bad, `${where}.where`, v.where, rule.template);
-  if (rule.where && rule.effect === 'allow') pinWhere(bad, `${where}.where`, rule);
+  if (rule.where && rule.effect === 'allow') {
+    const ids = (v.callers as { ids?: unknown } | undefined)?.ids;
+    pinWhere(bad, `${where}.where`, rule, Array.isArray(ids) ? (ids as string[]) : undefined);
+  }
   if (v.rate_limit !== undefined) {
     if (rule.effect !== 'allow') bad(`${where}.rate_limit`, 'only an allow rule can be rate limited');
     rule.limiter = compileRateLimit(bad, `${where}.rate_limit`, v.rate_limit);

@@ -167,6 +167,15 @@ describe('a policy file refuses, naming the place and its line', () => {
       'rules[0].where: id.segment[N] compares with a SPIFFE ID: add callers.ids naming the trust domain',
       7,
     ],
+    [
+      // partner.org's /ns/prod/sa/x would be allowed on /namespaces/prod, which names example.org's namespace.
+      'id.segment in an allow rule whose callers.ids name two trust domains',
+      `version: 1\nrules:\n  - name: namespaces\n    effect: allow\n    path: { template: '/namespaces/{ns}/**' }\n` +
+        `    callers: { ids: ['spiffe://example.org/ns/*/sa/*', 'spiffe://partner.org/ns/*/sa/*'] }\n` +
+        `    where:\n      - { segment: ns, equals: 'id.segment[1]' }\n`,
+      'rules[0].where: id.segment[N] compares with a SPIFFE ID of one trust domain, but callers.ids names example.org, partner.org',
+      8,
+    ],
   ];
   it.each(cases)('%s', (_what, yaml, message, line) => {
     const err = refusal(yaml);

@@ -54,8 +54,14 @@ const NAMESPACES: Rule = {
   name: 'namespaces',
   effect: 'allow',
   path: { template: '/namespaces/{ns}/**' },
-  callers: { ids: ['spiffe://example.org/ns/*/sa/*', 'spiffe://cluster.local/ns/*/sa/*'] },
+  callers: { ids: ['spiffe://example.org/ns/*/sa/*'] },
   where: [{ segment: 'ns', equals: 'id.segment[1]' }],
+};
+/** The same for Kubernetes service accounts: one trust domain per rule (a namespace of each is another's). */
+const NAMESPACES_K8S: Rule = {
+  ...NAMESPACES,
+  name: 'namespaces-k8s',
+  callers: { ids: ['spiffe://cluster.local/ns/*/sa/*'] },
 };
 const KEYS: Rule = {
   name: 'keys',
@@ -126,10 +132,16 @@ describe('where: each kind of caller reaches only its own resources', () => {
       ['GET', '/namespaces/dev'],
       allow('namespaces'),
     ],
-    ['k8s-sa: its namespace', [NAMESPACES], k8s('prod', 'builder'), ['PUT', '/namespaces/prod/x'], allow('namespaces')],
+    [
+      'k8s-sa: its namespace',
+      [NAMESPACES_K8S],
+      k8s('prod', 'builder'),
+      ['PUT', '/namespaces/prod/x'],
+      allow('namespaces-k8s'),
+    ],
     [
       'k8s-sa: another namespace',
-      [NAMESPACES],
+      [NAMESPACES_K8S],
       k8s('prod', 'builder'),
       ['PUT', '/namespaces/kube-system/x'],
       deny('resource_mismatch'),
