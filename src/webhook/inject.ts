@@ -94,6 +94,29 @@ export function decideInjection(
         message: `spiffe-sidecar: annotation ${ANNOTATIONS.appPort} ${settings.appPort} is a port of the sidecar itself; the app must listen on another port`,
       };
     }
+    // Outbound routes listen on the pod's loopback: a port the sidecar, the app or another container has, or
+    // another route's, would be admitted and then fail to bind (or take the app's port first).
+    const routePorts = new Set<number>();
+    for (const { route } of settings.outbound) {
+      const listen = route.slice(0, route.indexOf('='));
+      const p = Number(listen.slice(listen.lastIndexOf(':') + 1));
+      const clash = routePorts.has(p)
+        ? 'also the LISTEN port of another route'
+        : p === settings.port || p === template.adminPort
+          ? "the sidecar's own"
+          : p === settings.appPort
+            ? `the app's (annotation ${ANNOTATIONS.appPort})`
+            : taken.has(p)
+              ? 'declared by a container of the pod'
+              : undefined;
+      if (p !== 0 && clash !== undefined) {
+        return {
+          kind: 'deny',
+          message: `spiffe-sidecar: annotation ${ANNOTATIONS.outbound}: LISTEN port ${p} is ${clash}; give each route a port of its own`,
+        };
+      }
+      routePorts.add(p);
+    }
     // A token for the API server's own audience would let the remote act as the pod's service account
     // against the API server: a route's token is for the remote alone.
     const apiAudiences = new Set([template.k8sIssuer, template.k8sTokenAudience, ...API_SERVER_AUDIENCES]);

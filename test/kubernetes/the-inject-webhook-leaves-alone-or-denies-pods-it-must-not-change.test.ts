@@ -170,6 +170,31 @@ describe('the inject webhook denies bad annotations with a message that names th
     ['TokenReview outside JWT mode', { 'spiffe-sidecar.io/token-review': 'true' }, /TokenReview is for jwt mode/],
     ['the sidecar port as the app port', { 'spiffe-sidecar.io/app-port': '8443' }, /port of the sidecar itself/],
     ['the admin port as the sidecar port', { 'spiffe-sidecar.io/port': '15020' }, /is the sidecar's admin port/],
+    // Run as UID 65532 without capabilities, the sidecar cannot bind it where the node keeps the default 1024.
+    ['a sidecar port below 1024', { 'spiffe-sidecar.io/port': '443' }, /port: "443": below 1024.*pick 1024 or above/],
+    [
+      "an outbound route on the sidecar's port",
+      { 'spiffe-sidecar.io/outbound': '127.0.0.1:8443=https://o.s.svc:1,id=spiffe://td/o' },
+      /outbound: LISTEN port 8443 is the sidecar's own/,
+    ],
+    [
+      "an outbound route on the sidecar's admin port",
+      { 'spiffe-sidecar.io/outbound': '127.0.0.1:15020=https://o.s.svc:1,id=spiffe://td/o' },
+      /LISTEN port 15020 is the sidecar's own/,
+    ],
+    [
+      "an outbound route on the app's port",
+      { 'spiffe-sidecar.io/outbound': '127.0.0.1:8080=https://o.s.svc:1,id=spiffe://td/o' },
+      /LISTEN port 8080 is the app's \(annotation spiffe-sidecar.io\/app-port\)/,
+    ],
+    [
+      'two outbound routes on one port',
+      {
+        'spiffe-sidecar.io/outbound':
+          '127.0.0.1:15001=https://o.s.svc:1,id=spiffe://td/o 127.0.0.1:15001=https://p.s.svc:1,id=spiffe://td/p',
+      },
+      /LISTEN port 15001 is also the LISTEN port of another route/,
+    ],
     [
       'an over-long value',
       { 'spiffe-sidecar.io/allow': `spiffe://example.org/${'a'.repeat(9000)}` },
@@ -190,6 +215,13 @@ describe('the inject webhook denies bad annotations with a message that names th
     expect(
       await expectDenied(VALID, { containers: [{ ...app, ports: [{ containerPort: 15020, protocol: 'TCP' }] }] }),
     ).toMatch(/port 15020 \(spiffe-admin\) is already used.*annotation spiffe-sidecar.io\/port/);
+    // A route's port that a container of the pod declares (a metrics port, say) is taken too.
+    expect(
+      await expectDenied(
+        { ...VALID, 'spiffe-sidecar.io/outbound': '127.0.0.1:9090=https://o.s.svc:1,id=spiffe://td/o' },
+        { containers: [{ ...app, ports: [{ containerPort: 9090, protocol: 'TCP' }] }] },
+      ),
+    ).toMatch(/LISTEN port 9090 is declared by a container of the pod/);
     expect(
       await expectDenied(VALID, {
         volumes: [{ name: 'spiffe-sidecar-workload-api', emptyDir: {} }],
