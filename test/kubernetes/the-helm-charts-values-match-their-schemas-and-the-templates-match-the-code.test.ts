@@ -121,6 +121,14 @@ describe('the injector chart', () => {
       /^\{\{- if eq \(include "spiffe-sidecar.certificateSource" \.\) "job" \}\}/,
     );
     expect(all.get('_helpers.tpl')).toContain('.Capabilities.APIVersions.Has "cert-manager.io/v1"');
+    // A CA of the chart's own signs the serving certificate, and the API server trusts that CA: a renewal of the
+    // serving certificate changes nothing it trusts (signed by a self-signed Issuer, each would replace it).
+    const certManager = all.get('certificate-cert-manager.yaml') as string;
+    expect(certManager).toMatch(/name: \{\{ include "spiffe-sidecar\.name" \. \}\}-ca\n[\s\S]*isCA: true/);
+    expect(certManager).toMatch(/ca:\n\s+secretName: \{\{ include "spiffe-sidecar\.name" \. \}\}-ca/);
+    expect(all.get('mutatingwebhookconfiguration.yaml')).toMatch(
+      /cert-manager\.io\/inject-ca-from: \{\{ \.Release\.Namespace \}\}\/\{\{ include "spiffe-sidecar\.name" \. \}\}-ca\n/,
+    );
     expect(all.get('deployment.yaml')).toMatch(
       /- \{ key: tls\.crt, path: tls\.crt \}[\s\S]*- \{ key: cert, path: tls\.crt \}/,
     );

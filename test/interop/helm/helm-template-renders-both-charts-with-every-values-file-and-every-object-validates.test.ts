@@ -161,7 +161,12 @@ const CERTGEN = [
   `RoleBinding/${NAME}-certgen`,
   `ServiceAccount/${NAME}-certgen`,
 ];
-const CERT_MANAGER_OBJECTS = [`Certificate/${NAME}`, `Issuer/${NAME}`];
+const CERT_MANAGER_OBJECTS = [
+  `Certificate/${NAME}`,
+  `Certificate/${NAME}-ca`,
+  `Issuer/${NAME}`,
+  `Issuer/${NAME}-selfsigned`,
+];
 
 /** Every value the defaults leave empty, set: pull secrets, scheduling, a sidecar image of its own, the token audience. */
 const EVERYTHING_SET = {
@@ -316,9 +321,15 @@ describe('helm template renders the injector chart', () => {
       const certificate = find(objects, 'Certificate', NAME);
       expect(certificate.spec.secretName).toBe(secretName);
       expect(certificate.spec.dnsNames).toContain(dialed);
-      find(objects, 'Issuer', certificate.spec.issuerRef.name);
+      // Issued by a CA of the chart's own, which the API server trusts: a renewal of the serving certificate leaves
+      // the trust anchor as it was (issued by a self-signed Issuer, each renewal would replace it).
+      const issuer = find(objects, 'Issuer', certificate.spec.issuerRef.name);
+      const ca = find(objects, 'Certificate', `${NAME}-ca`);
+      expect(ca.spec.isCA).toBe(true);
+      expect(issuer.spec.ca.secretName).toBe(ca.spec.secretName);
+      expect(find(objects, 'Issuer', ca.spec.issuerRef.name).spec.selfSigned).toEqual({});
       expect(keys).toEqual(['tls.crt', 'tls.key']);
-      expect(mwc.metadata.annotations['cert-manager.io/inject-ca-from']).toBe(`${NS}/${certificate.metadata.name}`);
+      expect(mwc.metadata.annotations['cert-manager.io/inject-ca-from']).toBe(`${NS}/${ca.metadata.name}`);
     } else {
       const pre = find(objects, 'Job', `${NAME}-certgen-pre`);
       const post = find(objects, 'Job', `${NAME}-certgen-post`);
