@@ -15,7 +15,8 @@ export const PROTECTED_NAMESPACES: readonly string[] = ['kube-system'];
 /** The API server's usual audiences (beyond --k8s-issuer and --k8s-token-audience): never a route's token. */
 const API_SERVER_AUDIENCES = ['https://kubernetes.default.svc', 'https://kubernetes.default.svc.cluster.local'];
 
-export type SkipReason = 'not_requested' | 'opted_out' | 'already_injected' | 'host_network' | 'protected_namespace';
+export type SkipReason =
+  'not_requested' | 'opted_out' | 'already_injected' | 'host_network' | 'windows_pod' | 'protected_namespace';
 
 export type InjectDecision =
   | { kind: 'patch'; patch: AddOperation[]; settings: PodSidecarSettings }
@@ -55,8 +56,14 @@ export function decideInjection(
     if (!injectionRequested(annotations, namespaceOptIn)) {
       return { kind: 'skip', reason: namespaceOptIn ? 'opted_out' : 'not_requested' };
     }
-    if (hasSidecar(pod) || annotations[ANNOTATIONS.status] !== undefined) {
-      return { kind: 'skip', reason: 'already_injected' };
+    if (annotations[ANNOTATIONS.status] !== undefined) return { kind: 'skip', reason: 'already_injected' };
+    if (hasSidecar(pod)) {
+      // Not ours (no status annotation): the pod asked for a sidecar and will run without the one it asked for.
+      return {
+        kind: 'skip',
+        reason: 'already_injected',
+        warning: `spiffe-sidecar: not injected: the pod already has a container named ${SIDECAR_CONTAINER_NAME}`,
+      };
     }
     if (pod.spec?.hostNetwork === true) {
       // The sidecar's ports would be the node's ports, and its callers every process on the node.
@@ -64,6 +71,14 @@ export function decideInjection(
         kind: 'skip',
         reason: 'host_network',
         warning: 'spiffe-sidecar: not injected into a hostNetwork pod (its ports would be the node ports)',
+      };
+    }
+    if (pod.spec?.os?.name === 'windows') {
+      // The image and the security context the sidecar gets are Linux's: the API server would refuse the pod.
+      return {
+        kind: 'skip',
+        reason: 'windows_pod',
+        warning: 'spiffe-sidecar: not injected into a Windows pod (the sidecar runs on Linux nodes only)',
       };
     }
     if (!Array.isArray(pod.spec?.containers) || pod.spec.containers.length === 0) {

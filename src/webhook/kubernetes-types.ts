@@ -68,6 +68,7 @@ export interface Pod {
   metadata?: { name?: string; generateName?: string; namespace?: string; annotations?: Record<string, unknown> };
   spec?: {
     hostNetwork?: boolean;
+    os?: { name?: unknown };
     containers?: Partial<Container>[];
     initContainers?: Partial<Container>[];
     ephemeralContainers?: Partial<Container>[];

@@ -86,12 +86,18 @@ describe('the inject webhook leaves alone the pods it must not change', () => {
     const own = deploymentPod(VALID, {
       containers: [...pod.spec.containers, { name: 'spiffe-sidecar', image: 'ghcr.io/example/own:1' }],
     });
-    await expectUnchanged(own);
+    // Not ours: the pod asked for a sidecar it will not get, which its author should hear of.
+    expect((await expectUnchanged(own)).response.warnings?.[0]).toMatch(/already has a container named spiffe-sidecar/);
+    // Ours (the status annotation says so): nothing to say.
+    expect((await expectUnchanged(injected)).response.warnings).toBeUndefined();
   });
 
   it('hostNetwork pods and kube-system are skipped, with a warning when they asked', async () => {
     const hostNetwork = await expectUnchanged(deploymentPod(VALID, { hostNetwork: true }));
     expect(hostNetwork.response.warnings?.[0]).toMatch(/hostNetwork/);
+    // A Windows pod would get a Linux image and a Linux security context, which the API server refuses.
+    const windows = await expectUnchanged(deploymentPod(VALID, { os: { name: 'windows' } }));
+    expect(windows.response.warnings?.[0]).toMatch(/Windows pod/);
     const system = await expectUnchanged(deploymentPod(VALID), { namespace: 'kube-system' });
     expect(system.response.warnings?.[0]).toMatch(/kube-system/);
     await expectUnchanged(deploymentPod(VALID), { namespace: 'kube-system', path: '/inject-namespace' });
