@@ -359,6 +359,12 @@ describe('helm template renders the injector chart', () => {
       }
       const clusterRole = find(objects, 'ClusterRole', `${NAME}-certgen`);
       expect(clusterRole.rules[0].resourceNames).toEqual([mwc.metadata.name]);
+      // It reads the one Secret it writes, no other of the namespace (create cannot be limited by name).
+      const role = find(objects, 'Role', `${NAME}-certgen`);
+      expect(role.rules).toEqual([
+        { apiGroups: [''], resources: ['secrets'], resourceNames: [secretName], verbs: ['get'] },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      ]);
       // Every hook object is created before the Job that needs it (a lower weight) and removed once it ran.
       for (const o of objects.filter((x) => x.metadata.annotations?.['helm.sh/hook'])) {
         expect(o.metadata.annotations['helm.sh/hook-delete-policy']).toContain('hook-succeeded');
