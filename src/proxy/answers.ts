@@ -97,12 +97,19 @@ export function writeAnswerH2(stream: http2.ServerHttp2Stream, a: Answer): numbe
  * HTTP/1.1 path, an upgrade request). `close`: the connection closes after it; `head`: the request was HEAD
  * (the length is announced, no body is sent). `bodyBytes`: what the access line counts.
  */
-export function answerMessage(a: Answer, close: boolean, head = false): { text: string; bodyBytes: number } {
+export function answerMessage(
+  a: Answer,
+  close: boolean,
+  head = false,
+  http10 = false,
+): { text: string; bodyBytes: number } {
   const body = answerBody(a);
   let fields = '';
   if (a.headers) for (const name in a.headers) fields += `${name}: ${a.headers[name]}\r\n`;
   const length = Buffer.byteLength(body);
-  const text = `HTTP/1.1 ${a.status} ${nodeHttp.STATUS_CODES[a.status]}\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n${fields}${close ? 'connection: close\r\n' : ''}\r\n${head ? '' : body}`;
+  // An HTTP/1.0 caller's connection stays open only if the answer says so (as relayed responses do).
+  const connection = close ? 'connection: close\r\n' : http10 ? 'connection: keep-alive\r\n' : '';
+  const text = `HTTP/1.1 ${a.status} ${nodeHttp.STATUS_CODES[a.status]}\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n${fields}${connection}\r\n${head ? '' : body}`;
   return { text, bodyBytes: head ? 0 : length };
 }
 

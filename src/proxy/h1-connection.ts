@@ -892,7 +892,7 @@ export class Http1Connection {
   private reply(req: Request, a: Answer, keepAlive: boolean): void {
     if (req.done || req.status !== 0) return;
     const close = !keepAlive || !req.bodyDone || req.closeAfter || this.closing || this.listener.forwarding.draining();
-    const { text, bodyBytes } = answerMessage(a, close, req.head.method === 'HEAD');
+    const { text, bodyBytes } = answerMessage(a, close, req.head.method === 'HEAD', req.head.minor === 0);
     req.status = a.status;
     req.ex.bytesOut += bodyBytes;
     req.closeAfter = close;

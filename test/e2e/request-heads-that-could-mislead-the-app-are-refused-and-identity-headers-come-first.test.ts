@@ -4,7 +4,7 @@
 // from is what the sidecar saw, never what the caller claimed.
 import * as http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRaw } from '../helpers/client.js';
+import { openCaller, openRaw } from '../helpers/client.js';
 import { ALLOWED_ID, type Scenario, startScenario } from '../helpers/scenario.js';
 
 let s: Scenario;
@@ -66,6 +66,19 @@ describe('request heads that could mislead the app', () => {
       'GET http://good.example/abs HTTP/1.1\r\nhost: Good.Example\r\nconnection: close\r\n\r\n',
     );
     expect(agreed).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  it('an HTTP/1.0 caller that asked to keep its connection is told it is kept with our own answers too', async () => {
+    const caller = await openCaller(s.sidecar.port, s.denied);
+    caller.socket.write('GET /first HTTP/1.0\r\nconnection: keep-alive\r\n\r\n');
+    await expect.poll(caller.received).toMatch(/^HTTP\/1\.1 403 [^]*\r\n\r\n\{[^]*\}$/);
+    expect(caller.received()).toMatch(/\r\nconnection: keep-alive\r\n/);
+    // Kept indeed: a second request on it is answered, and, not asking to keep it, closes it.
+    caller.socket.write('GET /second HTTP/1.0\r\n\r\n');
+    await caller.closed;
+    const answers = caller.received().split(/(?=HTTP\/1\.1 )/);
+    expect(answers).toHaveLength(2);
+    expect(answers[1]).toMatch(/^HTTP\/1\.1 403 [^]*\r\nconnection: close\r\n/);
   });
 
   it('Transfer-Encoding: gzip, chunked gets 501: the app would read compressed bytes as the body', async () => {
