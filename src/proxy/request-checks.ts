@@ -10,6 +10,7 @@ export interface HeadRefusal {
     | 'bad_host'
     | 'authority_mismatch'
     | 'duplicate_authorization'
+    | 'bad_header_field'
     | 'bad_transfer_encoding'
     | 'unsupported_transfer_coding';
 }
@@ -28,6 +29,7 @@ const ABSOLUTE_AUTHORITY = /^https?:\/\/([^/?#]*)/i;
  * - A `Host` that is not a host name or IP literal with an optional port (RFC 9112 §3.2: 400), such as
  *   `a b/../c`; and one that is not the authority of an absolute-form `target` (`GET http://b/ HTTP/1.1` with
  *   `Host: a`): RFC 9112 §3.2.2 has the target's win, some frameworks take the one, some the other.
+ * - `Content_Length` or `Transfer_Encoding`: 400, a framing field's name as an app folding `_` to `-` reads it.
  * - A transfer coding other than one `chunked` (RFC 9112 §6.1: 501): we would forward the body de-chunked
  *   but still coded, and the app would read compressed bytes as the body.
  */
@@ -41,6 +43,7 @@ export function checkRequestHead(
   let host: string | undefined;
   let authorizations = 0;
   let codings: string[] | undefined;
+  let lookalike = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     // Only names of these lengths can match: most fields are passed over without lower-casing them.
@@ -51,11 +54,17 @@ export function checkRequestHead(
       }
     } else if (name.length === 13) {
       if (name.toLowerCase() === 'authorization') authorizations++;
-    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
-      codings ??= [];
-      for (const coding of rawHeaders[i + 1].split(',')) codings.push(coding.trim().toLowerCase());
-    }
+    } else if (name.length === 17) {
+      const lower = name.toLowerCase();
+      if (lower === 'transfer-encoding') {
+        codings ??= [];
+        for (const coding of rawHeaders[i + 1].split(',')) codings.push(coding.trim().toLowerCase());
+      } else if (lower === 'transfer_encoding') lookalike = true;
+    } else if (name.length === 14 && name.includes('_') && name.toLowerCase() === 'content_length') lookalike = true;
   }
+  // A framing field's name with `_` for `-`: we do not frame by it, an app that reads `_` as `-` (as it does for
+  // the identity headers we strip) might.
+  if (lookalike) return { status: 400, reason: 'bad_header_field' };
   if (hosts > 1) return { status: 400, reason: 'duplicate_host' };
   // Empty is a Host's value for a target without an authority (RFC 9112 §3.2); anything else must be one.
   if (host !== undefined && host !== '' && !HOST_VALUE.test(host)) return { status: 400, reason: 'bad_host' };

@@ -70,6 +70,19 @@ describe('checkRequestHead', () => {
   });
 });
 
+describe('checkRequestHead: framing fields spelt with `_`', () => {
+  it.each([['Content_Length'], ['content_length'], ['Transfer_Encoding'], ['TRANSFER_ENCODING']])(
+    '%s is refused: an app that reads _ as - would frame the body by it',
+    (name) => {
+      expect(checkRequestHead(['Host', 'x', name, '5'], 100)).toEqual({ status: 400, reason: 'bad_header_field' });
+    },
+  );
+
+  it('other fields with _ pass (the identity headers among them are stripped later)', () => {
+    expect(checkRequestHead(['Host', 'x', 'x_custom_field', '1', 'Content-Length', '5'], 100)).toBeUndefined();
+  });
+});
+
 describe('checkRequestHead: the Host value, and an absolute-form target', () => {
   it.each([
     ['a name', 'app.example'],
