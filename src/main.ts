@@ -7,7 +7,7 @@ import { type Sidecar, startSidecar } from './app.js';
 import { helpText, parseCommandLine } from './cli.js';
 import { buildConfig } from './config.js';
 import { isSidecarError } from './errors.js';
-import { createLogger, logWritten, prettyDestination } from './log.js';
+import { createLogger, logWritten, prettyDestination, shareStdoutLines } from './log.js';
 
 /** After the drain limit, this long for the rest of the shutdown before the process exits regardless. */
 const STOP_GRACE_MS = 5000;
@@ -78,6 +78,8 @@ async function main(argv: string[]): Promise<void> {
       // node:cluster (and child_process under it) only with --workers or in a worker: 3 ms of every start.
       const cluster =
         config.workers > 1 || 'NODE_UNIQUE_ID' in process.env ? (await import('node:cluster')).default : undefined;
+      // With --workers every process writes to the one stdout: whole lines per write, none spliced into another's.
+      if (cluster) shareStdoutLines();
       const root = createLogger(config.logLevel, config.logFormat === 'pretty' ? prettyDestination() : undefined);
       // With --workers, each line says which process wrote it.
       const log = cluster?.isWorker ? root.child({ pid: process.pid, worker: cluster.worker?.id }) : root;

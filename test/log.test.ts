@@ -4,7 +4,7 @@
 import { PassThrough, Writable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it, vi } from 'vitest';
-import { BatchedLines, createLogger, prettyDestination } from '../src/log.js';
+import { ATOMIC_WRITE_BYTES, BatchedLines, createLogger, prettyDestination } from '../src/log.js';
 
 /** Logs through the real pretty destination and returns what reached "stdout". */
 async function prettyOutput(write: (log: ReturnType<typeof createLogger>) => void): Promise<string> {
@@ -134,5 +134,46 @@ describe('BatchedLines (the log on stdout)', () => {
     expect(lines.dropped).toBe(2);
     expect(writes).toHaveLength(1);
     await nextTurn();
+  });
+});
+
+describe('BatchedLines sharing stdout with other processes (--workers)', () => {
+  it('writes whole lines, 4 KiB at most (a longer line alone), one write at a time, every byte in order', async () => {
+    const writes: Buffer[] = [];
+    let outstanding = 0;
+    let mostOutstanding = 0;
+    // A stream whose writes complete later, as a pipe's do when its reader is behind.
+    const stream = new Writable({
+      highWaterMark: 1,
+      write(chunk: Buffer, _encoding, done) {
+        outstanding++;
+        mostOutstanding = Math.max(mostOutstanding, outstanding);
+        writes.push(Buffer.from(chunk));
+        setImmediate(() => {
+          outstanding--;
+          done();
+        });
+      },
+    });
+    const lines = new BatchedLines(stream);
+    lines.maxWriteBytes = ATOMIC_WRITE_BYTES;
+    const sent: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      const size = i === 57 ? 10_000 : 40 + ((i * 7919) % 900);
+      const line = `${JSON.stringify({ i, pad: 'x'.repeat(size) })}\n`;
+      sent.push(line);
+      lines.write(line);
+    }
+    lines.flush();
+    await expect.poll(() => Buffer.concat(writes).length).toBe(Buffer.byteLength(sent.join('')));
+    expect(Buffer.concat(writes).toString()).toBe(sent.join(''));
+    for (const w of writes) {
+      expect(w.at(-1)).toBe(0x0a);
+      // Over 4 KiB only as one line on its own.
+      if (w.length > ATOMIC_WRITE_BYTES) expect(w.indexOf(0x0a)).toBe(w.length - 1);
+    }
+    expect(writes.some((w) => w.length > ATOMIC_WRITE_BYTES)).toBe(true);
+    // Never two at once: Node's stream would join waiting writes into one writev, which the kernel may cut.
+    expect(mostOutstanding).toBe(1);
   });
 });
