@@ -20,6 +20,8 @@ const STARTED = 'spiffe-sidecar:started';
 const ASSERTION_KEY_REQUEST = 'spiffe-sidecar:assertion-key-request';
 const ASSERTION_KEY = 'spiffe-sidecar:assertion-key';
 const ASK_TIMEOUT_MS = 2000;
+/** The longest wait before a worker is started again after replacements that exited before they started. */
+const RESTART_MAX_MS = 30_000;
 
 interface AdminRequest {
   type: typeof ADMIN_REQUEST;
@@ -140,31 +142,45 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
       if (message?.type === ADMIN_REPLY && message.id !== undefined) pending.get(message.id)?.(message.body);
     });
   });
+  // Workers that have reported started: only they get SIGHUP (one still starting may not handle it yet, and
+  // its default action would kill it; it reads the files as it starts anyway).
+  const up = new WeakSet<Worker>();
+  // Replacements that exited before they started, in a row: each waits twice as long as the last (a file
+  // being rewritten in place is back in a second; a bad one would otherwise restart a worker every second).
+  let failedRestarts = 0;
   const fork = () => {
     const worker = cluster.fork();
     workers.add(worker);
-    let up = false;
     worker.on('message', (m: { type?: string }) => {
-      if (m?.type === STARTED) up = true;
+      if (m?.type !== STARTED) return;
+      up.add(worker);
+      failedRestarts = 0;
     });
     worker.once('exit', (code, signal) => {
       workers.delete(worker);
       if (stopping) return;
-      if (!up) {
+      const started = up.has(worker);
+      // Before the sidecar serves, a worker that cannot start stops it (status 1, in main.ts).
+      if (!started && !serving) {
         failedAtStart?.(code ?? 1);
         return;
       }
-      log.error({ event: 'worker_exited', worker: worker.id, code, signal }, 'a worker exited; starting another');
+      if (!started) failedRestarts++;
+      const delayMs = Math.min(RESTART_MAX_MS, 1000 * 2 ** Math.min(failedRestarts, 5));
+      log.error(
+        { event: 'worker_exited', worker: worker.id, code, signal, starting: !started, restart_in_ms: delayMs },
+        started ? 'a worker exited; starting another' : 'a worker exited before it started; starting another',
+      );
       setTimeout(() => {
         if (!stopping) fork();
-      }, 1000).unref();
+      }, delayMs).unref();
     });
   };
-  // SIGHUP is ours from the start (its default action would kill the primary); it reaches the workers once
-  // they all serve: one still starting reads the files anyway, and might not handle the signal yet.
+  // SIGHUP is ours from the start (its default action would kill the primary); it reaches the workers that
+  // have started (see `up`).
   let serving = false;
   process.on('SIGHUP', () => {
-    if (serving) for (const worker of workers) worker.process.kill('SIGHUP');
+    for (const worker of workers) if (up.has(worker)) worker.process.kill('SIGHUP');
   });
   const assertionKeys = shareAssertionKey();
   for (let i = 0; i < config.workers; i++) fork();
