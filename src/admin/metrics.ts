@@ -139,11 +139,14 @@ export function createMetrics(
   });
   const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 
-  // Identity metrics: read from the source at scrape time.
+  // Identity metrics: read from the source at scrape time. Each is a fact of one process: with --workers the
+  // primary reports the worst worker's (the earliest expiry, not ready or not connected if one is), never a sum
+  // (two expiry timestamps added read as a date decades away, and hid a worker that kept an old SVID).
   new Gauge({
     name: `${PREFIX}svid_expiry_timestamp_seconds`,
     help: 'When our SVID chain expires (earliest notAfter), Unix seconds',
     registers: [registry],
+    aggregator: 'min',
     collect() {
       if (
         !identity ||
@@ -158,6 +161,7 @@ export function createMetrics(
     name: `${PREFIX}ready`,
     help: 'Whether the sidecar is ready to serve (1) or not (0), as /readyz says (without its upstream probe)',
     registers: [registry],
+    aggregator: 'min',
     collect() {
       this.set((ready ? ready() : identity?.status().ready) ? 1 : 0);
     },
@@ -210,6 +214,7 @@ export function createMetrics(
     name: `${PREFIX}workload_api_connected`,
     help: 'SPIRE mode: 1 while a Workload API stream is open and has delivered',
     registers: [registry],
+    aggregator: 'min',
     collect() {
       this.set(identity?.stats().connected ? 1 : 0);
     },
@@ -352,6 +357,8 @@ function registerRateLimitStoreMetrics(registry: Registry, store: { stats(): Sha
     name: `${PREFIX}rate_limit_store_up`,
     help: 'Rate limits are counted in the shared store (1) or by --rate-limit-store-failure (0)',
     registers: [registry],
+    // With --workers: 0 if one worker has fallen back (the identity gauges above say why not a sum).
+    aggregator: 'min',
     collect() {
       this.set(store.stats().up ? 1 : 0);
     },

@@ -108,6 +108,12 @@ describe('workers share the listener and the primary answers for all of them', (
       expect(
         metric(metrics, 'spiffe_sidecar_authz_decisions_total{decision="allow",reason="rule_matched",auth="mtls"}'),
       ).toBe(40);
+      // Facts of one process are not summed: ready is 1 (not 2), and the expiry is the SVID's, within the hour it
+      // was issued for (a sum of two would read as a date decades away).
+      expect(metric(metrics, 'spiffe_sidecar_ready')).toBe(1);
+      const expiry = metric(metrics, 'spiffe_sidecar_svid_expiry_timestamp_seconds');
+      expect(expiry).toBeGreaterThan(Date.now() / 1000);
+      expect(expiry).toBeLessThan(Date.now() / 1000 + 2 * 3600);
       const certs = JSON.parse((await admin(adminPort, '/certs')).body) as { svid: { spiffe_id: string } };
       expect(certs.svid.spiffe_id).toBe('spiffe://example.org/server');
 
