@@ -497,7 +497,7 @@ function parseCount(text: string, flag: string, min: number, max: number): numbe
   return Number(text);
 }
 
-function parseLimits(raw: RawOptions): InboundLimits {
+function parseLimits(raw: RawOptions, workers: number): InboundLimits {
   const duration = (
     flag:
       | 'handshake-timeout'
@@ -525,7 +525,9 @@ function parseLimits(raw: RawOptions): InboundLimits {
     // At least the fields a request needs (Host, our own are added after the count); at most what a
     // default Node app reads (2000), so that nothing we forward falls past its limit.
     maxHeaderCount: count('max-header-count', 8, 1000),
-    maxConnections: count('max-connections', 1, 1_000_000),
+    // Per process: with --workers each takes its share (rounded up), so that the sidecar holds N at most, not N
+    // per worker (a review: --workers 2 --max-connections 2 accepted 4).
+    maxConnections: Math.ceil(count('max-connections', 1, 1_000_000) / workers),
     requestBodyMinRate: count('request-body-min-rate', 0, 1_000_000_000),
   };
 }
@@ -1275,6 +1277,6 @@ export function buildConfig(raw: RawOptions): Config {
     ),
     readyRequiresUpstream: raw['ready-requires-upstream'] ?? DEFAULTS['ready-requires-upstream'].value,
     drainTimeoutMs: parseDuration(raw['drain-timeout'] ?? DEFAULTS['drain-timeout'].value, '--drain-timeout'),
-    limits: Object.freeze(parseLimits(raw)),
+    limits: Object.freeze(parseLimits(raw, workers)),
   });
 }
