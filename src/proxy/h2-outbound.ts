@@ -4,6 +4,7 @@
 // remote proved the expected SPIFFE ID; each stream carries the route's bearer token, if it has one, and
 // none leaves without it (outbound.ts: routeCredential). Streams flow both ways, trailers included. A new
 // SVID or bundle retires the session: the next stream opens a new, re-verified one.
+import { auditPath } from './access-log.js';
 import { answer, writeAnswerH2 } from './answers.js';
 import { cancelStream } from './cancel-stream.js';
 import * as http2 from 'node:http2';
@@ -130,7 +131,7 @@ export class H2OutboundProxy {
           remote: route.remote.origin,
           expected: route.expectText,
           reason: credential.refused.reason,
-          path: String(headers[':path'] ?? '').split('?', 1)[0],
+          path: auditPath(String(headers[':path'] ?? '')),
         },
         'the stream was refused before it left: no credential to send it with',
       );

@@ -6,6 +6,7 @@
 // request leaves without its token. Mismatch: 502 and an audit line; no identity or token: 503 (401/403
 // when the caller's token is missing, unverified or refused in exchange).
 import { type Answer, answer, writeAnswerH1 } from './answers.js';
+import { auditPath } from './access-log.js';
 import type * as http from 'node:http';
 import { nodeHttp } from '../node-http.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -190,6 +191,19 @@ class VerifyingAgent extends https.Agent {
   }
 }
 
+/**
+ * The path a log line names: never an absolute-form target's userinfo or host (`http://user:pass@host/x`), never
+ * the query, at most as long as the audit line's (auditPath).
+ */
+function loggedPath(url: string | undefined): string {
+  if (url === undefined || url.startsWith('/')) return auditPath(url);
+  try {
+    return auditPath(new URL(url).pathname);
+  } catch {
+    return '';
+  }
+}
+
 /** One of our answers to the app: from the catalogue; the app's connection stays (it is on loopback). */
 function reply(res: ServerResponse, status: number, reason: string): void {
   writeAnswerH1(res, answer(status, reason), true);
@@ -255,7 +269,7 @@ export class OutboundProxy {
           remote: route.remote.origin,
           expected: route.expectText,
           reason: credential.refused.reason,
-          path: (req.url ?? '').split('?', 1)[0],
+          path: loggedPath(req.url),
         },
         'the request was refused before it left: no credential to send it with',
       );
@@ -324,7 +338,7 @@ export class OutboundProxy {
           remote: route.remote.origin,
           expected: route.expectText,
           reason,
-          path: (req.url ?? '').split('?', 1)[0],
+          path: loggedPath(req.url),
         },
         err.message,
       );
