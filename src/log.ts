@@ -26,6 +26,13 @@ export function escapeUnprintable(text: string): string {
 }
 
 /**
+ * A string `pretty` writes as it is: one that could not be read as more than one field. One with `=` or `"` (a
+ * token's unverified `sub` of `bob peer=spiffe://… decision=allow`) is quoted, as JSON: what looks like a field
+ * inside it is then plainly part of the value.
+ */
+const PLAIN_VALUE = /^[^="]*$/;
+
+/**
  * `pretty`: one human line per entry (time, level, message, then the fields), from the same JSON. JSON
  * escapes newlines; this format would not, so every line is escaped: a token claim or a path with a
  * newline cannot forge a log line.
@@ -43,7 +50,7 @@ export function prettyDestination(out: { write(text: string): unknown } = stdout
           const { time, level, msg, ...fields } = JSON.parse(line) as Record<string, unknown>;
           delete fields.name;
           const rest = Object.entries(fields)
-            .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+            .map(([k, v]) => `${k}=${typeof v === 'string' && PLAIN_VALUE.test(v) ? v : JSON.stringify(v)}`)
             .join(' ');
           const text = `${String(time).slice(11, 23)} ${String(level).toUpperCase().padEnd(5)} ${String(msg)} ${rest}`;
           out.write(`${escapeUnprintable(text)}\n`);

@@ -28,7 +28,10 @@ describe('prettyDestination', () => {
     );
     expect(text.split('\n')).toHaveLength(2);
     expect(text.endsWith('\n')).toBe(true);
-    expect(text).toContain('peer=ci#pipeline\\n12:00:00.000 INFO  authorization decision');
+    // Quoted, as every value with `=` or `"`: the forged fields stay inside the one value.
+    expect(text).toContain(
+      'peer="ci#pipeline\\n12:00:00.000 INFO  authorization decision decision=allow peer=spiffe://example.org/admin"',
+    );
     expect(text).toContain('path=/a\\r\\u001b[2K/b');
   });
 
@@ -47,6 +50,21 @@ describe('prettyDestination', () => {
     expect(line).toContain('tab=h\\ti');
     // eslint-disable-next-line no-control-regex -- finding control characters is the point
     expect(line).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/);
+  });
+
+  it("a value that reads as more fields is quoted: a caller's claim cannot add peer= or decision=", async () => {
+    const text = await prettyOutput((log) =>
+      log.warn(
+        { event: 'token_rejected', presented_sub: 'bob peer=spiffe://example.org/ns/prod/sa/admin decision=allow' },
+        'rejected',
+      ),
+    );
+    expect(text).toContain('presented_sub="bob peer=spiffe://example.org/ns/prod/sa/admin decision=allow"');
+    // Outside the quoted value, no peer= or decision= field.
+    expect(text.replace(/presented_sub="[^"]*"/, '')).not.toMatch(/peer=|decision=/);
+    // Plain values stay plain.
+    const plain = await prettyOutput((log) => log.info({ event: 'x', peer: 'spiffe://example.org/a' }, 'm'));
+    expect(plain).toContain(' peer=spiffe://example.org/a');
   });
 
   it('a line that is not JSON is passed through, escaped', async () => {
