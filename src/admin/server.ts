@@ -11,6 +11,15 @@ import { chainNotAfter } from '../identity/expiry.js';
 import type { IdentitySource } from '../identity/source.js';
 import { closeNow, listen } from '../listener.js';
 
+/**
+ * Bounds: kubelet's probes and a Prometheus scrape need a few connections, each answered in milliseconds. On an
+ * injected pod the listener is on the pod network; with Node's defaults, connections that sent nothing (or one
+ * byte) were held for good, and 2,000 of them took the file descriptors the data path needed (a review).
+ */
+const MAX_CONNECTIONS = 128;
+const IDLE_MS = 10_000;
+const REQUEST_MS = 10_000;
+
 export interface Readiness {
   ready: boolean;
   reason?: string;
@@ -76,7 +85,7 @@ export class AdminServer {
       ...(options.apiKeys ? [API_KEYS_PATH] : []),
       ...(options.assertionJwks ? [JWKS_PATH] : []),
     ];
-    const server = nodeHttp.createServer((req, res) => {
+    const server = nodeHttp.createServer({ headersTimeout: REQUEST_MS, requestTimeout: REQUEST_MS }, (req, res) => {
       const path = (req.url ?? '/').split('?', 1)[0];
       const send = (status: number, type: string, body: string, cacheControl = 'no-store') => {
         res.writeHead(status, { 'content-type': type, 'cache-control': cacheControl });
@@ -125,6 +134,10 @@ export class AdminServer {
           return notFound();
       }
     });
+    server.maxConnections = MAX_CONNECTIONS;
+    // A socket idle this long (nothing sent, or a request begun and left) is destroyed: no 'timeout' listener.
+    server.setTimeout(IDLE_MS);
+    server.keepAliveTimeout = 5_000;
     await listen(server, options.host, options.port, '--admin-listen');
     return new AdminServer(server);
   }
