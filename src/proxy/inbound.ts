@@ -81,6 +81,9 @@ const MAX_H2_STREAMS = 100;
  */
 export const MIN_STREAMS_JUDGED = 100;
 
+/** An HTTP/2 `:path` as an HTTP/1.1 request target can be: visible ASCII. */
+const VISIBLE_ASCII_TARGET = /^[\x21-\x7e]*$/;
+
 export class InboundProxy {
   private readonly server: http.Server;
   private readonly admission: RequestAdmission;
@@ -501,6 +504,12 @@ export class InboundProxy {
     // DELETE (Node upper-cases it). Only upper-case methods are served.
     if (!/^[A-Z]{1,20}$/.test(method)) {
       this.refuseH2(reply, answer(400, 'bad_method'), socket);
+      return;
+    }
+    // A :path outside visible ASCII (HTTP/2 carries raw bytes; an HTTP/1.1 request target cannot hold them, and
+    // the HTTP/1.1 engine refuses them): latin1 to us, UTF-8 or something else to the app behind.
+    if (url !== undefined && !VISIBLE_ASCII_TARGET.test(url)) {
+      this.refuseH2(reply, answer(400, 'bad_request_target'), socket);
       return;
     }
     // RFC 9113 §8.3.1: a `host` that disagrees with `:authority` makes the request malformed.

@@ -146,4 +146,37 @@ describe('request heads that could mislead the app', () => {
       session.destroy();
     }
   });
+
+  it('over HTTP/2, a :path outside visible ASCII gets 400, as HTTP/1.1 refuses its request target', async () => {
+    const before = s.app.seen.length;
+    const session = http2.connect(`https://127.0.0.1:${s.sidecar.port}`, {
+      cert: s.allowed.chainPem,
+      key: s.allowed.keyPem,
+      rejectUnauthorized: false,
+    });
+    try {
+      // A C1 control (NEL) and a latin1 letter (the app would read UTF-8): raw bytes HTTP/2 carries (nghttp2 refuses
+      // controls below 0x80 itself).
+      for (const path of ['/a\u0085b', '/jos\u00e9']) {
+        const stream = session.request({ ':path': path });
+        let body = '';
+        stream.on('data', (d: Buffer) => (body += d.toString()));
+        const status = await new Promise<number>((resolve, reject) => {
+          stream.on('response', (h) => resolve(Number(h[':status'])));
+          stream.on('error', reject);
+        });
+        await new Promise((resolve) => stream.once('close', resolve));
+        expect(status, JSON.stringify(path)).toBe(400);
+        // Ours, not the app's parser's (a Node app refuses these too, but only once they have reached it).
+        expect(body, JSON.stringify(path)).toContain('"reason":"bad_request_target"');
+      }
+      expect(s.app.seen.length).toBe(before);
+      // A visible-ASCII path on the same connection is served.
+      const ok = session.request({ ':path': '/h2-ascii' });
+      ok.resume();
+      expect(await new Promise<number>((resolve) => ok.on('response', (h) => resolve(Number(h[':status']))))).toBe(200);
+    } finally {
+      session.destroy();
+    }
+  });
 });
