@@ -2,24 +2,17 @@
 // half-way, are closed after a while, and past 128 open connections more are closed at once (a review: with
 // Node's defaults 2,000 idle connections were held for good and took the descriptors the data path needed).
 import { connect, type Socket } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { AdminServer } from '../../src/admin/server.js';
+import { beforeEach, expect, it } from 'vitest';
+import { useAdminServers } from '../helpers/admin-server.js';
 
-let admin: AdminServer;
-beforeAll(async () => {
-  admin = await AdminServer.start({
-    host: '127.0.0.1',
-    port: 0,
-    registry: { metrics: async () => '', contentType: 'text/plain' },
-    identity: undefined,
-    source: 'none',
-    readiness: async () => ({ ready: true }),
-  });
+const startAdmin = useAdminServers();
+let base: string;
+beforeEach(async () => {
+  base = await startAdmin();
 });
-afterAll(() => admin?.close());
 
 function open(): { socket: Socket; closed: Promise<void> } {
-  const socket = connect({ host: '127.0.0.1', port: admin.address().port });
+  const socket = connect({ host: '127.0.0.1', port: Number(new URL(base).port) });
   socket.on('error', () => {});
   return { socket, closed: new Promise((resolve) => socket.once('close', () => resolve())) };
 }
@@ -31,7 +24,7 @@ it('a connection that sends nothing, and one that leaves a request half-way, are
   // Both end on the listener's side (no timer of the test's own decides it).
   await Promise.all([silent.closed, halfway.closed]);
   // It still serves.
-  expect((await fetch(`http://127.0.0.1:${admin.address().port}/healthz`)).status).toBe(200);
+  expect((await fetch(`${base}/healthz`)).status).toBe(200);
 }, 60_000);
 
 it('past 128 open connections, more are closed at once, and it serves again once they go', async () => {
@@ -52,5 +45,5 @@ it('past 128 open connections, more are closed at once, and it serves again once
   expect(outcomes.filter((o) => o === 'closed').length).toBeGreaterThanOrEqual(12);
   for (const c of all) c.socket.destroy();
   await Promise.all(all.map((c) => c.closed));
-  await expect.poll(async () => (await fetch(`http://127.0.0.1:${admin.address().port}/healthz`)).status).toBe(200);
+  await expect.poll(async () => (await fetch(`${base}/healthz`)).status).toBe(200);
 });

@@ -23,6 +23,15 @@ async function rawExchange(request: string): Promise<string> {
   return raw.received();
 }
 
+/** An HTTP/2 connection of the allowed caller. */
+function h2Session(): http2.ClientHttp2Session {
+  return http2.connect(`https://127.0.0.1:${s.sidecar.port}`, {
+    cert: s.allowed.chainPem,
+    key: s.allowed.keyPem,
+    rejectUnauthorized: false,
+  });
+}
+
 describe('request heads that could mislead the app', () => {
   it('1,000 empty header lines get 431 and reach nothing', async () => {
     const before = s.app.seen.length;
@@ -128,11 +137,7 @@ describe('request heads that could mislead the app', () => {
 
   it('over HTTP/2, more header fields than allowed get 431 on the stream', async () => {
     const before = s.app.seen.length;
-    const session = http2.connect(`https://127.0.0.1:${s.sidecar.port}`, {
-      cert: s.allowed.chainPem,
-      key: s.allowed.keyPem,
-      rejectUnauthorized: false,
-    });
+    const session = h2Session();
     try {
       const fields = Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`x-pad-${i}`, String(i)]));
       const stream = session.request({ ':path': '/h2-pushed', ...fields });
@@ -149,11 +154,7 @@ describe('request heads that could mislead the app', () => {
 
   it('over HTTP/2, a :path outside visible ASCII gets 400, as HTTP/1.1 refuses its request target', async () => {
     const before = s.app.seen.length;
-    const session = http2.connect(`https://127.0.0.1:${s.sidecar.port}`, {
-      cert: s.allowed.chainPem,
-      key: s.allowed.keyPem,
-      rejectUnauthorized: false,
-    });
+    const session = h2Session();
     try {
       // A C1 control (NEL) and a latin1 letter (the app would read UTF-8): raw bytes HTTP/2 carries (nghttp2 refuses
       // controls below 0x80 itself).

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { createDevCa, issueSvid } from '../../src/certs/dev-ca.js';
 import { writeServingFiles } from '../helpers/pki.js';
-import { logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
+import { fileModeArgs, logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
 const ws = useWorkspace();
@@ -39,23 +39,7 @@ it(
       ca.certPem,
     );
     const sidecar = startCli(
-      [
-        '--workers',
-        '2',
-        '--listen',
-        '127.0.0.1:0',
-        '--upstream',
-        ws.app.url,
-        '--mtls-cert-file',
-        files.certFile,
-        '--mtls-key-file',
-        files.keyFile,
-        '--mtls-ca-file',
-        files.caFile,
-        '--allow',
-        'spiffe://example.org/client',
-        '--no-watch',
-      ],
+      fileModeArgs(ws.app.url, files, '--workers', '2', '--allow', 'spiffe://example.org/client', '--no-watch'),
       { SPIFFE_SIDECAR_ADMIN_LISTEN: '127.0.0.1:0' },
     );
     try {

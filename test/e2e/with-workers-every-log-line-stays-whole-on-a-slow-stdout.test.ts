@@ -11,7 +11,7 @@ import { expect, it } from 'vitest';
 import { createDevCa, issueSvid } from '../../src/certs/dev-ca.js';
 import type { ClientCert } from '../helpers/client.js';
 import { writeServingFiles } from '../helpers/pki.js';
-import { startCli, waitForEvent } from '../helpers/process.js';
+import { fileModeArgs, startCli, waitForEvent } from '../helpers/process.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
 const ws = useWorkspace();
@@ -41,22 +41,7 @@ it('2,000 access lines from two workers through a stalled stdout: every line who
   );
   const client = await issueSvid(ca, { id: 'spiffe://example.org/client' });
   const sidecar = startCli(
-    [
-      '--workers',
-      '2',
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      ws.app.url,
-      '--mtls-cert-file',
-      files.certFile,
-      '--mtls-key-file',
-      files.keyFile,
-      '--mtls-ca-file',
-      files.caFile,
-      '--allow',
-      'spiffe://example.org/client',
-    ],
+    fileModeArgs(ws.app.url, files, '--workers', '2', '--allow', 'spiffe://example.org/client'),
     { SPIFFE_SIDECAR_ADMIN_LISTEN: '127.0.0.1:0' },
   );
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
