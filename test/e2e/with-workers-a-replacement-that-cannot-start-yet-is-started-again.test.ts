@@ -3,11 +3,11 @@
 // (a review). It is started again, waiting longer each time, and once the file is back the sidecar is ready. A
 // SIGHUP while a replacement starts goes only to the workers that have started: one still starting has no
 // handler yet, and the signal's default action would have killed it.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { createDevCa, issueSvid } from '../../src/certs/dev-ca.js';
-import { writeServingFiles } from '../helpers/pki.js';
+import { createDevCa } from '../../src/certs/dev-ca.js';
+import { servingFiles } from '../helpers/pki.js';
 import { fileModeArgs, logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
@@ -32,12 +32,7 @@ it(
   { timeout: 120_000 },
   async () => {
     const ca = await createDevCa({ trustDomain: 'example.org' });
-    await mkdir(join(ws.path, 'server'));
-    const files = await writeServingFiles(
-      join(ws.path, 'server'),
-      await issueSvid(ca, { id: 'spiffe://example.org/server' }),
-      ca.certPem,
-    );
+    const files = await servingFiles(join(ws.path, 'server'), ca, 'spiffe://example.org/server');
     const sidecar = startCli(
       fileModeArgs(ws.app.url, files, '--workers', '2', '--allow', 'spiffe://example.org/client', '--no-watch'),
       { SPIFFE_SIDECAR_ADMIN_LISTEN: '127.0.0.1:0' },

@@ -5,13 +5,12 @@
 // while the workers log 2,000 access lines, then reads on: every line must be whole JSON, and every request's
 // line must be there.
 import { Agent, request as httpsRequest } from 'node:https';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { createDevCa, issueSvid } from '../../src/certs/dev-ca.js';
 import type { ClientCert } from '../helpers/client.js';
-import { writeServingFiles } from '../helpers/pki.js';
-import { fileModeArgs, startCli, waitForEvent } from '../helpers/process.js';
+import { servingFiles } from '../helpers/pki.js';
+import { fileModeArgs, logLinesSince, startCli, waitForEvent } from '../helpers/process.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
 const ws = useWorkspace();
@@ -33,12 +32,7 @@ function get(port: number, path: string, cert: ClientCert, agent: Agent): Promis
 
 it('2,000 access lines from two workers through a stalled stdout: every line whole, none missing', async () => {
   const ca = await createDevCa({ trustDomain: 'example.org' });
-  await mkdir(join(ws.path, 'server'));
-  const files = await writeServingFiles(
-    join(ws.path, 'server'),
-    await issueSvid(ca, { id: 'spiffe://example.org/server' }),
-    ca.certPem,
-  );
+  const files = await servingFiles(join(ws.path, 'server'), ca, 'spiffe://example.org/server');
   const client = await issueSvid(ca, { id: 'spiffe://example.org/client' });
   const sidecar = startCli(
     fileModeArgs(ws.app.url, files, '--workers', '2', '--allow', 'spiffe://example.org/client'),
@@ -47,14 +41,7 @@ it('2,000 access lines from two workers through a stalled stdout: every line who
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
   try {
     await waitForEvent(sidecar, 'workers_started', 20_000);
-    const port = (
-      JSON.parse(
-        sidecar
-          .stdout()
-          .split('\n')
-          .find((l) => l.includes('"event":"started"')) as string,
-      ) as { listen: { port: number } }
-    ).listen.port;
+    const port = (logLinesSince(sidecar, 0).find((l) => l.event === 'started')?.listen as { port: number }).port;
     // The reader stops: the pipe fills, and the workers' writes wait.
     sidecar.child.stdout?.pause();
     const statuses = await Promise.all(

@@ -44,10 +44,15 @@ export function mtlsFileOptions(files: ServingFiles) {
   return { 'mtls-cert-file': files.certFile, 'mtls-key-file': files.keyFile, 'mtls-ca-file': files.caFile };
 }
 
-/** An SVID of `ca` for `id` and its bundle, written into `dir` (made if need be): the options that serve them. */
-export async function servingOptions(dir: string, ca: CertificateAuthority, id: string) {
+/** An SVID of `ca` for `id` and its bundle, written into `dir` (made if need be). */
+export async function servingFiles(dir: string, ca: CertificateAuthority, id: string): Promise<ServingFiles> {
   await mkdir(dir, { recursive: true });
-  return mtlsFileOptions(await writeServingFiles(dir, await issueSvid(ca, { id }), ca.certPem));
+  return writeServingFiles(dir, await issueSvid(ca, { id }), ca.certPem);
+}
+
+/** The same, as the options that serve them. */
+export async function servingOptions(dir: string, ca: CertificateAuthority, id: string) {
+  return mtlsFileOptions(await servingFiles(dir, ca, id));
 }
 
 /** A leaf that is a valid SVID in every respect but those the template overrides. */
