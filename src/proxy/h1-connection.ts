@@ -446,6 +446,11 @@ export class Http1Connection {
       }
       head += `${fields[i]}: ${fields[i + 1]}\r\n`;
     }
+    // HTTP/1.0 may leave Host out, but the app reads HTTP/1.1, which must have one (RFC 9112 §3.2; a Node app
+    // answers 400 without it): the app's own authority, as nginx sends by default.
+    if (req.head.minor === 0 && req.head.headers.host === undefined) {
+      head += `host: ${this.listener.forwarding.upstream.host}\r\n`;
+    }
     const app = this.appConnection(req);
     req.forwarding = true;
     const lastChunk = req.bodyDone && req.body instanceof ChunkedDecoder;

@@ -90,6 +90,16 @@ describe('request heads that could mislead the app', () => {
     expect(answers[1]).toMatch(/^HTTP\/1\.1 403 [^]*\r\nconnection: close\r\n/);
   });
 
+  it("an HTTP/1.0 request without Host reaches the app (which reads HTTP/1.1) with the app's own authority", async () => {
+    const answer = await rawExchange('GET /no-host HTTP/1.0\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    const seen = s.app.seen.find((r) => r.url === '/no-host');
+    expect(seen?.headers.host).toBe(new URL(s.app.url).host);
+    // One with a Host keeps it.
+    expect(await rawExchange('GET /with-host HTTP/1.0\r\nhost: orders.example\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 /);
+    expect(s.app.seen.find((r) => r.url === '/with-host')?.headers.host).toBe('orders.example');
+  });
+
   it('Transfer-Encoding: gzip, chunked gets 501: the app would read compressed bytes as the body', async () => {
     const before = s.app.seen.length;
     const answer = await rawExchange(
