@@ -1,6 +1,7 @@
 // The logger: pino JSON lines on stdout. Secrets never reach a log line: authorization headers, cookies
 // and key material are redacted by path, and we never log request bodies. A reader of stdout that goes
 // away (EPIPE, `| head -1`) stops the logging, never the process: no crash, no shutdown waiting on it.
+import { writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { type Logger, pino } from 'pino';
 
@@ -109,8 +110,14 @@ export class BatchedLines {
   private pieces: Buffer[] = [];
   private piecesBytes = 0;
   private writing = false;
+  /** Who waits for the pieces to be written (whenWritten). */
+  private waiters: (() => void)[] = [];
 
-  constructor(private readonly out: NodeJS.WritableStream) {}
+  /** `fd`: the descriptor `out` writes to, for flushAtExit (stdout's 1). */
+  constructor(
+    private readonly out: NodeJS.WritableStream,
+    private readonly fd?: number,
+  ) {}
 
   write(text: string): boolean {
     const worst = text.length * 3;
@@ -169,9 +176,35 @@ export class BatchedLines {
     if (!this.writing) this.nextPiece();
   }
 
+  /** Resolves once every piece handed to the stream so far has been written (or the stream failed). */
+  whenWritten(): Promise<void> {
+    if (!this.writing && this.pieces.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /**
+   * At exit nothing asynchronous runs again: what waits is written now, piece by piece (each still whole lines
+   * of at most maxWriteBytes), to `fd`. A reader that does not take it (EAGAIN) loses the rest.
+   */
+  readonly flushAtExit = (): void => {
+    this.flush();
+    for (let piece = this.pieces.shift(); piece !== undefined; piece = this.pieces.shift()) {
+      try {
+        writeSync(this.fd ?? -1, piece);
+      } catch {
+        break;
+      }
+    }
+    this.pieces = [];
+    this.piecesBytes = 0;
+  };
+
   private nextPiece(): void {
     const piece = this.pieces.shift();
-    if (piece === undefined) return;
+    if (piece === undefined) {
+      for (const resolve of this.waiters.splice(0)) resolve();
+      return;
+    }
     this.piecesBytes -= piece.length;
     this.writing = true;
     this.out.write(piece, this.pieceWritten);
@@ -183,7 +216,6 @@ export class BatchedLines {
       // The reader is gone: what waits is lost, as it would be in Node's own stream.
       this.pieces = [];
       this.piecesBytes = 0;
-      return;
     }
     this.nextPiece();
   };
@@ -224,10 +256,10 @@ export function stdoutDestination(): BatchedLines {
     process.stderr.on('error', () => {});
   }
   if (!stdoutLines) {
-    const lines = new BatchedLines(process.stdout);
+    const lines = new BatchedLines(process.stdout, 1);
     if (stdoutShared) lines.maxWriteBytes = ATOMIC_WRITE_BYTES;
     stdoutLines = lines;
-    process.on('exit', lines.flush);
+    process.on('exit', lines.flushAtExit);
   }
   return stdoutLines;
 }
@@ -239,7 +271,9 @@ export function stdoutDestination(): BatchedLines {
 export function logWritten(timeoutMs: number, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   if (out === process.stdout) flushStdoutLines();
   const stream = out as Writable;
-  if (stream.destroyed || stream.writableLength === 0) return Promise.resolve();
+  // With --workers, pieces may still wait in the batcher for the stream (BatchedLines.send).
+  const pieces = out === process.stdout ? stdoutLines?.whenWritten() : undefined;
+  if (pieces === undefined && (stream.destroyed || stream.writableLength === 0)) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
@@ -248,8 +282,13 @@ export function logWritten(timeoutMs: number, out: NodeJS.WritableStream = proce
     };
     const timer = setTimeout(done, timeoutMs);
     stream.once('close', done);
-    // Writes complete in order: this callback runs once every earlier chunk has been written (or failed).
-    stream.write('', () => done());
+    const streamWritten = () => {
+      if (stream.destroyed || stream.writableLength === 0) return done();
+      // Writes complete in order: this callback runs once every earlier chunk has been written (or failed).
+      stream.write('', () => done());
+    };
+    if (pieces) void pieces.then(streamWritten);
+    else streamWritten();
   });
 }
 

@@ -127,7 +127,7 @@ async function main(argv: string[]): Promise<void> {
       process.once('SIGINT', () => stop('SIGINT'));
       running.sidecar = await startSidecar(config, log, cluster?.isWorker ? 'worker' : 'alone');
       if (running.stopping) await running.sidecar.stop();
-      else if (cluster?.isWorker) (await import('./workers.js')).reportStarted();
+      else if (cluster?.isWorker) await (await import('./workers.js')).reportStarted();
       return;
     }
   }

@@ -11,7 +11,7 @@ import { registerApiKeyMetrics } from './admin/metrics.js';
 import { AdminServer, type Readiness } from './admin/server.js';
 import { apiKeyCounts, type ApiKeysDocument, mergeApiKeysDocuments } from './authn/api-key-usage.js';
 import type { Config } from './config.js';
-import { flushStdoutLines, type Logger } from './log.js';
+import { type Logger, logWritten } from './log.js';
 import { type AssertionJwks, assertionKey, newAssertionKeyPem } from './proxy/identity-assertion.js';
 
 const ADMIN_REQUEST = 'spiffe-sidecar:admin-request';
@@ -56,9 +56,10 @@ export function serveAdminToPrimary(
 }
 
 /** In a worker, once it serves. */
-export function reportStarted(): void {
-  // Our "started" line reaches stdout before the primary can log `workers_started`.
-  flushStdoutLines();
+export async function reportStarted(): Promise<void> {
+  // Our "started" line reaches stdout before the primary can log `workers_started` (a second at most: a reader
+  // that does not take it must not keep the worker from counting as started).
+  await logWritten(1000);
   process.send?.({ type: STARTED });
 }
 

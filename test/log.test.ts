@@ -1,6 +1,7 @@
 // The pretty log format writes one line per entry whatever its fields hold (issue 15, finding 5): a
 // newline, a carriage return, an escape sequence or a Unicode line separator in a message or a field is
 // written escaped, so it can neither forge a log line nor rewrite the terminal.
+import { spawn } from 'node:child_process';
 import { PassThrough, Writable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it, vi } from 'vitest';
@@ -193,5 +194,32 @@ describe('BatchedLines sharing stdout with other processes (--workers)', () => {
     expect(writes.some((w) => w.length > ATOMIC_WRITE_BYTES)).toBe(true);
     // Never two at once: Node's stream would join waiting writes into one writev, which the kernel may cut.
     expect(mostOutstanding).toBe(1);
+  });
+});
+
+describe('BatchedLines sharing stdout: nothing is lost at exit', () => {
+  // A child that shares stdout as a worker does logs 300 lines (~27 KB: several 4 KiB pieces, most of them still
+  // waiting in the batcher) and exits, after logWritten as a shutdown does, or at once as a fatal error does.
+  const child = (exit: 'after-logWritten' | 'at-once') =>
+    new Promise<string>((resolve, reject) => {
+      const log = new URL('../dist/log.js', import.meta.url).href;
+      const script = `
+        import { logWritten, shareStdoutLines, stdoutDestination } from ${JSON.stringify(log)};
+        shareStdoutLines();
+        const lines = stdoutDestination();
+        for (let i = 0; i < 300; i++) lines.write(JSON.stringify({ i, msg: 'x'.repeat(80) }) + '\\n');
+        ${exit === 'at-once' ? 'process.exit(1);' : 'logWritten(5000).then(() => process.exit(0));'}`;
+      const node = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      node.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      node.on('error', reject);
+      node.on('close', () => resolve(out));
+    });
+
+  it.each(['after-logWritten', 'at-once'] as const)('every line is written when the process exits %s', async (exit) => {
+    const lines = (await child(exit)).split('\n').filter((l) => l !== '');
+    expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(Array.from({ length: 300 }, (_, i) => i));
   });
 });
