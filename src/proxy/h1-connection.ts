@@ -133,6 +133,12 @@ export class Http1Connection {
   private app: Socket | undefined;
   /** The app connection is idle and may carry another request (its last response ended cleanly). */
   private appReusable = false;
+  /**
+   * The app connection answered a HEAD or 304 whose framing announced a body: this caller's next request may use
+   * it (an app that sends such a body anyway harms only the caller it answered), but it never goes to the pool,
+   * where the late body would become another caller's response.
+   */
+  private appKeptForCaller = false;
   private appKeepAliveMs: number | undefined;
   private appIdleSince = 0;
   /** The caller is paused: by the app's back-pressure on a body, or by pipelined bytes piling up. */
@@ -512,6 +518,8 @@ export class Http1Connection {
     if (!app) return;
     this.app = undefined;
     this.appReusable = false;
+    if (this.appKeptForCaller) reusable = false;
+    this.appKeptForCaller = false;
     // Paused (its caller stopped reading) or holding unread bytes: it would stall, or answer, someone else.
     const clean = !app.isPaused() && app.readableLength === 0;
     app.off('data', this.onAppData);
@@ -841,12 +849,8 @@ export class Http1Connection {
   private responseDone(req: Request, appClean: boolean): void {
     const head = req.response as ResponseHead;
     const reusable =
-      appClean &&
-      head.keepAlive &&
-      head.announcesBody === undefined &&
-      req.bodyDone &&
-      req.relay !== 'rechunk' &&
-      req.relay !== 'until-close';
+      appClean && head.keepAlive && req.bodyDone && req.relay !== 'rechunk' && req.relay !== 'until-close';
+    if (head.announcesBody) this.appKeptForCaller = true;
     // Kept for this caller's next request; the pool's when the caller leaves.
     if (reusable) {
       this.appReusable = true;

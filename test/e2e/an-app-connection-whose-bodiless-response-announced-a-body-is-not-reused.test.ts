@@ -1,8 +1,9 @@
 // A response to HEAD (or a 204/304) has no body, whatever its Content-Length says. An app that sends one anyway,
 // a little late (a review's proof: a sequential app streaming a file it should not have), would have those bytes
 // read as the response to the next request on that app connection, which the pool may give to another caller.
-// So an app connection whose bodiless response announced a body is not reused: the next caller's request goes on
-// a new app connection, and what the app sends late on the old one reaches nobody.
+// So an app connection whose bodiless response announced a body never goes back to the pool: the next caller's
+// request goes on a new app connection, and what the app sends late on the old one reaches no other caller. The
+// same caller's next request may still use it (HEAD with a length is what most servers send).
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openCaller, requestVia } from '../helpers/client.js';
@@ -68,4 +69,15 @@ it("the next caller's request goes on a new app connection, and gets its own ans
   expect(head).toBeDefined();
   expect(victim).toBeDefined();
   expect(victim!.connection).not.toBe(head!.connection);
+});
+
+it("the same caller's next request still uses that app connection: HEAD with a length is common", async () => {
+  const caller = await openCaller(s.sidecar.port, s.allowed);
+  caller.socket.write('HEAD /first-head HTTP/1.1\r\nhost: app\r\n\r\n');
+  await expect.poll(caller.received).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\n$/);
+  caller.socket.write('HEAD /second-head HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n');
+  await caller.closed;
+  const first = seen.find((r) => r.path === '/first-head');
+  const second = seen.find((r) => r.path === '/second-head');
+  expect(second?.connection).toBe(first?.connection);
 });
