@@ -38,8 +38,7 @@ export function admissionResponse(uid: string, decision: InjectDecision | undefi
     response.patch = Buffer.from(JSON.stringify(decision.patch)).toString('base64');
   } else if (decision?.kind === 'deny') {
     response.status = { status: 'Failure', code: 400, reason: 'BadRequest', message: decision.message };
-  } else if (decision?.kind === 'skip' && decision.warning) {
-    response.warnings = [decision.warning];
   }
+  if (decision?.kind !== 'deny' && decision?.warning) response.warnings = [decision.warning];
   return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
 }

@@ -205,14 +205,6 @@ export function parsePodSettings(
   const authModeValue = choice(annotations, ANNOTATIONS.authMode, ['mtls', 'jwt'] as const);
   const appPort = port(annotations, ANNOTATIONS.appPort);
   const listenPort = port(annotations, ANNOTATIONS.port);
-  // The sidecar runs as UID 65532 with no capabilities: below 1024 it binds only on nodes that lowered
-  // net.ipv4.ip_unprivileged_port_start, and elsewhere it would be admitted and then crash-loop.
-  if (listenPort !== undefined && listenPort < 1024)
-    bad(
-      ANNOTATIONS.port,
-      String(listenPort),
-      'below 1024, which the sidecar (a non-root user without capabilities) cannot bind on most nodes; pick 1024 or above, e.g. 8443',
-    );
   const allow = listValue(annotations, ANNOTATIONS.allow);
   const policyConfigMap = objectName(annotations, ANNOTATIONS.policyConfigMap);
   const outbound = listValue(annotations, ANNOTATIONS.outbound, false).map((r) => outboundRoute(r, mode));

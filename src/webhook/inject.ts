@@ -19,7 +19,7 @@ export type SkipReason =
   'not_requested' | 'opted_out' | 'already_injected' | 'host_network' | 'windows_pod' | 'protected_namespace';
 
 export type InjectDecision =
-  | { kind: 'patch'; patch: AddOperation[]; settings: PodSidecarSettings }
+  | { kind: 'patch'; patch: AddOperation[]; settings: PodSidecarSettings; warning?: string }
   | { kind: 'skip'; reason: SkipReason; warning?: string }
   | { kind: 'deny'; message: string };
 
@@ -175,6 +175,13 @@ export function decideInjection(
         ? addToObject(rawAnnotations, ['metadata', 'annotations'], ANNOTATIONS.status, 'injected')
         : addToObject(undefined, ['metadata'], 'annotations', { [ANNOTATIONS.status]: 'injected' })),
     ];
+    // The sidecar runs as UID 65532 with no capabilities: below 1024 it binds only where the node lowered
+    // net.ipv4.ip_unprivileged_port_start (containerd 2 and Docker do; containerd 1 does not). Pods that run on
+    // such nodes must go on being admitted: a warning, not a denial.
+    if (settings.port < 1024) {
+      const warning = `spiffe-sidecar: port ${settings.port} is below 1024: the sidecar (a non-root user without capabilities) binds it only on nodes whose net.ipv4.ip_unprivileged_port_start allows it; elsewhere it will not start. Prefer 1024 or above, e.g. 8443`;
+      return { kind: 'patch', patch, settings, warning };
+    }
     return { kind: 'patch', patch, settings };
   } catch (err) {
     if (!isSidecarError(err)) throw err;

@@ -145,13 +145,6 @@ export function parseWebhookOptions(raw: RawWebhookOptions): WebhookConfig {
   const port = parsePort(optional(raw, 'sidecar-port') ?? DEFAULTS['sidecar-port'].value, '--sidecar-port');
   const adminPort = parsePort(optional(raw, 'admin-port') ?? DEFAULTS['admin-port'].value, '--admin-port');
   if (port === adminPort) invalid(`--sidecar-port and --admin-port are both ${port}: give them different ports`);
-  // The injected sidecar runs as a non-root user without capabilities (annotations.ts says the same of a pod's).
-  for (const [flag, n] of [
-    ['--sidecar-port', port],
-    ['--admin-port', adminPort],
-  ] as const)
-    if (n < 1024)
-      invalid(`${flag} ${n}: below 1024, which the injected sidecar cannot bind on most nodes; pick 1024 or above`);
   const k8sIssuer = optional(raw, 'k8s-issuer') ?? DEFAULTS['k8s-issuer'].value;
   if (!/^https:\/\/[^\s,]+$/.test(k8sIssuer))
     invalid(`--k8s-issuer ${JSON.stringify(k8sIssuer)}: an https:// URL, exactly the iss of the cluster's tokens`);

@@ -176,8 +176,6 @@ describe('the inject webhook denies bad annotations with a message that names th
     ['TokenReview outside JWT mode', { 'spiffe-sidecar.io/token-review': 'true' }, /TokenReview is for jwt mode/],
     ['the sidecar port as the app port', { 'spiffe-sidecar.io/app-port': '8443' }, /port of the sidecar itself/],
     ['the admin port as the sidecar port', { 'spiffe-sidecar.io/port': '15020' }, /is the sidecar's admin port/],
-    // Run as UID 65532 without capabilities, the sidecar cannot bind it where the node keeps the default 1024.
-    ['a sidecar port below 1024', { 'spiffe-sidecar.io/port': '443' }, /port: "443": below 1024.*pick 1024 or above/],
     [
       "an outbound route on the sidecar's port",
       { 'spiffe-sidecar.io/outbound': '127.0.0.1:8443=https://o.s.svc:1,id=spiffe://td/o' },
@@ -214,6 +212,16 @@ describe('the inject webhook denies bad annotations with a message that names th
     const rest: Record<string, string> = { ...VALID };
     delete rest['spiffe-sidecar.io/allow'];
     expect(await expectDenied(rest)).toMatch(/allow or spiffe-sidecar.io\/policy-configmap is required/);
+  });
+
+  it('a sidecar port below 1024 is injected with a warning: it binds only where the node allows it', async () => {
+    const pod = deploymentPod({ ...VALID, 'spiffe-sidecar.io/port': '443' });
+    const answer = await reviewPod(webhook.port, caPem, pod);
+    expect(answer.response.allowed).toBe(true);
+    expect(answer.response.patch).toBeDefined();
+    expect(answer.response.warnings?.[0]).toMatch(/port 443 is below 1024.*ip_unprivileged_port_start/);
+    // The usual port: no warning.
+    expect((await reviewPod(webhook.port, caPem, deploymentPod(VALID))).response.warnings).toBeUndefined();
   });
 
   it('a sidecar port the app already uses, and a volume name already taken', async () => {
