@@ -15,8 +15,11 @@ export interface HeadRefusal {
     | 'unsupported_transfer_coding';
 }
 
-/** A Host value: a host name (unreserved characters) or an IP literal, and an optional port. */
-const HOST_VALUE = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+/**
+ * A Host value: a host name (unreserved characters) or an IP literal (with a zone, RFC 6874: `[fe80::1%25eth0]`),
+ * and an optional port, which may be empty (RFC 3986 `port = *DIGIT`).
+ */
+const HOST_VALUE = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\])(?::[0-9]{0,5})?$/;
 /** The authority of an absolute-form request-target (with userinfo or escapes, it matches no valid Host). */
 const ABSOLUTE_AUTHORITY = /^https?:\/\/([^/?#]*)/i;
 

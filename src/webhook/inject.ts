@@ -32,10 +32,16 @@ function hasSidecar(pod: Pod): boolean {
   return all.some((c) => c?.name === SIDECAR_CONTAINER_NAME);
 }
 
-/** Every port the pod's own containers declare. */
+/** Every TCP port the pod's own containers declare (a UDP one, such as statsd's, is no conflict for a listener). */
 function declaredPorts(pod: Pod): Set<number> {
   const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
-  return new Set(all.flatMap((c) => (Array.isArray(c?.ports) ? c.ports.map((p) => p?.containerPort) : [])));
+  return new Set(
+    all.flatMap((c) =>
+      Array.isArray(c?.ports)
+        ? c.ports.filter((p) => (p?.protocol ?? 'TCP') === 'TCP').map((p) => p?.containerPort)
+        : [],
+    ),
+  );
 }
 
 export function decideInjection(

@@ -236,6 +236,17 @@ describe('the inject webhook denies bad annotations with a message that names th
         { containers: [{ ...app, ports: [{ containerPort: 9090, protocol: 'TCP' }] }] },
       ),
     ).toMatch(/LISTEN port 9090 is declared by a container of the pod/);
+    // A UDP port of the same number (statsd's 8125, say) is no conflict for a TCP listener.
+    const udp = await reviewPod(
+      webhook.port,
+      caPem,
+      deploymentPod(
+        { ...VALID, 'spiffe-sidecar.io/outbound': '127.0.0.1:8125=https://o.s.svc:1,id=spiffe://td/o' },
+        { containers: [{ ...app, ports: [{ containerPort: 8125, protocol: 'UDP' }] }] },
+      ),
+    );
+    expect(udp.response.allowed).toBe(true);
+    expect(udp.response.patch).toBeDefined();
     expect(
       await expectDenied(VALID, {
         volumes: [{ name: 'spiffe-sidecar-workload-api', emptyDir: {} }],

@@ -90,6 +90,9 @@ describe('checkRequestHead: the Host value, and an absolute-form target', () => 
     ['unreserved characters', 'my_app-1.svc~x'],
     ['an IPv4 address', '10.0.0.1:80'],
     ['an IPv6 literal', '[::1]:8443'],
+    ['an IPv6 literal with a zone (RFC 6874)', '[fe80::1%25eth0]:8443'],
+    ['an empty port (RFC 3986: *DIGIT)', 'example.com:'],
+    ['a trailing dot and capitals', 'Orders.Example.'],
     ['empty (a target without an authority)', ''],
   ])('accepts %s', (_what, host) => {
     expect(checkRequestHead(['Host', host], 100)).toBeUndefined();
