@@ -9,7 +9,14 @@ import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { tempDir } from '../helpers/pki.js';
-import { jwtSidecarArgs, logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
+import {
+  jwtSidecarArgs,
+  logLinesSince,
+  loggedSince,
+  type Running,
+  startCli,
+  waitForEvent,
+} from '../helpers/process.js';
 
 const ISSUER = 'https://ci.example';
 let dir: { path: string; remove: () => Promise<void> };
@@ -50,9 +57,7 @@ const ignoredWarnings = (from: number) =>
 async function reload(): Promise<Record<string, unknown>[]> {
   const from = cli!.stdout().length;
   cli!.child.kill('SIGHUP');
-  await expect
-    .poll(() => logLinesSince(cli!, from).some((l) => l.event === 'jwt_bundles_updated'), { timeout: 25_000 })
-    .toBe(true);
+  await loggedSince(cli!, from, (l) => l.event === 'jwt_bundles_updated');
   return logLinesSince(cli!, from);
 }
 

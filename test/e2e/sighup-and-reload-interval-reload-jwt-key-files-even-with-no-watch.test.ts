@@ -7,7 +7,14 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EchoApp, startEchoApp } from '../helpers/echo-app.js';
 import { tempDir } from '../helpers/pki.js';
-import { jwtSidecarArgs, logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
+import {
+  jwtSidecarArgs,
+  logLinesSince,
+  loggedSince,
+  type Running,
+  startCli,
+  waitForEvent,
+} from '../helpers/process.js';
 
 const ISSUER = 'https://ci.example';
 let dir: { path: string; remove: () => Promise<void> };
@@ -56,16 +63,6 @@ function ciToken(key: Key): Promise<string> {
 
 async function status(port: number, token: string): Promise<number> {
   return (await fetch(`http://127.0.0.1:${port}/`, { headers: { authorization: `Bearer ${token}` } })).status;
-}
-
-/** Waits (on the log, never a sleep) for a line after `from` that `match` accepts. */
-async function logged(
-  cli: Running,
-  from: number,
-  match: (l: Record<string, unknown>) => boolean,
-): Promise<Record<string, unknown>> {
-  await expect.poll(() => logLinesSince(cli, from).some(match), { timeout: 25_000 }).toBe(true);
-  return logLinesSince(cli, from).find(match) as Record<string, unknown>;
 }
 
 async function startSidecar(...extra: string[]): Promise<{ cli: Running; port: number }> {
@@ -122,7 +119,7 @@ describe('with --no-watch, SIGHUP reloads the JWT key files and says so', () => 
     const from = cli.stdout().length;
     cli.child.kill('SIGHUP');
     // The one line a SIGHUP always ends with: what was reloaded (or why nothing was).
-    const summary = await logged(cli, from, (l) => l.event === 'reload_done' || l.event === 'reload_ignored');
+    const summary = await loggedSince(cli, from, (l) => l.event === 'reload_done' || l.event === 'reload_ignored');
     expect(summary).toMatchObject({ event: 'reload_done', trigger: 'SIGHUP' });
     expect(summary.files).toEqual(expect.arrayContaining(['--jwt-bundle-file', '--jwt-jwks']));
     expect(String(summary.msg)).not.toContain('SPIRE');
@@ -149,7 +146,7 @@ describe('with --no-watch, --reload-interval reloads the JWT key files', () => {
     const from = cli.stdout().length;
     const next = await rotate();
     for (const td of ['example.org', 'ci']) {
-      await logged(
+      await loggedSince(
         cli,
         from,
         (l) =>
@@ -175,7 +172,7 @@ describe('with --no-watch, a token naming a key not yet read re-reads the --jwt-
     const from = cli.stdout().length;
     // No signal, no interval, no watcher: only the key miss re-reads the file, before this request is judged.
     expect(await status(s.port, await ciToken(next.ci))).toBe(200);
-    await logged(cli, from, (l) => l.event === 'jwt_bundles_updated' && l.trigger === 'key_miss');
+    await loggedSince(cli, from, (l) => l.event === 'jwt_bundles_updated' && l.trigger === 'key_miss');
 
     // Within the cool-down, another unknown key is refused at once: no second re-read.
     const third = await rotate();

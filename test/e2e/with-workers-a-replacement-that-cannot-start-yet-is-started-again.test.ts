@@ -8,20 +8,10 @@ import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { createDevCa } from '../../src/certs/dev-ca.js';
 import { servingFiles } from '../helpers/pki.js';
-import { fileModeArgs, logLinesSince, type Running, startCli, waitForEvent } from '../helpers/process.js';
+import { fileModeArgs, logLinesSince, loggedSince, startCli, waitForEvent } from '../helpers/process.js';
 import { useWorkspace } from '../helpers/workspace.js';
 
 const ws = useWorkspace();
-
-/** The first line after `from` characters of stdout that `match` accepts, once it is there. */
-async function loggedSince(
-  cli: Running,
-  from: number,
-  match: (l: Record<string, unknown>) => boolean,
-): Promise<Record<string, unknown>> {
-  await expect.poll(() => logLinesSince(cli, from).some(match), { timeout: 20_000 }).toBe(true);
-  return logLinesSince(cli, from).find(match) as Record<string, unknown>;
-}
 
 async function readyz(port: number): Promise<number> {
   return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;

@@ -87,6 +87,25 @@ export function logLinesSince(running: Running, from: number): Record<string, un
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/**
+ * The first JSON log line after `from` characters of stdout that `match` accepts, once it is there (waited for
+ * on the log, never a sleep); rejects after `timeoutMs`.
+ */
+export async function loggedSince(
+  running: Running,
+  from: number,
+  match: (line: Record<string, unknown>) => boolean,
+  timeoutMs = 25_000,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = logLinesSince(running, from).find(match);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no matching log line within ${timeoutMs} ms after offset ${from}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /** Resolves once the process logged a JSON line with this event; rejects if it exits first. */
 export function waitForEvent(running: Running, event: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
   return waitForLine(running, (l) => l.event === event, timeoutMs, `"${event}"`);
